@@ -1,0 +1,271 @@
+//! The platform layer: the only code in oxalloc that talks to the kernel or libc.
+//!
+//! Everything above this crate is written against these few functions, so a port
+//! to another OS (Windows `VirtualAlloc`/`VirtualFree`, macOS `mach_vm_*`) replaces this
+//! file and nothing else. Memory calls go straight to the kernel through `rustix`'s
+//! raw Linux backend; libc is used only for what the kernel cannot do for us
+//! (`pthread` keys and `atfork`, `errno`, `environ`).
+//!
+//! # Contracts
+//! * Nothing here allocates on the heap. This code runs *inside* `malloc`, so a call
+//!   that allocates would recurse into the allocator.
+//! * Lengths and addresses passed to the memory functions are multiples of
+//!   [`PAGE_SIZE`]; the `unsafe` ones state what else they need.
+//! * Failures are values (`None`, `false`), never panics: the caller decides.
+#![no_std]
+
+use core::ffi::{c_void, CStr};
+use core::ptr::{self, NonNull};
+use core::sync::atomic::AtomicU32;
+use rustix::mm::{Advice, MapFlags, MprotectFlags, MremapFlags, ProtFlags};
+
+/// The page size the allocator plans with. x86-64 and the usual aarch64 kernels use
+/// 4 KiB pages; a kernel with larger pages still works, it only purges less precisely.
+pub const PAGE_SIZE: usize = 4096;
+
+/// Maps `len` bytes of fresh, zeroed, read-write memory, or `None` when the kernel
+/// refuses (for example under `ulimit -v`).
+///
+/// `MAP_NORESERVE`: address space is reserved, physical pages arrive on first touch, so
+/// a mapping costs resident memory only for what the program really uses.
+pub fn map(len: usize) -> Option<NonNull<u8>> {
+    debug_assert!(len > 0 && len % PAGE_SIZE == 0);
+    // SAFETY: a null hint lets the kernel choose the address, so no existing mapping
+    // can be replaced; an anonymous private mapping has no other preconditions.
+    let p = unsafe {
+        rustix::mm::mmap_anonymous(
+            ptr::null_mut(),
+            len,
+            ProtFlags::READ | ProtFlags::WRITE,
+            MapFlags::PRIVATE | MapFlags::NORESERVE,
+        )
+    };
+    p.ok().and_then(|p| NonNull::new(p.cast()))
+}
+
+/// Maps `len` bytes aligned to `align` (a power of two, at least a page).
+///
+/// Maps `len + align - PAGE_SIZE` and unmaps the unaligned head and the tail, the usual
+/// way to get alignment from `mmap`, which only promises page alignment.
+pub fn map_aligned(len: usize, align: usize) -> Option<NonNull<u8>> {
+    debug_assert!(align.is_power_of_two() && align >= PAGE_SIZE);
+    let over = len.checked_add(align - PAGE_SIZE)?;
+    let base = map(over)?.as_ptr() as usize;
+    let start = (base + align - 1) & !(align - 1);
+    let head = start - base;
+    let tail = over - head - len;
+    // SAFETY: both ranges lie inside the mapping made just above and hold nothing yet.
+    unsafe {
+        if head > 0 {
+            unmap(base as *mut u8, head);
+        }
+        if tail > 0 {
+            unmap((start + len) as *mut u8, tail);
+        }
+    }
+    NonNull::new(start as *mut u8)
+}
+
+/// Gives a mapping back to the kernel.
+///
+/// # Safety
+/// `[ptr, ptr+len)` was mapped by [`map`]/[`map_aligned`] and holds no live object.
+pub unsafe fn unmap(ptr: *mut u8, len: usize) {
+    // SAFETY: caller's contract. A failure (EINVAL on a bad range) leaks address
+    // space but cannot corrupt memory, so it is ignored.
+    let _ = unsafe { rustix::mm::munmap(ptr.cast(), len) };
+}
+
+/// Returns the physical pages behind the range to the kernel; the range stays mapped
+/// and reads back as zeroes. `MADV_DONTNEED` rather than `MADV_FREE`: resident memory
+/// drops at once (users watch RSS) and the pages are known to be zero afterwards,
+/// which lets `calloc` skip its memset. See `madvise(2)`.
+///
+/// # Safety
+/// The range is page aligned, mapped by us, and holds no live object.
+pub unsafe fn discard(ptr: *mut u8, len: usize) -> bool {
+    // SAFETY: caller's contract; MADV_DONTNEED never unmaps or moves the range.
+    unsafe { rustix::mm::madvise(ptr.cast(), len, Advice::LinuxDontNeed).is_ok() }
+}
+
+/// Makes a range inaccessible (`PROT_NONE`) or read-write again.
+///
+/// # Safety
+/// The range is page aligned and mapped by us; no live object in it is used while it
+/// is inaccessible.
+pub unsafe fn protect(ptr: *mut u8, len: usize, accessible: bool) -> bool {
+    let flags = if accessible {
+        MprotectFlags::READ | MprotectFlags::WRITE
+    } else {
+        MprotectFlags::empty()
+    };
+    // SAFETY: caller's contract.
+    unsafe { rustix::mm::mprotect(ptr.cast(), len, flags).is_ok() }
+}
+
+/// Grows or shrinks a mapping without moving it (`mremap` without `MREMAP_MAYMOVE`).
+/// Returns false when the pages after it are taken; nothing changed then.
+///
+/// # Safety
+/// `[ptr, ptr+old_len)` is one mapping of ours; on shrinking, the cut tail holds no
+/// live object.
+pub unsafe fn resize_in_place(ptr: *mut u8, old_len: usize, new_len: usize) -> bool {
+    // SAFETY: caller's contract; without MAYMOVE the kernel never moves the mapping.
+    unsafe {
+        rustix::mm::mremap(ptr.cast(), old_len, new_len, MremapFlags::empty())
+            .map(|p| p == ptr.cast::<c_void>())
+            .unwrap_or(false)
+    }
+}
+
+/// Monotonic clock in nanoseconds (vDSO, no system call on x86-64).
+pub fn now_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    (t.tv_sec as u64).wrapping_mul(1_000_000_000).wrapping_add(t.tv_nsec as u64)
+}
+
+/// 64 random bits from the kernel, or a clock-derived value if `getrandom` fails.
+pub fn random_u64() -> u64 {
+    let mut buf = [0u8; 8];
+    match rustix::rand::getrandom(&mut buf, rustix::rand::GetRandomFlags::NONBLOCK) {
+        Ok(_) => u64::from_ne_bytes(buf),
+        Err(_) => now_ns().wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (thread_id() as u64),
+    }
+}
+
+/// The kernel's id of the calling thread.
+pub fn thread_id() -> u32 {
+    rustix::thread::gettid().as_raw_nonzero().get() as u32
+}
+
+/// The process id.
+pub fn process_id() -> u32 {
+    rustix::process::getpid().as_raw_nonzero().get() as u32
+}
+
+/// Writes all of `bytes` to file descriptor `fd`, retrying short writes; errors are
+/// dropped (there is nowhere left to report them).
+pub fn write_fd(fd: i32, mut bytes: &[u8]) {
+    // SAFETY: `fd` is only borrowed for the duration of the call; a closed or invalid
+    // descriptor makes write(2) fail with EBADF, which ends the loop.
+    let fd = unsafe { rustix::fd::BorrowedFd::borrow_raw(fd) };
+    while !bytes.is_empty() {
+        match rustix::io::write(fd, bytes) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => bytes = &bytes[n..],
+        }
+    }
+}
+
+/// Writes to standard error.
+pub fn write_stderr(bytes: &[u8]) {
+    write_fd(2, bytes);
+}
+
+/// Creates (or truncates) a file for writing and returns its descriptor.
+pub fn create_file(path: &CStr) -> Option<rustix::fd::OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    rustix::fs::open(
+        path,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o644),
+    )
+    .ok()
+}
+
+/// Peak resident set size of this process in bytes (`getrusage`).
+pub fn peak_rss_bytes() -> u64 {
+    let u = rustix::process::getrusage(rustix::process::UsageWho::Self_);
+    (u.r_maxrss as u64) * 1024
+}
+
+/// Sleeps until `word` no longer holds `expected` (or a spurious wake-up).
+pub fn futex_wait(word: &AtomicU32, expected: u32) {
+    use rustix::thread::futex;
+    let _ = futex::wait(word, futex::Flags::PRIVATE, expected, None);
+}
+
+/// Wakes one thread sleeping on `word`.
+pub fn futex_wake_one(word: &AtomicU32) {
+    use rustix::thread::futex;
+    let _ = futex::wake(word, futex::Flags::PRIVATE, 1);
+}
+
+/// Gives the rest of the time slice to another thread.
+pub fn yield_now() {
+    rustix::thread::sched_yield();
+}
+
+/// Sets the calling thread's `errno`.
+pub fn set_errno(code: i32) {
+    // SAFETY: __errno_location returns a valid pointer to this thread's errno.
+    unsafe { *libc::__errno_location() = code };
+}
+
+/// `ENOMEM`, for the C layer.
+pub const ENOMEM: i32 = libc::ENOMEM;
+/// `EINVAL`, for the C layer.
+pub const EINVAL: i32 = libc::EINVAL;
+
+/// Ends the process with SIGABRT, without running exit handlers.
+pub fn abort() -> ! {
+    // SAFETY: abort(3) has no preconditions and does not return.
+    unsafe { libc::abort() }
+}
+
+extern "C" {
+    static environ: *const *const libc::c_char;
+}
+
+/// Looks up an environment variable by walking the raw `environ` array.
+///
+/// `std::env` allocates and `getenv` is not safe to call from inside malloc on every
+/// libc, so we read the array libc was given at start-up. The returned slice lives as
+/// long as the program does not change that variable.
+pub fn env_var(name: &[u8]) -> Option<&'static [u8]> {
+    // SAFETY: `environ` is a libc global: null or a null-terminated array of pointers
+    // to NUL-terminated strings. We only read it.
+    let mut entry = unsafe { environ };
+    if entry.is_null() {
+        return None;
+    }
+    loop {
+        // SAFETY: `entry` points into the array and the array ends with a null entry,
+        // which stops the loop before we read past it.
+        let s = unsafe { *entry };
+        if s.is_null() {
+            return None;
+        }
+        // SAFETY: every non-null entry is a NUL-terminated string owned by libc.
+        let bytes = unsafe { CStr::from_ptr(s) }.to_bytes();
+        if bytes.len() > name.len() && bytes.starts_with(name) && bytes[name.len()] == b'=' {
+            return Some(&bytes[name.len() + 1..]);
+        }
+        // SAFETY: the current entry was not the terminator, so the next one exists.
+        entry = unsafe { entry.add(1) };
+    }
+}
+
+/// A `pthread` key whose destructor runs when a thread exits.
+///
+/// Used to learn about thread exit without Rust's `thread_local!` destructors, which
+/// register through `__cxa_thread_atexit_impl` and may call `calloc` on glibc.
+pub fn thread_key_create(dtor: unsafe extern "C" fn(*mut c_void)) -> Option<u32> {
+    let mut key: libc::pthread_key_t = 0;
+    // SAFETY: `key` is a valid out-pointer; the destructor is a plain C function.
+    let rc = unsafe { libc::pthread_key_create(&mut key, Some(dtor)) };
+    (rc == 0).then_some(key)
+}
+
+/// Attaches `value` to `key` for the calling thread, so the key's destructor sees it.
+/// glibc stores the first 32 keys in the thread descriptor; later keys may allocate.
+pub fn thread_key_set(key: u32, value: *mut c_void) -> bool {
+    // SAFETY: `key` came from `thread_key_create`.
+    unsafe { libc::pthread_setspecific(key, value) == 0 }
+}
+
+/// Registers fork handlers (`pthread_atfork`).
+pub fn atfork(prepare: extern "C" fn(), parent: extern "C" fn(), child: extern "C" fn()) -> bool {
+    // SAFETY: the handlers are plain C functions that live for the whole program.
+    unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) == 0 }
+}
