@@ -173,10 +173,41 @@ pub fn create_file(path: &CStr) -> Option<rustix::fd::OwnedFd> {
     .ok()
 }
 
+pub use rustix::fd::{AsRawFd, OwnedFd};
+
+/// Creates (or truncates) a file of `len` bytes and maps it shared and writable, so
+/// another process can read what we store in it. The descriptor is closed again.
+pub fn map_shared_file(path: &CStr, len: usize) -> Option<NonNull<u8>> {
+    use rustix::fs::{Mode, OFlags};
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDWR | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o644),
+    )
+    .ok()?;
+    rustix::fs::ftruncate(&fd, len as u64).ok()?;
+    // SAFETY: a null hint lets the kernel choose the address; the file is ours and
+    // `len` long, so the shared mapping covers only what we created.
+    let p = unsafe {
+        rustix::mm::mmap(
+            ptr::null_mut(),
+            len,
+            ProtFlags::READ | ProtFlags::WRITE,
+            MapFlags::SHARED,
+            &fd,
+            0,
+        )
+    };
+    p.ok().and_then(|p| NonNull::new(p.cast()))
+}
+
 /// Peak resident set size of this process in bytes (`getrusage`).
 pub fn peak_rss_bytes() -> u64 {
-    let u = rustix::process::getrusage(rustix::process::UsageWho::Self_);
-    (u.r_maxrss as u64) * 1024
+    // SAFETY: all-zero is a valid `rusage`, and getrusage only writes into it.
+    let mut u: libc::rusage = unsafe { core::mem::zeroed() };
+    // SAFETY: `u` is a valid out-pointer.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    (u.ru_maxrss as u64) * 1024
 }
 
 /// Sleeps until `word` no longer holds `expected` (or a spurious wake-up).

@@ -1,0 +1,80 @@
+//! liboxalloc: the C malloc family, exported for `LD_PRELOAD`, C and assembly.
+//!
+//! Forwarders only: every function calls `oxalloc_core::api`, where the C semantics
+//! live and are tested. The unprefixed names replace libc's allocator; the `ox_`
+//! names are for programs that want oxalloc next to another malloc.
+#![allow(clippy::missing_safety_doc)]
+
+use core::ffi::c_void;
+use oxalloc_core::api;
+
+macro_rules! export {
+    ($( $(#[$m:meta])* fn $name:ident / $ox:ident ( $($arg:ident : $t:ty),* ) $(-> $ret:ty)? => $body:expr; )*) => {
+        $(
+            $(#[$m])*
+            #[unsafe(no_mangle)]
+            pub unsafe extern "C" fn $name($($arg: $t),*) $(-> $ret)? {
+                #[allow(unused_unsafe)]
+                // SAFETY: the C contract of this function is the caller's (pointers
+                // come from this allocator or are null; out-pointers are valid).
+                unsafe { $body }
+            }
+            $(#[$m])*
+            #[unsafe(no_mangle)]
+            pub unsafe extern "C" fn $ox($($arg: $t),*) $(-> $ret)? {
+                #[allow(unused_unsafe)]
+                // SAFETY: as above.
+                unsafe { $body }
+            }
+        )*
+    };
+}
+
+export! {
+    /// `malloc(3)`.
+    fn malloc / ox_malloc(size: usize) -> *mut c_void => api::malloc(size).cast();
+    /// `free(3)`.
+    fn free / ox_free(p: *mut c_void) => api::free(p.cast());
+    /// `calloc(3)`.
+    fn calloc / ox_calloc(n: usize, size: usize) -> *mut c_void => api::calloc(n, size).cast();
+    /// `realloc(3)`.
+    fn realloc / ox_realloc(p: *mut c_void, size: usize) -> *mut c_void => api::realloc(p.cast(), size).cast();
+    /// `reallocarray(3)`.
+    fn reallocarray / ox_reallocarray(p: *mut c_void, n: usize, size: usize) -> *mut c_void =>
+        api::reallocarray(p.cast(), n, size).cast();
+    /// `aligned_alloc(3)`.
+    fn aligned_alloc / ox_aligned_alloc(align: usize, size: usize) -> *mut c_void =>
+        api::aligned_alloc(align, size).cast();
+    /// `posix_memalign(3)`.
+    fn posix_memalign / ox_posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> i32 =>
+        api::posix_memalign(out.cast(), align, size);
+    /// `memalign(3)`.
+    fn memalign / ox_memalign(align: usize, size: usize) -> *mut c_void => api::memalign(align, size).cast();
+    /// `valloc(3)`.
+    fn valloc / ox_valloc(size: usize) -> *mut c_void => api::valloc(size).cast();
+    /// `pvalloc(3)`.
+    fn pvalloc / ox_pvalloc(size: usize) -> *mut c_void => api::pvalloc(size).cast();
+    /// `malloc_usable_size(3)`.
+    fn malloc_usable_size / ox_malloc_usable_size(p: *mut c_void) -> usize => api::malloc_usable_size(p.cast());
+    /// `malloc_trim(3)`.
+    fn malloc_trim / ox_malloc_trim(pad: usize) -> i32 => api::malloc_trim(pad);
+    /// `mallinfo2(3)`.
+    fn mallinfo2 / ox_mallinfo2() -> api::Mallinfo2 => api::mallinfo2();
+    /// C23 `free_sized`.
+    fn free_sized / ox_free_sized(p: *mut c_void, size: usize) => api::free_sized(p.cast(), size);
+    /// C23 `free_aligned_sized`.
+    fn free_aligned_sized / ox_free_aligned_sized(p: *mut c_void, align: usize, size: usize) =>
+        api::free_aligned_sized(p.cast(), align, size);
+}
+
+/// Prints allocator statistics on stderr.
+#[unsafe(no_mangle)]
+pub extern "C" fn ox_stats_print() {
+    api::stats_print();
+}
+
+/// Writes allocator statistics as JSON to a file descriptor.
+#[unsafe(no_mangle)]
+pub extern "C" fn ox_stats_json(fd: i32) {
+    oxalloc_core::stats::write_json(fd);
+}

@@ -1,0 +1,245 @@
+//! The C allocation API's semantics, kept apart from the export layer so they can be
+//! tested: errno values, overflow checks, alignment rules, `malloc(0)`, `realloc(p, 0)`.
+//!
+//! Follows glibc where the C standard leaves a choice, since programs are tested
+//! against it: `malloc(0)` returns a unique pointer, `realloc(p, 0)` frees `p` and returns
+//! null, `memalign` rounds a non-power-of-two alignment up.
+#![allow(unsafe_code)]
+
+use crate::heap;
+use oxalloc_sys::{set_errno, EINVAL, ENOMEM, PAGE_SIZE};
+
+/// Largest request we try: anything above cannot be mapped in a 47-bit address space,
+/// and refusing early keeps size arithmetic far from overflow.
+const MAX_REQUEST: usize = 1 << 46;
+
+#[inline]
+fn enomem<T>(v: T) -> T {
+    set_errno(ENOMEM);
+    v
+}
+
+/// `malloc`: null with `errno = ENOMEM` when out of memory.
+#[inline]
+pub fn malloc(size: usize) -> *mut u8 {
+    if size > MAX_REQUEST {
+        return enomem(core::ptr::null_mut());
+    }
+    let p = heap::alloc(size);
+    if p.is_null() {
+        set_errno(ENOMEM);
+    }
+    p
+}
+
+/// `calloc`: zeroed; `n * size` overflow gives null with `ENOMEM`.
+pub fn calloc(n: usize, size: usize) -> *mut u8 {
+    match n.checked_mul(size) {
+        Some(total) if total <= MAX_REQUEST => {
+            let p = heap::alloc_zeroed(total, 16);
+            if p.is_null() {
+                set_errno(ENOMEM);
+            }
+            p
+        }
+        _ => enomem(core::ptr::null_mut()),
+    }
+}
+
+/// `free`: null is a no-op; pointers that are not ours are ignored.
+///
+/// # Safety
+/// `p` is null or a live block from this allocator.
+#[inline]
+pub unsafe fn free(p: *mut u8) {
+    // SAFETY: caller's contract (null maps to no segment and is ignored).
+    unsafe { heap::free(p) }
+}
+
+/// `realloc`: `realloc(NULL, n)` is `malloc(n)`; `realloc(p, 0)` frees and returns
+/// null (glibc); on failure `p` is untouched and `errno = ENOMEM`.
+///
+/// # Safety
+/// `p` is null or a live block from this allocator.
+pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
+    if p.is_null() {
+        return malloc(size);
+    }
+    if size == 0 {
+        // SAFETY: caller's contract.
+        unsafe { heap::free(p) };
+        return core::ptr::null_mut();
+    }
+    if size > MAX_REQUEST {
+        return enomem(core::ptr::null_mut());
+    }
+    // SAFETY: caller's contract.
+    if unsafe { heap::usable_size(p) } == 0 {
+        // Not ours: we cannot know how much to copy, so refuse rather than guess.
+        crate::stats::verbose("oxalloc: realloc of a pointer that is not ours\n");
+        return enomem(core::ptr::null_mut());
+    }
+    // SAFETY: caller's contract.
+    let q = unsafe { heap::realloc(p, size) };
+    if q.is_null() {
+        set_errno(ENOMEM);
+    }
+    q
+}
+
+/// `reallocarray`: `realloc(p, n * size)` with an overflow check.
+///
+/// # Safety
+/// As for [`realloc`].
+pub unsafe fn reallocarray(p: *mut u8, n: usize, size: usize) -> *mut u8 {
+    match n.checked_mul(size) {
+        // SAFETY: caller's contract.
+        Some(total) => unsafe { realloc(p, total) },
+        None => enomem(core::ptr::null_mut()),
+    }
+}
+
+/// Aligned allocation; `align` must already be a valid power of two.
+fn alloc_aligned(align: usize, size: usize) -> *mut u8 {
+    if size > MAX_REQUEST || align > MAX_REQUEST {
+        return core::ptr::null_mut();
+    }
+    heap::alloc_aligned(size, align)
+}
+
+/// `aligned_alloc` (C11): any power-of-two alignment; otherwise null with `EINVAL`.
+pub fn aligned_alloc(align: usize, size: usize) -> *mut u8 {
+    if !align.is_power_of_two() {
+        set_errno(EINVAL);
+        return core::ptr::null_mut();
+    }
+    let p = alloc_aligned(align, size);
+    if p.is_null() {
+        set_errno(ENOMEM);
+    }
+    p
+}
+
+/// `posix_memalign`: returns `EINVAL` unless `align` is a power of two and a multiple
+/// of `sizeof(void *)`, `ENOMEM` when out of memory; `errno` is left alone.
+///
+/// # Safety
+/// `out` is valid for a pointer write.
+pub unsafe fn posix_memalign(out: *mut *mut u8, align: usize, size: usize) -> i32 {
+    if !align.is_power_of_two() || align % core::mem::size_of::<usize>() != 0 {
+        return EINVAL;
+    }
+    let p = alloc_aligned(align, size);
+    if p.is_null() {
+        return ENOMEM;
+    }
+    // SAFETY: caller's contract.
+    unsafe { out.write(p) };
+    0
+}
+
+/// `memalign`: like glibc, an alignment that is not a power of two is rounded up.
+pub fn memalign(align: usize, size: usize) -> *mut u8 {
+    let Some(align) = align.max(1).checked_next_power_of_two() else {
+        set_errno(EINVAL);
+        return core::ptr::null_mut();
+    };
+    let p = alloc_aligned(align, size);
+    if p.is_null() {
+        set_errno(ENOMEM);
+    }
+    p
+}
+
+/// `valloc`: page aligned.
+pub fn valloc(size: usize) -> *mut u8 {
+    memalign(PAGE_SIZE, size)
+}
+
+/// `pvalloc`: page aligned, size rounded up to whole pages (one page for 0).
+pub fn pvalloc(size: usize) -> *mut u8 {
+    match size.max(1).checked_next_multiple_of(PAGE_SIZE) {
+        Some(n) => memalign(PAGE_SIZE, n),
+        None => enomem(core::ptr::null_mut()),
+    }
+}
+
+/// `malloc_usable_size`: 0 for null or a pointer that is not ours.
+///
+/// # Safety
+/// `p` is null or a live block from this allocator.
+pub unsafe fn malloc_usable_size(p: *mut u8) -> usize {
+    // SAFETY: caller's contract.
+    unsafe { heap::usable_size(p) }
+}
+
+/// `malloc_trim`: gives cached free memory back to the OS now; 1 if any was released.
+pub fn malloc_trim(_pad: usize) -> i32 {
+    (heap::trim() > 0) as i32
+}
+
+/// glibc's `struct mallinfo2`.
+#[repr(C)]
+#[derive(Default, Debug, Clone, Copy)]
+pub struct Mallinfo2 {
+    /// Non-mmapped space allocated (bytes): our segments' mapped bytes.
+    pub arena: usize,
+    /// Number of free chunks: unused.
+    pub ordblks: usize,
+    /// Number of free fastbin blocks: unused.
+    pub smblks: usize,
+    /// Number of mmapped regions: huge blocks.
+    pub hblks: usize,
+    /// Space in mmapped regions.
+    pub hblkhd: usize,
+    /// Maximum total allocated space: peak in-use bytes.
+    pub usmblks: usize,
+    /// Space in freed fastbin blocks: unused.
+    pub fsmblks: usize,
+    /// Total allocated space: bytes in live small blocks plus large and huge spans.
+    pub uordblks: usize,
+    /// Total free space: mapped but not in use.
+    pub fordblks: usize,
+    /// Top-most releasable space: free pages not yet purged.
+    pub keepcost: usize,
+}
+
+/// `mallinfo2`, from our counters.
+pub fn mallinfo2() -> Mallinfo2 {
+    use core::sync::atomic::Ordering::Relaxed;
+    let g = &crate::stats::GLOBAL;
+    let mapped = g.mapped_bytes.load(Relaxed) as usize;
+    let in_use = g.in_use_bytes.load(Relaxed) as usize;
+    Mallinfo2 {
+        arena: mapped,
+        hblks: g.huge_count.load(Relaxed) as usize,
+        usmblks: g.peak_in_use_bytes.load(Relaxed) as usize,
+        uordblks: in_use,
+        fordblks: mapped.saturating_sub(in_use),
+        keepcost: g.cached_bytes.load(Relaxed) as usize,
+        ..Mallinfo2::default()
+    }
+}
+
+/// `free_sized`: C23; the size is a hint we do not need.
+///
+/// # Safety
+/// As for [`free`].
+pub unsafe fn free_sized(p: *mut u8, _size: usize) {
+    // SAFETY: caller's contract.
+    unsafe { heap::free(p) }
+}
+
+/// `free_aligned_sized`: C23.
+///
+/// # Safety
+/// As for [`free`].
+pub unsafe fn free_aligned_sized(p: *mut u8, _align: usize, _size: usize) {
+    // SAFETY: caller's contract.
+    unsafe { heap::free(p) }
+}
+
+/// Prints the statistics summary on stderr.
+pub fn stats_print() {
+    crate::stats::print_summary();
+}

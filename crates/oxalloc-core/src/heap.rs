@@ -1,0 +1,757 @@
+//! Thread heaps: the malloc and free fast paths, and their slow paths.
+//!
+//! Each thread owns one [`Heap`]: for every size class a *current* span it allocates
+//! from and a list of *partial* spans with free blocks. A span that runs out of blocks
+//! leaves the lists (`full`); the next free into it brings it back. All of this is
+//! touched by the owning thread only, so the fast paths take no lock and do no atomic
+//! read-modify-write:
+//!
+//! * `alloc_small`: pop the current span's free list (load, test, two stores).
+//! * `free`: segment-map check, mask to the segment, find the span, compare its owner
+//!   with this thread's heap, push.
+//!
+//! Blocks freed by *other* threads go on the owner's `remote` stack (an atomic
+//! push-only list), which the owner drains on its slow path: one CAS per remote free,
+//! one swap per drain. A span whose every block is free goes back to the central pool,
+//! except the current one, which stays as a cache.
+//!
+//! Large blocks (64 KiB .. 1 MiB) are whole spans from the central pool, and huge ones
+//! (1 MiB and up) have a mapping of their own (`huge.rs`); neither belongs to a heap.
+#![allow(unsafe_code)]
+
+use crate::central::CENTRAL;
+use crate::huge;
+use crate::segment::{
+    Block, Owner, Segment, Span, SpanKind, EMPTY_SPAN, HUGE_THRESHOLD, MAX_ALIGN, SEGMENT_MAP,
+    SLICE_SIZE,
+};
+use crate::size_class::{SizeClass, MAX_SMALL, NUM_CLASSES};
+use crate::stats::{self, HeapStats, GLOBAL, HUGE_SLOT, LARGE_SLOT};
+use crate::tls;
+use core::ptr;
+use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, Ordering};
+
+/// Bytes carved from a span's fresh area at a time: one page, so a span costs resident
+/// memory only as fast as it is used.
+const CARVE_BYTES: usize = 4096;
+/// After this many fresh spans, a heap spends a moment collecting abandoned heaps.
+const COLLECT_EVERY: u32 = 32;
+
+/// One size class of a heap.
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct Bin {
+    /// The span allocations come from; `EMPTY_SPAN` when there is none.
+    pub current: *mut Span,
+    /// Other spans of this class that have free blocks.
+    pub partial: *mut Span,
+}
+
+/// A thread's heap. Never freed: when its thread exits it is abandoned and later
+/// adopted, whole, by a new thread.
+#[repr(C)]
+pub struct Heap {
+    /// One bin per size class.
+    pub bins: [Bin; NUM_CLASSES],
+    /// Blocks freed by other threads, pushed atomically, drained by the owner.
+    pub remote: *mut Block,
+    /// Counters written by the owner.
+    pub stats: HeapStats,
+    /// Fresh spans taken, for the periodic collection of abandoned heaps.
+    pub fresh_spans: u32,
+    /// Sequence number, for reports.
+    pub id: u64,
+    /// Kernel thread id of the current owner (atomic: reporters read it).
+    pub tid: u64,
+    /// 1 while no thread owns the heap (atomic).
+    pub abandoned: u8,
+    /// Registry: every heap ever made (atomic: reporters walk it without the lock).
+    pub next_all: *mut Heap,
+    /// Registry: abandoned heaps (under the registry lock).
+    pub next_abandoned: *mut Heap,
+}
+
+/// The heap of threads that have not allocated yet. All bins point to `EMPTY_SPAN`,
+/// so the fast path falls through to the slow path, which sets up a real heap. Never
+/// written (it may live in read-only memory).
+pub static EMPTY_HEAP: Heap = Heap {
+    bins: [Bin { current: (&raw const EMPTY_SPAN).cast_mut(), partial: ptr::null_mut() }; NUM_CLASSES],
+    remote: ptr::null_mut(),
+    stats: HeapStats { allocs: [0; NUM_CLASSES + 2], frees: [0; NUM_CLASSES + 2] },
+    fresh_spans: 0,
+    id: 0,
+    tid: 0,
+    abandoned: 0,
+    next_all: ptr::null_mut(),
+    next_abandoned: ptr::null_mut(),
+};
+
+// SAFETY: a heap is touched by its owning thread only, except the fields documented
+// as atomic, which are accessed through atomics.
+unsafe impl Sync for Heap {}
+
+#[inline(always)]
+fn empty_span() -> *mut Span {
+    (&raw const EMPTY_SPAN).cast_mut()
+}
+
+/// Whether `h` is the placeholder heap of a thread without one.
+#[inline(always)]
+pub fn is_empty_heap(h: *mut Heap) -> bool {
+    ptr::eq(h, &EMPTY_HEAP)
+}
+
+impl Heap {
+    /// Prepares a zeroed heap record for use.
+    ///
+    /// # Safety
+    /// `h` points to writable, zeroed memory for a `Heap` that no one else uses.
+    pub unsafe fn init(h: *mut Heap, id: u64) {
+        // SAFETY: caller's contract.
+        unsafe {
+            for i in 0..NUM_CLASSES {
+                (*h).bins[i] = Bin { current: empty_span(), partial: ptr::null_mut() };
+            }
+            (*h).id = id;
+        }
+    }
+
+    /// (id, owner tid, abandoned) for reports.
+    ///
+    /// # Safety
+    /// `h` is a heap from the registry.
+    pub unsafe fn identity(h: *mut Heap) -> (u64, u64, bool) {
+        // SAFETY: caller's contract; tid and abandoned are read atomically, id never
+        // changes after the heap is published.
+        unsafe {
+            let tid = AtomicU64::from_ptr(&raw mut (*h).tid).load(Ordering::Relaxed);
+            let ab = AtomicU8::from_ptr(&raw mut (*h).abandoned).load(Ordering::Relaxed);
+            ((*h).id, tid, ab != 0)
+        }
+    }
+
+    /// Records the owning thread (0 with `abandoned`).
+    ///
+    /// # Safety
+    /// `h` is a heap from the registry that the caller owns.
+    pub unsafe fn set_owner(h: *mut Heap, tid: u32, abandoned: bool) {
+        // SAFETY: caller's contract; both fields are written atomically.
+        unsafe {
+            AtomicU64::from_ptr(&raw mut (*h).tid).store(tid as u64, Ordering::Relaxed);
+            AtomicU8::from_ptr(&raw mut (*h).abandoned).store(abandoned as u8, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The bin of class `c`.
+///
+/// # Safety
+/// `h` is a valid heap and `c` a valid class.
+#[inline(always)]
+unsafe fn bin(h: *mut Heap, c: usize) -> *mut Bin {
+    debug_assert!(c < NUM_CLASSES);
+    // SAFETY: caller's contract: c < NUM_CLASSES.
+    unsafe { (&raw mut (*h).bins).cast::<Bin>().add(c) }
+}
+
+// ---------------------------------------------------------------------------------
+// Allocation
+// ---------------------------------------------------------------------------------
+
+/// Allocates `size` bytes, 16-byte aligned. Null when the OS refuses memory.
+#[inline]
+pub fn alloc(size: usize) -> *mut u8 {
+    if size <= MAX_SMALL {
+        // SAFETY: tls::heap() is this thread's heap (or the empty placeholder) and
+        // the class is valid.
+        unsafe { alloc_small(tls::heap(), SizeClass::of(size)) }
+    } else {
+        alloc_large(size, 16)
+    }
+}
+
+/// Allocates `size` bytes aligned to `align` (a power of two).
+pub fn alloc_aligned(size: usize, align: usize) -> *mut u8 {
+    if align <= 16 {
+        return alloc(size);
+    }
+    if align <= SLICE_SIZE {
+        if let Some(c) = SizeClass::aligned(size, align) {
+            // SAFETY: as in `alloc`; blocks of a class that is a multiple of `align`
+            // are aligned because spans start on 64 KiB boundaries.
+            return unsafe { alloc_small(tls::heap(), c) };
+        }
+    }
+    alloc_large(size, align)
+}
+
+/// The allocation fast path: pop the current span's free list.
+///
+/// # Safety
+/// `heap` is the calling thread's heap (or `EMPTY_HEAP`) and `c` a valid class.
+#[inline(always)]
+pub unsafe fn alloc_small(heap: *mut Heap, c: SizeClass) -> *mut u8 {
+    // SAFETY: caller's contract. The current span is the empty sentinel (free list
+    // null, never written) or a span this heap owns, whose free list only we touch.
+    unsafe {
+        let span = (*bin(heap, c.index())).current;
+        let b = (*span).free;
+        if b.is_null() {
+            return alloc_slow(heap, c);
+        }
+        (*span).free = (*b).next;
+        (*span).used += 1;
+        stats::bump(&raw mut (*heap).stats.allocs[c.index()]);
+        b.cast()
+    }
+}
+
+/// Pops a block from a span known to have one.
+///
+/// # Safety
+/// `span` is owned by `heap` and its free list is not empty.
+#[inline(always)]
+unsafe fn pop(heap: *mut Heap, span: *mut Span, c: SizeClass) -> *mut u8 {
+    // SAFETY: caller's contract.
+    unsafe {
+        let b = (*span).free;
+        (*span).free = (*b).next;
+        (*span).used += 1;
+        stats::bump(&raw mut (*heap).stats.allocs[c.index()]);
+        b.cast()
+    }
+}
+
+/// The allocation slow path: set up the thread, collect remote frees, carve fresh
+/// blocks, move to another span, or take a new span from the central pool.
+///
+/// # Safety
+/// As for [`alloc_small`].
+#[cold]
+#[inline(never)]
+unsafe fn alloc_slow(heap: *mut Heap, c: SizeClass) -> *mut u8 {
+    if is_empty_heap(heap) {
+        let real = tls::init_thread();
+        if real.is_null() {
+            return tls::with_orphan_heap(|h| {
+                // SAFETY: the orphan heap is ours while the closure runs.
+                unsafe { alloc_small(h, c) }
+            });
+        }
+        // SAFETY: `real` is now this thread's heap.
+        return unsafe { alloc_small(real, c) };
+    }
+    // SAFETY: `heap` is this thread's heap (caller's contract); every span reached
+    // through its bins is owned by it.
+    unsafe {
+        if !AtomicPtr::from_ptr(&raw mut (*heap).remote).load(Ordering::Relaxed).is_null() {
+            drain_remote(heap);
+        }
+        let bin = bin(heap, c.index());
+        loop {
+            let span = (*bin).current;
+            if span != empty_span() {
+                if !(*span).free.is_null() || carve(span) {
+                    return pop(heap, span, c);
+                }
+                // Every block is out: park the span until a free brings it back.
+                (*span).full = true;
+                (*bin).current = empty_span();
+            }
+            let next = (*bin).partial;
+            if !next.is_null() {
+                partial_unlink(bin, next);
+                (*bin).current = next;
+                continue;
+            }
+            let fresh = take_small_span(heap, c);
+            if fresh.is_null() {
+                return ptr::null_mut();
+            }
+            (*bin).current = fresh;
+        }
+    }
+}
+
+/// Links up to `CARVE_BYTES` of a span's never-used area into its free list.
+///
+/// # Safety
+/// `span` is a small span owned by the caller's heap, with an empty free list.
+unsafe fn carve(span: *mut Span) -> bool {
+    // SAFETY: caller's contract; the carved blocks lie inside the span.
+    unsafe {
+        let bs = (*span).block_size as usize;
+        let avail = ((*span).bump_end as usize - (*span).bump as usize) / bs;
+        if avail == 0 {
+            return false;
+        }
+        let n = avail.min((CARVE_BYTES / bs).max(1));
+        let first = (*span).bump;
+        for i in 0..n - 1 {
+            let b = first.add(i * bs).cast::<Block>();
+            (*b).next = first.add((i + 1) * bs).cast();
+        }
+        (*first.add((n - 1) * bs).cast::<Block>()).next = ptr::null_mut();
+        (*span).free = first.cast();
+        (*span).bump = first.add(n * bs);
+        true
+    }
+}
+
+/// Takes a span for class `c` from the central pool and makes it this heap's.
+///
+/// # Safety
+/// `heap` is the calling thread's heap.
+unsafe fn take_small_span(heap: *mut Heap, c: SizeClass) -> *mut Span {
+    // SAFETY: caller's contract.
+    unsafe {
+        (*heap).fresh_spans = (*heap).fresh_spans.wrapping_add(1);
+        if (*heap).fresh_spans % COLLECT_EVERY == 0 {
+            tls::collect_one_abandoned();
+        }
+    }
+    let slices = c.span_slices();
+    let Some(span) = CENTRAL.lock().take(slices) else {
+        return ptr::null_mut();
+    };
+    let bs = c.size();
+    let start = Segment::span_start(span);
+    let capacity = slices * SLICE_SIZE / bs;
+    // SAFETY: the span was just taken from the pool; it is ours alone.
+    unsafe {
+        (*span).kind = SpanKind::Small;
+        (*span).class = c.0;
+        (*span).block_size = bs as u32;
+        (*span).owner = heap;
+        (*span).free = ptr::null_mut();
+        (*span).used = 0;
+        (*span).full = false;
+        (*span).bump = start;
+        (*span).bump_end = start.add(capacity * bs);
+        (*span).next = ptr::null_mut();
+        (*span).prev = ptr::null_mut();
+    }
+    span
+}
+
+/// Allocates a large block (a whole span) or a huge one (its own mapping).
+fn alloc_large(size: usize, align: usize) -> *mut u8 {
+    let extra = align.saturating_sub(SLICE_SIZE);
+    let Some(need) = size.checked_add(extra) else { return ptr::null_mut() };
+    if need >= HUGE_THRESHOLD {
+        if align > MAX_ALIGN {
+            return ptr::null_mut();
+        }
+        let p = huge::alloc(size, align);
+        if !p.is_null() {
+            count_alloc(HUGE_SLOT);
+        }
+        return p;
+    }
+    let slices = need.div_ceil(SLICE_SIZE);
+    let Some(span) = CENTRAL.lock().take(slices) else { return ptr::null_mut() };
+    // SAFETY: the span was just taken from the pool; it is ours alone.
+    unsafe {
+        (*span).kind = SpanKind::Large;
+        (*span).owner = ptr::null_mut();
+        (*span).full = false;
+    }
+    stats::add(&GLOBAL.large_allocs, 1);
+    count_alloc(LARGE_SLOT);
+    let start = Segment::span_start(span) as usize;
+    let p = (start + align - 1) & !(align - 1);
+    p as *mut u8
+}
+
+fn count_alloc(slot: usize) {
+    let h = tls::heap();
+    if !is_empty_heap(h) {
+        // SAFETY: `h` is this thread's real heap; only this thread writes its counters.
+        unsafe { stats::bump(&raw mut (*h).stats.allocs[slot]) };
+    }
+}
+
+fn count_free(slot: usize) {
+    let h = tls::heap();
+    if !is_empty_heap(h) {
+        // SAFETY: `h` is this thread's real heap; only this thread writes its counters.
+        unsafe { stats::bump(&raw mut (*h).stats.frees[slot]) };
+    }
+}
+
+/// Allocates zeroed memory, skipping the memset where the memory is known to be fresh.
+pub fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
+    let p = alloc_aligned(size, align);
+    if p.is_null() {
+        return p;
+    }
+    // SAFETY: p was just allocated with at least `size` usable bytes.
+    unsafe {
+        if !is_known_zero(p) {
+            ptr::write_bytes(p, 0, size);
+        }
+    }
+    p
+}
+
+/// Whether a freshly allocated block is known to read as zero.
+///
+/// # Safety
+/// `p` was just returned by this allocator and not written yet.
+unsafe fn is_known_zero(p: *mut u8) -> bool {
+    let addr = p as usize;
+    match SEGMENT_MAP.owner(addr) {
+        // SAFETY: caller's contract; the header of a live huge block is mapped.
+        Owner::Huge => unsafe { huge::is_zero(p) },
+        Owner::Normal => {
+            // SAFETY: caller's contract; p lies in a live segment.
+            let span = unsafe { Segment::span_of(Segment::of(addr), addr) };
+            // SAFETY: a large span is ours alone until it is freed.
+            unsafe { (*span).kind == SpanKind::Large && (*span).zero }
+        }
+        Owner::Foreign => false,
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Free
+// ---------------------------------------------------------------------------------
+
+/// Frees a block. Pointers that are not ours are ignored (and counted).
+///
+/// # Safety
+/// `p` is null, or was returned by this allocator and not freed since.
+#[inline]
+pub unsafe fn free(p: *mut u8) {
+    let addr = p as usize;
+    match SEGMENT_MAP.owner(addr) {
+        Owner::Normal => {}
+        // SAFETY: caller's contract.
+        Owner::Huge => return unsafe { free_huge(p) },
+        Owner::Foreign => return free_foreign(p),
+    }
+    // SAFETY: the map says p's segment is a live normal segment; the span record is
+    // valid, and if its owner is this thread's heap, only we touch its free list.
+    unsafe {
+        let span = Segment::span_of(Segment::of(addr), addr);
+        let heap = tls::heap();
+        if (*span).owner == heap {
+            free_local(heap, span, p.cast());
+        } else {
+            free_other(heap, span, p);
+        }
+    }
+}
+
+/// Pushes a block on its span's free list; the owner's path.
+///
+/// # Safety
+/// `span` is owned by `heap`, the calling thread's heap, and `b` is one of its blocks.
+#[inline(always)]
+unsafe fn free_local(heap: *mut Heap, span: *mut Span, b: *mut Block) {
+    // SAFETY: caller's contract.
+    unsafe {
+        (*b).next = (*span).free;
+        (*span).free = b;
+        (*span).used -= 1;
+        stats::bump(&raw mut (*heap).stats.frees[(*span).class as usize]);
+        if (*span).used == 0 || (*span).full {
+            free_local_slow(heap, span);
+        }
+    }
+}
+
+/// A local free emptied the span or brought a full span back.
+///
+/// # Safety
+/// As for [`free_local`].
+#[cold]
+#[inline(never)]
+unsafe fn free_local_slow(heap: *mut Heap, span: *mut Span) {
+    // SAFETY: caller's contract: the span and its bin are this thread's.
+    unsafe {
+        let bin = bin(heap, (*span).class as usize);
+        if (*span).full {
+            (*span).full = false;
+            if (*span).used == 0 {
+                release_span(span);
+            } else {
+                partial_push(bin, span);
+            }
+        } else if (*span).used == 0 && (*bin).current != span {
+            partial_unlink(bin, span);
+            release_span(span);
+        }
+    }
+}
+
+/// A free of a block this thread does not own: another thread's small block, a large
+/// block, or something invalid.
+///
+/// # Safety
+/// `span` is the span record for `p` in a live segment.
+#[cold]
+#[inline(never)]
+unsafe fn free_other(heap: *mut Heap, span: *mut Span, p: *mut u8) {
+    // SAFETY: caller's contract. The span has a live block (p), so its kind and owner
+    // cannot change under us.
+    unsafe {
+        match (*span).kind {
+            SpanKind::Small => {
+                let owner = (*span).owner;
+                push_remote(owner, p.cast());
+                if !is_empty_heap(heap) {
+                    stats::bump(&raw mut (*heap).stats.frees[(*span).class as usize]);
+                }
+                stats::add(&GLOBAL.remote_frees, 1);
+            }
+            SpanKind::Large => {
+                stats::add(&GLOBAL.large_frees, 1);
+                count_free(LARGE_SLOT);
+                CENTRAL.lock().give(span);
+            }
+            SpanKind::Free => free_foreign(p),
+        }
+    }
+}
+
+/// Pushes a block on another heap's remote stack (lock-free, many producers).
+///
+/// # Safety
+/// `owner` is a live heap and `b` a block of one of its spans.
+unsafe fn push_remote(owner: *mut Heap, b: *mut Block) {
+    // SAFETY: caller's contract; the remote head is only accessed atomically.
+    unsafe {
+        let head = AtomicPtr::from_ptr(&raw mut (*owner).remote);
+        let mut cur = head.load(Ordering::Relaxed);
+        loop {
+            (*b).next = cur;
+            match head.compare_exchange_weak(cur, b, Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => return,
+                Err(now) => cur = now,
+            }
+        }
+    }
+}
+
+/// Frees, as the owner, every block other threads handed back.
+///
+/// # Safety
+/// `heap` is owned by the calling thread (or held exclusively by a collector).
+pub unsafe fn drain_remote(heap: *mut Heap) {
+    // SAFETY: caller's contract; the swap hands us the whole stack, whose blocks all
+    // belong to spans of this heap.
+    unsafe {
+        let mut b = AtomicPtr::from_ptr(&raw mut (*heap).remote).swap(ptr::null_mut(), Ordering::Acquire);
+        while !b.is_null() {
+            let next = (*b).next;
+            let addr = b as usize;
+            let span = Segment::span_of(Segment::of(addr), addr);
+            (*b).next = (*span).free;
+            (*span).free = b;
+            (*span).used -= 1;
+            if (*span).used == 0 || (*span).full {
+                free_local_slow(heap, span);
+            }
+            b = next;
+        }
+    }
+}
+
+/// Frees a huge block.
+///
+/// # Safety
+/// `p` is in a granule the map marks huge.
+unsafe fn free_huge(p: *mut u8) {
+    // SAFETY: caller's contract.
+    if unsafe { huge::free(p) } {
+        count_free(HUGE_SLOT);
+    } else {
+        free_foreign(p);
+    }
+}
+
+fn free_foreign(p: *mut u8) {
+    if p.is_null() {
+        return;
+    }
+    stats::add(&GLOBAL.foreign_frees, 1);
+    if crate::options::VERBOSE.on() {
+        let mut b: crate::fmt::Buf<128> = crate::fmt::Buf::new();
+        b.str("oxalloc: ignoring free of a pointer that is not ours: ").hex(p as u64).str("\n");
+        oxalloc_sys::write_stderr(b.as_bytes());
+    }
+}
+
+/// Gives an empty small span back to the central pool.
+///
+/// # Safety
+/// `span` is a small span with no used block, in none of its heap's lists.
+unsafe fn release_span(span: *mut Span) {
+    // SAFETY: caller's contract.
+    unsafe {
+        (*span).owner = ptr::null_mut();
+        (*span).free = ptr::null_mut();
+        CENTRAL.lock().give(span);
+    }
+}
+
+/// # Safety
+/// `span` is a small span of `bin`'s heap in none of its lists.
+unsafe fn partial_push(bin: *mut Bin, span: *mut Span) {
+    // SAFETY: caller's contract.
+    unsafe {
+        (*span).prev = ptr::null_mut();
+        (*span).next = (*bin).partial;
+        if !(*bin).partial.is_null() {
+            (*(*bin).partial).prev = span;
+        }
+        (*bin).partial = span;
+    }
+}
+
+/// # Safety
+/// `span` is in `bin`'s partial list.
+unsafe fn partial_unlink(bin: *mut Bin, span: *mut Span) {
+    // SAFETY: caller's contract.
+    unsafe {
+        let (prev, next) = ((*span).prev, (*span).next);
+        if prev.is_null() {
+            (*bin).partial = next;
+        } else {
+            (*prev).next = next;
+        }
+        if !next.is_null() {
+            (*next).prev = prev;
+        }
+        (*span).next = ptr::null_mut();
+        (*span).prev = ptr::null_mut();
+    }
+}
+
+/// Gives back to the central pool every span of `heap` with no used block: after
+/// draining remote frees, for thread exit and `malloc_trim`.
+///
+/// # Safety
+/// The caller owns `heap` exclusively.
+pub unsafe fn collect(heap: *mut Heap) {
+    // SAFETY: caller's contract.
+    unsafe {
+        drain_remote(heap);
+        for c in 0..NUM_CLASSES {
+            let bin = bin(heap, c);
+            let cur = (*bin).current;
+            if cur != empty_span() && (*cur).used == 0 {
+                (*bin).current = empty_span();
+                release_span(cur);
+            }
+            let mut s = (*bin).partial;
+            while !s.is_null() {
+                let next = (*s).next;
+                if (*s).used == 0 {
+                    partial_unlink(bin, s);
+                    release_span(s);
+                }
+                s = next;
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Queries and resizing
+// ---------------------------------------------------------------------------------
+
+/// Usable bytes of a block (0 for a pointer that is not ours).
+///
+/// # Safety
+/// `p` is null or a live block of this allocator.
+pub unsafe fn usable_size(p: *mut u8) -> usize {
+    let addr = p as usize;
+    match SEGMENT_MAP.owner(addr) {
+        // SAFETY: caller's contract.
+        Owner::Huge => unsafe { huge::usable(p) },
+        Owner::Foreign => 0,
+        // SAFETY: caller's contract; the span of a live block is stable.
+        Owner::Normal => unsafe {
+            let span = Segment::span_of(Segment::of(addr), addr);
+            match (*span).kind {
+                SpanKind::Small => (*span).block_size as usize,
+                SpanKind::Large => {
+                    Segment::span_start(span) as usize + (*span).slice_count as usize * SLICE_SIZE - addr
+                }
+                SpanKind::Free => 0,
+            }
+        },
+    }
+}
+
+/// Tries to resize a block without moving it. Returns true if `p` now has at least
+/// `new_size` usable bytes and does not waste more than half of them.
+///
+/// # Safety
+/// `p` is a live block of this allocator.
+pub unsafe fn resize_in_place(p: *mut u8, new_size: usize) -> bool {
+    let addr = p as usize;
+    // SAFETY: caller's contract.
+    let usable = unsafe { usable_size(p) };
+    match SEGMENT_MAP.owner(addr) {
+        Owner::Normal => {
+            // SAFETY: caller's contract; the span of a live block is stable.
+            let span = unsafe { Segment::span_of(Segment::of(addr), addr) };
+            // SAFETY: as above.
+            let kind = unsafe { (*span).kind };
+            match kind {
+                SpanKind::Small => new_size <= usable && (new_size > usable / 2 || usable <= 32),
+                SpanKind::Large => {
+                    if new_size <= usable {
+                        return new_size > MAX_SMALL && new_size > usable / 2;
+                    }
+                    if new_size >= HUGE_THRESHOLD {
+                        return false;
+                    }
+                    let start = Segment::span_start(span) as usize;
+                    let want = (addr - start + new_size).div_ceil(SLICE_SIZE);
+                    // SAFETY: the span is a live large span: ours alone.
+                    unsafe { CENTRAL.lock().grow(span, want) }
+                }
+                SpanKind::Free => false,
+            }
+        }
+        // SAFETY: caller's contract.
+        Owner::Huge => new_size >= HUGE_THRESHOLD / 2 && unsafe { huge::resize(p, new_size) },
+        Owner::Foreign => false,
+    }
+}
+
+/// Resizes a block, moving it if needed; null (and `p` untouched) on failure.
+///
+/// # Safety
+/// `p` is a live block of this allocator.
+pub unsafe fn realloc(p: *mut u8, new_size: usize) -> *mut u8 {
+    // SAFETY: caller's contract.
+    unsafe {
+        if resize_in_place(p, new_size) {
+            return p;
+        }
+        let q = alloc(new_size);
+        if q.is_null() {
+            return q;
+        }
+        let n = usable_size(p).min(new_size);
+        ptr::copy_nonoverlapping(p, q, n);
+        free(p);
+        q
+    }
+}
+
+/// Gives every cached free page back to the OS now. Returns the bytes released.
+pub fn trim() -> usize {
+    let h = tls::heap();
+    if !is_empty_heap(h) {
+        // SAFETY: `h` is this thread's heap.
+        unsafe { collect(h) };
+    }
+    tls::collect_all_abandoned();
+    CENTRAL.lock().purge(true)
+}

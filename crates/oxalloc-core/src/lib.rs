@@ -1,0 +1,45 @@
+//! oxalloc-core: the allocator.
+//!
+//! Memory comes from the kernel in 4 MiB segments (`segment`), is handed out in spans
+//! of 64 KiB slices by a central pool (`central`), and carved into size-class blocks by
+//! per-thread heaps (`heap`) whose malloc and free fast paths take no lock. Huge blocks
+//! get their own mappings (`huge`). `tls` ties threads to heaps and handles exit and
+//! fork; `api` gives the C functions their exact semantics; `stats` and `options`
+//! report and configure.
+//!
+//! The crate never allocates from its own paths: no `Vec`, `String` or `format!`;
+//! messages go through fixed buffers (`fmt`) and `write(2)`.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod api;
+mod central;
+pub mod fmt;
+pub mod heap;
+mod huge;
+mod lock;
+pub mod options;
+pub mod segment;
+pub mod size_class;
+pub mod stats;
+pub mod tls;
+
+/// Runs at process exit (from `.fini_array`, which registers nothing and allocates
+/// nothing): the statistics summary and JSON file, if asked for.
+extern "C" fn at_exit() {
+    if tls_ready() {
+        if options::SHOW_STATS.on() {
+            stats::print_summary();
+        }
+        stats::write_json_file();
+    }
+}
+
+fn tls_ready() -> bool {
+    stats::GLOBAL.start_ns.load(core::sync::atomic::Ordering::Relaxed) != 0
+}
+
+#[allow(unsafe_code)]
+#[used]
+#[unsafe(link_section = ".fini_array")]
+static AT_EXIT: extern "C" fn() = at_exit;

@@ -1,0 +1,316 @@
+//! Segments, slices and spans: how memory from the OS is laid out, and how `free(p)`
+//! finds a block's metadata from the pointer alone.
+//!
+//! # Layout
+//! A *segment* is 4 MiB of address space aligned to 4 MiB, cut into 64 *slices* of
+//! 64 KiB. Slice 0 holds the segment header, including one [`Span`] record per slice;
+//! slices 1..64 hold user data. A *span* is a run of slices with one purpose: blocks of
+//! one size class (owned by a thread heap), one large block, or free space (owned by
+//! the central pool). Metadata is out of line, so user data never sits next to the
+//! records that describe it.
+//!
+//! `free(p)` finds its span in O(1) and without locks: mask `p` down to the segment,
+//! index the slice, follow `slice_offset` back to the span's first slice.
+//!
+//! Huge blocks (1 MiB and up) get a mapping of their own, also 4 MiB aligned, with a
+//! one-page [`HugeHeader`] in front of the block.
+//!
+//! # The segment map
+//! Before masking a pointer we must know the segment is ours: `free` can be handed a
+//! pointer from another allocator (or garbage), and reading its "header" could fault.
+//! [`SegmentMap`] keeps two bits per 4 MiB of the 47-bit address space (8 MiB of
+//! zero-initialised `.bss`, touched only where segments live): none, normal, huge.
+//!
+//! # Who may touch what
+//! A span's block fields (`free`, `used`, `bump`, `full`) belong to its owner heap's
+//! thread. Its list links and the fields of free spans belong to whoever holds the
+//! central lock, or to the owner heap while the span is in the heap's lists.
+#![allow(unsafe_code)]
+
+use crate::heap::Heap;
+use core::ptr;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+/// log2 of the slice size.
+pub const SLICE_SHIFT: usize = 16;
+/// A slice: the unit in which spans are made, 64 KiB.
+pub const SLICE_SIZE: usize = 1 << SLICE_SHIFT;
+/// log2 of the segment size.
+pub const SEGMENT_SHIFT: usize = 22;
+/// A segment: 4 MiB, aligned to its size.
+pub const SEGMENT_SIZE: usize = 1 << SEGMENT_SHIFT;
+/// Mask that gives a pointer's segment start.
+pub const SEGMENT_MASK: usize = SEGMENT_SIZE - 1;
+/// Slices per segment.
+pub const SLICES: usize = SEGMENT_SIZE / SLICE_SIZE;
+/// The first slice that holds data (slice 0 is the header).
+pub const FIRST_SLICE: usize = 1;
+/// Requests of this size or more get a mapping of their own.
+pub const HUGE_THRESHOLD: usize = 1 << 20;
+/// The largest alignment a block in the middle of a segment-aligned mapping can have
+/// while its pointer still masks down to the header.
+pub const MAX_ALIGN: usize = SEGMENT_SIZE / 2;
+
+/// A free block, linked through its first word.
+#[repr(C)]
+pub struct Block {
+    /// The next free block, or null.
+    pub next: *mut Block,
+}
+
+/// What a span is used for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+pub enum SpanKind {
+    /// Free space, owned by the central pool.
+    Free = 0,
+    /// Blocks of one size class, owned by a heap.
+    Small = 1,
+    /// One large block.
+    Large = 2,
+}
+
+/// The record for one slice; meaningful in the first slice of a span.
+#[repr(C)]
+pub struct Span {
+    /// Owner's list of free blocks (small spans).
+    pub free: *mut Block,
+    /// Blocks handed out and not freed (small spans).
+    pub used: u32,
+    /// Block size in bytes (small spans).
+    pub block_size: u32,
+    /// Next never-used byte; blocks are carved from here lazily.
+    pub bump: *mut u8,
+    /// End of the carvable area.
+    pub bump_end: *mut u8,
+    /// The heap that owns this span (small spans); null otherwise.
+    pub owner: *mut Heap,
+    /// List links: heap partial list, or central free bin.
+    pub next: *mut Span,
+    /// See `next`.
+    pub prev: *mut Span,
+    /// When a free span became free (ns), for delayed purging.
+    pub freed_at_ns: u64,
+    /// Slices in the span (first slice only).
+    pub slice_count: u32,
+    /// For every slice: how many slices back the span starts (0 in the first).
+    pub slice_offset: u32,
+    /// What the span holds.
+    pub kind: SpanKind,
+    /// Size class index (small spans).
+    pub class: u8,
+    /// The span had no free block and left its heap's lists; the next local free
+    /// puts it back.
+    pub full: bool,
+    /// Free span whose pages may still be resident (not yet purged).
+    pub dirty: bool,
+    /// The memory is known to read as zero (fresh or purged, never handed out since).
+    pub zero: bool,
+}
+
+impl Span {
+    /// A span with nothing in it; also the sentinel that empty bins point to, so the
+    /// allocation fast path needs no null check.
+    pub const EMPTY: Span = Span {
+        free: ptr::null_mut(),
+        used: 0,
+        block_size: 0,
+        bump: ptr::null_mut(),
+        bump_end: ptr::null_mut(),
+        owner: ptr::null_mut(),
+        next: ptr::null_mut(),
+        prev: ptr::null_mut(),
+        freed_at_ns: 0,
+        slice_count: 0,
+        slice_offset: 0,
+        kind: SpanKind::Free,
+        class: 0,
+        full: false,
+        dirty: false,
+        zero: false,
+    };
+}
+
+/// The sentinel span of empty bins. Never written: the slow path checks for it first.
+pub static EMPTY_SPAN: Span = Span::EMPTY;
+
+// SAFETY: spans are plain records; the ownership rules in the module header say which
+// thread may touch which field. The raw pointers in them are never dereferenced
+// without following those rules.
+unsafe impl Sync for Span {}
+
+/// The header at the start of every normal segment.
+#[repr(C)]
+pub struct Segment {
+    /// Central's list of segments.
+    pub next: *mut Segment,
+    /// See `next`.
+    pub prev: *mut Segment,
+    /// One record per slice.
+    pub spans: [Span; SLICES],
+}
+
+/// Size of the segment header, rounded to whole pages.
+pub const SEGMENT_HEADER_BYTES: usize = core::mem::size_of::<Segment>().next_multiple_of(4096);
+const _: () = assert!(SEGMENT_HEADER_BYTES <= SLICE_SIZE);
+
+impl Segment {
+    /// The segment a pointer into it belongs to.
+    #[inline(always)]
+    pub fn of(p: usize) -> *mut Segment {
+        (p & !SEGMENT_MASK) as *mut Segment
+    }
+
+    /// The first slice record of the span holding `p`.
+    ///
+    /// # Safety
+    /// `seg` is a live normal segment (the segment map says so) and `p` lies in it.
+    #[inline(always)]
+    pub unsafe fn span_of(seg: *mut Segment, p: usize) -> *mut Span {
+        let idx = (p - seg as usize) >> SLICE_SHIFT;
+        // SAFETY: idx < SLICES because p lies inside the 4 MiB segment; the header is
+        // mapped for as long as the segment is.
+        unsafe {
+            let s = (&raw mut (*seg).spans).cast::<Span>().add(idx);
+            s.sub((*s).slice_offset as usize)
+        }
+    }
+
+    /// The address of the first byte of slice `idx`.
+    #[inline]
+    pub fn slice_start(seg: *mut Segment, idx: usize) -> *mut u8 {
+        (seg as usize + idx * SLICE_SIZE) as *mut u8
+    }
+
+    /// The index of a slice record within its segment.
+    #[inline]
+    pub fn slice_index(span: *const Span) -> usize {
+        let seg = Segment::of(span as usize);
+        (span as usize - (seg as usize + core::mem::offset_of!(Segment, spans)))
+            / core::mem::size_of::<Span>()
+    }
+
+    /// Counts a segment's data slices: (used, free and dirty, free and purged).
+    pub fn census(seg: *mut Segment) -> (u64, u64, u64) {
+        let (mut used, mut dirty, mut purged) = (0, 0, 0);
+        let mut i = FIRST_SLICE;
+        while i < SLICES {
+            // SAFETY: the caller holds the central lock, so span heads are stable and
+            // every head's slice_count is set; the walk stays inside the records.
+            let (kind, count, is_dirty) = unsafe {
+                let s = (&raw mut (*seg).spans).cast::<Span>().add(i);
+                ((*s).kind, ((*s).slice_count as usize).max(1), (*s).dirty)
+            };
+            match (kind, is_dirty) {
+                (SpanKind::Free, true) => dirty += count as u64,
+                (SpanKind::Free, false) => purged += count as u64,
+                _ => used += count as u64,
+            }
+            i += count;
+        }
+        (used, dirty, purged)
+    }
+
+    /// The first byte of the memory a span describes.
+    #[inline]
+    pub fn span_start(span: *const Span) -> *mut u8 {
+        Segment::slice_start(Segment::of(span as usize), Segment::slice_index(span))
+    }
+}
+
+/// The header page in front of a huge block.
+#[repr(C)]
+pub struct HugeHeader {
+    /// Length of the whole mapping, header included.
+    pub map_len: usize,
+    /// The pointer handed to the program.
+    pub block: usize,
+    /// Usable bytes from `block` to the end of the mapping.
+    pub usable: usize,
+    /// The memory after `block` has not been written since it was mapped.
+    pub zero: bool,
+}
+
+/// What the segment map says about an address.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Owner {
+    /// Not ours.
+    Foreign,
+    /// A normal segment.
+    Normal,
+    /// A huge mapping.
+    Huge,
+}
+
+const ADDRESS_BITS: usize = 47;
+const GRANULES: usize = 1 << (ADDRESS_BITS - SEGMENT_SHIFT);
+const GRANULES_PER_WORD: usize = 32;
+
+/// Two bits per 4 MiB of address space: is this segment ours, and what kind.
+pub struct SegmentMap {
+    words: [AtomicU64; GRANULES / GRANULES_PER_WORD],
+}
+
+/// The process-wide segment map.
+pub static SEGMENT_MAP: SegmentMap = SegmentMap {
+    words: [const { AtomicU64::new(0) }; GRANULES / GRANULES_PER_WORD],
+};
+
+impl SegmentMap {
+    /// Who owns the segment-aligned address containing `p`. Relaxed is enough: a
+    /// pointer reaches `free` only after the allocation that published its segment.
+    #[inline(always)]
+    pub fn owner(&self, p: usize) -> Owner {
+        let g = p >> SEGMENT_SHIFT;
+        if g >= GRANULES {
+            return Owner::Foreign;
+        }
+        let word = self.words[g / GRANULES_PER_WORD].load(Ordering::Relaxed);
+        match (word >> ((g % GRANULES_PER_WORD) * 2)) & 3 {
+            1 => Owner::Normal,
+            2 => Owner::Huge,
+            _ => Owner::Foreign,
+        }
+    }
+
+    /// Records that the 4 MiB granule at `seg` is ours (or no longer, with `Foreign`).
+    pub fn set(&self, seg: usize, owner: Owner) {
+        let g = seg >> SEGMENT_SHIFT;
+        if g >= GRANULES {
+            return;
+        }
+        let shift = (g % GRANULES_PER_WORD) * 2;
+        let bits = match owner {
+            Owner::Foreign => 0,
+            Owner::Normal => 1,
+            Owner::Huge => 2,
+        };
+        let w = &self.words[g / GRANULES_PER_WORD];
+        w.fetch_and(!(3u64 << shift), Ordering::Release);
+        w.fetch_or(bits << shift, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_map_round_trip() {
+        let addr = 0x7000_0000_0000usize & !SEGMENT_MASK;
+        assert_eq!(SEGMENT_MAP.owner(addr + 12345), Owner::Foreign);
+        SEGMENT_MAP.set(addr, Owner::Normal);
+        assert_eq!(SEGMENT_MAP.owner(addr + 12345), Owner::Normal);
+        assert_eq!(SEGMENT_MAP.owner(addr + SEGMENT_SIZE), Owner::Foreign);
+        SEGMENT_MAP.set(addr, Owner::Huge);
+        assert_eq!(SEGMENT_MAP.owner(addr), Owner::Huge);
+        SEGMENT_MAP.set(addr, Owner::Foreign);
+        assert_eq!(SEGMENT_MAP.owner(addr), Owner::Foreign);
+        assert_eq!(SEGMENT_MAP.owner(usize::MAX), Owner::Foreign);
+    }
+
+    #[test]
+    fn header_fits_in_slice_zero() {
+        assert!(core::mem::size_of::<Segment>() < SLICE_SIZE);
+    }
+}

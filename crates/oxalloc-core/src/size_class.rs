@@ -1,0 +1,139 @@
+//! Size classes: which block size a request gets, and how big a span holds them.
+//!
+//! Sizes up to 128 bytes go in steps of 16; above that each power of two is cut into
+//! eight equal steps (144, 160, ... 256, 288, ... 512, ...), up to [`MAX_SMALL`] = 64 KiB.
+//! Eight steps per doubling keep the internal waste under 1/9 (11.1%) for any request
+//! above 16 bytes. Every class is a multiple of 16, so every block is 16-byte aligned
+//! (SSE), and every power of two is a class, which gives natural alignment for free.
+#![forbid(unsafe_code)]
+
+/// The largest request served from size classes; larger ones take whole slices.
+pub const MAX_SMALL: usize = 64 * 1024;
+/// How many classes there are.
+pub const NUM_CLASSES: usize = 8 + 8 * 9;
+/// Requests up to this size take spans of a single 64 KiB slice.
+const SINGLE_SLICE_MAX: usize = 8 * 1024;
+/// Minimum number of blocks a multi-slice span holds, so big classes still amortise.
+const MIN_BLOCKS_PER_SPAN: usize = 8;
+
+/// A size class: an index into the class table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SizeClass(pub u8);
+
+impl SizeClass {
+    /// The smallest class whose blocks hold `size` bytes (`size <= MAX_SMALL`).
+    #[inline(always)]
+    pub const fn of(size: usize) -> SizeClass {
+        debug_assert!(size <= MAX_SMALL);
+        if size <= 128 {
+            // 0..=16 -> 0, 17..=32 -> 1, ...
+            let s = if size == 0 { 1 } else { size };
+            return SizeClass(((s + 15) / 16 - 1) as u8);
+        }
+        let s = size - 1;
+        let p = usize::BITS - 1 - s.leading_zeros(); // floor(log2(s)), >= 7
+        let step = (s >> (p - 3)) & 7;
+        SizeClass((8 + (p as usize - 7) * 8 + step) as u8)
+    }
+
+    /// The block size of this class in bytes.
+    #[inline(always)]
+    pub const fn size(self) -> usize {
+        let c = self.0 as usize;
+        if c < 8 {
+            return (c + 1) * 16;
+        }
+        let g = (c - 8) / 8;
+        let i = (c - 8) % 8;
+        let base = 128 << g;
+        base + (i + 1) * (base / 8)
+    }
+
+    /// The class index as a `usize`, for table lookups.
+    #[inline(always)]
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
+
+    /// How many 64 KiB slices a span of this class covers.
+    pub const fn span_slices(self) -> usize {
+        let bs = self.size();
+        if bs <= SINGLE_SLICE_MAX {
+            1
+        } else {
+            (bs * MIN_BLOCKS_PER_SPAN).div_ceil(crate::segment::SLICE_SIZE)
+        }
+    }
+
+    /// The smallest class that holds `size` bytes and whose block size is a multiple
+    /// of `align`, so blocks at multiples of the block size from a 64 KiB aligned span
+    /// start are aligned. `None` if no class fits.
+    pub fn aligned(size: usize, align: usize) -> Option<SizeClass> {
+        let need = size.max(align).checked_next_multiple_of(align)?;
+        if need > MAX_SMALL {
+            return None;
+        }
+        let mut c = SizeClass::of(need);
+        while c.size() % align != 0 {
+            c = SizeClass(c.0 + 1);
+        }
+        Some(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_size_gets_smallest_fitting_class() {
+        for n in 0..=MAX_SMALL {
+            let c = SizeClass::of(n);
+            assert!(c.size() >= n.max(1), "size {n} class {c:?}");
+            if c.0 > 0 {
+                assert!(SizeClass(c.0 - 1).size() < n, "size {n} not smallest");
+            }
+        }
+        assert_eq!(SizeClass::of(MAX_SMALL).index(), NUM_CLASSES - 1);
+        assert_eq!(SizeClass(NUM_CLASSES as u8 - 1).size(), MAX_SMALL);
+    }
+
+    #[test]
+    fn classes_are_16_aligned_and_waste_is_bounded() {
+        for c in 0..NUM_CLASSES as u8 {
+            let c = SizeClass(c);
+            assert_eq!(c.size() % 16, 0);
+            if c.0 > 0 {
+                let prev = SizeClass(c.0 - 1).size();
+                let worst = prev + 1;
+                let waste = (c.size() - worst) as f64 / c.size() as f64;
+                assert!(worst <= 16 || waste < 0.125, "class {} waste {waste}", c.size());
+            }
+        }
+    }
+
+    #[test]
+    fn spans_hold_enough_blocks_with_little_tail() {
+        for c in 0..NUM_CLASSES as u8 {
+            let c = SizeClass(c);
+            let span = c.span_slices() * crate::segment::SLICE_SIZE;
+            let blocks = span / c.size();
+            assert!(blocks >= MIN_BLOCKS_PER_SPAN, "class {}", c.size());
+            let tail = span - blocks * c.size();
+            assert!(tail * 8 <= span, "class {} tail {tail}", c.size());
+        }
+    }
+
+    #[test]
+    fn aligned_classes_are_multiples_of_the_alignment() {
+        for align in [16, 32, 64, 128, 256, 4096, 65536] {
+            for size in [1, 17, 100, 1000, 5000, 40000] {
+                if let Some(c) = SizeClass::aligned(size, align) {
+                    assert!(c.size() >= size && c.size() % align == 0);
+                }
+            }
+        }
+        assert!(SizeClass::aligned(1, 65536).is_some());
+        assert!(SizeClass::aligned(65537, 16).is_none());
+    }
+}

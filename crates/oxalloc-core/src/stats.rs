@@ -1,0 +1,407 @@
+//! Statistics: process-wide counters, per-heap counters, and the reports built from
+//! them (a summary on stderr, JSON in a file, a live shared page).
+//!
+//! Process-wide counters are atomics updated on slow paths only. Per-heap counters are
+//! written by the owning thread alone with a relaxed load and store (no
+//! read-modify-write on the fast path) and read by reporters with relaxed loads, so a
+//! report may be a few operations behind but never tears a value.
+//!
+//! Reports are formatted into fixed stack buffers and written with `write(2)`: they run
+//! inside the allocator, often at exit, and must not allocate.
+#![allow(unsafe_code)]
+
+use crate::central::Central;
+use crate::fmt::Buf;
+use crate::heap::Heap;
+use crate::size_class::{SizeClass, NUM_CLASSES};
+use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering::Relaxed};
+
+/// Process-wide counters.
+pub struct Global {
+    /// Address space mapped from the OS now (segments and huge blocks).
+    pub mapped_bytes: AtomicU64,
+    /// Highest `mapped_bytes`.
+    pub peak_mapped_bytes: AtomicU64,
+    /// Bytes of spans and huge blocks handed to heaps or programs now.
+    pub in_use_bytes: AtomicU64,
+    /// Highest `in_use_bytes`.
+    pub peak_in_use_bytes: AtomicU64,
+    /// Bytes given back with `MADV_DONTNEED`, in total.
+    pub purged_bytes: AtomicU64,
+    /// Number of purge calls.
+    pub purge_calls: AtomicU64,
+    /// Bytes unmapped, in total.
+    pub unmapped_bytes: AtomicU64,
+    /// Live segments.
+    pub segments: AtomicU64,
+    /// Free but not yet purged bytes in the central pool (refreshed periodically).
+    pub cached_bytes: AtomicU64,
+    /// Large (in-segment, > 64 KiB) allocations.
+    pub large_allocs: AtomicU64,
+    /// Large frees.
+    pub large_frees: AtomicU64,
+    /// Huge (own mapping) allocations.
+    pub huge_allocs: AtomicU64,
+    /// Huge frees.
+    pub huge_frees: AtomicU64,
+    /// Live huge blocks.
+    pub huge_count: AtomicU64,
+    /// Small blocks freed by a thread other than their owner.
+    pub remote_frees: AtomicU64,
+    /// Pointers passed to free/realloc that were not ours (ignored).
+    pub foreign_frees: AtomicU64,
+    /// Heaps created (threads that allocated, minus reuse).
+    pub heaps: AtomicU64,
+    /// Heaps given up by exited threads and not reused yet.
+    pub heaps_abandoned: AtomicU64,
+    /// Process start, for the elapsed time in reports.
+    pub start_ns: AtomicU64,
+}
+
+/// The process-wide counters.
+pub static GLOBAL: Global = Global {
+    mapped_bytes: AtomicU64::new(0),
+    peak_mapped_bytes: AtomicU64::new(0),
+    in_use_bytes: AtomicU64::new(0),
+    peak_in_use_bytes: AtomicU64::new(0),
+    purged_bytes: AtomicU64::new(0),
+    purge_calls: AtomicU64::new(0),
+    unmapped_bytes: AtomicU64::new(0),
+    segments: AtomicU64::new(0),
+    cached_bytes: AtomicU64::new(0),
+    large_allocs: AtomicU64::new(0),
+    large_frees: AtomicU64::new(0),
+    huge_allocs: AtomicU64::new(0),
+    huge_frees: AtomicU64::new(0),
+    huge_count: AtomicU64::new(0),
+    remote_frees: AtomicU64::new(0),
+    foreign_frees: AtomicU64::new(0),
+    heaps: AtomicU64::new(0),
+    heaps_abandoned: AtomicU64::new(0),
+    start_ns: AtomicU64::new(0),
+};
+
+/// Adds to a process-wide counter.
+#[inline]
+pub fn add(c: &AtomicU64, v: usize) {
+    c.fetch_add(v as u64, Relaxed);
+}
+
+/// Subtracts from a process-wide counter.
+#[inline]
+pub fn sub(c: &AtomicU64, v: usize) {
+    c.fetch_sub(v as u64, Relaxed);
+}
+
+/// Raises `peak` to `cur` if `cur` is higher.
+#[inline]
+pub fn raise_peak(peak: &AtomicU64, cur: &AtomicU64) {
+    peak.fetch_max(cur.load(Relaxed), Relaxed);
+}
+
+/// Per-heap counters, written only by the owning thread.
+#[repr(C)]
+pub struct HeapStats {
+    /// Allocations per size class, plus large and huge in the last two slots.
+    pub allocs: [u64; NUM_CLASSES + 2],
+    /// Frees per size class done by this thread, plus large and huge.
+    pub frees: [u64; NUM_CLASSES + 2],
+}
+
+/// Slot for large allocations in `HeapStats`.
+pub const LARGE_SLOT: usize = NUM_CLASSES;
+/// Slot for huge allocations in `HeapStats`.
+pub const HUGE_SLOT: usize = NUM_CLASSES + 1;
+
+/// Whether per-heap counting is compiled in.
+pub const COUNTING: bool = cfg!(feature = "stats");
+
+/// Bumps an owner-only counter: relaxed load and store, no locked instruction.
+///
+/// # Safety
+/// `c` is a valid counter that only the calling thread writes.
+#[inline(always)]
+pub unsafe fn bump(c: *mut u64) {
+    if COUNTING {
+        // SAFETY: caller's contract; AtomicU64 has the layout of u64.
+        let a = unsafe { AtomicU64::from_ptr(c) };
+        a.store(a.load(Relaxed).wrapping_add(1), Relaxed);
+    }
+}
+
+/// Reads a counter another thread may be bumping.
+///
+/// # Safety
+/// `c` is a valid counter.
+unsafe fn read(c: *mut u64) -> u64 {
+    // SAFETY: caller's contract; concurrent writers use atomic stores too.
+    unsafe { AtomicU64::from_ptr(c) }.load(Relaxed)
+}
+
+/// Writes a message on stderr if `OXALLOC_VERBOSE` is on.
+pub fn verbose(msg: &str) {
+    if crate::options::VERBOSE.on() {
+        oxalloc_sys::write_stderr(msg.as_bytes());
+    }
+}
+
+/// Totals over all heaps.
+#[derive(Default, Clone, Copy)]
+pub struct Totals {
+    /// malloc-family allocations.
+    pub allocs: u64,
+    /// frees.
+    pub frees: u64,
+    /// Sum of block sizes handed out (small classes only are exact).
+    pub bytes_allocated: u64,
+    /// Bytes in small blocks allocated and not yet freed.
+    pub live_small_bytes: u64,
+}
+
+/// Sums the per-class counters of every heap into `allocs`/`frees` per slot.
+fn sum_classes(allocs: &mut [u64; NUM_CLASSES + 2], frees: &mut [u64; NUM_CLASSES + 2]) {
+    crate::tls::for_each_heap(|h| {
+        for i in 0..NUM_CLASSES + 2 {
+            // SAFETY: heaps are never freed; counters are read atomically.
+            unsafe {
+                allocs[i] += read(&raw mut (*h).stats.allocs[i]);
+                frees[i] += read(&raw mut (*h).stats.frees[i]);
+            }
+        }
+    });
+}
+
+/// Totals over all heaps.
+pub fn totals() -> Totals {
+    let mut allocs = [0u64; NUM_CLASSES + 2];
+    let mut frees = [0u64; NUM_CLASSES + 2];
+    sum_classes(&mut allocs, &mut frees);
+    let mut t = Totals::default();
+    for i in 0..NUM_CLASSES + 2 {
+        t.allocs += allocs[i];
+        t.frees += frees[i];
+        if i < NUM_CLASSES {
+            let size = SizeClass(i as u8).size() as u64;
+            t.bytes_allocated += allocs[i] * size;
+            t.live_small_bytes += allocs[i].saturating_sub(frees[i]) * size;
+        }
+    }
+    t
+}
+
+/// Writes the human-readable summary to stderr.
+pub fn print_summary() {
+    let t = totals();
+    let g = &GLOBAL;
+    let mut b: Buf<2048> = Buf::new();
+    b.str("oxalloc: statistics for pid ").num(oxalloc_sys::process_id() as u64).str("\n");
+    let line = |b: &mut Buf<2048>, name: &str, v: u64, size: bool| {
+        let start = b.len();
+        b.str("  ").str(name);
+        b.pad_to(start, 26);
+        if size {
+            b.size(v);
+        } else {
+            b.num(v);
+        }
+        b.str("\n");
+    };
+    line(&mut b, "allocations", t.allocs, false);
+    line(&mut b, "frees", t.frees, false);
+    line(&mut b, "bytes allocated", t.bytes_allocated, true);
+    line(&mut b, "live small bytes", t.live_small_bytes, true);
+    line(&mut b, "in use now", g.in_use_bytes.load(Relaxed), true);
+    line(&mut b, "in use at peak", g.peak_in_use_bytes.load(Relaxed), true);
+    line(&mut b, "mapped now", g.mapped_bytes.load(Relaxed), true);
+    line(&mut b, "mapped at peak", g.peak_mapped_bytes.load(Relaxed), true);
+    line(&mut b, "purged (returned)", g.purged_bytes.load(Relaxed), true);
+    line(&mut b, "unmapped", g.unmapped_bytes.load(Relaxed), true);
+    line(&mut b, "large / huge allocs", g.large_allocs.load(Relaxed) + g.huge_allocs.load(Relaxed), false);
+    line(&mut b, "remote frees", g.remote_frees.load(Relaxed), false);
+    line(&mut b, "heaps (threads)", g.heaps.load(Relaxed), false);
+    line(&mut b, "peak RSS", oxalloc_sys::peak_rss_bytes(), true);
+    oxalloc_sys::write_stderr(b.as_bytes());
+}
+
+/// A JSON writer that flushes a fixed buffer to a file descriptor as it fills.
+struct JsonOut {
+    fd: i32,
+    buf: Buf<4096>,
+}
+
+impl JsonOut {
+    fn flush_if_full(&mut self) {
+        if self.buf.len() > 3800 {
+            oxalloc_sys::write_fd(self.fd, self.buf.as_bytes());
+            self.buf.clear();
+        }
+    }
+    fn field(&mut self, name: &str, v: u64) {
+        self.buf.str("\"").str(name).str("\":").num(v).str(",");
+        self.flush_if_full();
+    }
+    fn finish(&mut self) {
+        oxalloc_sys::write_fd(self.fd, self.buf.as_bytes());
+        self.buf.clear();
+    }
+}
+
+/// Writes the statistics as one JSON object (schema `oxalloc_stats: 1`) to `fd`.
+pub fn write_json(fd: i32) {
+    let t = totals();
+    let g = &GLOBAL;
+    let mut o = JsonOut { fd, buf: Buf::new() };
+    o.buf.str("{");
+    o.field("oxalloc_stats", 1);
+    o.field("pid", oxalloc_sys::process_id() as u64);
+    o.field("elapsed_ns", oxalloc_sys::now_ns().saturating_sub(g.start_ns.load(Relaxed)));
+    o.field("allocs", t.allocs);
+    o.field("frees", t.frees);
+    o.field("bytes_allocated", t.bytes_allocated);
+    o.field("live_bytes", t.live_small_bytes);
+    o.field("in_use_bytes", g.in_use_bytes.load(Relaxed));
+    o.field("peak_in_use_bytes", g.peak_in_use_bytes.load(Relaxed));
+    o.field("mapped_bytes", g.mapped_bytes.load(Relaxed));
+    o.field("peak_mapped_bytes", g.peak_mapped_bytes.load(Relaxed));
+    o.field("purged_bytes", g.purged_bytes.load(Relaxed));
+    o.field("unmapped_bytes", g.unmapped_bytes.load(Relaxed));
+    o.field("purge_calls", g.purge_calls.load(Relaxed));
+    o.field("segments", g.segments.load(Relaxed));
+    o.field("peak_rss_bytes", oxalloc_sys::peak_rss_bytes());
+    o.field("large_allocs", g.large_allocs.load(Relaxed));
+    o.field("huge_allocs", g.huge_allocs.load(Relaxed));
+    o.field("heaps", g.heaps.load(Relaxed));
+    o.field("heaps_abandoned", g.heaps_abandoned.load(Relaxed));
+    o.field("remote_frees", g.remote_frees.load(Relaxed));
+    o.field("foreign_frees", g.foreign_frees.load(Relaxed));
+    let mut allocs = [0u64; NUM_CLASSES + 2];
+    let mut frees = [0u64; NUM_CLASSES + 2];
+    sum_classes(&mut allocs, &mut frees);
+    o.buf.str("\"classes\":[");
+    let mut first = true;
+    for i in 0..NUM_CLASSES {
+        if allocs[i] == 0 && frees[i] == 0 {
+            continue;
+        }
+        if !first {
+            o.buf.str(",");
+        }
+        first = false;
+        o.buf.str("{\"size\":").num(SizeClass(i as u8).size() as u64);
+        o.buf.str(",\"allocs\":").num(allocs[i]).str(",\"frees\":").num(frees[i]).str("}");
+        o.flush_if_full();
+    }
+    o.buf.str("],\"heap_list\":[");
+    let mut first = true;
+    crate::tls::for_each_heap(|h| {
+        let (mut a, mut f, mut live) = (0u64, 0u64, 0u64);
+        for i in 0..NUM_CLASSES + 2 {
+            // SAFETY: heaps are never freed; counters are read atomically.
+            let (ai, fi) = unsafe {
+                (read(&raw mut (*h).stats.allocs[i]), read(&raw mut (*h).stats.frees[i]))
+            };
+            a += ai;
+            f += fi;
+            if i < NUM_CLASSES {
+                live = live.wrapping_add(ai.wrapping_sub(fi).wrapping_mul(SizeClass(i as u8).size() as u64));
+            }
+        }
+        if !first {
+            o.buf.str(",");
+        }
+        first = false;
+        // SAFETY: heaps are never freed; id/tid/abandoned are written before the
+        // heap is published and read atomically after.
+        let (id, tid, abandoned) = unsafe { Heap::identity(h) };
+        o.buf.str("{\"id\":").num(id).str(",\"tid\":").num(tid);
+        o.buf.str(",\"allocs\":").num(a).str(",\"frees\":").num(f);
+        // Frees by other threads land on the freeing thread's counters, so one
+        // heap's difference can be negative; report it clamped.
+        o.buf.str(",\"live_bytes\":").num(if (live as i64) < 0 { 0 } else { live });
+        o.buf.str(",\"abandoned\":").str(if abandoned { "true" } else { "false" }).str("}");
+        o.flush_if_full();
+    });
+    o.buf.str("]}\n");
+    o.finish();
+}
+
+/// Writes the JSON report to the file named by `OXALLOC_STATS_FILE` (`%p` -> PID).
+pub fn write_json_file() {
+    let Some(pattern) = crate::options::STATS_FILE.get() else { return };
+    let mut path: Buf<512> = Buf::new();
+    let mut i = 0;
+    while i < pattern.len() {
+        if pattern[i] == b'%' && pattern.get(i + 1) == Some(&b'p') {
+            path.num(oxalloc_sys::process_id() as u64);
+            i += 2;
+        } else {
+            path.bytes(&pattern[i..i + 1]);
+            i += 1;
+        }
+    }
+    path.bytes(b"\0");
+    let Ok(cpath) = core::ffi::CStr::from_bytes_with_nul(path.as_bytes()) else { return };
+    if let Some(fd) = oxalloc_sys::create_file(cpath) {
+        use oxalloc_sys::AsRawFd;
+        write_json(fd.as_raw_fd());
+    }
+}
+
+/// Size of the live statistics file.
+pub const SHARED_BYTES: usize = 64 * 1024;
+const SHARED_MAGIC: u64 = u64::from_le_bytes(*b"OXALLOC1");
+const SHARED_SEGMENTS_AT: usize = 128 / 8;
+const SHARED_MAX_SEGMENTS: usize = 1000;
+
+/// The live statistics page (`OXALLOC_STATS_SHM`), if the program asked for one.
+pub static SHARED: AtomicPtr<u64> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Refreshes the live statistics page. Called under the central lock.
+pub fn publish_shared(central: &Central) {
+    let page = SHARED.load(Relaxed);
+    if page.is_null() {
+        return;
+    }
+    let w = |i: usize, v: u64| {
+        // SAFETY: the page is SHARED_BYTES long and mapped for the process lifetime;
+        // indexes stay below SHARED_BYTES / 8. Readers tolerate torn snapshots.
+        unsafe { AtomicU64::from_ptr(page.add(i)) }.store(v, Relaxed)
+    };
+    // SAFETY: as above, for the sequence word.
+    let seq = unsafe { AtomicU64::from_ptr(page.add(3)) }.load(Relaxed);
+    w(0, SHARED_MAGIC);
+    w(1, 1);
+    w(2, oxalloc_sys::process_id() as u64);
+    w(4, GLOBAL.mapped_bytes.load(Relaxed));
+    w(5, GLOBAL.in_use_bytes.load(Relaxed));
+    w(6, GLOBAL.peak_in_use_bytes.load(Relaxed));
+    w(7, GLOBAL.purged_bytes.load(Relaxed));
+    w(8, central.dirty_bytes() as u64);
+    w(9, GLOBAL.huge_count.load(Relaxed));
+    let mut n = 0;
+    central.for_each_segment(|seg| {
+        if n >= SHARED_MAX_SEGMENTS {
+            return;
+        }
+        let (used, dirty, purged) = crate::segment::Segment::census(seg);
+        let at = SHARED_SEGMENTS_AT + n * 4;
+        w(at, seg as u64);
+        w(at + 1, used);
+        w(at + 2, dirty);
+        w(at + 3, purged);
+        n += 1;
+    });
+    w(10, n as u64);
+    w(3, seq + 1);
+}
+
+/// Creates the live statistics file if `OXALLOC_STATS_SHM` names one.
+pub fn open_shared() {
+    let Some(path) = crate::options::STATS_SHM.get() else { return };
+    let mut p: Buf<512> = Buf::new();
+    p.bytes(path).bytes(b"\0");
+    let Ok(cpath) = core::ffi::CStr::from_bytes_with_nul(p.as_bytes()) else { return };
+    if let Some(page) = oxalloc_sys::map_shared_file(cpath, SHARED_BYTES) {
+        SHARED.store(page.as_ptr().cast(), Relaxed);
+    }
+}

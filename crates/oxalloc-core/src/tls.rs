@@ -1,0 +1,290 @@
+//! Threads: which heap the calling thread uses, process start-up, thread exit, fork.
+//!
+//! The thread-local slot holds a pointer to the thread's heap. It starts as
+//! `EMPTY_HEAP` (a const initialiser, so reading it costs no lazy-init check and
+//! registers no destructor), and the first allocation's slow path swaps in a real
+//! heap: an abandoned one if any (whole heaps are reused, caches and all), else a new
+//! record from the metadata pages.
+//!
+//! Thread exit is learnt from a `pthread` key destructor, not from a Rust TLS
+//! destructor: glibc registers the latter with `__cxa_thread_atexit_impl`, which may call
+//! `calloc`, and we are `calloc`. On exit the heap is collected and abandoned. A thread
+//! that allocates again after that (another key's destructor, say) uses the shared
+//! *orphan* heap under a lock, so nothing stays tied to a thread that is gone.
+//!
+//! fork(): the handlers take every allocator lock before the fork and release them in
+//! both processes after it; in the child, the heaps of the threads that did not survive
+//! the fork are abandoned so their memory can be reused.
+#![allow(unsafe_code)]
+
+use crate::heap::{self, Heap, EMPTY_HEAP};
+use crate::lock::Mutex;
+use crate::stats::{self, GLOBAL};
+use core::cell::Cell;
+use core::ffi::c_void;
+use core::ptr;
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU8, Ordering};
+
+thread_local! {
+    static HEAP: Cell<*mut Heap> = const { Cell::new((&raw const EMPTY_HEAP).cast_mut()) };
+    static EXITED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The calling thread's heap, or `EMPTY_HEAP` if it has none yet.
+#[inline(always)]
+pub fn heap() -> *mut Heap {
+    HEAP.with(|h| h.get())
+}
+
+/// Heap records are carved from chunks of this size.
+const META_CHUNK: usize = 256 * 1024;
+
+struct Registry {
+    abandoned: *mut Heap,
+    chunk: *mut u8,
+    chunk_left: usize,
+    next_id: u64,
+}
+
+// SAFETY: the pointers are to heap records and metadata pages that only the lock
+// holder changes.
+unsafe impl Send for Registry {}
+
+static REGISTRY: Mutex<Registry> =
+    Mutex::new(Registry { abandoned: ptr::null_mut(), chunk: ptr::null_mut(), chunk_left: 0, next_id: 0 });
+/// Every heap ever made, newest first; append-only, so reporters walk it without a lock.
+static ALL_HEAPS: AtomicPtr<Heap> = AtomicPtr::new(ptr::null_mut());
+/// A heap pointer that may move between threads (the orphan heap's owner is its lock).
+struct HeapPtr(*mut Heap);
+// SAFETY: the heap it names is used only by the holder of the enclosing lock.
+unsafe impl Send for HeapPtr {}
+
+/// The heap shared by threads that already exited.
+static ORPHAN: Mutex<HeapPtr> = Mutex::new(HeapPtr(ptr::null_mut()));
+
+const UNINIT: u8 = 0;
+const RUNNING: u8 = 1;
+const READY: u8 = 2;
+static INIT: AtomicU8 = AtomicU8::new(UNINIT);
+static EXIT_KEY: AtomicU32 = AtomicU32::new(u32::MAX);
+
+/// One-time process set-up: options, the thread-exit key, fork handlers, the live
+/// statistics page. Nothing here allocates.
+pub fn global_init() {
+    if INIT.load(Ordering::Acquire) == READY {
+        return;
+    }
+    if INIT.compare_exchange(UNINIT, RUNNING, Ordering::Acquire, Ordering::Acquire).is_err() {
+        while INIT.load(Ordering::Acquire) != READY {
+            oxalloc_sys::yield_now();
+        }
+        return;
+    }
+    GLOBAL.start_ns.store(oxalloc_sys::now_ns(), Ordering::Relaxed);
+    crate::options::init();
+    if let Some(key) = oxalloc_sys::thread_key_create(thread_exit) {
+        EXIT_KEY.store(key, Ordering::Relaxed);
+    }
+    stats::open_shared();
+    INIT.store(READY, Ordering::Release);
+    // After READY: glibc's pthread_atfork may allocate, and that allocation must find
+    // the allocator ready rather than wait for itself.
+    oxalloc_sys::atfork(fork_prepare, fork_parent, fork_child);
+}
+
+/// Gives the calling thread a heap. Returns null for a thread that already exited
+/// (it must use the orphan heap) or when no memory is left for the record.
+#[cold]
+pub fn init_thread() -> *mut Heap {
+    global_init();
+    if EXITED.with(|e| e.get()) {
+        return ptr::null_mut();
+    }
+    let h = acquire_heap();
+    if h.is_null() {
+        return h;
+    }
+    // SAFETY: the heap was just handed to this thread alone.
+    unsafe { Heap::set_owner(h, oxalloc_sys::thread_id(), false) };
+    HEAP.with(|c| c.set(h));
+    let key = EXIT_KEY.load(Ordering::Relaxed);
+    if key != u32::MAX {
+        // May allocate for keys past glibc's first 32; that allocation finds the heap
+        // already installed.
+        oxalloc_sys::thread_key_set(key, h.cast());
+    }
+    h
+}
+
+/// An abandoned heap, or a new one.
+fn acquire_heap() -> *mut Heap {
+    let mut reg = REGISTRY.lock();
+    if !reg.abandoned.is_null() {
+        let h = reg.abandoned;
+        // SAFETY: heaps on the abandoned list are owned by the list (under our lock).
+        reg.abandoned = unsafe { (*h).next_abandoned };
+        stats::sub(&GLOBAL.heaps_abandoned, 1);
+        return h;
+    }
+    new_heap(&mut reg)
+}
+
+fn new_heap(reg: &mut Registry) -> *mut Heap {
+    let size = core::mem::size_of::<Heap>().next_multiple_of(64);
+    if reg.chunk_left < size {
+        let Some(chunk) = oxalloc_sys::map(META_CHUNK) else { return ptr::null_mut() };
+        reg.chunk = chunk.as_ptr();
+        reg.chunk_left = META_CHUNK;
+        stats::add(&GLOBAL.mapped_bytes, META_CHUNK);
+    }
+    let h = reg.chunk.cast::<Heap>();
+    // SAFETY: the chunk has `size` fresh zeroed bytes left at `chunk`, 64-aligned.
+    unsafe {
+        reg.chunk = reg.chunk.add(size);
+        reg.chunk_left -= size;
+        Heap::init(h, reg.next_id);
+    }
+    reg.next_id += 1;
+    // Publish on the append-only list.
+    let mut head = ALL_HEAPS.load(Ordering::Relaxed);
+    loop {
+        // SAFETY: the heap is not yet published; we own it.
+        unsafe { (*h).next_all = head };
+        match ALL_HEAPS.compare_exchange_weak(head, h, Ordering::Release, Ordering::Relaxed) {
+            Ok(_) => break,
+            Err(now) => head = now,
+        }
+    }
+    stats::add(&GLOBAL.heaps, 1);
+    h
+}
+
+/// Visits every heap ever made (for statistics).
+pub fn for_each_heap(mut f: impl FnMut(*mut Heap)) {
+    let mut h = ALL_HEAPS.load(Ordering::Acquire);
+    while !h.is_null() {
+        f(h);
+        // SAFETY: heaps are never freed and `next_all` is set before publication.
+        h = unsafe { (*h).next_all };
+    }
+}
+
+/// Collects a heap (drain, release empty spans) and puts it on the abandoned list.
+///
+/// # Safety
+/// The caller owns `h` exclusively and will not use it again.
+unsafe fn abandon(h: *mut Heap) {
+    // SAFETY: caller's contract.
+    unsafe {
+        heap::collect(h);
+        Heap::set_owner(h, 0, true);
+    }
+    let mut reg = REGISTRY.lock();
+    // SAFETY: we own `h`; it becomes the list's.
+    unsafe { (*h).next_abandoned = reg.abandoned };
+    reg.abandoned = h;
+    stats::add(&GLOBAL.heaps_abandoned, 1);
+}
+
+/// The pthread key destructor: the thread is exiting.
+unsafe extern "C" fn thread_exit(arg: *mut c_void) {
+    let h = arg.cast::<Heap>();
+    if h.is_null() || heap::is_empty_heap(h) {
+        return;
+    }
+    HEAP.with(|c| c.set((&raw const EMPTY_HEAP).cast_mut()));
+    EXITED.with(|e| e.set(true));
+    // SAFETY: the heap was this thread's, and the thread slot no longer names it.
+    unsafe { abandon(h) };
+}
+
+/// Runs `f` with the orphan heap (for threads that already exited), under its lock.
+pub fn with_orphan_heap(f: impl FnOnce(*mut Heap) -> *mut u8) -> *mut u8 {
+    let mut orphan = ORPHAN.lock();
+    if orphan.0.is_null() {
+        let h = new_heap(&mut REGISTRY.lock());
+        if h.is_null() {
+            return ptr::null_mut();
+        }
+        orphan.0 = h;
+    }
+    let h = orphan.0;
+    // SAFETY: holding the lock makes the orphan heap ours; remote frees to it are
+    // drained by its slow path like any heap's.
+    unsafe { heap::drain_remote(h) };
+    f(h)
+}
+
+/// Collects one abandoned heap, if any: frees what other threads handed back to it
+/// and returns its empty spans to the central pool.
+pub fn collect_one_abandoned() {
+    let h = {
+        let mut reg = REGISTRY.lock();
+        let h = reg.abandoned;
+        if h.is_null() {
+            return;
+        }
+        // SAFETY: list heaps are owned by the list; popping gives it to us.
+        reg.abandoned = unsafe { (*h).next_abandoned };
+        h
+    };
+    // SAFETY: popped from the list, so no one else can reach it.
+    unsafe { heap::collect(h) };
+    let mut reg = REGISTRY.lock();
+    // SAFETY: we own it until it is back on the list.
+    unsafe { (*h).next_abandoned = reg.abandoned };
+    reg.abandoned = h;
+}
+
+/// Collects every abandoned heap and the orphan heap (for `malloc_trim`).
+pub fn collect_all_abandoned() {
+    let n = GLOBAL.heaps_abandoned.load(Ordering::Relaxed);
+    for _ in 0..n {
+        collect_one_abandoned();
+    }
+    let orphan = ORPHAN.lock();
+    if !orphan.0.is_null() {
+        // SAFETY: the lock makes the orphan heap ours.
+        unsafe { heap::collect(orphan.0) };
+    }
+}
+
+// Lock order everywhere: ORPHAN, then REGISTRY, then CENTRAL.
+extern "C" fn fork_prepare() {
+    ORPHAN.lock_for_fork();
+    REGISTRY.lock_for_fork();
+    crate::central::CENTRAL.lock_for_fork();
+}
+
+extern "C" fn fork_parent() {
+    crate::central::CENTRAL.force_unlock();
+    REGISTRY.force_unlock();
+    ORPHAN.force_unlock();
+}
+
+extern "C" fn fork_child() {
+    crate::central::CENTRAL.force_unlock();
+    REGISTRY.force_unlock();
+    ORPHAN.force_unlock();
+    // Only the forking thread survives: every other owned heap is now ownerless.
+    let me = heap();
+    let orphan = ORPHAN.lock().0;
+    for_each_heap(|h| {
+        // SAFETY: heaps are never freed; in the child no other thread runs.
+        let (_, _, abandoned) = unsafe { Heap::identity(h) };
+        if h != me && h != orphan && !abandoned {
+            // SAFETY: its owner thread does not exist in the child.
+            unsafe {
+                Heap::set_owner(h, 0, true);
+                let mut reg = REGISTRY.lock();
+                (*h).next_abandoned = reg.abandoned;
+                reg.abandoned = h;
+            }
+            stats::add(&GLOBAL.heaps_abandoned, 1);
+        }
+    });
+    if !heap::is_empty_heap(me) {
+        // SAFETY: our own heap.
+        unsafe { Heap::set_owner(me, oxalloc_sys::thread_id(), false) };
+    }
+}
