@@ -3,6 +3,11 @@
 //! We reap the child with `wait4(2)` ourselves rather than `Child::wait`, because `wait4` also
 //! returns the child's resource usage: its peak RSS (`ru_maxrss`) and CPU time. `Child` is
 //! only used to spawn; it is never waited on through std afterwards.
+//!
+//! # Safety
+//! This module owns the crate's only `unsafe`: `wait4(2)` into locals and `signal(2)` with a
+//! handler that does nothing.
+#![allow(unsafe_code)]
 
 use std::ffi::OsString;
 use std::io;

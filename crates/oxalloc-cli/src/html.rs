@@ -9,7 +9,7 @@ use crate::term;
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:24px;color:#222;background:#fafafa}\
 h1{font-size:20px;margin:0 0 4px}h2{font-size:16px;margin:24px 0 8px}.sub{color:#555;margin-bottom:12px}\
-table{border-collapse:collapse;font-size:12px;font-family:monospace}td,th{padding:2px 8px;border-bottom:1px solid #e5e5e5;text-align:right}\
+table{border-collapse:collapse;font-size:12px;font-family:monospace}td,th{white-space:nowrap;padding:2px 8px;border-bottom:1px solid #e5e5e5;text-align:right}\
 td.l,th.l{text-align:left}.sw{display:inline-block;width:10px;height:10px;margin-right:4px}\
 svg{background:white;border:1px solid #ddd;display:block;margin:8px 0}";
 

@@ -6,6 +6,11 @@
 //! The tool never links the allocator it measures: it preloads `liboxalloc.so` into the
 //! child and reads what the library writes. Every error is one line on stderr and exit
 //! code 2; otherwise the exit code is the program's.
+//!
+//! `unsafe` is denied here and allowed only in `child` (two libc calls std has no wrapper
+//! for: `wait4`, which returns the child's rusage, and `signal`).
+
+#![deny(unsafe_code)]
 
 mod bench;
 mod child;

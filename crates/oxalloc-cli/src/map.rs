@@ -172,7 +172,7 @@ pub fn short_name(r: &Region) -> String {
         base
     };
     if r.mappings > 1 {
-        format!("{base} ({} mappings)", r.mappings)
+        format!("{base} ({} maps)", r.mappings)
     } else {
         base
     }

@@ -41,7 +41,7 @@ pub fn address_space(s: &Snapshot, all: bool) -> String {
         prev_start = Some(r.start);
     }
     let total_h: f64 = rows.iter().map(|r| r.0).sum::<f64>() + 60.0;
-    let width = 1100.0;
+    let width = 1150.0;
     let mut o = String::new();
     let _ = write!(
         o,
@@ -234,7 +234,7 @@ fn nice_step(max: f64, ticks: f64) -> f64 {
 /// A line chart of bytes over time (`times_ms` shared by all series), with axes and a legend.
 pub fn time_chart(title: &str, times_ms: &[u64], series: &[Series<'_>]) -> String {
     let (w, h) = (960.0, 420.0);
-    let (l, r, t, b) = (80.0, 20.0, 40.0, 50.0);
+    let (l, r, t, b) = (80.0, 20.0, 62.0, 50.0);
     let pw = w - l - r;
     let ph = h - t - b;
     let tmax = times_ms.last().copied().unwrap_or(0).max(1) as f64;
@@ -329,10 +329,10 @@ pub fn time_chart(title: &str, times_ms: &[u64], series: &[Series<'_>]) -> Strin
         let _ = write!(
             o,
             r##"<rect x="{lx}" y="{}" width="14" height="4" fill="{}"/><text x="{}" y="{}" fill="#222">{} (peak {})</text>"##,
-            t + 8.0,
+            t - 22.0,
             s.color,
             lx + 18.0,
-            t + 13.0,
+            t - 17.0,
             esc(s.name),
             term::bytes(peak)
         );

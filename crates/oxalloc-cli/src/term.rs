@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 /// `1536` -> `"1.5 KiB"`; bytes below 1 KiB are printed exactly.
 pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
     if n < 1024 {
         return format!("{n} B");
     }
