@@ -107,7 +107,8 @@ mod tests {
                 let prev = SizeClass(c.0 - 1).size();
                 let worst = prev + 1;
                 let waste = (c.size() - worst) as f64 / c.size() as f64;
-                assert!(worst <= 16 || waste < 0.125, "class {} waste {waste}", c.size());
+                // Below 128 bytes the 16-byte alignment floor sets the step, not the ratio.
+                assert!(worst <= 128 || waste < 0.125, "class {} waste {waste}", c.size());
             }
         }
     }
