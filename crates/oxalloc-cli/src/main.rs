@@ -126,7 +126,8 @@ enum Cmd {
         #[arg(last = true, required = true, value_name = "PROG ARGS")]
         argv: Vec<OsString>,
     },
-    /// Run the benchmark suite (the oxalloc-bench binary next to this one).
+    /// Run the benchmark suite (the oxalloc-bench binary next to this one; `--help` is its own).
+    #[command(disable_help_flag = true)]
     Bench {
         /// Passed to oxalloc-bench unchanged.
         #[arg(

@@ -278,7 +278,7 @@ pub fn read_cmdline(pid: u32) -> String {
         .map(|b| {
             b.split(|&c| c == 0)
                 .filter(|s| !s.is_empty())
-                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .map(|s| String::from_utf8_lossy(s).replace('\n', "\\n"))
                 .collect::<Vec<_>>()
                 .join(" ")
         })
@@ -336,7 +336,8 @@ pub fn classify(maps: &[Mapping], exe: Option<&str>, oxalloc_segments: &[u64]) -
         maps.iter().find(|m| m.is_file()).map(|m| m.path.clone())
     });
     let mut kinds = Vec::with_capacity(maps.len());
-    let mut after_exe_data = false;
+    // End address of the program's writable data, while the next mapping may be its bss.
+    let mut exe_data_end: Option<u64> = None;
     for m in maps {
         let is_exe = exe_path.as_deref() == Some(m.path.as_str());
         let kind = if m.perms.starts_with("---") {
@@ -345,7 +346,6 @@ pub fn classify(maps: &[Mapping], exe: Option<&str>, oxalloc_segments: &[u64]) -
             if m.is_exec() {
                 Kind::Text
             } else if m.is_write() {
-                after_exe_data = true;
                 Kind::Data
             } else {
                 Kind::RoData
@@ -362,7 +362,7 @@ pub fn classify(maps: &[Mapping], exe: Option<&str>, oxalloc_segments: &[u64]) -
                 .any(|&s| s < m.end && s + crate::shm::SEGMENT_BYTES > m.start)
         {
             Kind::Oxalloc
-        } else if m.path.is_empty() && after_exe_data && m.is_write() {
+        } else if m.path.is_empty() && exe_data_end == Some(m.start) && m.is_write() {
             Kind::Bss
         } else if m.is_file() && is_library(&m.path) {
             Kind::Library
@@ -371,9 +371,7 @@ pub fn classify(maps: &[Mapping], exe: Option<&str>, oxalloc_segments: &[u64]) -
         } else {
             Kind::Anon
         };
-        if kind != Kind::Data {
-            after_exe_data = false;
-        }
+        exe_data_end = (kind == Kind::Data).then_some(m.end);
         kinds.push(kind);
     }
     kinds

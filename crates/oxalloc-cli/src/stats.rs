@@ -89,7 +89,7 @@ pub fn report(s: &Stats, info: &RunInfo<'_>, color: bool) -> String {
     let kv = |o: &mut String, k: &str, v: String, note: &str| {
         let _ = writeln!(o, "  {k:<22}{v:>14}  {note}");
     };
-    kv(&mut o, "exit status", info.status.to_string(), "");
+    let _ = writeln!(o, "  {:<22}{}", "exit status", info.status);
     kv(
         &mut o,
         "wall time",

@@ -27,7 +27,7 @@ fn box_height(size: u64) -> f64 {
 /// Large unmapped gaps are drawn as a break with their size.
 pub fn address_space(s: &Snapshot, all: bool) -> String {
     let regions = s.regions(all);
-    let (x0, col_w, label_x) = (150.0, 260.0, 430.0);
+    let (x0, col_w, label_x) = (140.0, 230.0, 385.0);
     let mut rows: Vec<(f64, Option<&Region>, u64)> = Vec::new(); // (height, region, gap bytes)
     let mut prev_start: Option<u64> = None;
     for r in regions.iter().rev() {
@@ -41,7 +41,7 @@ pub fn address_space(s: &Snapshot, all: bool) -> String {
         prev_start = Some(r.start);
     }
     let total_h: f64 = rows.iter().map(|r| r.0).sum::<f64>() + 60.0;
-    let width = 1150.0;
+    let width = 1100.0;
     let mut o = String::new();
     let _ = write!(
         o,
@@ -138,7 +138,7 @@ pub fn kind_bar(s: &Snapshot) -> String {
 /// oxalloc's segments: one row of 64 slices each (metadata, used, free dirty, free purged).
 pub fn segments(s: &Snapshot) -> Option<String> {
     let ox = s.oxalloc.as_ref()?;
-    let cell = 12.0;
+    let cell = 11.0;
     let shown = s.segments.len().min(200);
     let h = 40.0 + shown as f64 * (cell + 4.0) + 30.0;
     let mut o = String::new();

@@ -56,6 +56,16 @@ fn have(prog: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// The real Python executable: `python3` may be a shim script (pyenv) that runs other
+/// programs first, which would be what a snapshot taken early sees.
+fn python_exe() -> String {
+    let o = Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
 fn skip(why: &str) {
     println!("SKIP: {why}");
     eprintln!("SKIP: {why}");
@@ -204,11 +214,11 @@ fn map_of_a_python_child_is_taken_while_it_is_alive() {
             "--kill",
             "--no-color",
             "--after-ms",
-            "200",
+            "1500",
             "--",
         ])
+        .arg(python_exe())
         .args([
-            "python3",
             "-c",
             "import time; x = [bytes(1000) for _ in range(50000)]; time.sleep(10)",
         ])
