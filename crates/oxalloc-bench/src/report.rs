@@ -1,0 +1,455 @@
+//! Results: the records of a suite run, their ratios and summaries, and their text table,
+//! CSV and JSON forms.
+
+use crate::machine::Machine;
+use crate::stats::{self, Better};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// Workloads left out of the time summary: their wall time is mostly a deliberate sleep.
+pub const TIME_SUMMARY_EXCLUDED: [&str; 1] = ["burst-idle"];
+
+/// One run of one case under one allocator.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Run {
+    /// Wall seconds, spawn to exit.
+    pub wall_s: f64,
+    /// Peak RSS from `wait4`, MiB.
+    pub peak_rss_mib: f64,
+    /// User CPU seconds.
+    pub user_s: f64,
+    /// System CPU seconds.
+    pub sys_s: f64,
+    /// Operations per second of the measured part, millions (if the workload has one).
+    pub throughput_mops: Option<f64>,
+    /// Workload-specific numbers.
+    pub extra: BTreeMap<String, f64>,
+}
+
+/// One cell of the results: a case under an allocator, medians over its runs.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Record {
+    /// Row id (e.g. `larson/t4`).
+    pub case: String,
+    /// Workload name.
+    pub workload: String,
+    /// Thread count.
+    pub threads: usize,
+    /// Allocator name.
+    pub allocator: String,
+    /// How the allocator was put in (`preload`, `default`, `global_allocator`).
+    pub mode: String,
+    /// Median wall seconds.
+    pub wall_s: Option<f64>,
+    /// Median peak RSS, MiB.
+    pub peak_rss_mib: Option<f64>,
+    /// Median throughput, Mops/s.
+    pub throughput_mops: Option<f64>,
+    /// `wall_s` / best peer's.
+    pub wall_ratio: Option<f64>,
+    /// `peak_rss_mib` / best peer's.
+    pub rss_ratio: Option<f64>,
+    /// `throughput_mops` / best peer's (above 1 is faster).
+    pub throughput_ratio: Option<f64>,
+    /// Medians of the workload-specific numbers.
+    pub extra: BTreeMap<String, f64>,
+    /// Every run.
+    pub runs: Vec<Run>,
+    /// Why the case failed or was skipped under this allocator.
+    pub error: Option<String>,
+}
+
+impl Record {
+    /// Fills the medians from `runs`.
+    pub fn summarize_runs(&mut self) {
+        let col = |f: &dyn Fn(&Run) -> Option<f64>| -> Vec<f64> {
+            self.runs.iter().filter_map(f).collect()
+        };
+        self.wall_s = stats::median(&col(&|r| Some(r.wall_s)));
+        self.peak_rss_mib = stats::median(&col(&|r| Some(r.peak_rss_mib)));
+        self.throughput_mops = stats::median(&col(&|r| r.throughput_mops));
+        let keys: Vec<String> = self
+            .runs
+            .iter()
+            .flat_map(|r| r.extra.keys().cloned())
+            .collect();
+        for k in keys {
+            if let Some(m) = stats::median(&col(&|r| r.extra.get(&k).copied())) {
+                self.extra.insert(k, m);
+            }
+        }
+    }
+}
+
+/// An allocator as recorded in the results.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AllocInfo {
+    /// Name.
+    pub name: String,
+    /// Library preloaded (canonical path), if any.
+    pub lib: Option<String>,
+    /// Why it is missing, if it is.
+    pub missing: Option<String>,
+}
+
+/// Per-allocator summary over the rows.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Summary {
+    /// Allocator name.
+    pub allocator: String,
+    /// Geometric mean of wall-time ratios.
+    pub time_geomean: Option<f64>,
+    /// Largest wall-time ratio, and its row.
+    pub time_worst: Option<(f64, String)>,
+    /// Geometric mean of peak-RSS ratios.
+    pub rss_geomean: Option<f64>,
+    /// Largest peak-RSS ratio, and its row.
+    pub rss_worst: Option<(f64, String)>,
+    /// Rows the summary covers.
+    pub rows: usize,
+}
+
+/// Everything a suite run produced.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Results {
+    /// Where it ran.
+    pub machine: Machine,
+    /// The command line.
+    pub command: String,
+    /// Runs per cell.
+    pub runs: usize,
+    /// Work scale.
+    pub scale: f64,
+    /// Allocators, found or missing.
+    pub allocators: Vec<AllocInfo>,
+    /// The cells.
+    pub records: Vec<Record>,
+    /// Per-allocator summaries.
+    pub summary: Vec<Summary>,
+}
+
+/// Case ids in first-seen order.
+pub fn case_ids(records: &[Record]) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    for r in records {
+        if !ids.contains(&r.case) {
+            ids.push(r.case.clone());
+        }
+    }
+    ids
+}
+
+/// A metric's getter, direction, and the setter of its ratio field.
+type RatioMetric = (
+    fn(&Record) -> Option<f64>,
+    Better,
+    fn(&mut Record, Option<f64>),
+);
+
+/// Fills the three ratio fields of every record, row by row.
+pub fn fill_ratios(records: &mut [Record]) {
+    for id in case_ids(records) {
+        let idx: Vec<usize> = (0..records.len())
+            .filter(|&i| records[i].case == id)
+            .collect();
+        let metrics: [RatioMetric; 3] = [
+            (|r| r.wall_s, Better::Lower, |r, v| r.wall_ratio = v),
+            (|r| r.peak_rss_mib, Better::Lower, |r, v| r.rss_ratio = v),
+            (
+                |r| r.throughput_mops,
+                Better::Higher,
+                |r, v| r.throughput_ratio = v,
+            ),
+        ];
+        for (get, better, set) in metrics {
+            let row: Vec<(&str, Option<f64>)> = idx
+                .iter()
+                .map(|&i| (records[i].allocator.as_str(), get(&records[i])))
+                .collect();
+            let ratios = stats::row_ratios(&row, better);
+            for (&i, r) in idx.iter().zip(ratios) {
+                set(&mut records[i], r);
+            }
+        }
+    }
+}
+
+/// Per-allocator geometric means and worst rows of the time and RSS ratios.
+pub fn summarize(records: &[Record], allocators: &[String]) -> Vec<Summary> {
+    allocators
+        .iter()
+        .map(|a| {
+            let mine: Vec<&Record> = records.iter().filter(|r| &r.allocator == a).collect();
+            let times: Vec<(f64, String)> = mine
+                .iter()
+                .filter(|r| !TIME_SUMMARY_EXCLUDED.contains(&r.workload.as_str()))
+                .filter_map(|r| r.wall_ratio.map(|x| (x, r.case.clone())))
+                .collect();
+            let rss: Vec<(f64, String)> = mine
+                .iter()
+                .filter_map(|r| r.rss_ratio.map(|x| (x, r.case.clone())))
+                .collect();
+            let worst = |v: &[(f64, String)]| v.iter().cloned().max_by(|x, y| x.0.total_cmp(&y.0));
+            let vals = |v: &[(f64, String)]| v.iter().map(|x| x.0).collect::<Vec<_>>();
+            Summary {
+                allocator: a.clone(),
+                time_geomean: stats::geomean(&vals(&times)),
+                time_worst: worst(&times),
+                rss_geomean: stats::geomean(&vals(&rss)),
+                rss_worst: worst(&rss),
+                rows: mine.iter().filter(|r| r.error.is_none()).count(),
+            }
+        })
+        .collect()
+}
+
+fn cell(value: Option<f64>, ratio: Option<f64>, err: Option<&String>, digits: usize) -> String {
+    match (value, err) {
+        (Some(v), _) => match ratio {
+            Some(r) => format!("{v:.digits$} {r:>5.2}x"),
+            None => format!("{v:.digits$}"),
+        },
+        (None, Some(e)) if e.starts_with("skipped") => "skip".into(),
+        (None, Some(_)) => "FAIL".into(),
+        (None, None) => "-".into(),
+    }
+}
+
+/// The text tables: wall time, peak RSS, throughput, burst-then-idle RSS, failures.
+pub fn render(res: &Results) -> String {
+    let allocs: Vec<&str> = res
+        .allocators
+        .iter()
+        .filter(|a| a.missing.is_none())
+        .map(|a| a.name.as_str())
+        .collect();
+    let ids = case_ids(&res.records);
+    let find = |id: &str, a: &str| {
+        res.records
+            .iter()
+            .find(|r| r.case == id && r.allocator == a)
+    };
+    let w0 = ids.iter().map(String::len).max().unwrap_or(8).max(10) + 2;
+    const CW: usize = 17;
+    let mut s = String::new();
+    let header = |s: &mut String, title: &str| {
+        let _ = writeln!(s, "\n{title}");
+        let _ = write!(s, "{:<w0$}", "workload");
+        for a in &allocs {
+            let _ = write!(s, "{a:>CW$}");
+        }
+        s.push('\n');
+    };
+    type Metric = (fn(&Record) -> (Option<f64>, Option<f64>), usize);
+    let tables: [(&str, Metric, bool); 3] = [
+        (
+            "Wall time, s (ratio to the best peer; lower is better)",
+            (|r| (r.wall_s, r.wall_ratio), 3),
+            false,
+        ),
+        (
+            "Peak RSS, MiB (ratio to the best peer; lower is better)",
+            (|r| (r.peak_rss_mib, r.rss_ratio), 1),
+            false,
+        ),
+        (
+            "Throughput, Mops/s (ratio to the best peer; higher is better)",
+            (|r| (r.throughput_mops, r.throughput_ratio), 3),
+            true,
+        ),
+    ];
+    for (ti, (title, (get, digits), only_tp)) in tables.iter().enumerate() {
+        let rows: Vec<&String> = ids
+            .iter()
+            .filter(|id| {
+                !only_tp
+                    || allocs
+                        .iter()
+                        .any(|a| find(id, a).is_some_and(|r| r.throughput_mops.is_some()))
+            })
+            .collect();
+        if rows.is_empty() {
+            continue;
+        }
+        header(&mut s, title);
+        for id in rows {
+            let _ = write!(s, "{id:<w0$}");
+            for a in &allocs {
+                let c = find(id, a).map_or("-".into(), |r| {
+                    let (v, ratio) = get(r);
+                    cell(v, ratio, r.error.as_ref(), *digits)
+                });
+                let _ = write!(s, "{c:>CW$}");
+            }
+            s.push('\n');
+        }
+        if ti < 2 {
+            for (label, pick) in [("geomean", 0), ("worst", 1)] {
+                let _ = write!(s, "{label:<w0$}");
+                for a in &allocs {
+                    let sm = res.summary.iter().find(|x| x.allocator == *a);
+                    let v = sm.and_then(|sm| match (ti, pick) {
+                        (0, 0) => sm.time_geomean,
+                        (0, _) => sm.time_worst.as_ref().map(|w| w.0),
+                        (_, 0) => sm.rss_geomean,
+                        _ => sm.rss_worst.as_ref().map(|w| w.0),
+                    });
+                    let c = v.map_or("-".into(), |v| format!("{v:.2}x"));
+                    let _ = write!(s, "{c:>CW$}");
+                }
+                s.push('\n');
+            }
+        }
+    }
+    let bursts: Vec<&Record> = res
+        .records
+        .iter()
+        .filter(|r| r.workload == "burst-idle")
+        .collect();
+    if !bursts.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nBurst then idle: RSS before, at peak, and after freeing 120 MiB and 1 s idle (MiB)"
+        );
+        let _ = writeln!(
+            s,
+            "{:<12}{:>10}{:>10}{:>10}{:>14}",
+            "allocator", "before", "peak", "after", "after/before"
+        );
+        for r in bursts {
+            let g = |k: &str| r.extra.get(k).map_or("-".into(), |v| format!("{v:.1}"));
+            let ratio = r
+                .extra
+                .get("after_over_before")
+                .map_or("-".into(), |v| format!("{v:.2}x"));
+            let _ = writeln!(
+                s,
+                "{:<12}{:>10}{:>10}{:>10}{:>14}",
+                r.allocator,
+                g("rss_before_mib"),
+                g("rss_peak_mib"),
+                g("rss_after_mib"),
+                ratio
+            );
+        }
+    }
+    let errors: Vec<&Record> = res.records.iter().filter(|r| r.error.is_some()).collect();
+    if !errors.is_empty() {
+        let _ = writeln!(s, "\nFailed or skipped");
+        for r in errors {
+            let _ = writeln!(
+                s,
+                "  {} under {}: {}",
+                r.case,
+                r.allocator,
+                r.error.as_deref().unwrap_or("")
+            );
+        }
+    }
+    s
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.map_or(String::new(), |v| format!("{v:.6}"))
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// CSV header of [`to_csv`].
+pub const CSV_HEADER: &str = "case,workload,threads,allocator,mode,runs,wall_s,wall_ratio,peak_rss_mib,rss_ratio,throughput_mops,throughput_ratio,rss_before_mib,rss_after_mib,after_over_before,error";
+
+/// One line per record, medians and ratios (empty fields where there is no value).
+pub fn to_csv(records: &[Record]) -> String {
+    let mut s = String::from(CSV_HEADER);
+    s.push('\n');
+    for r in records {
+        let x = |k: &str| opt(r.extra.get(k).copied());
+        let _ = writeln!(
+            s,
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            csv_field(&r.case),
+            csv_field(&r.workload),
+            r.threads,
+            csv_field(&r.allocator),
+            r.mode,
+            r.runs.len(),
+            opt(r.wall_s),
+            opt(r.wall_ratio),
+            opt(r.peak_rss_mib),
+            opt(r.rss_ratio),
+            opt(r.throughput_mops),
+            opt(r.throughput_ratio),
+            x("rss_before_mib"),
+            x("rss_after_mib"),
+            x("after_over_before"),
+            csv_field(r.error.as_deref().unwrap_or(""))
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(case: &str, alloc: &str, wall: f64, rss: f64) -> Record {
+        Record {
+            case: case.into(),
+            workload: case.split('/').next().unwrap().into(),
+            threads: 1,
+            allocator: alloc.into(),
+            runs: vec![Run {
+                wall_s: wall,
+                peak_rss_mib: rss,
+                ..Run::default()
+            }],
+            ..Record::default()
+        }
+    }
+
+    #[test]
+    fn ratios_and_summary() {
+        let mut v = vec![
+            rec("a", "oxalloc", 1.0, 10.0),
+            rec("a", "glibc", 2.0, 5.0),
+            rec("b", "oxalloc", 4.0, 10.0),
+            rec("b", "glibc", 1.0, 10.0),
+        ];
+        v.iter_mut().for_each(Record::summarize_runs);
+        fill_ratios(&mut v);
+        assert_eq!(v[0].wall_ratio, Some(0.5));
+        assert_eq!(v[0].rss_ratio, Some(2.0));
+        assert_eq!(v[2].wall_ratio, Some(4.0));
+        let s = summarize(&v, &["oxalloc".into(), "glibc".into()]);
+        assert!((s[0].time_geomean.unwrap() - (0.5f64 * 4.0).sqrt()).abs() < 1e-9);
+        assert_eq!(s[0].time_worst.as_ref().unwrap().1, "b");
+        assert!((s[1].time_geomean.unwrap() - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn csv_has_header_and_quotes() {
+        let mut r = rec("a", "glibc", 1.5, 2.0);
+        r.summarize_runs();
+        r.error = Some("exit 1: bad, worse".into());
+        let csv = to_csv(&[r]);
+        let mut lines = csv.lines();
+        assert_eq!(lines.next(), Some(CSV_HEADER));
+        let line = lines.next().unwrap();
+        assert!(
+            line.starts_with("a,a,1,glibc,,1,1.500000,,2.000000,"),
+            "{line}"
+        );
+        assert!(line.ends_with(",\"exit 1: bad, worse\""), "{line}");
+        assert_eq!(
+            line.matches(',').count(),
+            CSV_HEADER.matches(',').count() + 1
+        );
+    }
+}

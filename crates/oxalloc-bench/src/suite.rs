@@ -1,0 +1,461 @@
+//! The suite's plan: which workloads exist, which cases (workload x thread count) a run
+//! has, and how a case under an allocator becomes a [`Job`].
+
+use crate::allocators::{rust_binary_name, Allocator};
+use crate::rng::Rng;
+use crate::runner::Job;
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How a workload is run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// In the suite binary itself (`oxalloc-bench work NAME`), under `LD_PRELOAD`.
+    Work,
+    /// `python3` running `scripts/alloc_heavy.py`, under `LD_PRELOAD`.
+    Python,
+    /// `sqlite3` on a generated database, under `LD_PRELOAD`.
+    Sqlite,
+    /// A `#[global_allocator]` binary (`oxbench-rust-*`).
+    Rust,
+}
+
+/// How a workload uses the thread counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Threads {
+    /// One case per thread count.
+    Each,
+    /// One case, at the largest thread count.
+    Max,
+    /// Single-threaded.
+    One,
+}
+
+/// A workload of the suite.
+#[derive(Clone, Copy, Debug)]
+pub struct Workload {
+    /// Name, as in `--only`.
+    pub name: &'static str,
+    /// How it runs.
+    pub kind: Kind,
+    /// How it uses thread counts.
+    pub threads: Threads,
+    /// Whether its output has a meaningful throughput.
+    pub throughput: bool,
+    /// What it models, one line.
+    pub about: &'static str,
+}
+
+const fn w(
+    name: &'static str,
+    kind: Kind,
+    threads: Threads,
+    throughput: bool,
+    about: &'static str,
+) -> Workload {
+    Workload {
+        name,
+        kind,
+        threads,
+        throughput,
+        about,
+    }
+}
+
+/// Every workload, in table order.
+pub const WORKLOADS: [Workload; 14] = [
+    w(
+        "larson",
+        Kind::Work,
+        Threads::Each,
+        true,
+        "server: per-thread working sets, random 16-1024 B, blocks migrate between threads",
+    ),
+    w(
+        "xmalloc",
+        Kind::Work,
+        Threads::Each,
+        true,
+        "producer/consumer: allocated on T producers, freed on T consumers",
+    ),
+    w(
+        "cache-thrash",
+        Kind::Work,
+        Threads::Each,
+        false,
+        "active false sharing: each thread allocates 8 B objects and writes them hard",
+    ),
+    w(
+        "cache-scratch",
+        Kind::Work,
+        Threads::Each,
+        false,
+        "passive false sharing: objects handed out by one thread, freed and reused by others",
+    ),
+    w(
+        "power-law",
+        Kind::Work,
+        Threads::Max,
+        true,
+        "Pareto sizes 16 B-1 MiB, 90% short-lived, 10% long-lived, cross-thread transfers",
+    ),
+    w(
+        "realloc",
+        Kind::Work,
+        Threads::One,
+        true,
+        "realloc growth of 1000 string builders (exact) and vectors (doubling)",
+    ),
+    w(
+        "large",
+        Kind::Work,
+        Threads::One,
+        false,
+        "64 KiB-32 MiB blocks allocated, every page touched, freed",
+    ),
+    w(
+        "burst-idle",
+        Kind::Work,
+        Threads::One,
+        false,
+        "120 MiB of small blocks, all freed, 1 s idle: RSS after vs before",
+    ),
+    w(
+        "python",
+        Kind::Python,
+        Threads::One,
+        false,
+        "python3 (PYTHONMALLOC=malloc) building dicts, strings, JSON, sorting",
+    ),
+    w(
+        "sqlite",
+        Kind::Sqlite,
+        Threads::One,
+        false,
+        "sqlite3: 100k-row inserts, indexes, joins, group-by, updates",
+    ),
+    w(
+        "rust-btree",
+        Kind::Rust,
+        Threads::One,
+        true,
+        "BTreeMap<String, Vec<u8>> build, look up, remove, drop",
+    ),
+    w(
+        "rust-hashmap",
+        Kind::Rust,
+        Threads::One,
+        true,
+        "HashMap<u64, String> insert/remove churn, drop",
+    ),
+    w(
+        "rust-boxtree",
+        Kind::Rust,
+        Threads::One,
+        true,
+        "Box binary trees built and dropped (binary-trees)",
+    ),
+    w(
+        "pairs",
+        Kind::Work,
+        Threads::One,
+        true,
+        "malloc(32)/free pairs on one thread (for `instructions`)",
+    ),
+];
+
+/// Workloads run by default (all but `pairs`, which `instructions` uses).
+pub fn default_workloads() -> impl Iterator<Item = &'static Workload> {
+    WORKLOADS.iter().filter(|w| w.name != "pairs")
+}
+
+/// One row of the results: a workload at a thread count.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Case {
+    /// Row label, e.g. `larson/t4`.
+    pub id: String,
+    /// The workload.
+    pub workload: &'static str,
+    /// Threads (producer/consumer pairs for xmalloc).
+    pub threads: usize,
+    /// How it runs.
+    pub kind: Kind,
+    /// Whether the row has a throughput.
+    pub throughput: bool,
+}
+
+/// The cases for `threads` and the `only` filter (workload names or case ids; empty = all).
+pub fn plan(threads: &[usize], only: &[String]) -> Vec<Case> {
+    let max = threads.iter().copied().max().unwrap_or(1);
+    let mut cases = Vec::new();
+    for w in WORKLOADS.iter() {
+        let counts: Vec<usize> = match w.threads {
+            Threads::Each => threads.to_vec(),
+            Threads::Max => vec![max],
+            Threads::One => vec![1],
+        };
+        for t in counts {
+            let id = match w.threads {
+                Threads::One => w.name.to_string(),
+                _ => format!("{}/t{t}", w.name),
+            };
+            let wanted = if only.is_empty() {
+                w.name != "pairs"
+            } else {
+                only.iter().any(|o| o == w.name || *o == id)
+            };
+            if wanted {
+                cases.push(Case {
+                    id,
+                    workload: w.name,
+                    threads: t,
+                    kind: w.kind,
+                    throughput: w.throughput,
+                });
+            }
+        }
+    }
+    cases
+}
+
+/// What the jobs of one suite run share.
+#[derive(Clone, Debug)]
+pub struct Ctx {
+    /// The suite executable (the C workload child).
+    pub exe: PathBuf,
+    /// Where the `oxbench-rust-*` binaries are.
+    pub bin_dir: PathBuf,
+    /// Work scale (1.0 full).
+    pub scale: f64,
+    /// Per-run timeout.
+    pub timeout: Duration,
+    /// `python3`, if found.
+    pub python: Option<PathBuf>,
+    /// The Python workload script.
+    pub python_script: PathBuf,
+    /// `sqlite3`, if found.
+    pub sqlite: Option<PathBuf>,
+    /// Scratch directory (SQL script, databases).
+    pub tmp: PathBuf,
+}
+
+/// A job ready to run, and how the allocator was put in.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    /// The job.
+    pub job: Job,
+    /// `preload`, `default` (glibc) or `global_allocator`.
+    pub mode: &'static str,
+    /// A file to delete before each run (the sqlite database).
+    pub remove_before: Option<PathBuf>,
+}
+
+/// Builds the job for `case` under `alloc`, or says why it cannot run.
+pub fn prepare(ctx: &Ctx, case: &Case, alloc: &Allocator) -> Result<Prepared, String> {
+    if let Some(why) = &alloc.missing {
+        return Err(why.clone());
+    }
+    let mode = if alloc.lib.is_some() {
+        "preload"
+    } else {
+        "default"
+    };
+    let mut p = Prepared {
+        job: Job {
+            preload: alloc.lib.clone(),
+            timeout: ctx.timeout,
+            ..Job::default()
+        },
+        mode,
+        remove_before: None,
+    };
+    let scale = format!("{}", ctx.scale);
+    match case.kind {
+        Kind::Work => {
+            p.job.program = ctx.exe.clone();
+            p.job.args = [
+                "work",
+                case.workload,
+                "--threads",
+                &case.threads.to_string(),
+                "--scale",
+                &scale,
+            ]
+            .map(OsString::from)
+            .to_vec();
+        }
+        Kind::Python => {
+            p.job.program = ctx
+                .python
+                .clone()
+                .ok_or("python3 not found (apt-get install python3)")?;
+            p.job.args = vec![
+                "-S".into(),
+                "-B".into(),
+                ctx.python_script.clone().into(),
+                scale.into(),
+            ];
+            p.job.env = vec![
+                ("PYTHONMALLOC".into(), "malloc".into()),
+                ("PYTHONHASHSEED".into(), "0".into()),
+            ];
+        }
+        Kind::Sqlite => {
+            p.job.program = ctx
+                .sqlite
+                .clone()
+                .ok_or("sqlite3 not found (apt-get install sqlite3)")?;
+            let sql = ctx
+                .tmp
+                .join(format!("sqlite-{}.sql", sqlite_rows(ctx.scale)));
+            if !sql.is_file() {
+                std::fs::write(&sql, sqlite_script(sqlite_rows(ctx.scale)))
+                    .map_err(|e| format!("writing {}: {e}", sql.display()))?;
+            }
+            let db = ctx.tmp.join(format!("bench-{}.db", alloc.name));
+            p.job.args = vec![db.clone().into()];
+            p.job.stdin = Some(sql);
+            p.remove_before = Some(db);
+        }
+        Kind::Rust => {
+            let name = case.workload.trim_start_matches("rust-");
+            let own = ctx.bin_dir.join(rust_binary_name(alloc.name));
+            let system = ctx.bin_dir.join(rust_binary_name("glibc"));
+            let crate_bin =
+                matches!(alloc.name, "mimalloc" | "jemalloc" | "oxalloc") && own.is_file();
+            p.job.program = if crate_bin { own } else { system };
+            if crate_bin {
+                p.job.preload = None;
+                p.mode = "global_allocator";
+            }
+            if !p.job.program.is_file() {
+                return Err(format!(
+                    "{} not built (cargo build --release -p oxalloc-bench --bins)",
+                    p.job.program.display()
+                ));
+            }
+            p.job.args = vec![name.into(), scale.into()];
+        }
+    }
+    Ok(p)
+}
+
+/// Rows inserted by the sqlite workload at `scale` (100k at 1.0).
+pub fn sqlite_rows(scale: f64) -> usize {
+    ((100_000.0 * scale) as usize).max(2000)
+}
+
+/// The sqlite workload: a deterministic SQL script over `rows` users and `2 * rows` orders.
+pub fn sqlite_script(rows: usize) -> String {
+    const CITIES: [&str; 8] = [
+        "Oslo", "Lima", "Pune", "Kyiv", "Graz", "Accra", "Quito", "Hanoi",
+    ];
+    let mut rng = Rng::new(0x5917E);
+    let mut s = String::with_capacity(rows * 200);
+    s.push_str(
+        "PRAGMA journal_mode=OFF;\nPRAGMA synchronous=OFF;\n\
+         CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT, email TEXT, age INTEGER, city TEXT, bio TEXT);\n\
+         CREATE TABLE orders(id INTEGER PRIMARY KEY, user_id INTEGER, amount REAL, item TEXT);\nBEGIN;\n",
+    );
+    let word = |rng: &mut Rng, lo: usize, hi: usize| -> String {
+        let len = rng.range(lo, hi);
+        (0..len)
+            .map(|_| (b'a' + rng.below(26) as u8) as char)
+            .collect()
+    };
+    for id in 1..=rows {
+        let name = word(&mut rng, 4, 12);
+        let bio = word(&mut rng, 10, 200);
+        let _ = writeln!(
+            s,
+            "INSERT INTO users VALUES({id},'{name}','{name}{id}@example.org',{},'{}','{bio}');",
+            rng.range(18, 90),
+            CITIES[rng.below(CITIES.len())]
+        );
+    }
+    for id in 1..=2 * rows {
+        let item = word(&mut rng, 3, 30);
+        let _ = writeln!(
+            s,
+            "INSERT INTO orders VALUES({id},{},{}.{:02},'{item}');",
+            rng.range(1, rows),
+            rng.below(500),
+            rng.below(100)
+        );
+    }
+    s.push_str(
+        "COMMIT;\n\
+         CREATE INDEX users_email ON users(email);\n\
+         CREATE INDEX users_city_age ON users(city, age);\n\
+         CREATE INDEX orders_user ON orders(user_id);\n\
+         SELECT city, count(*), avg(age) FROM users GROUP BY city ORDER BY 2 DESC;\n\
+         SELECT u.name, sum(o.amount) AS total FROM users u JOIN orders o ON o.user_id = u.id GROUP BY u.id ORDER BY total DESC LIMIT 20;\n\
+         SELECT count(*) FROM users WHERE bio LIKE '%abc%';\n\
+         SELECT name, email FROM users ORDER BY email LIMIT 10 OFFSET 5000;\n\
+         SELECT item, count(*) FROM orders GROUP BY item ORDER BY 2 DESC LIMIT 10;\n\
+         UPDATE users SET bio = bio || name WHERE age > 50;\n\
+         DELETE FROM orders WHERE amount < 50;\n\
+         SELECT group_concat(name, ',') FROM (SELECT name FROM users ORDER BY bio LIMIT 20000);\n",
+    );
+    s
+}
+
+/// Finds an executable: the first existing path of `preferred`, else `name` on `$PATH`.
+pub fn find_program(name: &str, preferred: &[&str]) -> Option<PathBuf> {
+    preferred
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .or_else(|| {
+            std::env::var_os("PATH").and_then(|path| {
+                std::env::split_paths(&path)
+                    .map(|d| d.join(name))
+                    .find(|p| p.is_file())
+            })
+        })
+}
+
+/// The workspace root: the compile-time manifest's grandparent if it still exists, else the
+/// first ancestor of the current directory with a `[workspace]` Cargo.toml.
+pub fn workspace_root() -> Option<PathBuf> {
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    if built.join("Cargo.toml").is_file() {
+        return built.canonicalize().ok();
+    }
+    let cwd = std::env::current_dir().ok()?;
+    cwd.ancestors()
+        .find(|d| {
+            std::fs::read_to_string(d.join("Cargo.toml")).is_ok_and(|t| t.contains("[workspace]"))
+        })
+        .map(Path::to_path_buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_expands_thread_counts_and_filters() {
+        let all = plan(&[1, 2, 4, 8], &[]);
+        assert!(all.iter().any(|c| c.id == "larson/t8"));
+        assert!(all.iter().any(|c| c.id == "power-law/t8"));
+        assert!(!all.iter().any(|c| c.id == "power-law/t1"));
+        assert!(!all.iter().any(|c| c.workload == "pairs"));
+        let some = plan(
+            &[1, 2],
+            &["larson".into(), "xmalloc/t2".into(), "realloc".into()],
+        );
+        let ids: Vec<&str> = some.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["larson/t1", "larson/t2", "xmalloc/t2", "realloc"]);
+    }
+
+    #[test]
+    fn sqlite_script_is_deterministic() {
+        let a = sqlite_script(50);
+        assert_eq!(a, sqlite_script(50));
+        assert_eq!(a.matches("INSERT INTO users").count(), 50);
+        assert_eq!(a.matches("INSERT INTO orders").count(), 100);
+    }
+}
