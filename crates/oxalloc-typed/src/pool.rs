@@ -205,6 +205,8 @@ impl<S: Source> RawPool<S> {
     fn add_chunk(&self) -> Result<(), AllocError> {
         // SAFETY: short borrow, dropped before calling the source.
         let want = unsafe { (*self.st.get()).next_chunk_bytes };
+        // At least one block, whatever the configured chunk size.
+        let want = want.max(Self::HEADER + self.align + self.block);
         let layout = or_err(Layout::from_size_align(want, self.chunk_align).ok())?;
         let region = or_err(self.source.acquire(layout))?;
         let len = region.len();

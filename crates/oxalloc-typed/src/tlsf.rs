@@ -366,6 +366,9 @@ impl Tlsf {
         // SAFETY: `o` is a live block; its neighbours are blocks or the sentinel.
         unsafe {
             let sf = self.size_flags(base, o);
+            // Mark the block itself free even if it merges into its predecessor below:
+            // its stale header then still says "free" to a second `free` of it.
+            w(base, o + 4, sf | FREE);
             let mut start = o;
             let mut total = sf & !FLAGS;
             let next = o + total;
