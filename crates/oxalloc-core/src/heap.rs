@@ -562,6 +562,8 @@ pub unsafe fn drain_remote(heap: *mut Heap) {
 ///
 /// # Safety
 /// `p` is in a granule the map marks huge.
+#[cold]
+#[inline(never)]
 unsafe fn free_huge(p: *mut u8) {
     // SAFETY: caller's contract.
     if unsafe { huge::free(p) } {
@@ -571,6 +573,8 @@ unsafe fn free_huge(p: *mut u8) {
     }
 }
 
+#[cold]
+#[inline(never)]
 fn free_foreign(p: *mut u8) {
     if p.is_null() {
         return;

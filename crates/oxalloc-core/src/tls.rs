@@ -26,14 +26,84 @@ use core::ptr;
 use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU8, Ordering};
 
 thread_local! {
-    static HEAP: Cell<*mut Heap> = const { Cell::new((&raw const EMPTY_HEAP).cast_mut()) };
     static EXITED: Cell<bool> = const { Cell::new(false) };
 }
 
 /// The calling thread's heap, or `EMPTY_HEAP` if it has none yet.
 #[inline(always)]
 pub fn heap() -> *mut Heap {
-    HEAP.with(|h| h.get())
+    // The slot stores the distance from EMPTY_HEAP, so its zero initial value (in
+    // .tbss, no initialiser to relocate) means "no heap yet".
+    slot::get().wrapping_add((&raw const EMPTY_HEAP) as usize) as *mut Heap
+}
+
+fn set_heap(h: *mut Heap) {
+    slot::set((h as usize).wrapping_sub((&raw const EMPTY_HEAP) as usize));
+}
+
+/// The thread slot on x86-64 Linux: an initial-exec TLS word read with one
+/// `mov %fs:` (Rust's `thread_local!` in a shared library costs a `__tls_get_addr`
+/// call per access, and stable Rust cannot choose the TLS model). Initial-exec uses
+/// the static TLS block, which LD_PRELOAD'ed and linked libraries always get; a
+/// `dlopen` of the library needs 8 bytes of glibc's static TLS surplus.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+mod slot {
+    core::arch::global_asm!(
+        ".pushsection .tbss,\"awT\",@nobits",
+        ".p2align 3",
+        ".globl oxalloc_thread_heap",
+        ".hidden oxalloc_thread_heap",
+        ".type oxalloc_thread_heap, @object",
+        ".size oxalloc_thread_heap, 8",
+        "oxalloc_thread_heap:",
+        ".zero 8",
+        ".popsection",
+    );
+
+    #[inline(always)]
+    pub fn get() -> usize {
+        let v: usize;
+        // SAFETY: reads this thread's own TLS word through its initial-exec offset;
+        // the word exists for every thread from its creation.
+        unsafe {
+            core::arch::asm!(
+                "mov {v}, qword ptr [rip + oxalloc_thread_heap@GOTTPOFF]",
+                "mov {v}, qword ptr fs:[{v}]",
+                v = out(reg) v,
+                options(nostack, readonly, preserves_flags),
+            );
+        }
+        v
+    }
+
+    pub fn set(v: usize) {
+        // SAFETY: writes this thread's own TLS word, as above.
+        unsafe {
+            core::arch::asm!(
+                "mov {t}, qword ptr [rip + oxalloc_thread_heap@GOTTPOFF]",
+                "mov qword ptr fs:[{t}], {v}",
+                t = out(reg) _,
+                v = in(reg) v,
+                options(nostack, preserves_flags),
+            );
+        }
+    }
+}
+
+/// The thread slot elsewhere: a plain `thread_local!`.
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+mod slot {
+    use core::cell::Cell;
+    thread_local! {
+        static SLOT: Cell<usize> = const { Cell::new(0) };
+    }
+    #[inline(always)]
+    pub fn get() -> usize {
+        SLOT.with(|s| s.get())
+    }
+    pub fn set(v: usize) {
+        SLOT.with(|s| s.set(v))
+    }
 }
 
 /// Heap records are carved from chunks of this size.
@@ -106,7 +176,7 @@ pub fn init_thread() -> *mut Heap {
     }
     // SAFETY: the heap was just handed to this thread alone.
     unsafe { Heap::set_owner(h, oxalloc_sys::thread_id(), false) };
-    HEAP.with(|c| c.set(h));
+    set_heap(h);
     let key = EXIT_KEY.load(Ordering::Relaxed);
     if key != u32::MAX {
         // May allocate for keys past glibc's first 32; that allocation finds the heap
@@ -192,7 +262,7 @@ unsafe extern "C" fn thread_exit(arg: *mut c_void) {
     if h.is_null() || heap::is_empty_heap(h) {
         return;
     }
-    HEAP.with(|c| c.set((&raw const EMPTY_HEAP).cast_mut()));
+    set_heap((&raw const EMPTY_HEAP).cast_mut());
     EXITED.with(|e| e.set(true));
     // SAFETY: the heap was this thread's, and the thread slot no longer names it.
     unsafe { abandon(h) };
