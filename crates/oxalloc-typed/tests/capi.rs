@@ -1,4 +1,5 @@
 //! The C ABI, called from Rust the way C would call it.
+#![allow(clippy::manual_is_multiple_of)] // is_multiple_of needs Rust 1.87; rust-version is 1.85
 use oxalloc_typed::capi::*;
 use std::ptr;
 

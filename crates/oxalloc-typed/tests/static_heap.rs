@@ -70,10 +70,8 @@ fn double_free_and_foreign_pointers_are_refused() {
     }
     let mut other = 0u64;
     // SAFETY: a pointer outside the heap is refused before it is read.
-    assert_eq!(
-        unsafe { heap.free(NonNull::from(&mut other).cast()) },
-        Err(HeapError::Foreign)
-    );
+    let r = unsafe { heap.free(NonNull::from(&mut other).cast()) };
+    assert_eq!(r, Err(HeapError::Foreign));
     heap.check().unwrap();
     // SAFETY: live block.
     unsafe { heap.free(b).unwrap() };
