@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what building and testing oxalloc needs on a fresh Debian machine:
+# a C/C++ toolchain and nasm for the C, C++ and assembly tests, the real programs the
+# tests run under the allocator, the peer allocators the benchmark compares with, and
+# Chromium for the map page screenshot test. Safe to run again: it installs only
+# what is missing. Needs root (or sudo) for apt-get.
+set -euo pipefail
+
+packages=(
+  build-essential g++ nasm pkg-config
+  python3 sqlite3 git perl
+  libmimalloc2.0 libjemalloc2 libtcmalloc-minimal4
+  chromium valgrind hyperfine
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: cargo not found; install Rust (stable) with rustup first" >&2
+  exit 1
+fi
+echo "setup: all set"
