@@ -136,6 +136,9 @@ impl Central {
             self.insert_free(head, count);
         }
         self.tick();
+        if self.dirty_bytes > 0 {
+            crate::purger::wanted();
+        }
     }
 
     /// Grows a large span in place by taking free slices right after it.

@@ -509,6 +509,7 @@ unsafe fn free_other(heap: *mut Heap, span: *mut Span, p: *mut u8) {
                 stats::add(&GLOBAL.large_frees, 1);
                 count_free(LARGE_SLOT);
                 CENTRAL.lock().give(span);
+                crate::purger::ensure_started();
             }
             SpanKind::Free => free_foreign(p),
         }
@@ -598,6 +599,7 @@ unsafe fn release_span(span: *mut Span) {
         (*span).free = ptr::null_mut();
         CENTRAL.lock().give(span);
     }
+    crate::purger::ensure_started();
 }
 
 /// # Safety

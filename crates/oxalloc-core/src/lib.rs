@@ -19,6 +19,7 @@ pub mod heap;
 mod huge;
 mod lock;
 pub mod options;
+mod purger;
 pub mod segment;
 pub mod size_class;
 pub mod stats;

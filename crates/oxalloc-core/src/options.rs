@@ -63,8 +63,15 @@ pub static CACHE_MAX_MIB: Opt = Opt::num(
     "most MiB of empty, still-resident pages kept for reuse; beyond it they are purged at once",
 );
 
+/// Give cached pages back from a helper thread when the program is idle.
+pub static BACKGROUND_PURGE: Opt = Opt::flag(
+    "BACKGROUND_PURGE",
+    true,
+    "purge cached pages from a helper thread (started on the first big free) so RSS falls while the program is idle",
+);
+
 /// Every numeric/boolean option, for listing.
-pub static ALL: [&Opt; 4] = [&SHOW_STATS, &VERBOSE, &PURGE_DELAY_MS, &CACHE_MAX_MIB];
+pub static ALL: [&Opt; 5] = [&SHOW_STATS, &VERBOSE, &PURGE_DELAY_MS, &CACHE_MAX_MIB, &BACKGROUND_PURGE];
 
 /// A path option, read from the environment when it is used (at start-up or exit).
 pub struct PathOpt {

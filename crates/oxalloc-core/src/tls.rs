@@ -333,6 +333,7 @@ extern "C" fn fork_parent() {
 }
 
 extern "C" fn fork_child() {
+    crate::purger::after_fork_child();
     crate::central::CENTRAL.force_unlock();
     REGISTRY.force_unlock();
     ORPHAN.force_unlock();

@@ -222,6 +222,28 @@ pub fn futex_wake_one(word: &AtomicU32) {
     let _ = futex::wake(word, futex::Flags::PRIVATE, 1);
 }
 
+/// Sleeps for `ms` milliseconds (`nanosleep`).
+pub fn sleep_ms(ms: u64) {
+    let t = rustix::time::Timespec { tv_sec: (ms / 1000) as i64, tv_nsec: ((ms % 1000) * 1_000_000) as i64 };
+    let _ = rustix::thread::nanosleep(&t);
+}
+
+/// Starts a detached thread running `f(arg)`. Returns false if the system refuses.
+/// glibc's `pthread_create` may call malloc for the thread's TLS; callers must hold
+/// no allocator lock.
+pub fn spawn_detached(f: extern "C" fn(*mut c_void) -> *mut c_void, arg: *mut c_void) -> bool {
+    let mut t: libc::pthread_t = 0;
+    // SAFETY: `t` is a valid out-pointer, default attributes (null) are allowed and `f`
+    // is a plain C function that lives for the whole program.
+    let rc = unsafe { libc::pthread_create(&mut t, ptr::null(), f, arg) };
+    if rc != 0 {
+        return false;
+    }
+    // SAFETY: `t` names the thread just created, detached exactly once.
+    unsafe { libc::pthread_detach(t) };
+    true
+}
+
 /// Gives the rest of the time slice to another thread.
 pub fn yield_now() {
     rustix::thread::sched_yield();
@@ -299,4 +321,44 @@ pub fn thread_key_set(key: u32, value: *mut c_void) -> bool {
 pub fn atfork(prepare: extern "C" fn(), parent: extern "C" fn(), child: extern "C" fn()) -> bool {
     // SAFETY: the handlers are plain C functions that live for the whole program.
     unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) == 0 }
+}
+
+/// Reserves `len` bytes of address space with no access (`PROT_NONE`, `MAP_NORESERVE`):
+/// it costs neither memory nor commit charge until [`protect`] opens parts of it. The
+/// hardened allocator lays out its regions and guard pages this way.
+pub fn reserve(len: usize) -> Option<NonNull<u8>> {
+    debug_assert!(len > 0 && len % PAGE_SIZE == 0);
+    // SAFETY: a null hint lets the kernel choose the address, so no existing mapping
+    // can be replaced; an anonymous private mapping has no other preconditions.
+    let p = unsafe {
+        rustix::mm::mmap_anonymous(
+            ptr::null_mut(),
+            len,
+            ProtFlags::empty(),
+            MapFlags::PRIVATE | MapFlags::NORESERVE,
+        )
+    };
+    p.ok().and_then(|p| NonNull::new(p.cast()))
+}
+
+/// Opens a file read-only (for `/proc/self/maps`), without allocating.
+pub fn open_read(path: &CStr) -> Option<OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()
+}
+
+/// Reads into `buf` from `fd`; returns the byte count, 0 at end of file or on error.
+pub fn read_fd(fd: i32, buf: &mut [u8]) -> usize {
+    // SAFETY: `fd` is only borrowed for the duration of the call; an invalid one makes
+    // read(2) fail with EBADF.
+    let fd = unsafe { rustix::fd::BorrowedFd::borrow_raw(fd) };
+    rustix::io::read(fd, buf).unwrap_or(0)
+}
+
+/// Looks a symbol up in the global scope (`dlsym(RTLD_DEFAULT, name)`), null if absent.
+/// May take the loader lock and allocate (`dlerror` state): never call it while holding
+/// an allocator lock.
+pub fn lookup_symbol(name: &CStr) -> *mut c_void {
+    // SAFETY: `name` is NUL-terminated; RTLD_DEFAULT searches the loaded objects.
+    unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) }
 }
