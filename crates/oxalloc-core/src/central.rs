@@ -86,10 +86,10 @@ impl Central {
                 (*rest).freed_at_ns = (*span).freed_at_ns;
                 self.insert_free(rest, bin - slices);
             }
-            (*span).slice_count = slices as u32;
+            (*span).slice_count = slices as u8;
             (*span).slice_offset = 0;
             for i in 1..slices {
-                (*slice(seg, idx + i)).slice_offset = i as u32;
+                (*slice(seg, idx + i)).slice_offset = i as u8;
             }
         }
         stats::add(&GLOBAL.in_use_bytes, slices * SLICE_SIZE);
@@ -171,9 +171,9 @@ impl Central {
             }
             (*next).kind = SpanKind::Large;
             for i in have..new_slices {
-                (*slice(seg, idx + i)).slice_offset = i as u32;
+                (*slice(seg, idx + i)).slice_offset = i as u8;
             }
-            (*span).slice_count = new_slices as u32;
+            (*span).slice_count = new_slices as u8;
             stats::add(&GLOBAL.in_use_bytes, extra * SLICE_SIZE);
             stats::raise_peak(&GLOBAL.peak_in_use_bytes, &GLOBAL.in_use_bytes);
         }
@@ -323,12 +323,12 @@ impl Central {
         // SAFETY: caller's contract.
         unsafe {
             (*span).kind = SpanKind::Free;
-            (*span).slice_count = count as u32;
+            (*span).slice_count = count as u8;
             (*span).slice_offset = 0;
             (*span).owner = ptr::null_mut();
             if count > 1 {
                 let last = span.add(count - 1);
-                (*last).slice_offset = (count - 1) as u32;
+                (*last).slice_offset = (count - 1) as u8;
                 (*last).kind = SpanKind::Free;
             }
             if (*span).dirty {

@@ -201,7 +201,7 @@ pub unsafe fn alloc_small(heap: *mut Heap, c: SizeClass) -> *mut u8 {
         }
         (*span).free = (*b).next;
         (*span).used += 1;
-        stats::bump(&raw mut (*heap).stats.allocs[c.index()]);
+        stats::bump(stats::slot(&raw mut (*heap).stats.allocs, c.index()));
         b.cast()
     }
 }
@@ -217,7 +217,7 @@ unsafe fn pop(heap: *mut Heap, span: *mut Span, c: SizeClass) -> *mut u8 {
         let b = (*span).free;
         (*span).free = (*b).next;
         (*span).used += 1;
-        stats::bump(&raw mut (*heap).stats.allocs[c.index()]);
+        stats::bump(stats::slot(&raw mut (*heap).stats.allocs, c.index()));
         b.cast()
     }
 }
@@ -281,7 +281,9 @@ unsafe fn carve(span: *mut Span) -> bool {
     // SAFETY: caller's contract; the carved blocks lie inside the span.
     unsafe {
         let bs = (*span).block_size as usize;
-        let avail = ((*span).bump_end as usize - (*span).bump as usize) / bs;
+        let start = Segment::span_start(span) as usize;
+        let end = start + ((*span).slice_count as usize * SLICE_SIZE) / bs * bs;
+        let avail = (end - (*span).bump as usize) / bs;
         if avail == 0 {
             return false;
         }
@@ -316,7 +318,6 @@ unsafe fn take_small_span(heap: *mut Heap, c: SizeClass) -> *mut Span {
     };
     let bs = c.size();
     let start = Segment::span_start(span);
-    let capacity = slices * SLICE_SIZE / bs;
     // SAFETY: the span was just taken from the pool; it is ours alone.
     unsafe {
         (*span).kind = SpanKind::Small;
@@ -327,7 +328,6 @@ unsafe fn take_small_span(heap: *mut Heap, c: SizeClass) -> *mut Span {
         (*span).used = 0;
         (*span).full = false;
         (*span).bump = start;
-        (*span).bump_end = start.add(capacity * bs);
         (*span).next = ptr::null_mut();
         (*span).prev = ptr::null_mut();
     }
@@ -454,7 +454,7 @@ unsafe fn free_local(heap: *mut Heap, span: *mut Span, b: *mut Block) {
         (*b).next = (*span).free;
         (*span).free = b;
         (*span).used -= 1;
-        stats::bump(&raw mut (*heap).stats.frees[(*span).class as usize]);
+        stats::bump(stats::slot(&raw mut (*heap).stats.frees, (*span).class as usize));
         if (*span).used == 0 || (*span).full {
             free_local_slow(heap, span);
         }
@@ -501,7 +501,7 @@ unsafe fn free_other(heap: *mut Heap, span: *mut Span, p: *mut u8) {
                 let owner = (*span).owner;
                 push_remote(owner, p.cast());
                 if !is_empty_heap(heap) {
-                    stats::bump(&raw mut (*heap).stats.frees[(*span).class as usize]);
+                    stats::bump(stats::slot(&raw mut (*heap).stats.frees, (*span).class as usize));
                 }
                 stats::add(&GLOBAL.remote_frees, 1);
             }

@@ -16,14 +16,38 @@ const SINGLE_SLICE_MAX: usize = 8 * 1024;
 /// Minimum number of blocks a multi-slice span holds, so big classes still amortise.
 const MIN_BLOCKS_PER_SPAN: usize = 8;
 
+/// Sizes up to this are looked up in `SMALL_TABLE`.
+const TABLE_MAX: usize = 1024;
+
+/// Class of every multiple of 16 up to `TABLE_MAX` (classes are multiples of 16, so a
+/// request rounds up to the next multiple of 16 without changing its class).
+static SMALL_TABLE: [u8; TABLE_MAX / 16 + 1] = {
+    let mut t = [0u8; TABLE_MAX / 16 + 1];
+    let mut i = 0;
+    while i < t.len() {
+        t[i] = SizeClass::compute(i * 16).0;
+        i += 1;
+    }
+    t
+};
+
 /// A size class: an index into the class table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SizeClass(pub u8);
 
 impl SizeClass {
-    /// The smallest class whose blocks hold `size` bytes (`size <= MAX_SMALL`).
+    /// The smallest class whose blocks hold `size` bytes (`size <= MAX_SMALL`): a
+    /// table lookup up to 1 KiB (most requests), arithmetic above.
     #[inline(always)]
     pub const fn of(size: usize) -> SizeClass {
+        if size <= TABLE_MAX {
+            return SizeClass(SMALL_TABLE[(size + 15) >> 4]);
+        }
+        SizeClass::compute(size)
+    }
+
+    /// The class of `size` by arithmetic.
+    const fn compute(size: usize) -> SizeClass {
         debug_assert!(size <= MAX_SMALL);
         if size <= 128 {
             // 0..=16 -> 0, 17..=32 -> 1, ...

@@ -129,6 +129,18 @@ pub unsafe fn bump(c: *mut u64) {
     }
 }
 
+/// The counter for `slot` (a size class, or `LARGE_SLOT`/`HUGE_SLOT`), without a
+/// bounds check on the fast path.
+///
+/// # Safety
+/// `counters` is valid and `slot < NUM_CLASSES + 2`.
+#[inline(always)]
+pub unsafe fn slot(counters: *mut [u64; NUM_CLASSES + 2], slot: usize) -> *mut u64 {
+    debug_assert!(slot < NUM_CLASSES + 2);
+    // SAFETY: caller's contract.
+    unsafe { counters.cast::<u64>().add(slot) }
+}
+
 /// Reads a counter another thread may be bumping.
 ///
 /// # Safety
