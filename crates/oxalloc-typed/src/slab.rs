@@ -9,7 +9,9 @@
 //!
 //! Slabs sit on three doubly linked lists: `full`, `partial` (allocate from here first,
 //! which packs objects into few slabs) and `empty`. A slab that becomes empty moves to
-//! `empty`; beyond `max_empty` empty slabs, it goes back to the parent.
+//! `empty`; beyond `max_empty` empty slabs (default 64) it goes back to the parent, so a
+//! burst of frees does not turn into a burst of unmaps (the kernel reaps lazily for the same
+//! reason). Slabs are at least 16 KiB.
 //!
 //! # Constructed objects
 //! With [`SlabCache::with_ctor`] an object is built once, when its slot is first carved,
@@ -150,7 +152,7 @@ impl<T, S: Source> SlabCache<T, S> {
             )
         };
         let first = mem::size_of::<SlabHeader>().next_multiple_of(align);
-        let slab_bytes = (first + 8 * slot).next_power_of_two().max(4096);
+        let slab_bytes = (first + 8 * slot).next_power_of_two().max(16 * 1024);
         let per_slab = ((slab_bytes - first) / slot).min(u32::MAX as usize) as u32;
         Self {
             source,
@@ -160,7 +162,7 @@ impl<T, S: Source> SlabCache<T, S> {
             link_off,
             first,
             per_slab,
-            max_empty: 1,
+            max_empty: 64,
             st: UnsafeCell::new(SlabState {
                 lists: [ptr::null_mut(); 3],
                 stats: SlabStats {
@@ -174,7 +176,8 @@ impl<T, S: Source> SlabCache<T, S> {
         }
     }
 
-    /// How many empty slabs to keep before giving them back (default 1).
+    /// How many empty slabs to keep before giving them back (default 64, so a cache of
+    /// small objects keeps at most about 1 MiB idle; [`SlabCache::shrink`] gives back all).
     pub fn max_empty(mut self, n: usize) -> Self {
         self.max_empty = n;
         self
