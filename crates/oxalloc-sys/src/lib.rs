@@ -14,9 +14,18 @@
 //! * Failures are values (`None`, `false`), never panics: the caller decides.
 #![no_std]
 
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+pub use windows::*;
+
+#[cfg(target_os = "linux")]
 use core::ffi::{c_void, CStr};
+#[cfg(target_os = "linux")]
 use core::ptr::{self, NonNull};
+#[cfg(target_os = "linux")]
 use core::sync::atomic::AtomicU32;
+#[cfg(target_os = "linux")]
 use rustix::mm::{Advice, MapFlags, MprotectFlags, MremapFlags, ProtFlags};
 
 /// The page size the allocator plans with. x86-64 and the usual aarch64 kernels use
@@ -28,6 +37,7 @@ pub const PAGE_SIZE: usize = 4096;
 ///
 /// `MAP_NORESERVE`: address space is reserved, physical pages arrive on first touch, so
 /// a mapping costs resident memory only for what the program really uses.
+#[cfg(target_os = "linux")]
 pub fn map(len: usize) -> Option<NonNull<u8>> {
     debug_assert!(len > 0 && len % PAGE_SIZE == 0);
     // SAFETY: a null hint lets the kernel choose the address, so no existing mapping
@@ -47,6 +57,7 @@ pub fn map(len: usize) -> Option<NonNull<u8>> {
 ///
 /// Maps `len + align - PAGE_SIZE` and unmaps the unaligned head and the tail, the usual
 /// way to get alignment from `mmap`, which only promises page alignment.
+#[cfg(target_os = "linux")]
 pub fn map_aligned(len: usize, align: usize) -> Option<NonNull<u8>> {
     debug_assert!(align.is_power_of_two() && align >= PAGE_SIZE);
     let over = len.checked_add(align - PAGE_SIZE)?;
@@ -70,6 +81,7 @@ pub fn map_aligned(len: usize, align: usize) -> Option<NonNull<u8>> {
 ///
 /// # Safety
 /// `[ptr, ptr+len)` was mapped by [`map`]/[`map_aligned`] and holds no live object.
+#[cfg(target_os = "linux")]
 pub unsafe fn unmap(ptr: *mut u8, len: usize) {
     // SAFETY: caller's contract. A failure (EINVAL on a bad range) leaks address
     // space but cannot corrupt memory, so it is ignored.
@@ -83,6 +95,7 @@ pub unsafe fn unmap(ptr: *mut u8, len: usize) {
 ///
 /// # Safety
 /// The range is page aligned, mapped by us, and holds no live object.
+#[cfg(target_os = "linux")]
 pub unsafe fn discard(ptr: *mut u8, len: usize) -> bool {
     // SAFETY: caller's contract; MADV_DONTNEED never unmaps or moves the range.
     unsafe { rustix::mm::madvise(ptr.cast(), len, Advice::LinuxDontNeed).is_ok() }
@@ -93,6 +106,7 @@ pub unsafe fn discard(ptr: *mut u8, len: usize) -> bool {
 /// # Safety
 /// The range is page aligned and mapped by us; no live object in it is used while it
 /// is inaccessible.
+#[cfg(target_os = "linux")]
 pub unsafe fn protect(ptr: *mut u8, len: usize, accessible: bool) -> bool {
     let flags = if accessible {
         MprotectFlags::READ | MprotectFlags::WRITE
@@ -109,6 +123,7 @@ pub unsafe fn protect(ptr: *mut u8, len: usize, accessible: bool) -> bool {
 /// # Safety
 /// `[ptr, ptr+old_len)` is one mapping of ours; on shrinking, the cut tail holds no
 /// live object.
+#[cfg(target_os = "linux")]
 pub unsafe fn resize_in_place(ptr: *mut u8, old_len: usize, new_len: usize) -> bool {
     // SAFETY: caller's contract; without MAYMOVE the kernel never moves the mapping.
     unsafe {
@@ -119,12 +134,14 @@ pub unsafe fn resize_in_place(ptr: *mut u8, old_len: usize, new_len: usize) -> b
 }
 
 /// Monotonic clock in nanoseconds (vDSO, no system call on x86-64).
+#[cfg(target_os = "linux")]
 pub fn now_ns() -> u64 {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
     (t.tv_sec as u64).wrapping_mul(1_000_000_000).wrapping_add(t.tv_nsec as u64)
 }
 
 /// 64 random bits from the kernel, or a clock-derived value if `getrandom` fails.
+#[cfg(target_os = "linux")]
 pub fn random_u64() -> u64 {
     let mut buf = [0u8; 8];
     match rustix::rand::getrandom(&mut buf, rustix::rand::GetRandomFlags::NONBLOCK) {
@@ -134,17 +151,20 @@ pub fn random_u64() -> u64 {
 }
 
 /// The kernel's id of the calling thread.
+#[cfg(target_os = "linux")]
 pub fn thread_id() -> u32 {
     rustix::thread::gettid().as_raw_nonzero().get() as u32
 }
 
 /// The process id.
+#[cfg(target_os = "linux")]
 pub fn process_id() -> u32 {
     rustix::process::getpid().as_raw_nonzero().get() as u32
 }
 
 /// Writes all of `bytes` to file descriptor `fd`, retrying short writes; errors are
 /// dropped (there is nowhere left to report them).
+#[cfg(target_os = "linux")]
 pub fn write_fd(fd: i32, mut bytes: &[u8]) {
     // SAFETY: `fd` is only borrowed for the duration of the call; a closed or invalid
     // descriptor makes write(2) fail with EBADF, which ends the loop.
@@ -158,11 +178,13 @@ pub fn write_fd(fd: i32, mut bytes: &[u8]) {
 }
 
 /// Writes to standard error.
+#[cfg(target_os = "linux")]
 pub fn write_stderr(bytes: &[u8]) {
     write_fd(2, bytes);
 }
 
 /// Creates (or truncates) a file for writing and returns its descriptor.
+#[cfg(target_os = "linux")]
 pub fn create_file(path: &CStr) -> Option<rustix::fd::OwnedFd> {
     use rustix::fs::{Mode, OFlags};
     rustix::fs::open(
@@ -173,10 +195,12 @@ pub fn create_file(path: &CStr) -> Option<rustix::fd::OwnedFd> {
     .ok()
 }
 
+#[cfg(target_os = "linux")]
 pub use rustix::fd::{AsRawFd, OwnedFd};
 
 /// Creates (or truncates) a file of `len` bytes and maps it shared and writable, so
 /// another process can read what we store in it. The descriptor is closed again.
+#[cfg(target_os = "linux")]
 pub fn map_shared_file(path: &CStr, len: usize) -> Option<NonNull<u8>> {
     use rustix::fs::{Mode, OFlags};
     let fd = rustix::fs::open(
@@ -202,6 +226,7 @@ pub fn map_shared_file(path: &CStr, len: usize) -> Option<NonNull<u8>> {
 }
 
 /// Peak resident set size of this process in bytes (`getrusage`).
+#[cfg(target_os = "linux")]
 pub fn peak_rss_bytes() -> u64 {
     // SAFETY: all-zero is a valid `rusage`, and getrusage only writes into it.
     let mut u: libc::rusage = unsafe { core::mem::zeroed() };
@@ -211,18 +236,21 @@ pub fn peak_rss_bytes() -> u64 {
 }
 
 /// Sleeps until `word` no longer holds `expected` (or a spurious wake-up).
+#[cfg(target_os = "linux")]
 pub fn futex_wait(word: &AtomicU32, expected: u32) {
     use rustix::thread::futex;
     let _ = futex::wait(word, futex::Flags::PRIVATE, expected, None);
 }
 
 /// Wakes one thread sleeping on `word`.
+#[cfg(target_os = "linux")]
 pub fn futex_wake_one(word: &AtomicU32) {
     use rustix::thread::futex;
     let _ = futex::wake(word, futex::Flags::PRIVATE, 1);
 }
 
 /// Sleeps for `ms` milliseconds (`nanosleep`).
+#[cfg(target_os = "linux")]
 pub fn sleep_ms(ms: u64) {
     let t = rustix::time::Timespec { tv_sec: (ms / 1000) as i64, tv_nsec: ((ms % 1000) * 1_000_000) as i64 };
     let _ = rustix::thread::nanosleep(&t);
@@ -231,6 +259,7 @@ pub fn sleep_ms(ms: u64) {
 /// Starts a detached thread running `f(arg)`. Returns false if the system refuses.
 /// glibc's `pthread_create` may call malloc for the thread's TLS; callers must hold
 /// no allocator lock.
+#[cfg(target_os = "linux")]
 pub fn spawn_detached(f: extern "C" fn(*mut c_void) -> *mut c_void, arg: *mut c_void) -> bool {
     let mut t: libc::pthread_t = 0;
     // SAFETY: `t` is a valid out-pointer, default attributes (null) are allowed and `f`
@@ -245,27 +274,33 @@ pub fn spawn_detached(f: extern "C" fn(*mut c_void) -> *mut c_void, arg: *mut c_
 }
 
 /// Gives the rest of the time slice to another thread.
+#[cfg(target_os = "linux")]
 pub fn yield_now() {
     rustix::thread::sched_yield();
 }
 
 /// Sets the calling thread's `errno`.
+#[cfg(target_os = "linux")]
 pub fn set_errno(code: i32) {
     // SAFETY: __errno_location returns a valid pointer to this thread's errno.
     unsafe { *libc::__errno_location() = code };
 }
 
 /// `ENOMEM`, for the C layer.
+#[cfg(target_os = "linux")]
 pub const ENOMEM: i32 = libc::ENOMEM;
 /// `EINVAL`, for the C layer.
+#[cfg(target_os = "linux")]
 pub const EINVAL: i32 = libc::EINVAL;
 
 /// Ends the process with SIGABRT, without running exit handlers.
+#[cfg(target_os = "linux")]
 pub fn abort() -> ! {
     // SAFETY: abort(3) has no preconditions and does not return.
     unsafe { libc::abort() }
 }
 
+#[cfg(target_os = "linux")]
 extern "C" {
     static environ: *const *const libc::c_char;
 }
@@ -275,6 +310,7 @@ extern "C" {
 /// `std::env` allocates and `getenv` is not safe to call from inside malloc on every
 /// libc, so we read the array libc was given at start-up. The returned slice lives as
 /// long as the program does not change that variable.
+#[cfg(target_os = "linux")]
 pub fn env_var(name: &[u8]) -> Option<&'static [u8]> {
     // SAFETY: `environ` is a libc global: null or a null-terminated array of pointers
     // to NUL-terminated strings. We only read it.
@@ -303,6 +339,7 @@ pub fn env_var(name: &[u8]) -> Option<&'static [u8]> {
 ///
 /// Used to learn about thread exit without Rust's `thread_local!` destructors, which
 /// register through `__cxa_thread_atexit_impl` and may call `calloc` on glibc.
+#[cfg(target_os = "linux")]
 pub fn thread_key_create(dtor: unsafe extern "C" fn(*mut c_void)) -> Option<u32> {
     let mut key: libc::pthread_key_t = 0;
     // SAFETY: `key` is a valid out-pointer; the destructor is a plain C function.
@@ -312,12 +349,14 @@ pub fn thread_key_create(dtor: unsafe extern "C" fn(*mut c_void)) -> Option<u32>
 
 /// Attaches `value` to `key` for the calling thread, so the key's destructor sees it.
 /// glibc stores the first 32 keys in the thread descriptor; later keys may allocate.
+#[cfg(target_os = "linux")]
 pub fn thread_key_set(key: u32, value: *mut c_void) -> bool {
     // SAFETY: `key` came from `thread_key_create`.
     unsafe { libc::pthread_setspecific(key, value) == 0 }
 }
 
 /// Registers fork handlers (`pthread_atfork`).
+#[cfg(target_os = "linux")]
 pub fn atfork(prepare: extern "C" fn(), parent: extern "C" fn(), child: extern "C" fn()) -> bool {
     // SAFETY: the handlers are plain C functions that live for the whole program.
     unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) == 0 }
@@ -326,6 +365,7 @@ pub fn atfork(prepare: extern "C" fn(), parent: extern "C" fn(), child: extern "
 /// Reserves `len` bytes of address space with no access (`PROT_NONE`, `MAP_NORESERVE`):
 /// it costs neither memory nor commit charge until [`protect`] opens parts of it. The
 /// hardened allocator lays out its regions and guard pages this way.
+#[cfg(target_os = "linux")]
 pub fn reserve(len: usize) -> Option<NonNull<u8>> {
     debug_assert!(len > 0 && len % PAGE_SIZE == 0);
     // SAFETY: a null hint lets the kernel choose the address, so no existing mapping
@@ -342,12 +382,14 @@ pub fn reserve(len: usize) -> Option<NonNull<u8>> {
 }
 
 /// Opens a file read-only (for `/proc/self/maps`), without allocating.
+#[cfg(target_os = "linux")]
 pub fn open_read(path: &CStr) -> Option<OwnedFd> {
     use rustix::fs::{Mode, OFlags};
     rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()
 }
 
 /// Reads into `buf` from `fd`; returns the byte count, 0 at end of file or on error.
+#[cfg(target_os = "linux")]
 pub fn read_fd(fd: i32, buf: &mut [u8]) -> usize {
     // SAFETY: `fd` is only borrowed for the duration of the call; an invalid one makes
     // read(2) fail with EBADF.
@@ -358,6 +400,7 @@ pub fn read_fd(fd: i32, buf: &mut [u8]) -> usize {
 /// Looks a symbol up in the global scope (`dlsym(RTLD_DEFAULT, name)`), null if absent.
 /// May take the loader lock and allocate (`dlerror` state): never call it while holding
 /// an allocator lock.
+#[cfg(target_os = "linux")]
 pub fn lookup_symbol(name: &CStr) -> *mut c_void {
     // SAFETY: `name` is NUL-terminated; RTLD_DEFAULT searches the loaded objects.
     unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) }
