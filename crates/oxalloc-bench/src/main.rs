@@ -169,6 +169,15 @@ fn list() -> i32 {
     0
 }
 
+/// `scripts/alloc_heavy.py`, found from the workspace at run time (the tree may have moved
+/// since the build), else at its build-time path.
+fn python_script(ws: Option<&Path>) -> PathBuf {
+    const REL: &str = "crates/oxalloc-bench/scripts/alloc_heavy.py";
+    ws.map(|w| w.join(REL))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/alloc_heavy.py"))
+}
+
 fn out_dir(out: Option<PathBuf>, ws: Option<&Path>) -> PathBuf {
     out.unwrap_or_else(|| {
         ws.map_or_else(
@@ -260,7 +269,7 @@ fn run_suite(args: RunArgs) -> i32 {
         scale,
         timeout: Duration::from_secs(args.timeout),
         python: suite::find_program("python3", &["/usr/bin/python3", "/usr/local/bin/python3"]),
-        python_script: Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/alloc_heavy.py"),
+        python_script: python_script(ws.as_deref()),
         sqlite: suite::find_program("sqlite3", &["/usr/bin/sqlite3"]),
         tmp: tmp.clone(),
     };

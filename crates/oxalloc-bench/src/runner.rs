@@ -1,6 +1,12 @@
 //! Runs one child process and measures it: wall time from spawn to exit, and peak RSS and
 //! CPU time from the `rusage` that `wait4` returns for that child.
 //!
+//! Peak RSS floor: Linux starts a child's `ru_maxrss` at its parent's resident set (fork
+//! copies the RSS counters; with vfork/posix_spawn exec records the shared mm's high-water
+//! mark). So before each spawn we reset our own high-water mark (`5` to
+//! `/proc/self/clear_refs`, Linux 4.0+), and the suite keeps its own RSS small: every child's
+//! peak then has the same floor, the suite's current RSS (~3 MiB), whatever the allocator.
+//!
 //! Timeouts: a watchdog thread kills the child when it overruns. To make the kill safe the
 //! parent first waits with `waitid(WNOWAIT)`, which leaves the child a zombie (its pid cannot
 //! be reused), stops the watchdog, and only then reaps the child with `wait4`.
@@ -113,6 +119,8 @@ pub fn run(job: &Job) -> std::io::Result<Outcome> {
     });
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
 
+    // Best effort: without it the child's peak would start at our own peak (see above).
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
     let start = Instant::now();
     let mut child = cmd.spawn()?;
     let pid = child.id() as libc::pid_t;

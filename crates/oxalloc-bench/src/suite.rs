@@ -5,7 +5,7 @@ use crate::allocators::{rust_binary_name, Allocator};
 use crate::rng::Rng;
 use crate::runner::Job;
 use std::ffi::OsString;
-use std::fmt::Write as _;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -311,7 +311,13 @@ pub fn prepare(ctx: &Ctx, case: &Case, alloc: &Allocator) -> Result<Prepared, St
                 .tmp
                 .join(format!("sqlite-{}.sql", sqlite_rows(ctx.scale)));
             if !sql.is_file() {
-                std::fs::write(&sql, sqlite_script(sqlite_rows(ctx.scale)))
+                // Streamed to the file: a ~25 MB String here would raise this process's RSS,
+                // and a child starts with its parent's RSS as its peak (see `runner`).
+                std::fs::File::create(&sql)
+                    .map(std::io::BufWriter::new)
+                    .and_then(|mut f| {
+                        write_sqlite_script(&mut f, sqlite_rows(ctx.scale)).and_then(|_| f.flush())
+                    })
                     .map_err(|e| format!("writing {}: {e}", sql.display()))?;
             }
             let db = ctx.tmp.join(format!("bench-{}.db", alloc.name));
@@ -348,17 +354,17 @@ pub fn sqlite_rows(scale: f64) -> usize {
 }
 
 /// The sqlite workload: a deterministic SQL script over `rows` users and `2 * rows` orders.
-pub fn sqlite_script(rows: usize) -> String {
+pub fn write_sqlite_script(s: &mut impl Write, rows: usize) -> std::io::Result<()> {
     const CITIES: [&str; 8] = [
         "Oslo", "Lima", "Pune", "Kyiv", "Graz", "Accra", "Quito", "Hanoi",
     ];
     let mut rng = Rng::new(0x5917E);
-    let mut s = String::with_capacity(rows * 200);
-    s.push_str(
+    s.write_all(
         "PRAGMA journal_mode=OFF;\nPRAGMA synchronous=OFF;\n\
          CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT, email TEXT, age INTEGER, city TEXT, bio TEXT);\n\
-         CREATE TABLE orders(id INTEGER PRIMARY KEY, user_id INTEGER, amount REAL, item TEXT);\nBEGIN;\n",
-    );
+         CREATE TABLE orders(id INTEGER PRIMARY KEY, user_id INTEGER, amount REAL, item TEXT);\nBEGIN;\n"
+            .as_bytes(),
+    )?;
     let word = |rng: &mut Rng, lo: usize, hi: usize| -> String {
         let len = rng.range(lo, hi);
         (0..len)
@@ -368,24 +374,24 @@ pub fn sqlite_script(rows: usize) -> String {
     for id in 1..=rows {
         let name = word(&mut rng, 4, 12);
         let bio = word(&mut rng, 10, 200);
-        let _ = writeln!(
+        writeln!(
             s,
             "INSERT INTO users VALUES({id},'{name}','{name}{id}@example.org',{},'{}','{bio}');",
             rng.range(18, 90),
             CITIES[rng.below(CITIES.len())]
-        );
+        )?;
     }
     for id in 1..=2 * rows {
         let item = word(&mut rng, 3, 30);
-        let _ = writeln!(
+        writeln!(
             s,
             "INSERT INTO orders VALUES({id},{},{}.{:02},'{item}');",
             rng.range(1, rows),
             rng.below(500),
             rng.below(100)
-        );
+        )?;
     }
-    s.push_str(
+    s.write_all(
         "COMMIT;\n\
          CREATE INDEX users_email ON users(email);\n\
          CREATE INDEX users_city_age ON users(city, age);\n\
@@ -397,9 +403,16 @@ pub fn sqlite_script(rows: usize) -> String {
          SELECT item, count(*) FROM orders GROUP BY item ORDER BY 2 DESC LIMIT 10;\n\
          UPDATE users SET bio = bio || name WHERE age > 50;\n\
          DELETE FROM orders WHERE amount < 50;\n\
-         SELECT group_concat(name, ',') FROM (SELECT name FROM users ORDER BY bio LIMIT 20000);\n",
-    );
-    s
+         SELECT group_concat(name, ',') FROM (SELECT name FROM users ORDER BY bio LIMIT 20000);\n"
+            .as_bytes(),
+    )
+}
+
+/// [`write_sqlite_script`] into a String (for tests).
+pub fn sqlite_script(rows: usize) -> String {
+    let mut v = Vec::new();
+    let _ = write_sqlite_script(&mut v, rows);
+    String::from_utf8_lossy(&v).into_owned()
 }
 
 /// Finds an executable: the first existing path of `preferred`, else `name` on `$PATH`.
