@@ -1,1 +1,89 @@
-//! placeholder, being written
+//! oxalloc-hardened: a security-first malloc that detects misuse and reports it.
+//!
+//! Built as `liboxalloc_hardened.so` (for `LD_PRELOAD`) and `liboxalloc_hardened.a`,
+//! exporting the whole C allocator family and every C++ `operator new`/`delete`, and as
+//! an rlib with the [`Hardened`] `GlobalAlloc`. It shares the platform layer
+//! (`oxalloc-sys`), the size-class table and the formatting code with the fast allocator but none of its heap
+//! code: the default build pays nothing for any of this.
+//!
+//! Layout (one idea per module):
+//! * `mitigations`: the named mitigations and runtime options;
+//! * `region`: the small-block region, slabs of fixed slots, guard pages;
+//! * `meta`: out-of-line slot bitmaps, sizes and stacks;
+//! * `canary`, `quarantine`: overflow and use-after-free detection;
+//! * `large`: large blocks in their own guarded mappings;
+//! * `heap`: the global lock, the state and the checked operations;
+//! * `report`, `backtrace`, `leaks`: what the user sees;
+//! * `capi`, `cxx`: the exported C and C++ functions.
+//!
+//! Nothing in the allocator paths allocates: no `Vec`, `String` or `format!`; messages
+//! are formatted into stack buffers and written with `write(2)`.
+
+pub mod backtrace;
+pub mod canary;
+pub mod capi;
+pub mod cxx;
+/// Fixed-buffer formatting, shared with the core allocator by source (`#[path]`), so
+/// this crate builds independently of the core's heap code.
+#[path = "../../oxalloc-core/src/fmt.rs"]
+pub mod fmt;
+pub mod heap;
+pub mod large;
+pub mod leaks;
+pub mod lock;
+pub mod meta;
+pub mod mitigations;
+pub mod quarantine;
+pub mod region;
+pub mod report;
+
+use core::alloc::{GlobalAlloc, Layout};
+
+/// The hardened allocator as a Rust global allocator:
+/// `#[global_allocator] static A: oxalloc_hardened::Hardened = oxalloc_hardened::Hardened;`
+///
+/// `dealloc` checks that the layout matches the allocation (size and alignment), so a
+/// wrong layout, a double free or a foreign pointer is reported like in C.
+pub struct Hardened;
+
+// SAFETY: the heap returns blocks of at least `layout.size()` bytes aligned to
+// `layout.align()`, live until freed, or null; `dealloc` validates every pointer.
+unsafe impl GlobalAlloc for Hardened {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        heap::alloc(layout.size(), layout.align(), false, stack_marker!()) as *mut u8
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        heap::alloc(layout.size(), layout.align(), true, stack_marker!()) as *mut u8
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        let x = heap::Expect {
+            size: Some(layout.size()),
+            align: Some(layout.align()),
+        };
+        heap::free(ptr as usize, heap::DEALLOC, x, stack_marker!());
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let marker = stack_marker!();
+        if layout.align() <= 16 {
+            return heap::realloc(ptr as usize, new_size, marker) as *mut u8;
+        }
+        let q = heap::alloc(new_size, layout.align(), false, marker);
+        if q != 0 {
+            // SAFETY: both blocks are live, distinct and hold at least the copied bytes.
+            unsafe {
+                core::ptr::copy_nonoverlapping(ptr, q as *mut u8, layout.size().min(new_size))
+            };
+            // SAFETY: `ptr` was allocated by us with `layout` (caller's contract).
+            unsafe { self.dealloc(ptr, layout) };
+        }
+        q as *mut u8
+    }
+}
+
+/// Runs at process exit; `.fini_array` registers nothing and allocates nothing.
+#[used]
+#[unsafe(link_section = ".fini_array")]
+static AT_EXIT: extern "C" fn() = leaks::at_exit;

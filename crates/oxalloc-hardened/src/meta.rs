@@ -1,0 +1,237 @@
+//! Out-of-line metadata: everything the allocator knows about a small slot lives in
+//! separately mapped arrays, far from user data and behind guard pages, so no overflow,
+//! underflow or write after free in a block can reach it.
+//!
+//! Per size class there are three arrays, each an [`Arena`] (reserved address space,
+//! committed as it grows): [`SlabMeta`] per slab (slot bitmaps), the requested size per
+//! slot (`u32`), and, with `OXALLOC_LEAKS=1`, the allocation stack per slot. Slot `i` of
+//! slab `k` has the global index `k * slots_per_slab + i` in the per-slot arrays.
+//!
+//! Only the thread that holds the global lock reads or writes any of it.
+
+use crate::backtrace::Stack;
+
+/// The most slots a slab has: the bitmaps hold this many bits.
+pub const MAX_SLOTS: usize = 2048;
+const WORDS: usize = MAX_SLOTS / 64;
+
+/// A slot's state is given by three bits: `live` (handed out, not freed), `quarantined`
+/// (freed, waiting in the quarantine), `used` (handed out at least once). Free for reuse
+/// means neither live nor quarantined. A free of a slot that is not live is a double
+/// free when `used` is set, and a free of a never handed out slot otherwise.
+#[repr(C)]
+pub struct SlabMeta {
+    /// Live (allocated) slots.
+    pub live: [u64; WORDS],
+    /// Slots waiting in the quarantine.
+    pub quarantined: [u64; WORDS],
+    /// Slots that were handed out at least once.
+    pub used: [u64; WORDS],
+    /// Slots free for reuse.
+    pub free_slots: u32,
+    /// The next slab on the class's list of slabs with free slots, as index + 1.
+    pub next_partial: u32,
+    /// Whether the slab is on that list.
+    pub on_partial: bool,
+}
+
+/// Tests bit `i` of a bitmap.
+#[inline]
+pub fn bit(map: &[u64; WORDS], i: usize) -> bool {
+    map[i / 64] & (1 << (i % 64)) != 0
+}
+
+/// Sets or clears bit `i` of a bitmap.
+#[inline]
+pub fn set_bit(map: &mut [u64; WORDS], i: usize, on: bool) {
+    if on {
+        map[i / 64] |= 1 << (i % 64);
+    } else {
+        map[i / 64] &= !(1 << (i % 64));
+    }
+}
+
+impl SlabMeta {
+    /// Picks a free slot below `slots`, starting at a random word and bit so the order
+    /// of addresses is unpredictable. The caller knows `free_slots > 0`.
+    pub fn pick_free(&self, slots: usize, random: u64) -> Option<usize> {
+        let words = slots.div_ceil(64);
+        let start = (random as usize >> 8) % words;
+        let rot = (random & 63) as u32;
+        for k in 0..words {
+            let w = (start + k) % words;
+            let mut free = !(self.live[w] | self.quarantined[w]);
+            let valid = slots - w * 64;
+            if valid < 64 {
+                free &= (1u64 << valid) - 1;
+            }
+            if free != 0 {
+                let b = (free.rotate_right(rot).trailing_zeros() + rot) % 64;
+                return Some(w * 64 + b as usize);
+            }
+        }
+        None
+    }
+}
+
+/// Address space reserved as `PROT_NONE` and committed (made read-write) from the
+/// start as it is needed, in steps of [`Arena::STEP`] bytes.
+pub struct Arena {
+    base: usize,
+    reserved: usize,
+    committed: usize,
+}
+
+impl Arena {
+    /// Commit granularity.
+    pub const STEP: usize = 64 * 1024;
+
+    /// An arena with nothing reserved.
+    pub const fn empty() -> Arena {
+        Arena {
+            base: 0,
+            reserved: 0,
+            committed: 0,
+        }
+    }
+
+    /// Reserves `bytes` (rounded up to pages) of address space.
+    pub fn reserve(&mut self, bytes: usize) -> bool {
+        let len = bytes.next_multiple_of(oxalloc_sys::PAGE_SIZE);
+        match oxalloc_sys::reserve(len) {
+            Some(p) => {
+                self.base = p.as_ptr() as usize;
+                self.reserved = len;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Start address (0 if nothing is reserved).
+    pub fn base(&self) -> usize {
+        self.base
+    }
+
+    /// Makes sure the first `bytes` bytes are committed.
+    pub fn ensure(&mut self, bytes: usize) -> bool {
+        if bytes <= self.committed {
+            return true;
+        }
+        if bytes > self.reserved {
+            return false;
+        }
+        let upto = bytes.next_multiple_of(Self::STEP).min(self.reserved);
+        let start = self.base + self.committed;
+        // SAFETY: `[start, base + upto)` lies in our reservation and was never opened,
+        // so it holds no object.
+        if !unsafe { oxalloc_sys::protect(start as *mut u8, upto - self.committed, true) } {
+            return false;
+        }
+        self.committed = upto;
+        true
+    }
+
+    /// Element `i` of the arena seen as an array of `T`.
+    ///
+    /// Panics (aborts) if the element is not committed, so a bad index can never touch
+    /// memory outside the arena.
+    #[inline]
+    pub fn get<T>(&mut self, i: usize) -> &mut T {
+        let size = core::mem::size_of::<T>();
+        assert!((i + 1) * size <= self.committed);
+        let p = (self.base + i * size) as *mut T;
+        // SAFETY: the element lies in committed, read-write memory of this arena
+        // (checked above), which is zero-initialised by the kernel, and every `T` used
+        // here (integers, arrays of them, `SlabMeta`) is valid when all zero. The
+        // global lock and the `&mut self` borrow make the reference unique.
+        unsafe { &mut *p }
+    }
+}
+
+/// The per-slot metadata arrays of one size class.
+pub struct ClassMeta {
+    slabs: Arena,
+    sizes: Arena,
+    stacks: Arena,
+    slots_per_slab: usize,
+}
+
+impl ClassMeta {
+    /// Nothing reserved yet.
+    pub const fn empty() -> ClassMeta {
+        ClassMeta {
+            slabs: Arena::empty(),
+            sizes: Arena::empty(),
+            stacks: Arena::empty(),
+            slots_per_slab: 0,
+        }
+    }
+
+    /// Reserves the arrays for up to `max_slabs` slabs of `slots` slots.
+    pub fn reserve(&mut self, max_slabs: usize, slots: usize, stacks: bool) -> bool {
+        self.slots_per_slab = slots;
+        let n = max_slabs * slots;
+        self.slabs
+            .reserve(max_slabs * core::mem::size_of::<SlabMeta>())
+            && self.sizes.reserve(n * 4)
+            && (!stacks || self.stacks.reserve(n * core::mem::size_of::<Stack>()))
+    }
+
+    /// Commits the metadata of slabs `0..=k`.
+    pub fn ensure_slab(&mut self, k: usize) -> bool {
+        let n = (k + 1) * self.slots_per_slab;
+        self.slabs
+            .ensure((k + 1) * core::mem::size_of::<SlabMeta>())
+            && self.sizes.ensure(n * 4)
+            && (self.stacks.base() == 0 || self.stacks.ensure(n * core::mem::size_of::<Stack>()))
+    }
+
+    /// The bitmaps of slab `k`.
+    #[inline]
+    pub fn slab(&mut self, k: usize) -> &mut SlabMeta {
+        self.slabs.get(k)
+    }
+
+    /// The requested size of slot `i` of slab `k`.
+    #[inline]
+    pub fn size(&mut self, k: usize, i: usize) -> &mut u32 {
+        let idx = k * self.slots_per_slab + i;
+        self.sizes.get(idx)
+    }
+
+    /// The allocation stack of slot `i` of slab `k`, if stacks are recorded.
+    #[inline]
+    pub fn stack(&mut self, k: usize, i: usize) -> Option<&mut Stack> {
+        if self.stacks.base() == 0 {
+            return None;
+        }
+        let idx = k * self.slots_per_slab + i;
+        Some(self.stacks.get(idx))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pick_free_skips_taken_and_out_of_range_slots() {
+        let mut m = SlabMeta {
+            live: [0; WORDS],
+            quarantined: [0; WORDS],
+            used: [0; WORDS],
+            free_slots: 0,
+            next_partial: 0,
+            on_partial: false,
+        };
+        for i in 0..99 {
+            set_bit(&mut m.live, i, i != 70);
+        }
+        for r in [0u64, 1, 63, 12345, u64::MAX] {
+            assert_eq!(m.pick_free(99, r), Some(70));
+        }
+        set_bit(&mut m.quarantined, 70, true);
+        assert_eq!(m.pick_free(99, 7), None);
+    }
+}

@@ -1,0 +1,106 @@
+//! The hardening this build applies, as named mitigations (after snmalloc's
+//! `mitigations.h`): each is a `const` the code tests with a plain `if`, so turning one
+//! off at compile time removes its code, and no `cfg` clutters the allocator paths.
+//!
+//! Runtime options (read once from the raw environment at first use) are at the end:
+//! they switch on the costly diagnostics (junk fill, leak stacks) and size the quarantine.
+#![forbid(unsafe_code)]
+
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+/// A canary after each small block (and in the slack of large ones), keyed by a
+/// per-process secret and the block address; checked on free and realloc.
+pub const CANARY: bool = true;
+/// Freed small blocks are zeroed at once, so no secret lingers in freed memory.
+pub const ZERO_ON_FREE: bool = true;
+/// Freed small blocks wait in a FIFO quarantine before reuse; on leaving it they must
+/// still be all zero, or a write after free is reported.
+pub const QUARANTINE: bool = true;
+/// Freed large blocks are made inaccessible (and their pages discarded), then wait in a
+/// quarantine before their address space is unmapped, so a late access faults and a
+/// second free is recognised as a double free.
+pub const LARGE_QUARANTINE: bool = true;
+/// Slots are picked at random within a slab, so the next address is not predictable.
+pub const RANDOM_SLOTS: bool = true;
+/// Guard pages after every slab and around every large block.
+pub const GUARD_PAGES: bool = true;
+/// Every pointer passed to a free-family function is validated against the
+/// out-of-line slot bitmaps: double, invalid, interior and unaligned frees are caught.
+pub const CHECK_FREE: bool = true;
+/// `free_sized`, `free_aligned_sized` and C++ sized/aligned delete must name the size
+/// and alignment the block was allocated with.
+pub const CHECK_SIZED_FREE: bool = true;
+
+/// The junk byte written over fresh blocks when `OXALLOC_JUNK=1`.
+pub const JUNK_BYTE: u8 = 0xAA;
+/// Default quarantine length in small blocks (`OXALLOC_QUARANTINE=<n>`).
+pub const DEFAULT_QUARANTINE_BLOCKS: usize = 4096;
+/// Default quarantine length in large blocks (`OXALLOC_LARGE_QUARANTINE=<n>`).
+pub const DEFAULT_LARGE_QUARANTINE_BLOCKS: usize = 256;
+/// Return addresses kept per allocation for leak reports.
+pub const STACK_DEPTH: usize = 8;
+
+/// Runtime options, read once by [`Options::load`].
+pub struct Options {
+    /// `OXALLOC_JUNK=1`: fill fresh (non-calloc) blocks with [`JUNK_BYTE`].
+    pub junk: AtomicBool,
+    /// `OXALLOC_LEAKS=1`: record allocation stacks and report live blocks at exit.
+    pub leaks: AtomicBool,
+    /// `OXALLOC_QUARANTINE=<n>`: small-block quarantine length (0 turns it off).
+    pub quarantine: AtomicUsize,
+    /// `OXALLOC_LARGE_QUARANTINE=<n>`: large-block quarantine length.
+    pub large_quarantine: AtomicUsize,
+}
+
+/// The process-wide options.
+pub static OPTIONS: Options = Options {
+    junk: AtomicBool::new(false),
+    leaks: AtomicBool::new(false),
+    quarantine: AtomicUsize::new(DEFAULT_QUARANTINE_BLOCKS),
+    large_quarantine: AtomicUsize::new(DEFAULT_LARGE_QUARANTINE_BLOCKS),
+};
+
+fn flag(name: &[u8]) -> Option<bool> {
+    oxalloc_sys::env_var(name).map(|v| matches!(v, b"1" | b"yes" | b"true" | b"on"))
+}
+
+fn number(name: &[u8]) -> Option<usize> {
+    let v = oxalloc_sys::env_var(name)?;
+    let mut n: usize = 0;
+    for &b in v {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add((b - b'0') as usize)?;
+    }
+    Some(n)
+}
+
+impl Options {
+    /// Reads the `OXALLOC_*` variables from the raw environment (no allocation).
+    pub fn load(&self) {
+        if let Some(v) = flag(b"OXALLOC_JUNK") {
+            self.junk.store(v, Ordering::Relaxed);
+        }
+        if let Some(v) = flag(b"OXALLOC_LEAKS") {
+            self.leaks.store(v, Ordering::Relaxed);
+        }
+        if let Some(n) = number(b"OXALLOC_QUARANTINE") {
+            self.quarantine.store(n.min(1 << 20), Ordering::Relaxed);
+        }
+        if let Some(n) = number(b"OXALLOC_LARGE_QUARANTINE") {
+            self.large_quarantine
+                .store(n.min(1 << 16), Ordering::Relaxed);
+        }
+    }
+    /// Junk fill on?
+    #[inline]
+    pub fn junk(&self) -> bool {
+        self.junk.load(Ordering::Relaxed)
+    }
+    /// Leak tracking on?
+    #[inline]
+    pub fn leaks(&self) -> bool {
+        self.leaks.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,106 @@
+/* One misuse per run, selected by argv[1]. Each case must end in SIGABRT with an
+ * oxalloc report (or SIGSEGV where a guard page / freed large block is touched). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <malloc.h>
+
+/* Weak: resolved at run time from the hardened library (preloaded or linked). */
+void free_sized(void *p, size_t n) __attribute__((weak));
+void free_aligned_sized(void *p, size_t a, size_t n) __attribute__((weak));
+size_t ox_hardened_check(void) __attribute__((weak));
+
+static char static_buf[64] __attribute__((aligned(16)));
+#define SMALL 48
+#define LARGE (256 * 1024)
+
+static volatile char sink;
+
+static void cycle_quarantine(void) {
+    /* Enough frees to push every quarantined block out (default 4096 entries). */
+    for (int i = 0; i < 10000; i++) {
+        void *q = malloc(32);
+        free(q);
+    }
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) return 2;
+    const char *c = argv[1];
+    size_t n = strstr(c, "large") ? LARGE : SMALL;
+    char *p = malloc(n);
+    memset(p, 1, n);
+    if (!strcmp(c, "double_free_small") || !strcmp(c, "double_free_large")) {
+        free(p); free(p);
+    } else if (!strcmp(c, "invalid_free_stack")) {
+        char local[32] __attribute__((aligned(16)));
+        sink = local[0];
+        free(local);
+    } else if (!strcmp(c, "invalid_free_static")) {
+        free(static_buf);
+    } else if (!strcmp(c, "interior_small") || !strcmp(c, "interior_large")) {
+        free(p + (n == SMALL ? 16 : 4096));
+    } else if (!strcmp(c, "unaligned_small") || !strcmp(c, "unaligned_large")) {
+        free(p + 1);
+    } else if (!strcmp(c, "never_handed_out")) {
+        /* A neighbouring slot (the class-48 stride is 64 bytes) of the slab, which
+         * malloc never returned (or the guard page, if p is the slab's last slot). */
+        free(p + 64);
+    } else if (!strcmp(c, "write_after_free_small")) {
+        free(p);
+        p[8] = 'A';
+        cycle_quarantine();
+    } else if (!strcmp(c, "write_after_free_check")) {
+        free(p);
+        p[0] = 'B';
+        ox_hardened_check();
+    } else if (!strcmp(c, "write_after_free_trim")) {
+        free(p);
+        p[5] = 'C';
+        malloc_trim(0);
+    } else if (!strcmp(c, "read_after_free_large")) {
+        free(p);
+        sink = p[100];
+    } else if (!strcmp(c, "write_after_free_large")) {
+        free(p);
+        p[100] = 1;
+    } else if (!strcmp(c, "overflow_small") || !strcmp(c, "overflow_large_canary")) {
+        char *q = malloc(n - 3);
+        q[n - 3] = 'X'; /* one byte past the end */
+        free(q);
+    } else if (!strcmp(c, "overflow_large")) {
+        memset(p, 0, n + 4096); /* runs into the guard page */
+    } else if (!strcmp(c, "usable_size_bad")) {
+        sink = (char)malloc_usable_size(p + 16);
+    } else if (!strcmp(c, "usable_size_freed")) {
+        free(p);
+        sink = (char)malloc_usable_size(p);
+    } else if (!strcmp(c, "realloc_freed_small") || !strcmp(c, "realloc_freed_large")) {
+        free(p);
+        p = realloc(p, 100);
+    } else if (!strcmp(c, "realloc_invalid")) {
+        p = realloc(static_buf, 100);
+    } else if (!strcmp(c, "free_sized_freed")) {
+        free(p);
+        free_sized(p, n);
+    } else if (!strcmp(c, "free_sized_wrong_small") || !strcmp(c, "free_sized_wrong_large")) {
+        free_sized(p, n - 8);
+    } else if (!strcmp(c, "free_aligned_sized_wrong_align")) {
+        void *a = aligned_alloc(64, 128);
+        free_aligned_sized(a, 128, 128);
+    } else if (!strcmp(c, "free_aligned_sized_wrong_size")) {
+        void *a = aligned_alloc(64, 128);
+        free_aligned_sized(a, 64, 64);
+    } else if (!strcmp(c, "malloc0_access")) {
+        char *z = malloc(0);
+        sink = z[0];
+    } else if (!strcmp(c, "malloc0_double_free")) {
+        char *z = malloc(0);
+        free(z); free(z);
+    } else {
+        fprintf(stderr, "unknown case %s\n", c);
+        return 2;
+    }
+    puts("survived");
+    return 0;
+}
