@@ -96,7 +96,7 @@ pub extern "C" fn aligned_alloc(align: usize, n: usize) -> *mut c_void {
 /// multiple of `sizeof(void *)`, ENOMEM on failure; errno is left alone.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn posix_memalign(outp: *mut *mut c_void, align: usize, n: usize) -> i32 {
-    if !align.is_power_of_two() || align % core::mem::size_of::<usize>() != 0 {
+    if !align.is_power_of_two() || !align.is_multiple_of(core::mem::size_of::<usize>()) {
         return EINVAL;
     }
     let p = heap::alloc(n, align, false, stack_marker!());

@@ -1,10 +1,13 @@
 //! C++ `operator new` / `operator delete`, all eighteen replaceable variants, exported
 //! under their Itanium-ABI names so that sized and aligned deletes reach the checks.
 //!
-//! A failed throwing `new` must throw `std::bad_alloc`. Rust cannot throw, so we look up
-//! libstdc++'s `std::__throw_bad_alloc()` at that moment (present whenever the program
-//! is C++) and call it; the exception unwinds through our `C-unwind` frame into the
-//! program. Without libstdc++ the failure is reported ("out of memory") and we abort.
+//! A failed throwing `new` must throw `std::bad_alloc`. Rust cannot throw (and with
+//! `panic = "abort"` no exception may cross a Rust frame), so the four throwing
+//! operators are assembly trampolines that jump to libstdc++'s `std::__throw_bad_alloc()`
+//! (looked up when needed; present whenever the program is C++). Without libstdc++ the
+//! failure is reported ("out of memory") and the process aborts. On other architectures
+//! than x86-64 the throwing operators are not exported (libstdc++'s own forward to
+//! our `malloc`, which is still checked).
 #![allow(clippy::missing_safety_doc)]
 
 use core::ffi::c_void;
@@ -13,45 +16,86 @@ use crate::heap::{self, Expect, DELETE};
 use crate::report::{self, Kind};
 use crate::stack_marker;
 
-#[cold]
-#[inline(never)]
-fn new_failed(n: usize, marker: usize) -> ! {
-    let f = oxalloc_sys::lookup_symbol(c"_ZSt17__throw_bad_allocv");
-    if !f.is_null() {
-        // SAFETY: the symbol is libstdc++'s `void std::__throw_bad_alloc()`, which
-        // takes no arguments, follows the C calling convention and never returns.
-        let throw: extern "C-unwind" fn() -> ! = unsafe { core::mem::transmute(f) };
-        throw();
-    }
-    let mut m = report::headline(Kind::OutOfMemory, n);
-    m.str(" bytes in operator new (std::bad_alloc cannot be thrown: no libstdc++)");
-    report::fatal_unlocked(m, marker, None)
+/// The throwing `new` operators are four small assembly trampolines (x86-64): they call
+/// [`new_or_null`] and, when it returns null, jump (not call) to libstdc++'s
+/// `std::__throw_bad_alloc()`. The exception then starts in a frame whose caller is the
+/// program's, and never has to cross a Rust frame, which `panic = "abort"` forbids.
+/// Each trampoline passes its entry stack pointer as the stack marker, and carries CFI
+/// so the unwinder walks through it both for stack capture and for the exception.
+#[cfg(target_arch = "x86_64")]
+macro_rules! throwing_new {
+    ($name:ident($($a:ident: $t:ty),*), $marker_reg:literal, $imp:path) => {
+        /// C++ throwing `operator new` (assembly trampoline, see above).
+        #[unsafe(no_mangle)]
+        #[unsafe(naked)]
+        pub extern "C" fn $name($($a: $t),*) -> *mut c_void {
+            core::arch::naked_asm!(
+                ".cfi_startproc",
+                concat!("mov ", $marker_reg, ", rsp"),
+                "sub rsp, 8",
+                ".cfi_adjust_cfa_offset 8",
+                "call {imp}",
+                "add rsp, 8",
+                ".cfi_adjust_cfa_offset -8",
+                "test rax, rax",
+                "jz 2f",
+                "ret",
+                "2:",
+                "sub rsp, 8",
+                ".cfi_adjust_cfa_offset 8",
+                "call {target}",
+                "add rsp, 8",
+                ".cfi_adjust_cfa_offset -8",
+                "jmp rax",
+                ".cfi_endproc",
+                imp = sym $imp,
+                target = sym bad_alloc_target,
+            )
+        }
+    };
 }
 
-#[inline(always)]
-fn new_impl(n: usize, align: usize, marker: usize) -> *mut c_void {
-    let p = heap::alloc(n, align, false, marker);
-    if p == 0 {
-        new_failed(n, marker);
+#[cfg(target_arch = "x86_64")]
+throwing_new!(_Znwm(_n: usize), "rsi", new_or_null);
+#[cfg(target_arch = "x86_64")]
+throwing_new!(_Znam(_n: usize), "rsi", new_or_null);
+#[cfg(target_arch = "x86_64")]
+throwing_new!(_ZnwmSt11align_val_t(_n: usize, _a: usize), "rdx", new_aligned_or_null);
+#[cfg(target_arch = "x86_64")]
+throwing_new!(_ZnamSt11align_val_t(_n: usize, _a: usize), "rdx", new_aligned_or_null);
+
+/// `operator new(n)` without the throw: null on failure.
+extern "C" fn new_or_null(n: usize, marker: usize) -> *mut c_void {
+    heap::alloc(n, 16, false, marker) as *mut c_void
+}
+
+/// `operator new(n, align)` without the throw: null on failure.
+extern "C" fn new_aligned_or_null(n: usize, align: usize, marker: usize) -> *mut c_void {
+    heap::alloc(n, align, false, marker) as *mut c_void
+}
+
+/// Where a failed throwing `new` jumps: `std::__throw_bad_alloc`, looked up now (no
+/// lock is held). Without libstdc++ there is nothing to throw: report and abort.
+extern "C" fn bad_alloc_target() -> *mut c_void {
+    let f = oxalloc_sys::lookup_symbol(c"_ZSt17__throw_bad_allocv");
+    if f.is_null() {
+        let mut m = report::headline(Kind::OutOfMemory, 0);
+        m.str(" in operator new (std::bad_alloc cannot be thrown: no libstdc++)");
+        report::fatal_unlocked(m, 0, None);
     }
-    p as *mut c_void
+    f
 }
 
 fn delete_impl(p: *mut c_void, size: Option<usize>, align: Option<usize>, marker: usize) {
     heap::free(p as usize, DELETE, Expect { size, align }, marker);
 }
 
-macro_rules! new_fns {
-    ($($name:ident($($a:ident: $t:ty),*) => $n:ident, $al:expr, $throw:expr;)*) => {$(
-        /// C++ `operator new` variant (see the module docs).
+macro_rules! nothrow_new_fns {
+    ($($name:ident($($a:ident: $t:ty),*) => $n:ident, $al:expr;)*) => {$(
+        /// C++ `operator new(..., std::nothrow)`: null on failure.
         #[unsafe(no_mangle)]
-        pub extern "C-unwind" fn $name($($a: $t),*) -> *mut c_void {
-            let marker = stack_marker!();
-            if $throw {
-                new_impl($n, $al, marker)
-            } else {
-                heap::alloc($n, $al, false, marker) as *mut c_void
-            }
+        pub extern "C" fn $name($($a: $t),*) -> *mut c_void {
+            heap::alloc($n, $al, false, stack_marker!()) as *mut c_void
         }
     )*};
 }
@@ -59,15 +103,11 @@ macro_rules! new_fns {
 /// `std::nothrow_t` is passed by reference; we never look at it.
 type Nothrow = *const c_void;
 
-new_fns! {
-    _Znwm(n: usize) => n, 16, true;
-    _Znam(n: usize) => n, 16, true;
-    _ZnwmRKSt9nothrow_t(n: usize, _t: Nothrow) => n, 16, false;
-    _ZnamRKSt9nothrow_t(n: usize, _t: Nothrow) => n, 16, false;
-    _ZnwmSt11align_val_t(n: usize, a: usize) => n, a, true;
-    _ZnamSt11align_val_t(n: usize, a: usize) => n, a, true;
-    _ZnwmSt11align_val_tRKSt9nothrow_t(n: usize, a: usize, _t: Nothrow) => n, a, false;
-    _ZnamSt11align_val_tRKSt9nothrow_t(n: usize, a: usize, _t: Nothrow) => n, a, false;
+nothrow_new_fns! {
+    _ZnwmRKSt9nothrow_t(n: usize, _t: Nothrow) => n, 16;
+    _ZnamRKSt9nothrow_t(n: usize, _t: Nothrow) => n, 16;
+    _ZnwmSt11align_val_tRKSt9nothrow_t(n: usize, a: usize, _t: Nothrow) => n, a;
+    _ZnamSt11align_val_tRKSt9nothrow_t(n: usize, a: usize, _t: Nothrow) => n, a;
 }
 
 macro_rules! delete_fns {

@@ -499,7 +499,7 @@ impl State {
             report::fatal(m, marker, Some(&e.stack));
         }
         m.str(": not a block returned by malloc");
-        if p % 16 != 0 {
+        if !p.is_multiple_of(16) {
             m.str(" (unaligned pointer)");
         } else if marker != 0 && p >= marker && p - marker < (8 << 20) {
             m.str(" (looks like a stack address)");
@@ -539,7 +539,7 @@ impl State {
         if pl.offset != 0 {
             let mut m = report::headline(invalid, p);
             report::within(&mut m, op.name);
-            if p % 16 != 0 {
+            if !p.is_multiple_of(16) {
                 m.str(": unaligned pointer, ");
             } else {
                 m.str(": interior pointer, ");

@@ -25,6 +25,8 @@ pub mod capi;
 pub mod cxx;
 /// Fixed-buffer formatting, shared with the core allocator by source (`#[path]`), so
 /// this crate builds independently of the core's heap code.
+/// (`rustfmt::skip`: formatting this crate must not rewrite the core's file.)
+#[rustfmt::skip]
 #[path = "../../oxalloc-core/src/fmt.rs"]
 pub mod fmt;
 pub mod heap;

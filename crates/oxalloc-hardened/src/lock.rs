@@ -17,6 +17,12 @@ pub struct Lock {
     pub holder_tid: AtomicU32,
 }
 
+impl Default for Lock {
+    fn default() -> Self {
+        Lock::new()
+    }
+}
+
 impl Lock {
     /// An unlocked lock.
     pub const fn new() -> Lock {

@@ -367,7 +367,7 @@ pub fn atfork(prepare: extern "C" fn(), parent: extern "C" fn(), child: extern "
 /// hardened allocator lays out its regions and guard pages this way.
 #[cfg(target_os = "linux")]
 pub fn reserve(len: usize) -> Option<NonNull<u8>> {
-    debug_assert!(len > 0 && len % PAGE_SIZE == 0);
+    debug_assert!(len > 0 && len.is_multiple_of(PAGE_SIZE));
     // SAFETY: a null hint lets the kernel choose the address, so no existing mapping
     // can be replaced; an anonymous private mapping has no other preconditions.
     let p = unsafe {

@@ -1,0 +1,121 @@
+/* Correct use of the whole C API; must exit 0 under the hardened library.
+ * argv[1] == "junk": checks that a fresh malloc(64) reads back 0xAA (OXALLOC_JUNK=1). */
+#include <errno.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/wait.h>
+
+void free_sized(void *p, size_t n) __attribute__((weak));
+void free_aligned_sized(void *p, size_t a, size_t n) __attribute__((weak));
+
+#define CHECK(c) do { if (!(c)) { fprintf(stderr, "check failed line %d: %s\n", __LINE__, #c); exit(1); } } while (0)
+
+static void *worker(void *arg) {
+    unsigned seed = (unsigned)(uintptr_t)arg;
+    void *live[256] = {0};
+    for (int i = 0; i < 20000; i++) {
+        int k = rand_r(&seed) % 256;
+        if (live[k]) {
+            CHECK(((unsigned char *)live[k])[0] == (unsigned char)k);
+            free(live[k]);
+        }
+        size_t n = 1 + rand_r(&seed) % (i % 100 == 0 ? 200000 : 600);
+        live[k] = malloc(n);
+        CHECK(live[k]);
+        memset(live[k], k, n);
+    }
+    for (int k = 0; k < 256; k++) free(live[k]);
+    return NULL;
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "junk")) {
+        unsigned char *p = malloc(64);
+        for (int i = 0; i < 64; i++) CHECK(p[i] == 0xAA);
+        unsigned char *z = calloc(1, 64);
+        for (int i = 0; i < 64; i++) CHECK(z[i] == 0);
+        free(p); free(z);
+        puts("junk ok");
+        return 0;
+    }
+    /* malloc(0): unique, freeable. */
+    void *z1 = malloc(0), *z2 = malloc(0);
+    CHECK(z1 && z2 && z1 != z2);
+    free(z1); free(z2);
+    /* calloc zeroes and checks overflow. */
+    unsigned char *c = calloc(100, 10);
+    for (int i = 0; i < 1000; i++) CHECK(c[i] == 0);
+    free(c);
+    errno = 0;
+    CHECK(calloc(SIZE_MAX / 2, 4) == NULL && errno == ENOMEM);
+    errno = 0;
+    CHECK(malloc(SIZE_MAX) == NULL && errno == ENOMEM);
+    /* realloc chains keep contents, small and large. */
+    char *r = NULL;
+    for (size_t n = 1; n < 300000; n = n * 3 / 2 + 1) {
+        r = realloc(r, n);
+        CHECK(r);
+        r[n - 1] = 'x';
+        r[0] = 'a';
+    }
+    CHECK(r[0] == 'a');
+    for (size_t n = 300000; n > 1; n /= 3) {
+        r = realloc(r, n);
+        CHECK(r && r[0] == 'a');
+    }
+    CHECK(realloc(r, 0) == NULL);
+    CHECK(reallocarray(NULL, SIZE_MAX / 2, 4) == NULL && errno == ENOMEM);
+    /* Aligned allocations of every kind. */
+    for (size_t a = 8; a <= 65536; a *= 2) {
+        void *p = aligned_alloc(a, 3 * a);
+        CHECK(p && (uintptr_t)p % a == 0);
+        memset(p, 1, 3 * a);
+        if (free_aligned_sized) free_aligned_sized(p, a, 3 * a); else free(p);
+        void *q = NULL;
+        CHECK(posix_memalign(&q, a, 100) == 0 && (uintptr_t)q % a == 0);
+        free(q);
+        q = memalign(a, 10);
+        CHECK(q && (uintptr_t)q % a == 0);
+        free(q);
+    }
+    void *q;
+    CHECK(posix_memalign(&q, 3, 10) == EINVAL);
+    CHECK(aligned_alloc(3, 10) == NULL && errno == EINVAL);
+    void *v = valloc(10);
+    CHECK(v && (uintptr_t)v % 4096 == 0);
+    free(v);
+    v = pvalloc(10);
+    CHECK(v && (uintptr_t)v % 4096 == 0);
+    free(v);
+    /* Sized frees with the right size, usable size, trim, mallinfo2. */
+    char *s = malloc(77);
+    CHECK(malloc_usable_size(s) >= 77);
+    memset(s, 2, malloc_usable_size(s));
+    if (free_sized) free_sized(s, 77); else free(s);
+    CHECK(malloc_usable_size(NULL) == 0);
+    free(NULL);
+    malloc_trim(0);
+    struct mallinfo2 mi = mallinfo2();
+    (void)mi;
+    /* Threads. */
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++) pthread_create(&t[i], NULL, worker, (void *)(uintptr_t)(i + 1));
+    for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
+    /* fork from a threaded program: the child can allocate. */
+    pid_t pid = fork();
+    if (pid == 0) {
+        void *x = malloc(100);
+        free(x);
+        _exit(0);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    puts("clean ok");
+    return 0;
+}
