@@ -40,7 +40,7 @@ pub fn render(res: &Results) -> String {
     let (bar, gap, label_w, panel_w, top) = (5.0, 8.0, 130.0, 330.0, 70.0);
     let group = bar * allocs.len().max(1) as f64 + gap;
     let height = top + group * rows.len() as f64 + 40.0;
-    let width = label_w + 2.0 * (panel_w + 30.0) + 10.0;
+    let width = label_w + 2.0 * (panel_w + 50.0) + 10.0;
     let x_of = |r: f64| (r.clamp(LO, HI) / LO).log2() / (HI / LO).log2() * panel_w;
     let mut s = String::new();
     let _ = writeln!(
@@ -80,7 +80,7 @@ pub fn render(res: &Results) -> String {
         })
     };
     for (panel, name) in ["wall time", "peak RSS"].iter().enumerate() {
-        let x0 = label_w + panel as f64 * (panel_w + 30.0);
+        let x0 = label_w + panel as f64 * (panel_w + 50.0);
         let _ = writeln!(
             s,
             r#"<text x="{}" y="{}" text-anchor="middle" font-weight="bold">{name}</text>"#,
