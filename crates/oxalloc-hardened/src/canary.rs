@@ -1,11 +1,11 @@
 //! Canaries: the bytes after a block's requested size, up to the end of its slot (at
 //! least 16 bytes, since every slot has 16 spare bytes after its class size), are filled
-//! with a pattern derived from a per-process secret and the block's address. A heap
+//! with a pattern derived from a per-process secret and the block's address, a word at
+//! a time. A heap
 //! overflow by even one byte changes them, and `free`/`realloc` notice.
 //!
 //! The pattern differs per block (address mixed in), so an attacker who learns one
 //! canary cannot forge another, and a copy of a neighbour's bytes does not pass.
-#![deny(unsafe_code)]
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -24,24 +24,56 @@ pub fn pattern(addr: usize) -> u64 {
     (x ^ (x >> 29)) | 0x0101_0101_0101_0101
 }
 
-/// Writes the canary into `tail`, the bytes `[from, to)` of the block at `addr`.
-#[inline]
-pub fn write(addr: usize, tail: &mut [u8], from: usize) {
-    let pat = pattern(addr).to_le_bytes();
-    for (i, b) in tail.iter_mut().enumerate() {
-        *b = pat[(from + i) & 7];
+/// The block's bytes as 8-byte words (blocks start 16-byte aligned and their slots end
+/// on a 16-byte boundary, so nothing is left over).
+fn words(block: &mut [u8]) -> &mut [u64] {
+    // SAFETY: every bit pattern is a valid `u64` and a valid `u8`; `align_to_mut`
+    // splits exactly, and the asserts below check that nothing is left over.
+    let (head, w, tail) = unsafe { block.align_to_mut::<u64>() };
+    assert!(
+        head.is_empty() && tail.is_empty(),
+        "blocks are word aligned"
+    );
+    w
+}
+
+/// Mask of the bytes of word `n / 8` that belong to the user (below offset `n`).
+fn user_mask(n: usize) -> u64 {
+    match n % 8 {
+        0 => 0,
+        r => (1u64 << (8 * r)) - 1,
     }
 }
 
-/// Checks the canary in `tail` (the bytes from offset `from` of the block at `addr`);
-/// returns the offset of the first changed byte.
+/// Writes the canary over `block[n..]`, where `block` is the whole slot of the block at
+/// `addr` (user bytes first). Byte `i` of the canary area gets byte `i % 8` of the
+/// pattern, written a word at a time.
 #[inline]
-pub fn check(addr: usize, tail: &[u8], from: usize) -> Option<usize> {
-    let pat = pattern(addr).to_le_bytes();
-    for (i, &b) in tail.iter().enumerate() {
-        if b != pat[(from + i) & 7] {
-            return Some(from + i);
+pub fn write(addr: usize, block: &mut [u8], n: usize) {
+    let pat = pattern(addr).to_le();
+    let w = words(block);
+    let first = n / 8;
+    if first >= w.len() {
+        return;
+    }
+    let keep = user_mask(n);
+    w[first] = (w[first] & keep) | (pat & !keep);
+    w[first + 1..].fill(pat);
+}
+
+/// Checks the canary in `block[n..]`; returns the offset of the first changed byte.
+#[inline]
+pub fn check(addr: usize, block: &mut [u8], n: usize) -> Option<usize> {
+    let pat = pattern(addr).to_le();
+    let w = words(block);
+    let first = n / 8;
+    let mut skip = user_mask(n);
+    for (i, &x) in w.iter().enumerate().skip(first) {
+        let diff = ((x ^ pat) & !skip).to_le();
+        if diff != 0 {
+            return Some(i * 8 + (diff.trailing_zeros() / 8) as usize);
         }
+        skip = 0;
     }
     None
 }
@@ -54,11 +86,22 @@ mod tests {
     fn detects_one_changed_byte() {
         // No `init` here: this test binary's own malloc is the hardened one, and a new
         // secret would invalidate the canaries of every live block.
-        let mut t = [0u8; 24];
-        write(0x1000, &mut t, 40);
-        assert_eq!(check(0x1000, &t, 40), None);
-        t[3] ^= 1;
-        assert_eq!(check(0x1000, &t, 40), Some(43));
+        let mut buf = [0u64; 8];
+        // SAFETY: viewing a `[u64; 8]` as 64 bytes.
+        let t = unsafe { core::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<u8>(), 64) };
+        for n in [0, 1, 7, 8, 13, 40, 63, 64] {
+            t.fill(0x55);
+            write(0x1000, t, n);
+            assert!(t[..n].iter().all(|&b| b == 0x55), "user bytes kept");
+            assert_eq!(check(0x1000, t, n), None, "{n}");
+            if n < 64 {
+                t[n] ^= 1;
+                assert_eq!(check(0x1000, t, n), Some(n));
+                t[n] ^= 1;
+                t[63] ^= 0x80;
+                assert_eq!(check(0x1000, t, n), Some(63));
+            }
+        }
         assert_ne!(pattern(0x1000), pattern(0x1010));
     }
 }

@@ -380,7 +380,7 @@ impl State {
             // to it exists.
             let slot = unsafe { bytes(addr, g.stride) };
             if mt::CANARY {
-                canary::write(addr, &mut slot[n..], n);
+                canary::write(addr, slot, n);
             }
             if !zero && OPTIONS.junk() {
                 slot[..n].fill(mt::JUNK_BYTE);
@@ -425,7 +425,7 @@ impl State {
         // SAFETY: `[ptr, end)` lies in the data pages just opened; nothing refers to it.
         let block = unsafe { bytes(ptr, end - ptr) };
         if mt::CANARY {
-            canary::write(ptr, &mut block[n..], n);
+            canary::write(ptr, block, n);
         }
         if !zero && OPTIONS.junk() {
             block[..n].fill(mt::JUNK_BYTE);
@@ -459,9 +459,10 @@ impl State {
             }
             let end = e.base + e.total - PAGE_SIZE;
             if mt::CANARY {
-                // SAFETY: the slack after the block lies in its open data pages.
-                let tail = unsafe { bytes(p + e.size, end - p - e.size) };
-                if let Some(off) = canary::check(p, tail, e.size) {
+                // SAFETY: the block and the slack after it lie in its open data pages;
+                // only the slack is read.
+                let block = unsafe { bytes(p, end - p) };
+                if let Some(off) = canary::check(p, block, e.size) {
                     self.overflow(
                         p,
                         e.size,
@@ -573,8 +574,8 @@ impl State {
         }
         if mt::CANARY && pl.class != 0 {
             // SAFETY: the slot is live in an opened slab; we only read its tail.
-            let tail = unsafe { bytes(p + size, g.stride - size) };
-            if let Some(off) = canary::check(p, tail, size) {
+            let slot = unsafe { bytes(p, g.stride) };
+            if let Some(off) = canary::check(p, slot, size) {
                 let st = stack.unwrap_or([0; STACK_DEPTH]);
                 self.overflow(p, size, g.size, off, op, marker, &st);
             }
@@ -797,7 +798,7 @@ impl State {
             s[size..n].fill(0);
         }
         if mt::CANARY {
-            canary::write(addr, &mut s[n..], n);
+            canary::write(addr, s, n);
         }
         self.live_bytes = self.live_bytes + n - size;
         true
