@@ -315,8 +315,6 @@ fn ulimit_v() {
 }
 
 #[test]
-#[ignore = "bug: fork_parent() releases the allocator locks with force_unlock(), which never \
-            wakes threads asleep on them, so the parent's other threads hang forever"]
 fn fork_test() {
     let dir = scratch("fork_test");
     let exe = cc("fork_test.c", &dir, "fork_test", &strs(&shared_link()));

@@ -22,9 +22,6 @@ fn enomem<T>(v: T) -> T {
 /// `malloc`: null with `errno = ENOMEM` when out of memory.
 #[inline]
 pub fn malloc(size: usize) -> *mut u8 {
-    if size > MAX_REQUEST {
-        return enomem(core::ptr::null_mut());
-    }
     let p = heap::alloc(size);
     if p.is_null() {
         set_errno(ENOMEM);

@@ -46,6 +46,15 @@ pub static CENTRAL: Mutex<Central> = Mutex::new(Central {
     last_tick_ns: 0,
 });
 
+/// How many bytes of free, still-resident memory may wait for the purge delay: the
+/// configured cap, or a quarter of what is in use if that is more, so a program with a
+/// large working set that churns big blocks does not purge and refault on every cycle.
+pub fn cache_cap() -> usize {
+    let configured = options::CACHE_MAX_MIB.get() as usize * (1 << 20);
+    let in_use = GLOBAL.in_use_bytes.load(core::sync::atomic::Ordering::Relaxed) as usize;
+    configured.max(in_use / 4)
+}
+
 /// A span's slice records, by index within its segment.
 ///
 /// # Safety
@@ -217,6 +226,33 @@ impl Central {
         released
     }
 
+    /// Purges dirty spans, largest first, until at most `target` dirty bytes remain:
+    /// the cap is enforced without throwing away the spans most likely to be reused
+    /// next (small, recently freed ones).
+    fn purge_down_to(&mut self, target: usize) {
+        let mut bin = SLICES - 1;
+        while bin >= 1 && self.dirty_bytes > target {
+            let mut span = self.bins[bin];
+            while !span.is_null() && self.dirty_bytes > target {
+                // SAFETY: spans in the bins are free spans of live segments, ours
+                // under the lock.
+                unsafe {
+                    if (*span).dirty {
+                        let len = bin * SLICE_SIZE;
+                        oxalloc_sys::discard(Segment::span_start(span), len);
+                        (*span).dirty = false;
+                        (*span).zero = true;
+                        self.dirty_bytes -= len;
+                        stats::add(&GLOBAL.purged_bytes, len);
+                        stats::add(&GLOBAL.purge_calls, 1);
+                    }
+                    span = (*span).next;
+                }
+            }
+            bin -= 1;
+        }
+    }
+
     /// Bytes of free memory not yet given back to the OS.
     pub fn dirty_bytes(&self) -> usize {
         self.dirty_bytes
@@ -240,9 +276,9 @@ impl Central {
     /// Periodic work on any central operation: purge what has waited long enough, or
     /// everything when the dirty cache is over its cap; refresh the live statistics.
     fn tick(&mut self) {
-        let cap = options::CACHE_MAX_MIB.get() as usize * (1 << 20);
+        let cap = cache_cap();
         if self.dirty_bytes > cap {
-            self.purge(true);
+            self.purge_down_to(cap / 2);
         }
         let now = oxalloc_sys::now_ns();
         let delay_ns = options::PURGE_DELAY_MS.get().saturating_mul(1_000_000);

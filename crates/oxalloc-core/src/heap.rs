@@ -7,6 +7,8 @@
 //! read-modify-write:
 //!
 //! * `alloc_small`: pop the current span's free list (load, test, two stores).
+//!   The current span's `used` carries a bias (`USED_CURRENT`), so freeing its last
+//!   block does not look like "span empty" and stays on the fast path.
 //! * `free`: segment-map check, mask to the segment, find the span, compare its owner
 //!   with this thread's heap, push.
 //!
@@ -22,8 +24,8 @@
 use crate::central::CENTRAL;
 use crate::huge;
 use crate::segment::{
-    Block, Owner, Segment, Span, SpanKind, EMPTY_SPAN, HUGE_THRESHOLD, MAX_ALIGN, SEGMENT_MAP,
-    SLICE_SIZE,
+    free_needs_slow_path, Block, Owner, Segment, Span, SpanKind, EMPTY_SPAN, HUGE_THRESHOLD,
+    MAX_ALIGN, SEGMENT_MAP, SLICE_SIZE, USED_CURRENT, USED_FULL,
 };
 use crate::size_class::{SizeClass, MAX_SMALL, NUM_CLASSES};
 use crate::stats::{self, HeapStats, GLOBAL, HUGE_SLOT, LARGE_SLOT};
@@ -255,12 +257,13 @@ unsafe fn alloc_slow(heap: *mut Heap, c: SizeClass) -> *mut u8 {
                     return pop(heap, span, c);
                 }
                 // Every block is out: park the span until a free brings it back.
-                (*span).full = true;
+                (*span).used = ((*span).used - USED_CURRENT) | USED_FULL;
                 (*bin).current = empty_span();
             }
             let next = (*bin).partial;
             if !next.is_null() {
                 partial_unlink(bin, next);
+                (*next).used += USED_CURRENT;
                 (*bin).current = next;
                 continue;
             }
@@ -325,8 +328,7 @@ unsafe fn take_small_span(heap: *mut Heap, c: SizeClass) -> *mut Span {
         (*span).block_size = bs as u32;
         (*span).owner = heap;
         (*span).free = ptr::null_mut();
-        (*span).used = 0;
-        (*span).full = false;
+        (*span).used = USED_CURRENT;
         (*span).bump = start;
         (*span).next = ptr::null_mut();
         (*span).prev = ptr::null_mut();
@@ -335,7 +337,12 @@ unsafe fn take_small_span(heap: *mut Heap, c: SizeClass) -> *mut Span {
 }
 
 /// Allocates a large block (a whole span) or a huge one (its own mapping).
+#[inline(never)]
 fn alloc_large(size: usize, align: usize) -> *mut u8 {
+    // Refuse what no 47-bit address space can hold before any size arithmetic.
+    if size > 1 << 46 {
+        return ptr::null_mut();
+    }
     let extra = align.saturating_sub(SLICE_SIZE);
     let Some(need) = size.checked_add(extra) else { return ptr::null_mut() };
     if need >= HUGE_THRESHOLD {
@@ -354,7 +361,6 @@ fn alloc_large(size: usize, align: usize) -> *mut u8 {
     unsafe {
         (*span).kind = SpanKind::Large;
         (*span).owner = ptr::null_mut();
-        (*span).full = false;
     }
     stats::add(&GLOBAL.large_allocs, 1);
     count_alloc(LARGE_SLOT);
@@ -438,7 +444,7 @@ pub unsafe fn free(p: *mut u8) {
         if (*span).owner == heap {
             free_local(heap, span, p.cast());
         } else {
-            free_other(heap, span, p);
+            free_other(span, p);
         }
     }
 }
@@ -454,8 +460,7 @@ unsafe fn free_local(heap: *mut Heap, span: *mut Span, b: *mut Block) {
         (*b).next = (*span).free;
         (*span).free = b;
         (*span).used -= 1;
-        stats::bump(stats::slot(&raw mut (*heap).stats.frees, (*span).class as usize));
-        if (*span).used == 0 || (*span).full {
+        if free_needs_slow_path((*span).used) {
             free_local_slow(heap, span);
         }
     }
@@ -471,8 +476,8 @@ unsafe fn free_local_slow(heap: *mut Heap, span: *mut Span) {
     // SAFETY: caller's contract: the span and its bin are this thread's.
     unsafe {
         let bin = bin(heap, (*span).class as usize);
-        if (*span).full {
-            (*span).full = false;
+        if (*span).used & USED_FULL != 0 {
+            (*span).used &= !USED_FULL;
             if (*span).used == 0 {
                 release_span(span);
             } else {
@@ -492,7 +497,7 @@ unsafe fn free_local_slow(heap: *mut Heap, span: *mut Span) {
 /// `span` is the span record for `p` in a live segment.
 #[cold]
 #[inline(never)]
-unsafe fn free_other(heap: *mut Heap, span: *mut Span, p: *mut u8) {
+unsafe fn free_other(span: *mut Span, p: *mut u8) {
     // SAFETY: caller's contract. The span has a live block (p), so its kind and owner
     // cannot change under us.
     unsafe {
@@ -500,9 +505,6 @@ unsafe fn free_other(heap: *mut Heap, span: *mut Span, p: *mut u8) {
             SpanKind::Small => {
                 let owner = (*span).owner;
                 push_remote(owner, p.cast());
-                if !is_empty_heap(heap) {
-                    stats::bump(stats::slot(&raw mut (*heap).stats.frees, (*span).class as usize));
-                }
                 stats::add(&GLOBAL.remote_frees, 1);
             }
             SpanKind::Large => {
@@ -551,7 +553,7 @@ pub unsafe fn drain_remote(heap: *mut Heap) {
             (*b).next = (*span).free;
             (*span).free = b;
             (*span).used -= 1;
-            if (*span).used == 0 || (*span).full {
+            if free_needs_slow_path((*span).used) {
                 free_local_slow(heap, span);
             }
             b = next;
@@ -647,8 +649,9 @@ pub unsafe fn collect(heap: *mut Heap) {
         for c in 0..NUM_CLASSES {
             let bin = bin(heap, c);
             let cur = (*bin).current;
-            if cur != empty_span() && (*cur).used == 0 {
+            if cur != empty_span() && (*cur).used == USED_CURRENT {
                 (*bin).current = empty_span();
+                (*cur).used = 0;
                 release_span(cur);
             }
             let mut s = (*bin).partial;
@@ -759,5 +762,5 @@ pub fn trim() -> usize {
         unsafe { collect(h) };
     }
     tls::collect_all_abandoned();
-    CENTRAL.lock().purge(true)
+    CENTRAL.lock().purge(true) + huge::purge_cache(true)
 }

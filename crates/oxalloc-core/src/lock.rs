@@ -43,6 +43,22 @@ impl<T> Mutex<T> {
         MutexGuard { mutex: self }
     }
 
+    /// Locks if the lock is free within about `spins` attempts; for reporters that
+    /// must not wait on a lock held by a thread that may never release it (at exit).
+    pub fn try_lock_for(&self, spins: u32) -> Option<MutexGuard<'_, T>> {
+        for _ in 0..spins {
+            if self
+                .state
+                .compare_exchange(UNLOCKED, LOCKED, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                return Some(MutexGuard { mutex: self });
+            }
+            oxalloc_sys::yield_now();
+        }
+        None
+    }
+
     #[cold]
     fn lock_contended(&self) {
         for _ in 0..100 {
@@ -72,8 +88,14 @@ impl<T> Mutex<T> {
         core::mem::forget(self.lock());
     }
 
-    /// Releases a lock taken by [`Mutex::lock_for_fork`]. In a fork child, which has only
-    /// the forking thread, this also resets a lock that other threads held.
+    /// Releases, in the parent, a lock taken by [`Mutex::lock_for_fork`], waking any
+    /// thread that went to sleep on it meanwhile.
+    pub fn unlock_after_fork(&self) {
+        self.unlock();
+    }
+
+    /// Resets a lock in a fork child, which has only the forking thread: whoever held or
+    /// waited for it in the parent does not exist here.
     pub fn force_unlock(&self) {
         self.state.store(UNLOCKED, Ordering::Release);
     }

@@ -18,7 +18,8 @@ static STARTED: AtomicBool = AtomicBool::new(false);
 /// 1 while the central pool holds dirty memory: the futex word the thread sleeps on.
 static WANTED: AtomicU32 = AtomicU32::new(0);
 
-/// Called under the central lock when dirty memory is cached.
+/// Called when memory starts waiting to be purged (central dirty spans, cached huge
+/// mappings).
 pub fn wanted() {
     if WANTED.load(Ordering::Relaxed) == 0 {
         WANTED.store(1, Ordering::Relaxed);
@@ -48,10 +49,17 @@ extern "C" fn run(_: *mut core::ffi::c_void) -> *mut core::ffi::c_void {
             oxalloc_sys::futex_wait(&WANTED, 0);
         }
         oxalloc_sys::sleep_ms(options::PURGE_DELAY_MS.get().max(1));
-        let mut central = CENTRAL.lock();
-        central.purge(false);
-        if central.dirty_bytes() == 0 {
-            WANTED.store(0, Ordering::Relaxed);
+        // Clear the flag before looking, so a `wanted()` that races with the check
+        // sets it again and nothing is left waiting unseen.
+        WANTED.store(0, Ordering::Relaxed);
+        let dirty = {
+            let mut central = CENTRAL.lock();
+            central.purge(false);
+            central.dirty_bytes()
+        };
+        crate::huge::purge_cache(false);
+        if dirty > 0 || crate::huge::cached_bytes() > 0 {
+            WANTED.store(1, Ordering::Relaxed);
         }
     }
 }

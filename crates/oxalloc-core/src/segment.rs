@@ -22,14 +22,14 @@
 //! zero-initialised `.bss`, touched only where segments live): none, normal, huge.
 //!
 //! # Who may touch what
-//! A span's block fields (`free`, `used`, `bump`, `full`) belong to its owner heap's
+//! A span's block fields (`free`, `used`, `bump`) belong to its owner heap's
 //! thread. Its list links and the fields of free spans belong to whoever holds the
 //! central lock, or to the owner heap while the span is in the heap's lists.
 #![allow(unsafe_code)]
 
 use crate::heap::Heap;
 use core::ptr;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU8, Ordering};
 
 /// log2 of the slice size.
 pub const SLICE_SHIFT: usize = 16;
@@ -58,6 +58,20 @@ pub struct Block {
     pub next: *mut Block,
 }
 
+/// Bias added to `used` while a span is its bin's current span.
+pub const USED_CURRENT: u32 = 1 << 30;
+/// Flag in `used`: the span had no free block and left its heap's lists; the next local
+/// free puts it back.
+pub const USED_FULL: u32 = 1 << 31;
+
+/// Whether a free that left `used` at this value needs the slow path: the span became
+/// empty (and is not current) or was parked full. One compare: both cases are the
+/// values whose predecessor is at least `USED_FULL - 1`.
+#[inline(always)]
+pub fn free_needs_slow_path(used: u32) -> bool {
+    used.wrapping_sub(1) >= USED_FULL - 1
+}
+
 /// What a span is used for.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(u8)]
@@ -76,7 +90,9 @@ pub enum SpanKind {
 pub struct Span {
     /// Owner's list of free blocks (small spans).
     pub free: *mut Block,
-    /// Blocks handed out and not freed (small spans).
+    /// Blocks handed out and not freed (small spans), plus two flags in the high bits:
+    /// [`USED_CURRENT`] while the span is its bin's current span (so a free never sees 0
+    /// there and stays on the fast path), [`USED_FULL`] while it is parked full.
     pub used: u32,
     /// Block size in bytes (small spans).
     pub block_size: u32,
@@ -99,9 +115,6 @@ pub struct Span {
     pub kind: SpanKind,
     /// Size class index (small spans).
     pub class: u8,
-    /// The span had no free block and left its heap's lists; the next local free
-    /// puts it back.
-    pub full: bool,
     /// Free span whose pages may still be resident (not yet purged).
     pub dirty: bool,
     /// The memory is known to read as zero (fresh or purged, never handed out since).
@@ -124,7 +137,6 @@ impl Span {
         slice_offset: 0,
         kind: SpanKind::Free,
         class: 0,
-        full: false,
         dirty: false,
         zero: false,
     };
@@ -211,6 +223,23 @@ impl Segment {
         (used, dirty, purged)
     }
 
+    /// Calls `f(owner, class, blocks in use)` for every small span of a segment.
+    pub fn for_each_small_span(seg: *mut Segment, mut f: impl FnMut(*mut Heap, usize, u32)) {
+        let mut i = FIRST_SLICE;
+        while i < SLICES {
+            // SAFETY: the caller holds the central lock, so span heads are stable; the
+            // owner fields of small spans are read racily, for a report only.
+            let (kind, count, owner, class, used) = unsafe {
+                let s = (&raw mut (*seg).spans).cast::<Span>().add(i);
+                ((*s).kind, ((*s).slice_count as usize).max(1), (*s).owner, (*s).class, (*s).used)
+            };
+            if kind == SpanKind::Small {
+                f(owner, class as usize, used & (USED_CURRENT - 1));
+            }
+            i += count;
+        }
+    }
+
     /// The first byte of the memory a span describes.
     #[inline]
     pub fn span_start(span: *const Span) -> *mut u8 {
@@ -244,17 +273,21 @@ pub enum Owner {
 
 const ADDRESS_BITS: usize = 47;
 const GRANULES: usize = 1 << (ADDRESS_BITS - SEGMENT_SHIFT);
-const GRANULES_PER_WORD: usize = 32;
 
-/// Two bits per 4 MiB of address space: is this segment ours, and what kind.
+const FOREIGN: u8 = 0;
+const NORMAL: u8 = 1;
+const HUGE: u8 = 2;
+
+/// One byte per 4 MiB of the 47-bit address space: is this segment ours, and what
+/// kind. 32 MiB of `.bss`, of which the kernel backs only the pages we touch (one page
+/// covers 16 GiB of address space). A byte rather than two bits keeps `free`'s check to
+/// a shift and a load.
 pub struct SegmentMap {
-    words: [AtomicU64; GRANULES / GRANULES_PER_WORD],
+    entries: [AtomicU8; GRANULES],
 }
 
 /// The process-wide segment map.
-pub static SEGMENT_MAP: SegmentMap = SegmentMap {
-    words: [const { AtomicU64::new(0) }; GRANULES / GRANULES_PER_WORD],
-};
+pub static SEGMENT_MAP: SegmentMap = SegmentMap { entries: [const { AtomicU8::new(FOREIGN) }; GRANULES] };
 
 impl SegmentMap {
     /// Who owns the segment-aligned address containing `p`. Relaxed is enough: a
@@ -265,10 +298,10 @@ impl SegmentMap {
         if g >= GRANULES {
             return Owner::Foreign;
         }
-        let word = self.words[g / GRANULES_PER_WORD].load(Ordering::Relaxed);
-        match (word >> ((g % GRANULES_PER_WORD) * 2)) & 3 {
-            1 => Owner::Normal,
-            2 => Owner::Huge,
+        // SAFETY: g < GRANULES was just checked.
+        match unsafe { self.entries.get_unchecked(g) }.load(Ordering::Relaxed) {
+            NORMAL => Owner::Normal,
+            HUGE => Owner::Huge,
             _ => Owner::Foreign,
         }
     }
@@ -279,15 +312,12 @@ impl SegmentMap {
         if g >= GRANULES {
             return;
         }
-        let shift = (g % GRANULES_PER_WORD) * 2;
-        let bits = match owner {
-            Owner::Foreign => 0,
-            Owner::Normal => 1,
-            Owner::Huge => 2,
+        let v = match owner {
+            Owner::Foreign => FOREIGN,
+            Owner::Normal => NORMAL,
+            Owner::Huge => HUGE,
         };
-        let w = &self.words[g / GRANULES_PER_WORD];
-        w.fetch_and(!(3u64 << shift), Ordering::Release);
-        w.fetch_or(bits << shift, Ordering::Release);
+        self.entries[g].store(v, Ordering::Release);
     }
 }
 

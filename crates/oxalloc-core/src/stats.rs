@@ -104,7 +104,9 @@ pub fn raise_peak(peak: &AtomicU64, cur: &AtomicU64) {
 pub struct HeapStats {
     /// Allocations per size class, plus large and huge in the last two slots.
     pub allocs: [u64; NUM_CLASSES + 2],
-    /// Frees per size class done by this thread, plus large and huge.
+    /// Frees of large and huge blocks done by this thread (the last two slots). Small
+    /// frees are not counted on the fast path: a report derives them as allocations
+    /// minus the blocks still in use in the heap's spans.
     pub frees: [u64; NUM_CLASSES + 2],
 }
 
@@ -170,17 +172,47 @@ pub struct Totals {
     pub live_small_bytes: u64,
 }
 
-/// Sums the per-class counters of every heap into `allocs`/`frees` per slot.
-fn sum_classes(allocs: &mut [u64; NUM_CLASSES + 2], frees: &mut [u64; NUM_CLASSES + 2]) {
+/// Blocks in use per size class in the spans owned by `heap` (every heap if null),
+/// counted by walking the segments. Blocks freed by other threads and not yet drained
+/// count as in use. None if the central lock stays busy (a report at exit must not wait
+/// on a thread that holds it).
+fn in_use_blocks(heap: *mut Heap) -> Option<[u64; NUM_CLASSES]> {
+    let central = crate::central::CENTRAL.try_lock_for(1000)?;
+    let mut out = [0u64; NUM_CLASSES];
+    central.for_each_segment(|seg| crate::segment::Segment::for_each_small_span(seg, |owner, class, used| {
+        if heap.is_null() || owner == heap {
+            out[class] += used as u64;
+        }
+    }));
+    Some(out)
+}
+
+/// Per-class allocations and frees of one heap (or of all, with null).
+fn class_counts(heap: *mut Heap) -> ([u64; NUM_CLASSES + 2], [u64; NUM_CLASSES + 2]) {
+    let mut allocs = [0u64; NUM_CLASSES + 2];
+    let mut frees = [0u64; NUM_CLASSES + 2];
     crate::tls::for_each_heap(|h| {
-        for i in 0..NUM_CLASSES + 2 {
-            // SAFETY: heaps are never freed; counters are read atomically.
-            unsafe {
-                allocs[i] += read(&raw mut (*h).stats.allocs[i]);
-                frees[i] += read(&raw mut (*h).stats.frees[i]);
+        if heap.is_null() || h == heap {
+            for i in 0..NUM_CLASSES + 2 {
+                // SAFETY: heaps are never freed; counters are read atomically.
+                unsafe {
+                    allocs[i] += read(&raw mut (*h).stats.allocs[i]);
+                    frees[i] += read(&raw mut (*h).stats.frees[i]);
+                }
             }
         }
     });
+    if let Some(in_use) = in_use_blocks(heap) {
+        for i in 0..NUM_CLASSES {
+            frees[i] = allocs[i].saturating_sub(in_use[i]);
+        }
+    }
+    (allocs, frees)
+}
+
+/// Sums the per-class counters of every heap into `allocs`/`frees` per slot.
+fn sum_classes(allocs: &mut [u64; NUM_CLASSES + 2], frees: &mut [u64; NUM_CLASSES + 2]) {
+    (*allocs, *frees) = class_counts(core::ptr::null_mut());
 }
 
 /// Totals over all heaps.
@@ -307,11 +339,9 @@ pub fn write_json(fd: i32) {
     let mut first = true;
     crate::tls::for_each_heap(|h| {
         let (mut a, mut f, mut live) = (0u64, 0u64, 0u64);
+        let (allocs, frees) = class_counts(h);
         for i in 0..NUM_CLASSES + 2 {
-            // SAFETY: heaps are never freed; counters are read atomically.
-            let (ai, fi) = unsafe {
-                (read(&raw mut (*h).stats.allocs[i]), read(&raw mut (*h).stats.frees[i]))
-            };
+            let (ai, fi) = (allocs[i], frees[i]);
             a += ai;
             f += fi;
             if i < NUM_CLASSES {
@@ -327,9 +357,7 @@ pub fn write_json(fd: i32) {
         let (id, tid, abandoned) = unsafe { Heap::identity(h) };
         o.buf.str("{\"id\":").num(id).str(",\"tid\":").num(tid);
         o.buf.str(",\"allocs\":").num(a).str(",\"frees\":").num(f);
-        // Frees by other threads land on the freeing thread's counters, so one
-        // heap's difference can be negative; report it clamped.
-        o.buf.str(",\"live_bytes\":").num(if (live as i64) < 0 { 0 } else { live });
+        o.buf.str(",\"live_bytes\":").num(live);
         o.buf.str(",\"abandoned\":").str(if abandoned { "true" } else { "false" }).str("}");
         o.flush_if_full();
     });

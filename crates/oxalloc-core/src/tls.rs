@@ -319,21 +319,24 @@ pub fn collect_all_abandoned() {
     }
 }
 
-// Lock order everywhere: ORPHAN, then REGISTRY, then CENTRAL.
+// Lock order everywhere: ORPHAN, then REGISTRY, then CENTRAL, then the huge cache.
 extern "C" fn fork_prepare() {
     ORPHAN.lock_for_fork();
     REGISTRY.lock_for_fork();
     crate::central::CENTRAL.lock_for_fork();
+    crate::huge::CACHE.lock_for_fork();
 }
 
 extern "C" fn fork_parent() {
-    crate::central::CENTRAL.force_unlock();
-    REGISTRY.force_unlock();
-    ORPHAN.force_unlock();
+    crate::huge::CACHE.unlock_after_fork();
+    crate::central::CENTRAL.unlock_after_fork();
+    REGISTRY.unlock_after_fork();
+    ORPHAN.unlock_after_fork();
 }
 
 extern "C" fn fork_child() {
     crate::purger::after_fork_child();
+    crate::huge::CACHE.force_unlock();
     crate::central::CENTRAL.force_unlock();
     REGISTRY.force_unlock();
     ORPHAN.force_unlock();
