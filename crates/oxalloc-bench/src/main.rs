@@ -57,9 +57,9 @@ struct RunArgs {
     /// Print the tables only; write no files.
     #[arg(long)]
     no_write: bool,
-    /// Kill a run after this many seconds.
-    #[arg(long, default_value_t = 300)]
-    timeout: u64,
+    /// Kill a run after this many seconds [default: 300, 30 with --quick].
+    #[arg(long)]
+    timeout: Option<u64>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -267,7 +267,7 @@ fn run_suite(args: RunArgs) -> i32 {
         exe: exe.clone(),
         bin_dir,
         scale,
-        timeout: Duration::from_secs(args.timeout),
+        timeout: Duration::from_secs(args.timeout.unwrap_or(if args.quick { 30 } else { 300 })),
         python: suite::find_program("python3", &["/usr/bin/python3", "/usr/local/bin/python3"]),
         python_script: python_script(ws.as_deref()),
         sqlite: suite::find_program("sqlite3", &["/usr/bin/sqlite3"]),
