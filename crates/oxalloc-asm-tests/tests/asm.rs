@@ -122,6 +122,8 @@ fn build_liboxalloc(root: &Path) -> PathBuf {
             "--release",
             "-p",
             "oxalloc-capi",
+            "-p",
+            "oxalloc-hardened",
             "--manifest-path",
         ])
         .arg(root.join("Cargo.toml"))

@@ -8,6 +8,9 @@
 use core::ffi::c_void;
 use oxalloc_core::api;
 
+/// The typed allocators' C ABI, exported from the same library.
+pub use oxalloc_typed::capi::*;
+
 macro_rules! export {
     ($( $(#[$m:meta])* fn $name:ident / $ox:ident ( $($arg:ident : $t:ty),* ) $(-> $ret:ty)? => $body:expr; )*) => {
         $(

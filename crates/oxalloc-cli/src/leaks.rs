@@ -1,7 +1,7 @@
 //! `oxalloc leaks`: run a program under the hardened build and report what it never freed,
 //! grouped by allocation site and symbolised, largest first.
 //!
-//! The hardened library (`liboxalloc-hardened.so`, with `OXALLOC_LEAKS=1` and
+//! The hardened library (`liboxalloc_hardened.so`, with `OXALLOC_LEAKS=1` and
 //! `OXALLOC_LEAKS_FILE=<tmp>/leaks-%p.txt`) writes at exit:
 //!
 //! ```text

@@ -1,4 +1,4 @@
-//! Finding the files the tool drives: `liboxalloc.so`, `liboxalloc-hardened.so` and the
+//! Finding the files the tool drives: `liboxalloc.so`, `liboxalloc_hardened.so` and the
 //! `oxalloc-bench` binary.
 //!
 //! Order: the environment variable (`OXALLOC_LIB`, `OXALLOC_HARDENED_LIB`, `OXALLOC_BENCH`),
@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use crate::error::Error;
 
 pub const LIB: &str = "liboxalloc.so";
-pub const HARDENED_LIB: &str = "liboxalloc-hardened.so";
+pub const HARDENED_LIB: &str = "liboxalloc_hardened.so";
 pub const BENCH: &str = "oxalloc-bench";
 
 fn candidates(file: &str) -> Vec<PathBuf> {
@@ -59,7 +59,7 @@ pub fn lib(hardened: bool) -> Result<PathBuf, Error> {
     find(file, env).map_err(|tried| {
         let how = if hardened {
             "the hardened build (with leak reports) is not built yet: build it with \
-             `cargo build --release -p oxalloc-capi --features hardened`"
+             `cargo build --release -p oxalloc-hardened`"
         } else {
             "run `cargo build --release -p oxalloc-capi`"
         };

@@ -51,7 +51,7 @@ struct Cli {
 enum Cmd {
     /// Run PROG with liboxalloc.so preloaded; print its allocation statistics at exit.
     Run {
-        /// Use the hardened build (liboxalloc-hardened.so).
+        /// Use the hardened build (liboxalloc_hardened.so).
         #[arg(long)]
         hardened: bool,
         /// Print machine-readable JSON on stdout instead of the report.

@@ -2,7 +2,7 @@
 //! leaks) through each subcommand of the `oxalloc` binary, checking numbers and names.
 //!
 //! Three kinds of allocator library are used:
-//! - the real `liboxalloc.so` / `liboxalloc-hardened.so` when they are built (tests that need
+//! - the real `liboxalloc.so` / `liboxalloc_hardened.so` when they are built (tests that need
 //!   them print a SKIP line and pass while they are not: the library is written in parallel);
 //! - a stand-in (`tests/fixtures/fake_liboxalloc.c`, compiled here with `cc`) that speaks the
 //!   same file contract, so the tool's side of `run`, `trace`, `map` and `leaks` is tested
@@ -613,12 +613,12 @@ fn leaks_without_the_hardened_build_is_one_clear_line() {
     let o = bin()
         .env(
             "OXALLOC_HARDENED_LIB",
-            "/nonexistent/liboxalloc-hardened.so",
+            "/nonexistent/liboxalloc_hardened.so",
         )
         .args(["leaks", "--", "true"])
         .output()
         .unwrap();
-    assert_one_line_error(&o, "liboxalloc-hardened.so not found");
+    assert_one_line_error(&o, "liboxalloc_hardened.so not found");
 }
 
 fn check_leak_report(lib: &Path) {
@@ -668,7 +668,7 @@ fn leaks_of_a_c_program_with_the_stand_in_library() {
 
 #[test]
 fn leaks_of_a_c_program_with_the_hardened_library() {
-    let Some(lib) = real_lib("liboxalloc-hardened.so") else {
+    let Some(lib) = real_lib("liboxalloc_hardened.so") else {
         return;
     };
     check_leak_report(&lib);

@@ -123,7 +123,7 @@ pub fn aligned_alloc(align: usize, size: usize) -> *mut u8 {
 /// # Safety
 /// `out` is valid for a pointer write.
 pub unsafe fn posix_memalign(out: *mut *mut u8, align: usize, size: usize) -> i32 {
-    if !align.is_power_of_two() || align % core::mem::size_of::<usize>() != 0 {
+    if !align.is_power_of_two() || !align.is_multiple_of(core::mem::size_of::<usize>()) {
         return EINVAL;
     }
     let p = alloc_aligned(align, size);

@@ -51,7 +51,9 @@ pub static CENTRAL: Mutex<Central> = Mutex::new(Central {
 /// large working set that churns big blocks does not purge and refault on every cycle.
 pub fn cache_cap() -> usize {
     let configured = options::CACHE_MAX_MIB.get() as usize * (1 << 20);
-    let in_use = GLOBAL.in_use_bytes.load(core::sync::atomic::Ordering::Relaxed) as usize;
+    let in_use = GLOBAL
+        .in_use_bytes
+        .load(core::sync::atomic::Ordering::Relaxed) as usize;
     configured.max(in_use / 4)
 }
 
@@ -287,7 +289,10 @@ impl Central {
             if self.dirty_bytes > 0 {
                 self.purge(false);
             }
-            GLOBAL.cached_bytes.store(self.dirty_bytes as u64, core::sync::atomic::Ordering::Relaxed);
+            GLOBAL.cached_bytes.store(
+                self.dirty_bytes as u64,
+                core::sync::atomic::Ordering::Relaxed,
+            );
             crate::stats::publish_shared(self);
         }
     }

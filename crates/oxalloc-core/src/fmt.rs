@@ -17,7 +17,10 @@ impl<const N: usize> Default for Buf<N> {
 impl<const N: usize> Buf<N> {
     /// An empty buffer.
     pub const fn new() -> Self {
-        Buf { data: [0; N], len: 0 }
+        Buf {
+            data: [0; N],
+            len: 0,
+        }
     }
     /// Appends raw bytes, truncating at capacity.
     pub fn bytes(&mut self, b: &[u8]) -> &mut Self {
@@ -111,7 +114,15 @@ mod tests {
     #[test]
     fn formats_numbers_and_sizes() {
         let mut b: Buf<64> = Buf::new();
-        b.num(0).str(" ").num(1234567).str(" ").hex(0xdead).str(" ").size(1536).str(" ").size(100);
+        b.num(0)
+            .str(" ")
+            .num(1234567)
+            .str(" ")
+            .hex(0xdead)
+            .str(" ")
+            .size(1536)
+            .str(" ")
+            .size(100);
         assert_eq!(b.as_str(), "0 1234567 0xdead 1.5 KiB 100 B");
     }
 

@@ -77,9 +77,15 @@ pub struct Heap {
 /// so the fast path falls through to the slow path, which sets up a real heap. Never
 /// written (it may live in read-only memory).
 pub static EMPTY_HEAP: Heap = Heap {
-    bins: [Bin { current: (&raw const EMPTY_SPAN).cast_mut(), partial: ptr::null_mut() }; NUM_CLASSES],
+    bins: [Bin {
+        current: (&raw const EMPTY_SPAN).cast_mut(),
+        partial: ptr::null_mut(),
+    }; NUM_CLASSES],
     remote: ptr::null_mut(),
-    stats: HeapStats { allocs: [0; NUM_CLASSES + 2], frees: [0; NUM_CLASSES + 2] },
+    stats: HeapStats {
+        allocs: [0; NUM_CLASSES + 2],
+        frees: [0; NUM_CLASSES + 2],
+    },
     fresh_spans: 0,
     id: 0,
     tid: 0,
@@ -112,7 +118,10 @@ impl Heap {
         // SAFETY: caller's contract.
         unsafe {
             for i in 0..NUM_CLASSES {
-                (*h).bins[i] = Bin { current: empty_span(), partial: ptr::null_mut() };
+                (*h).bins[i] = Bin {
+                    current: empty_span(),
+                    partial: ptr::null_mut(),
+                };
             }
             (*h).id = id;
         }
@@ -246,7 +255,10 @@ unsafe fn alloc_slow(heap: *mut Heap, c: SizeClass) -> *mut u8 {
     // SAFETY: `heap` is this thread's heap (caller's contract); every span reached
     // through its bins is owned by it.
     unsafe {
-        if !AtomicPtr::from_ptr(&raw mut (*heap).remote).load(Ordering::Relaxed).is_null() {
+        if !AtomicPtr::from_ptr(&raw mut (*heap).remote)
+            .load(Ordering::Relaxed)
+            .is_null()
+        {
             drain_remote(heap);
         }
         let bin = bin(heap, c.index());
@@ -311,7 +323,7 @@ unsafe fn take_small_span(heap: *mut Heap, c: SizeClass) -> *mut Span {
     // SAFETY: caller's contract.
     unsafe {
         (*heap).fresh_spans = (*heap).fresh_spans.wrapping_add(1);
-        if (*heap).fresh_spans % COLLECT_EVERY == 0 {
+        if (*heap).fresh_spans.is_multiple_of(COLLECT_EVERY) {
             tls::collect_one_abandoned();
         }
     }
@@ -344,7 +356,9 @@ fn alloc_large(size: usize, align: usize) -> *mut u8 {
         return ptr::null_mut();
     }
     let extra = align.saturating_sub(SLICE_SIZE);
-    let Some(need) = size.checked_add(extra) else { return ptr::null_mut() };
+    let Some(need) = size.checked_add(extra) else {
+        return ptr::null_mut();
+    };
     if need >= HUGE_THRESHOLD {
         if align > MAX_ALIGN {
             return ptr::null_mut();
@@ -356,7 +370,9 @@ fn alloc_large(size: usize, align: usize) -> *mut u8 {
         return p;
     }
     let slices = need.div_ceil(SLICE_SIZE);
-    let Some(span) = CENTRAL.lock().take(slices) else { return ptr::null_mut() };
+    let Some(span) = CENTRAL.lock().take(slices) else {
+        return ptr::null_mut();
+    };
     // SAFETY: the span was just taken from the pool; it is ours alone.
     unsafe {
         (*span).kind = SpanKind::Large;
@@ -545,7 +561,8 @@ pub unsafe fn drain_remote(heap: *mut Heap) {
     // SAFETY: caller's contract; the swap hands us the whole stack, whose blocks all
     // belong to spans of this heap.
     unsafe {
-        let mut b = AtomicPtr::from_ptr(&raw mut (*heap).remote).swap(ptr::null_mut(), Ordering::Acquire);
+        let mut b =
+            AtomicPtr::from_ptr(&raw mut (*heap).remote).swap(ptr::null_mut(), Ordering::Acquire);
         while !b.is_null() {
             let next = (*b).next;
             let addr = b as usize;
@@ -585,7 +602,9 @@ fn free_foreign(p: *mut u8) {
     stats::add(&GLOBAL.foreign_frees, 1);
     if crate::options::VERBOSE.on() {
         let mut b: crate::fmt::Buf<128> = crate::fmt::Buf::new();
-        b.str("oxalloc: ignoring free of a pointer that is not ours: ").hex(p as u64).str("\n");
+        b.str("oxalloc: ignoring free of a pointer that is not ours: ")
+            .hex(p as u64)
+            .str("\n");
         oxalloc_sys::write_stderr(b.as_bytes());
     }
 }
@@ -687,7 +706,8 @@ pub unsafe fn usable_size(p: *mut u8) -> usize {
             match (*span).kind {
                 SpanKind::Small => (*span).block_size as usize,
                 SpanKind::Large => {
-                    Segment::span_start(span) as usize + (*span).slice_count as usize * SLICE_SIZE - addr
+                    Segment::span_start(span) as usize + (*span).slice_count as usize * SLICE_SIZE
+                        - addr
                 }
                 SpanKind::Free => 0,
             }

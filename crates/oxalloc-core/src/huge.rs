@@ -34,7 +34,11 @@ pub struct HugeCache {
 
 /// The one huge-block cache.
 pub static CACHE: Mutex<HugeCache> = Mutex::new(HugeCache {
-    slots: [Cached { base: 0, map_len: 0, freed_at_ns: 0 }; CACHE_SLOTS],
+    slots: [Cached {
+        base: 0,
+        map_len: 0,
+        freed_at_ns: 0,
+    }; CACHE_SLOTS],
     count: 0,
     bytes: 0,
 });
@@ -83,7 +87,9 @@ impl HugeCache {
         }
         let mut evicted = None;
         if self.count > 0 && (self.count == CACHE_SLOTS || self.bytes + c.map_len > cap) {
-            let smallest = (0..self.count).min_by_key(|&i| self.slots[i].map_len).unwrap_or(0);
+            let smallest = (0..self.count)
+                .min_by_key(|&i| self.slots[i].map_len)
+                .unwrap_or(0);
             if self.slots[smallest].map_len >= c.map_len {
                 return [Some(c), None];
             }
@@ -109,7 +115,9 @@ pub fn cached_bytes() -> usize {
 /// Returns the bytes given back.
 pub fn purge_cache(force: bool) -> usize {
     let now = oxalloc_sys::now_ns();
-    let delay_ns = crate::options::PURGE_DELAY_MS.get().saturating_mul(1_000_000);
+    let delay_ns = crate::options::PURGE_DELAY_MS
+        .get()
+        .saturating_mul(1_000_000);
     let mut released = 0;
     loop {
         let victim = {
@@ -174,7 +182,10 @@ fn header_of(p: *mut u8) -> *mut HugeHeader {
 /// Maps a huge block of `size` bytes aligned to `align` (at most `MAX_ALIGN`).
 pub fn alloc(size: usize, align: usize) -> *mut u8 {
     let offset = PAGE_SIZE.max(align);
-    let Some(len) = offset.checked_add(size).and_then(|n| n.checked_next_multiple_of(PAGE_SIZE)) else {
+    let Some(len) = offset
+        .checked_add(size)
+        .and_then(|n| n.checked_next_multiple_of(PAGE_SIZE))
+    else {
         return core::ptr::null_mut();
     };
     // Two statements: the cache lock must be released before `fit_cached` runs.
@@ -198,7 +209,12 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
     // SAFETY: the mapping is ours alone (fresh, or taken from the cache) and starts
     // with the header page.
     unsafe {
-        h.write(HugeHeader { map_len: len, block, usable: len - offset, zero });
+        h.write(HugeHeader {
+            map_len: len,
+            block,
+            usable: len - offset,
+            zero,
+        });
     }
     stats::add(&GLOBAL.in_use_bytes, len);
     stats::raise_peak(&GLOBAL.peak_in_use_bytes, &GLOBAL.in_use_bytes);
@@ -226,7 +242,11 @@ pub unsafe fn free(p: *mut u8) -> bool {
     stats::sub(&GLOBAL.in_use_bytes, len);
     stats::add(&GLOBAL.huge_frees, 1);
     stats::sub(&GLOBAL.huge_count, 1);
-    let c = Cached { base: h as usize, map_len: len, freed_at_ns: oxalloc_sys::now_ns() };
+    let c = Cached {
+        base: h as usize,
+        map_len: len,
+        freed_at_ns: oxalloc_sys::now_ns(),
+    };
     // Room for at least two blocks of this size, so an alloc/free loop of big buffers
     // always finds its last one.
     let cap = crate::central::cache_cap().max(2 * len);
@@ -280,7 +300,10 @@ pub unsafe fn resize(p: *mut u8, new_size: usize) -> bool {
             return false;
         }
         let offset = (*h).block - h as usize;
-        let Some(new_len) = offset.checked_add(new_size).and_then(|n| n.checked_next_multiple_of(PAGE_SIZE)) else {
+        let Some(new_len) = offset
+            .checked_add(new_size)
+            .and_then(|n| n.checked_next_multiple_of(PAGE_SIZE))
+        else {
             return false;
         };
         let old_len = (*h).map_len;

@@ -37,7 +37,10 @@ extern "C" fn at_exit() {
 }
 
 fn tls_ready() -> bool {
-    stats::GLOBAL.start_ns.load(core::sync::atomic::Ordering::Relaxed) != 0
+    stats::GLOBAL
+        .start_ns
+        .load(core::sync::atomic::Ordering::Relaxed)
+        != 0
 }
 
 #[allow(unsafe_code)]

@@ -27,7 +27,10 @@ unsafe impl<T: Send> Sync for Mutex<T> {}
 impl<T> Mutex<T> {
     /// A new unlocked mutex.
     pub const fn new(value: T) -> Self {
-        Mutex { state: AtomicU32::new(UNLOCKED), value: UnsafeCell::new(value) }
+        Mutex {
+            state: AtomicU32::new(UNLOCKED),
+            value: UnsafeCell::new(value),
+        }
     }
 
     /// Locks, spinning a little and then sleeping.

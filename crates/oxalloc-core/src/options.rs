@@ -21,10 +21,22 @@ pub struct Opt {
 
 impl Opt {
     const fn num(name: &'static str, default: u64, doc: &'static str) -> Opt {
-        Opt { name, doc, default, is_bool: false, value: AtomicU64::new(default) }
+        Opt {
+            name,
+            doc,
+            default,
+            is_bool: false,
+            value: AtomicU64::new(default),
+        }
     }
     const fn flag(name: &'static str, default: bool, doc: &'static str) -> Opt {
-        Opt { name, doc, default: default as u64, is_bool: true, value: AtomicU64::new(default as u64) }
+        Opt {
+            name,
+            doc,
+            default: default as u64,
+            is_bool: true,
+            value: AtomicU64::new(default as u64),
+        }
     }
     /// The current value.
     #[inline]
@@ -47,9 +59,17 @@ impl Opt {
 }
 
 /// Print a statistics summary on stderr at exit.
-pub static SHOW_STATS: Opt = Opt::flag("SHOW_STATS", false, "print a statistics summary on stderr at exit");
+pub static SHOW_STATS: Opt = Opt::flag(
+    "SHOW_STATS",
+    false,
+    "print a statistics summary on stderr at exit",
+);
 /// Report unusual events (foreign pointers, OS refusals) on stderr.
-pub static VERBOSE: Opt = Opt::flag("VERBOSE", false, "report unusual events (foreign frees, mmap failures) on stderr");
+pub static VERBOSE: Opt = Opt::flag(
+    "VERBOSE",
+    false,
+    "report unusual events (foreign frees, mmap failures) on stderr",
+);
 /// Milliseconds a free page stays cached before it is given back to the OS.
 pub static PURGE_DELAY_MS: Opt = Opt::num(
     "PURGE_DELAY_MS",
@@ -71,7 +91,13 @@ pub static BACKGROUND_PURGE: Opt = Opt::flag(
 );
 
 /// Every numeric/boolean option, for listing.
-pub static ALL: [&Opt; 5] = [&SHOW_STATS, &VERBOSE, &PURGE_DELAY_MS, &CACHE_MAX_MIB, &BACKGROUND_PURGE];
+pub static ALL: [&Opt; 5] = [
+    &SHOW_STATS,
+    &VERBOSE,
+    &PURGE_DELAY_MS,
+    &CACHE_MAX_MIB,
+    &BACKGROUND_PURGE,
+];
 
 /// A path option, read from the environment when it is used (at start-up or exit).
 pub struct PathOpt {
@@ -92,9 +118,15 @@ impl PathOpt {
 }
 
 /// Write the statistics of this process as JSON to this file at exit (`%p`: the PID).
-pub static STATS_FILE: PathOpt = PathOpt::new("STATS_FILE", "write statistics as JSON to this file at exit (%p is replaced by the PID)");
+pub static STATS_FILE: PathOpt = PathOpt::new(
+    "STATS_FILE",
+    "write statistics as JSON to this file at exit (%p is replaced by the PID)",
+);
 /// Keep live totals in this shared file while running (for `oxalloc trace`/`map`).
-pub static STATS_SHM: PathOpt = PathOpt::new("STATS_SHM", "keep live totals and the segment list in this 64 KiB file while running");
+pub static STATS_SHM: PathOpt = PathOpt::new(
+    "STATS_SHM",
+    "keep live totals and the segment list in this 64 KiB file while running",
+);
 
 fn env_name(name: &str) -> Buf<64> {
     let mut b = Buf::new();
@@ -124,15 +156,23 @@ fn parse_num(v: &[u8]) -> Option<u64> {
     if v.is_empty() || v.len() > 19 {
         return None;
     }
-    v.iter().try_fold(0u64, |acc, &c| c.is_ascii_digit().then(|| acc * 10 + (c - b'0') as u64))
+    v.iter().try_fold(0u64, |acc, &c| {
+        c.is_ascii_digit().then(|| acc * 10 + (c - b'0') as u64)
+    })
 }
 
 /// Reads every option from the environment. Called once, at allocator start-up.
 pub fn init() {
     for opt in ALL {
         let name = env_name(opt.name);
-        let Some(raw) = oxalloc_sys::env_var(name.as_bytes()) else { continue };
-        let parsed = if opt.is_bool { parse_bool(raw).map(u64::from) } else { parse_num(raw) };
+        let Some(raw) = oxalloc_sys::env_var(name.as_bytes()) else {
+            continue;
+        };
+        let parsed = if opt.is_bool {
+            parse_bool(raw).map(u64::from)
+        } else {
+            parse_num(raw)
+        };
         match parsed {
             Some(v) => opt.set(v),
             None => {
@@ -141,7 +181,11 @@ pub fn init() {
                 msg.str(name.as_str());
                 msg.str("=");
                 msg.bytes(&raw[..raw.len().min(64)]);
-                msg.str(if opt.is_bool { " (expected 0 or 1)" } else { " (expected a number)" });
+                msg.str(if opt.is_bool {
+                    " (expected 0 or 1)"
+                } else {
+                    " (expected a number)"
+                });
                 msg.str(", using the default ");
                 msg.num(opt.default);
                 msg.str("\n");

@@ -203,7 +203,10 @@ impl Segment {
     }
 
     /// Counts a segment's data slices: (used, free and dirty, free and purged).
-    pub fn census(seg: *mut Segment) -> (u64, u64, u64) {
+    ///
+    /// # Safety
+    /// `seg` is a live segment and the caller holds the central lock.
+    pub unsafe fn census(seg: *mut Segment) -> (u64, u64, u64) {
         let (mut used, mut dirty, mut purged) = (0, 0, 0);
         let mut i = FIRST_SLICE;
         while i < SLICES {
@@ -224,14 +227,23 @@ impl Segment {
     }
 
     /// Calls `f(owner, class, blocks in use)` for every small span of a segment.
-    pub fn for_each_small_span(seg: *mut Segment, mut f: impl FnMut(*mut Heap, usize, u32)) {
+    ///
+    /// # Safety
+    /// `seg` is a live segment and the caller holds the central lock.
+    pub unsafe fn for_each_small_span(seg: *mut Segment, mut f: impl FnMut(*mut Heap, usize, u32)) {
         let mut i = FIRST_SLICE;
         while i < SLICES {
             // SAFETY: the caller holds the central lock, so span heads are stable; the
             // owner fields of small spans are read racily, for a report only.
             let (kind, count, owner, class, used) = unsafe {
                 let s = (&raw mut (*seg).spans).cast::<Span>().add(i);
-                ((*s).kind, ((*s).slice_count as usize).max(1), (*s).owner, (*s).class, (*s).used)
+                (
+                    (*s).kind,
+                    ((*s).slice_count as usize).max(1),
+                    (*s).owner,
+                    (*s).class,
+                    (*s).used,
+                )
             };
             if kind == SpanKind::Small {
                 f(owner, class as usize, used & (USED_CURRENT - 1));
@@ -287,7 +299,9 @@ pub struct SegmentMap {
 }
 
 /// The process-wide segment map.
-pub static SEGMENT_MAP: SegmentMap = SegmentMap { entries: [const { AtomicU8::new(FOREIGN) }; GRANULES] };
+pub static SEGMENT_MAP: SegmentMap = SegmentMap {
+    entries: [const { AtomicU8::new(FOREIGN) }; GRANULES],
+};
 
 impl SegmentMap {
     /// Who owns the segment-aligned address containing `p`. Relaxed is enough: a

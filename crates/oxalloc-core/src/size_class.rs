@@ -52,7 +52,7 @@ impl SizeClass {
         if size <= 128 {
             // 0..=16 -> 0, 17..=32 -> 1, ...
             let s = if size == 0 { 1 } else { size };
-            return SizeClass(((s + 15) / 16 - 1) as u8);
+            return SizeClass((s.div_ceil(16) - 1) as u8);
         }
         let s = size - 1;
         let p = usize::BITS - 1 - s.leading_zeros(); // floor(log2(s)), >= 7
@@ -98,7 +98,7 @@ impl SizeClass {
             return None;
         }
         let mut c = SizeClass::of(need);
-        while c.size() % align != 0 {
+        while !c.size().is_multiple_of(align) {
             c = SizeClass(c.0 + 1);
         }
         Some(c)
@@ -132,7 +132,11 @@ mod tests {
                 let worst = prev + 1;
                 let waste = (c.size() - worst) as f64 / c.size() as f64;
                 // Below 128 bytes the 16-byte alignment floor sets the step, not the ratio.
-                assert!(worst <= 128 || waste < 0.125, "class {} waste {waste}", c.size());
+                assert!(
+                    worst <= 128 || waste < 0.125,
+                    "class {} waste {waste}",
+                    c.size()
+                );
             }
         }
     }

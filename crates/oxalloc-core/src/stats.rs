@@ -179,11 +179,16 @@ pub struct Totals {
 fn in_use_blocks(heap: *mut Heap) -> Option<[u64; NUM_CLASSES]> {
     let central = crate::central::CENTRAL.try_lock_for(1000)?;
     let mut out = [0u64; NUM_CLASSES];
-    central.for_each_segment(|seg| crate::segment::Segment::for_each_small_span(seg, |owner, class, used| {
-        if heap.is_null() || owner == heap {
-            out[class] += used as u64;
+    central.for_each_segment(|seg| {
+        // SAFETY: we hold the central lock and the segment is on its list.
+        unsafe {
+            crate::segment::Segment::for_each_small_span(seg, |owner, class, used| {
+                if heap.is_null() || owner == heap {
+                    out[class] += used as u64;
+                }
+            })
         }
-    }));
+    });
     Some(out)
 }
 
@@ -238,7 +243,9 @@ pub fn print_summary() {
     let t = totals();
     let g = &GLOBAL;
     let mut b: Buf<2048> = Buf::new();
-    b.str("oxalloc: statistics for pid ").num(oxalloc_sys::process_id() as u64).str("\n");
+    b.str("oxalloc: statistics for pid ")
+        .num(oxalloc_sys::process_id() as u64)
+        .str("\n");
     let line = |b: &mut Buf<2048>, name: &str, v: u64, size: bool| {
         let start = b.len();
         b.str("  ").str(name);
@@ -255,12 +262,32 @@ pub fn print_summary() {
     line(&mut b, "bytes allocated", t.bytes_allocated, true);
     line(&mut b, "live small bytes", t.live_small_bytes, true);
     line(&mut b, "in use now", g.in_use_bytes.load(Relaxed), true);
-    line(&mut b, "in use at peak", g.peak_in_use_bytes.load(Relaxed), true);
+    line(
+        &mut b,
+        "in use at peak",
+        g.peak_in_use_bytes.load(Relaxed),
+        true,
+    );
     line(&mut b, "mapped now", g.mapped_bytes.load(Relaxed), true);
-    line(&mut b, "mapped at peak", g.peak_mapped_bytes.load(Relaxed), true);
-    line(&mut b, "purged (returned)", g.purged_bytes.load(Relaxed), true);
+    line(
+        &mut b,
+        "mapped at peak",
+        g.peak_mapped_bytes.load(Relaxed),
+        true,
+    );
+    line(
+        &mut b,
+        "purged (returned)",
+        g.purged_bytes.load(Relaxed),
+        true,
+    );
     line(&mut b, "unmapped", g.unmapped_bytes.load(Relaxed), true);
-    line(&mut b, "large / huge allocs", g.large_allocs.load(Relaxed) + g.huge_allocs.load(Relaxed), false);
+    line(
+        &mut b,
+        "large / huge allocs",
+        g.large_allocs.load(Relaxed) + g.huge_allocs.load(Relaxed),
+        false,
+    );
     line(&mut b, "remote frees", g.remote_frees.load(Relaxed), false);
     line(&mut b, "heaps (threads)", g.heaps.load(Relaxed), false);
     line(&mut b, "peak RSS", oxalloc_sys::peak_rss_bytes(), true);
@@ -294,11 +321,17 @@ impl JsonOut {
 pub fn write_json(fd: i32) {
     let t = totals();
     let g = &GLOBAL;
-    let mut o = JsonOut { fd, buf: Buf::new() };
+    let mut o = JsonOut {
+        fd,
+        buf: Buf::new(),
+    };
     o.buf.str("{");
     o.field("oxalloc_stats", 1);
     o.field("pid", oxalloc_sys::process_id() as u64);
-    o.field("elapsed_ns", oxalloc_sys::now_ns().saturating_sub(g.start_ns.load(Relaxed)));
+    o.field(
+        "elapsed_ns",
+        oxalloc_sys::now_ns().saturating_sub(g.start_ns.load(Relaxed)),
+    );
     o.field("allocs", t.allocs);
     o.field("frees", t.frees);
     o.field("bytes_allocated", t.bytes_allocated);
@@ -331,8 +364,15 @@ pub fn write_json(fd: i32) {
             o.buf.str(",");
         }
         first = false;
-        o.buf.str("{\"size\":").num(SizeClass(i as u8).size() as u64);
-        o.buf.str(",\"allocs\":").num(allocs[i]).str(",\"frees\":").num(frees[i]).str("}");
+        o.buf
+            .str("{\"size\":")
+            .num(SizeClass(i as u8).size() as u64);
+        o.buf
+            .str(",\"allocs\":")
+            .num(allocs[i])
+            .str(",\"frees\":")
+            .num(frees[i])
+            .str("}");
         o.flush_if_full();
     }
     o.buf.str("],\"heap_list\":[");
@@ -345,7 +385,10 @@ pub fn write_json(fd: i32) {
             a += ai;
             f += fi;
             if i < NUM_CLASSES {
-                live = live.wrapping_add(ai.wrapping_sub(fi).wrapping_mul(SizeClass(i as u8).size() as u64));
+                live = live.wrapping_add(
+                    ai.wrapping_sub(fi)
+                        .wrapping_mul(SizeClass(i as u8).size() as u64),
+                );
             }
         }
         if !first {
@@ -358,7 +401,10 @@ pub fn write_json(fd: i32) {
         o.buf.str("{\"id\":").num(id).str(",\"tid\":").num(tid);
         o.buf.str(",\"allocs\":").num(a).str(",\"frees\":").num(f);
         o.buf.str(",\"live_bytes\":").num(live);
-        o.buf.str(",\"abandoned\":").str(if abandoned { "true" } else { "false" }).str("}");
+        o.buf
+            .str(",\"abandoned\":")
+            .str(if abandoned { "true" } else { "false" })
+            .str("}");
         o.flush_if_full();
     });
     o.buf.str("]}\n");
@@ -367,7 +413,9 @@ pub fn write_json(fd: i32) {
 
 /// Writes the JSON report to the file named by `OXALLOC_STATS_FILE` (`%p` -> PID).
 pub fn write_json_file() {
-    let Some(pattern) = crate::options::STATS_FILE.get() else { return };
+    let Some(pattern) = crate::options::STATS_FILE.get() else {
+        return;
+    };
     let mut path: Buf<512> = Buf::new();
     let mut i = 0;
     while i < pattern.len() {
@@ -380,7 +428,9 @@ pub fn write_json_file() {
         }
     }
     path.bytes(b"\0");
-    let Ok(cpath) = core::ffi::CStr::from_bytes_with_nul(path.as_bytes()) else { return };
+    let Ok(cpath) = core::ffi::CStr::from_bytes_with_nul(path.as_bytes()) else {
+        return;
+    };
     if let Some(fd) = oxalloc_sys::create_file(cpath) {
         use oxalloc_sys::AsRawFd;
         write_json(fd.as_raw_fd());
@@ -423,7 +473,8 @@ pub fn publish_shared(central: &Central) {
         if n >= SHARED_MAX_SEGMENTS {
             return;
         }
-        let (used, dirty, purged) = crate::segment::Segment::census(seg);
+        // SAFETY: called under the central lock with a segment from its list.
+        let (used, dirty, purged) = unsafe { crate::segment::Segment::census(seg) };
         let at = SHARED_SEGMENTS_AT + n * 4;
         w(at, seg as u64);
         w(at + 1, used);
@@ -437,10 +488,14 @@ pub fn publish_shared(central: &Central) {
 
 /// Creates the live statistics file if `OXALLOC_STATS_SHM` names one.
 pub fn open_shared() {
-    let Some(path) = crate::options::STATS_SHM.get() else { return };
+    let Some(path) = crate::options::STATS_SHM.get() else {
+        return;
+    };
     let mut p: Buf<512> = Buf::new();
     p.bytes(path).bytes(b"\0");
-    let Ok(cpath) = core::ffi::CStr::from_bytes_with_nul(p.as_bytes()) else { return };
+    let Ok(cpath) = core::ffi::CStr::from_bytes_with_nul(p.as_bytes()) else {
+        return;
+    };
     if let Some(page) = oxalloc_sys::map_shared_file(cpath, SHARED_BYTES) {
         SHARED.store(page.as_ptr().cast(), Relaxed);
     }

@@ -120,8 +120,12 @@ struct Registry {
 // holder changes.
 unsafe impl Send for Registry {}
 
-static REGISTRY: Mutex<Registry> =
-    Mutex::new(Registry { abandoned: ptr::null_mut(), chunk: ptr::null_mut(), chunk_left: 0, next_id: 0 });
+static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
+    abandoned: ptr::null_mut(),
+    chunk: ptr::null_mut(),
+    chunk_left: 0,
+    next_id: 0,
+});
 /// Every heap ever made, newest first; append-only, so reporters walk it without a lock.
 static ALL_HEAPS: AtomicPtr<Heap> = AtomicPtr::new(ptr::null_mut());
 /// A heap pointer that may move between threads (the orphan heap's owner is its lock).
@@ -144,13 +148,18 @@ pub fn global_init() {
     if INIT.load(Ordering::Acquire) == READY {
         return;
     }
-    if INIT.compare_exchange(UNINIT, RUNNING, Ordering::Acquire, Ordering::Acquire).is_err() {
+    if INIT
+        .compare_exchange(UNINIT, RUNNING, Ordering::Acquire, Ordering::Acquire)
+        .is_err()
+    {
         while INIT.load(Ordering::Acquire) != READY {
             oxalloc_sys::yield_now();
         }
         return;
     }
-    GLOBAL.start_ns.store(oxalloc_sys::now_ns(), Ordering::Relaxed);
+    GLOBAL
+        .start_ns
+        .store(oxalloc_sys::now_ns(), Ordering::Relaxed);
     crate::options::init();
     if let Some(key) = oxalloc_sys::thread_key_create(thread_exit) {
         EXIT_KEY.store(key, Ordering::Relaxed);
@@ -181,7 +190,8 @@ pub fn init_thread() -> *mut Heap {
     if key != u32::MAX {
         // May allocate for keys past glibc's first 32; that allocation finds the heap
         // already installed.
-        oxalloc_sys::thread_key_set(key, h.cast());
+        // SAFETY: the exit key's destructor expects this thread's heap.
+        unsafe { oxalloc_sys::thread_key_set(key, h.cast()) };
     }
     h
 }
@@ -202,7 +212,9 @@ fn acquire_heap() -> *mut Heap {
 fn new_heap(reg: &mut Registry) -> *mut Heap {
     let size = core::mem::size_of::<Heap>().next_multiple_of(64);
     if reg.chunk_left < size {
-        let Some(chunk) = oxalloc_sys::map(META_CHUNK) else { return ptr::null_mut() };
+        let Some(chunk) = oxalloc_sys::map(META_CHUNK) else {
+            return ptr::null_mut();
+        };
         reg.chunk = chunk.as_ptr();
         reg.chunk_left = META_CHUNK;
         stats::add(&GLOBAL.mapped_bytes, META_CHUNK);

@@ -59,18 +59,30 @@ fn check(b: &Live, upto: usize) {
     for i in sample_offsets(b.size).filter(|&i| i < upto) {
         // SAFETY: i < size of a live block.
         let v = unsafe { b.ptr.add(i).read() };
-        assert_eq!(v, pattern(b.seed, i), "block {:p} size {} corrupted at {i}", b.ptr, b.size);
+        assert_eq!(
+            v,
+            pattern(b.seed, i),
+            "block {:p} size {} corrupted at {i}",
+            b.ptr,
+            b.size
+        );
     }
 }
 
 fn sample_offsets(size: usize) -> impl Iterator<Item = usize> {
     let stride = if size <= 8192 { 1 } else { 509 };
-    (0..size.min(4096)).chain((4096..size).step_by(stride)).chain(size.saturating_sub(64)..size)
+    (0..size.min(4096))
+        .chain((4096..size).step_by(stride))
+        .chain(size.saturating_sub(64)..size)
 }
 
 fn check_new(p: *mut u8, size: usize, align: usize) {
     assert!(!p.is_null(), "allocation of {size} failed");
-    assert_eq!(p as usize % align.max(16), 0, "{p:p} not aligned to {align}");
+    assert_eq!(
+        p as usize % align.max(16),
+        0,
+        "{p:p} not aligned to {align}"
+    );
     // SAFETY: p is live.
     let usable = unsafe { api::malloc_usable_size(p) };
     assert!(usable >= size, "usable {usable} < {size}");
@@ -227,7 +239,11 @@ fn trim_returns_memory_after_a_burst() {
     // Frees past the cache cap purge at once; trim gives back the rest.
     api::malloc_trim(0);
     let after = g.purged_bytes.load(Relaxed) + g.unmapped_bytes.load(Relaxed);
-    assert!(after - before >= 18 << 20, "only {} bytes returned", after - before);
+    assert!(
+        after - before >= 18 << 20,
+        "only {} bytes returned",
+        after - before
+    );
 }
 
 #[test]

@@ -37,7 +37,10 @@ fn check_and_free(b: Block) {
     let Block(p, size, tag) = b;
     // SAFETY: the block is live and holds `size` bytes of `tag`.
     let s = unsafe { std::slice::from_raw_parts(p, size) };
-    assert!(s.iter().all(|&x| x == tag), "block {p:p} ({size} bytes) corrupted");
+    assert!(
+        s.iter().all(|&x| x == tag),
+        "block {p:p} ({size} bytes) corrupted"
+    );
     // SAFETY: live block, freed once.
     unsafe { api::free(p) };
 }
@@ -54,7 +57,8 @@ fn rounds() -> usize {
 fn cross_thread_frees_with_thread_churn() {
     const THREADS: usize = 8;
     for round in 0..rounds() {
-        let (senders, receivers): (Vec<_>, Vec<_>) = (0..THREADS).map(|_| mpsc::channel::<Block>()).unzip();
+        let (senders, receivers): (Vec<_>, Vec<_>) =
+            (0..THREADS).map(|_| mpsc::channel::<Block>()).unzip();
         let handles: Vec<_> = receivers
             .into_iter()
             .enumerate()
@@ -107,7 +111,11 @@ fn producer_consumer_does_not_grow() {
         }
     });
     let mut state = 42u64;
-    let total = if cfg!(debug_assertions) { 200_000 } else { 2_000_000 };
+    let total = if cfg!(debug_assertions) {
+        200_000
+    } else {
+        2_000_000
+    };
     for _ in 0..total {
         let r = rng(&mut state);
         let size = 16 + (r as usize % 512);
@@ -118,8 +126,13 @@ fn producer_consumer_does_not_grow() {
     }
     drop(tx);
     consumer.join().unwrap();
-    let peak = oxalloc_core::stats::GLOBAL.peak_in_use_bytes.load(std::sync::atomic::Ordering::Relaxed);
+    let peak = oxalloc_core::stats::GLOBAL
+        .peak_in_use_bytes
+        .load(std::sync::atomic::Ordering::Relaxed);
     // 1024 blocks of <= 528 bytes in flight; allow generous slack for span granularity
     // and the other tests running in this process.
-    assert!(peak < 512 << 20, "peak in-use {peak} bytes: producer/consumer grew without bound");
+    assert!(
+        peak < 512 << 20,
+        "peak in-use {peak} bytes: producer/consumer grew without bound"
+    );
 }

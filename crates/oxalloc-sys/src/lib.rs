@@ -39,7 +39,7 @@ pub const PAGE_SIZE: usize = 4096;
 /// a mapping costs resident memory only for what the program really uses.
 #[cfg(target_os = "linux")]
 pub fn map(len: usize) -> Option<NonNull<u8>> {
-    debug_assert!(len > 0 && len % PAGE_SIZE == 0);
+    debug_assert!(len > 0 && len.is_multiple_of(PAGE_SIZE));
     // SAFETY: a null hint lets the kernel choose the address, so no existing mapping
     // can be replaced; an anonymous private mapping has no other preconditions.
     let p = unsafe {
@@ -137,7 +137,9 @@ pub unsafe fn resize_in_place(ptr: *mut u8, old_len: usize, new_len: usize) -> b
 #[cfg(target_os = "linux")]
 pub fn now_ns() -> u64 {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    (t.tv_sec as u64).wrapping_mul(1_000_000_000).wrapping_add(t.tv_nsec as u64)
+    (t.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(t.tv_nsec as u64)
 }
 
 /// 64 random bits from the kernel, or a clock-derived value if `getrandom` fails.
@@ -252,15 +254,24 @@ pub fn futex_wake_one(word: &AtomicU32) {
 /// Sleeps for `ms` milliseconds (`nanosleep`).
 #[cfg(target_os = "linux")]
 pub fn sleep_ms(ms: u64) {
-    let t = rustix::time::Timespec { tv_sec: (ms / 1000) as i64, tv_nsec: ((ms % 1000) * 1_000_000) as i64 };
+    let t = rustix::time::Timespec {
+        tv_sec: (ms / 1000) as i64,
+        tv_nsec: ((ms % 1000) * 1_000_000) as i64,
+    };
     let _ = rustix::thread::nanosleep(&t);
 }
 
 /// Starts a detached thread running `f(arg)`. Returns false if the system refuses.
 /// glibc's `pthread_create` may call malloc for the thread's TLS; callers must hold
 /// no allocator lock.
+///
+/// # Safety
+/// `arg` is valid for whatever `f` does with it, for as long as the thread runs.
 #[cfg(target_os = "linux")]
-pub fn spawn_detached(f: extern "C" fn(*mut c_void) -> *mut c_void, arg: *mut c_void) -> bool {
+pub unsafe fn spawn_detached(
+    f: extern "C" fn(*mut c_void) -> *mut c_void,
+    arg: *mut c_void,
+) -> bool {
     let mut t: libc::pthread_t = 0;
     // SAFETY: `t` is a valid out-pointer, default attributes (null) are allowed and `f`
     // is a plain C function that lives for the whole program.
@@ -349,8 +360,11 @@ pub fn thread_key_create(dtor: unsafe extern "C" fn(*mut c_void)) -> Option<u32>
 
 /// Attaches `value` to `key` for the calling thread, so the key's destructor sees it.
 /// glibc stores the first 32 keys in the thread descriptor; later keys may allocate.
+///
+/// # Safety
+/// `value` is what the key's destructor expects to receive at thread exit.
 #[cfg(target_os = "linux")]
-pub fn thread_key_set(key: u32, value: *mut c_void) -> bool {
+pub unsafe fn thread_key_set(key: u32, value: *mut c_void) -> bool {
     // SAFETY: `key` came from `thread_key_create`.
     unsafe { libc::pthread_setspecific(key, value) == 0 }
 }

@@ -50,7 +50,9 @@ fn threads_allocate_and_free_each_others_memory() {
     let handles: Vec<_> = (0..8)
         .map(|t| {
             std::thread::spawn(move || {
-                (0..20_000).map(|i| format!("{t}-{i}")).collect::<Vec<String>>()
+                (0..20_000)
+                    .map(|i| format!("{t}-{i}"))
+                    .collect::<Vec<String>>()
             })
         })
         .collect();

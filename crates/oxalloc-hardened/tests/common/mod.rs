@@ -16,16 +16,25 @@ pub fn profile_dir() -> PathBuf {
         .to_path_buf()
 }
 
+/// A library of this crate: `cargo build` puts it in `target/<profile>`, while
+/// `cargo test` leaves it in `target/<profile>/deps`.
+fn built_lib(name: &str) -> PathBuf {
+    let dir = profile_dir();
+    let p = [dir.join(name), dir.join("deps").join(name)]
+        .into_iter()
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("{name} missing in {} (and its deps/)", dir.display()));
+    p
+}
+
 /// The shared library, `liboxalloc_hardened.so`.
 pub fn shared_lib() -> PathBuf {
-    let p = profile_dir().join("liboxalloc_hardened.so");
-    assert!(p.exists(), "{} missing", p.display());
-    p
+    built_lib("liboxalloc_hardened.so")
 }
 
 /// The static library, `liboxalloc_hardened.a`.
 pub fn static_lib() -> PathBuf {
-    profile_dir().join("liboxalloc_hardened.a")
+    built_lib("liboxalloc_hardened.a")
 }
 
 fn programs_src() -> PathBuf {
