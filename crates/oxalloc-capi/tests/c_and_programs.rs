@@ -651,3 +651,52 @@ print "$s ", length($j), " $t ", scalar(@parts), " $parts[-1]\n";
     );
     assert_stats_written(&dir, "perl");
 }
+
+/// `OXALLOC_PAGE_SOURCE=brk`: segments come from the program break, which shrinks again
+/// after a trim, and a program's own `sbrk` calls mixed with malloc keep working. The
+/// background purger is off here: its thread's TLS blocks, allocated while the break
+/// is high, would pin the top segment (as any long-lived block at the top of a brk heap
+/// does).
+#[test]
+fn brk_page_source() {
+    let dir = scratch("brk_page_source");
+    let exe = cc("brk_test.c", &dir, "brk_test", &[]);
+    for mode in ["brk", "mmap"] {
+        let mut cmd = preloaded(&exe, &dir);
+        cmd.arg(mode).env("OXALLOC_BACKGROUND_PURGE", "0");
+        if mode == "brk" {
+            cmd.env("OXALLOC_PAGE_SOURCE", "brk");
+        }
+        let out = run(&mut cmd, Duration::from_secs(60));
+        let stdout = success(&out, "brk_test");
+        assert!(
+            stdout.contains(&format!("brk_test: ok ({mode}")),
+            "{stdout}"
+        );
+    }
+}
+
+/// A bad option value is reported once on stderr and the default kept.
+#[test]
+fn bad_option_value_is_reported_once() {
+    let dir = scratch("bad_option");
+    let exe = cc("brk_test.c", &dir, "brk_test", &[]);
+    let mut cmd = preloaded(&exe, &dir);
+    cmd.arg("mmap")
+        .env("OXALLOC_PAGE_SOURCE", "bogus")
+        .env("OXALLOC_PURGE_DELAY_MS", "soon");
+    let out = run(&mut cmd, Duration::from_secs(60));
+    success(&out, "brk_test with bad options");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.matches("OXALLOC_PAGE_SOURCE=bogus").count(),
+        1,
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("OXALLOC_PURGE_DELAY_MS=soon").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(stderr.contains("using the default 10"), "{stderr}");
+}

@@ -30,6 +30,7 @@ pub struct Central {
     segment_count: usize,
     dirty_bytes: usize,
     last_tick_ns: u64,
+    brk: crate::page_source::BrkState,
 }
 
 // SAFETY: the raw pointers point into segments that only the lock holder touches
@@ -44,6 +45,7 @@ pub static CENTRAL: Mutex<Central> = Mutex::new(Central {
     segment_count: 0,
     dirty_bytes: 0,
     last_tick_ns: 0,
+    brk: crate::page_source::BrkState::new(),
 });
 
 /// How many bytes of free, still-resident memory may wait for the purge delay: the
@@ -209,7 +211,8 @@ impl Central {
                 unsafe {
                     let next = (*span).next;
                     let old_enough = force || now.wrapping_sub((*span).freed_at_ns) >= delay_ns;
-                    if old_enough && bin == SLICES - FIRST_SLICE {
+                    let whole = bin == SLICES - FIRST_SLICE;
+                    if old_enough && whole && self.can_unmap(span) {
                         released += self.unmap_segment(span);
                     } else if old_enough && (*span).dirty {
                         let len = bin * SLICE_SIZE;
@@ -298,15 +301,15 @@ impl Central {
     }
 
     fn map_segment(&mut self) -> Option<()> {
-        let base = oxalloc_sys::map_aligned(SEGMENT_SIZE, SEGMENT_SIZE);
-        let Some(base) = base else {
+        let Some((base, from_brk)) = self.brk.acquire() else {
             crate::stats::verbose("oxalloc: the OS refused a 4 MiB segment (mmap failed)\n");
             return None;
         };
         let seg = base.as_ptr().cast::<Segment>();
-        // SAFETY: the mapping is fresh, zeroed, 4 MiB aligned and ours alone; an
+        // SAFETY: the memory is fresh, zeroed, 4 MiB aligned and ours alone; an
         // all-zero Span record is valid (null pointers, kind Free).
         unsafe {
+            (*seg).from_brk = from_brk;
             (*seg).prev = ptr::null_mut();
             (*seg).next = self.segments;
             if !self.segments.is_null() {
@@ -326,10 +329,23 @@ impl Central {
         Some(())
     }
 
+    /// Whether the segment of `span` can go back to the OS now (a `brk` segment can
+    /// only from the top of the break).
+    ///
+    /// # Safety
+    /// `span` is a slice record of a live segment.
+    unsafe fn can_unmap(&self, span: *mut Span) -> bool {
+        let seg = Segment::of(span as usize);
+        // SAFETY: caller's contract: the header is mapped.
+        self.brk
+            .can_release(seg as usize, unsafe { (*seg).from_brk })
+    }
+
     /// Unmaps the segment whose whole data area is the free span `span`.
     ///
     /// # Safety
-    /// `span` is a free span covering slices 1..SLICES of its segment.
+    /// `span` is a free span covering slices 1..SLICES of its segment, and
+    /// `can_unmap(span)` holds.
     unsafe fn unmap_segment(&mut self, span: *mut Span) -> usize {
         // SAFETY: caller's contract: nothing in the segment is used, so after the
         // lists forget it, no one can reach it.
@@ -346,7 +362,9 @@ impl Central {
                 (*next).prev = prev;
             }
             SEGMENT_MAP.set(seg as usize, Owner::Foreign);
-            oxalloc_sys::unmap(seg.cast(), SEGMENT_SIZE);
+            let from_brk = (*seg).from_brk;
+            let released = self.brk.release(seg as usize, from_brk);
+            debug_assert!(released, "can_unmap said yes");
         }
         self.segment_count -= 1;
         stats::sub(&GLOBAL.mapped_bytes, SEGMENT_SIZE);

@@ -19,6 +19,7 @@ pub mod heap;
 mod huge;
 mod lock;
 pub mod options;
+mod page_source;
 mod purger;
 pub mod segment;
 pub mod size_class;

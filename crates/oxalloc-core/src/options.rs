@@ -90,6 +90,14 @@ pub static BACKGROUND_PURGE: Opt = Opt::flag(
     "purge cached pages from a helper thread (started on the first big free) so RSS falls while the program is idle",
 );
 
+/// Where segments come from: 0 = `mmap` (default), 1 = the program break (`brk`).
+/// Set from `OXALLOC_PAGE_SOURCE=mmap|brk`.
+pub static PAGE_SOURCE_BRK: Opt = Opt::flag(
+    "PAGE_SOURCE",
+    false,
+    "where segments come from: mmap (default) or brk (grow the program break, fall back to mmap)",
+);
+
 /// Every numeric/boolean option, for listing.
 pub static ALL: [&Opt; 5] = [
     &SHOW_STATS,
@@ -163,6 +171,19 @@ fn parse_num(v: &[u8]) -> Option<u64> {
 
 /// Reads every option from the environment. Called once, at allocator start-up.
 pub fn init() {
+    if let Some(v) = oxalloc_sys::env_var(b"OXALLOC_PAGE_SOURCE") {
+        match v {
+            b"mmap" => PAGE_SOURCE_BRK.set(0),
+            b"brk" => PAGE_SOURCE_BRK.set(1),
+            _ => {
+                let mut msg: Buf<160> = Buf::new();
+                msg.str("oxalloc: ignoring bad value OXALLOC_PAGE_SOURCE=");
+                msg.bytes(&v[..v.len().min(64)]);
+                msg.str(" (expected mmap or brk), using mmap\n");
+                oxalloc_sys::write_stderr(msg.as_bytes());
+            }
+        }
+    }
     for opt in ALL {
         let name = env_name(opt.name);
         let Some(raw) = oxalloc_sys::env_var(name.as_bytes()) else {

@@ -157,6 +157,8 @@ pub struct Segment {
     pub next: *mut Segment,
     /// See `next`.
     pub prev: *mut Segment,
+    /// The segment lies in the program break (`OXALLOC_PAGE_SOURCE=brk`).
+    pub from_brk: bool,
     /// One record per slice.
     pub spans: [Span; SLICES],
 }

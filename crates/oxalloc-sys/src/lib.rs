@@ -133,6 +133,26 @@ pub unsafe fn resize_in_place(ptr: *mut u8, old_len: usize, new_len: usize) -> b
     }
 }
 
+/// Moves the program break to `addr` and returns where the break is afterwards (the
+/// old break if the kernel refused); `brk(0)` reads the current break. Goes through
+/// libc's `brk`/`sbrk` (which never allocate) rather than the raw system call, so that
+/// libc's cached break stays right for a program that also calls `sbrk` itself.
+#[cfg(target_os = "linux")]
+pub fn brk(addr: usize) -> usize {
+    // SAFETY: sbrk(0) only reads the break.
+    let current = || unsafe { libc::sbrk(0) } as usize;
+    if addr == 0 {
+        return current();
+    }
+    // SAFETY: moving the break is what the caller asks for; memory below the old
+    // break is not touched by growing, and the caller owns what a shrink gives up.
+    if unsafe { libc::brk(addr as *mut c_void) } == 0 {
+        addr
+    } else {
+        current()
+    }
+}
+
 /// Monotonic clock in nanoseconds (vDSO, no system call on x86-64).
 #[cfg(target_os = "linux")]
 pub fn now_ns() -> u64 {
