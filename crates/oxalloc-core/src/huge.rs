@@ -192,7 +192,10 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
     let taken = CACHE.lock().take(len);
     let cached = taken.and_then(|c| fit_cached(c, len));
     let (base, len, zero) = match cached {
-        Some(c) => (c.base, c.map_len, false),
+        Some(c) => {
+            stats::add(&GLOBAL.huge_cache_hits, 1);
+            (c.base, c.map_len, false)
+        }
         None => {
             let Some(base) = oxalloc_sys::map_aligned(len, SEGMENT_SIZE) else {
                 crate::stats::verbose("oxalloc: the OS refused memory for a huge block\n");

@@ -46,6 +46,8 @@ pub struct Global {
     pub huge_frees: AtomicU64,
     /// Live huge blocks.
     pub huge_count: AtomicU64,
+    /// Huge allocations served from the huge cache (no fresh mapping).
+    pub huge_cache_hits: AtomicU64,
     /// Small blocks freed by a thread other than their owner.
     pub remote_frees: AtomicU64,
     /// Pointers passed to free/realloc that were not ours (ignored).
@@ -74,6 +76,7 @@ pub static GLOBAL: Global = Global {
     huge_allocs: AtomicU64::new(0),
     huge_frees: AtomicU64::new(0),
     huge_count: AtomicU64::new(0),
+    huge_cache_hits: AtomicU64::new(0),
     remote_frees: AtomicU64::new(0),
     foreign_frees: AtomicU64::new(0),
     heaps: AtomicU64::new(0),
@@ -288,6 +291,12 @@ pub fn print_summary() {
         g.large_allocs.load(Relaxed) + g.huge_allocs.load(Relaxed),
         false,
     );
+    line(
+        &mut b,
+        "huge cache hits",
+        g.huge_cache_hits.load(Relaxed),
+        false,
+    );
     line(&mut b, "remote frees", g.remote_frees.load(Relaxed), false);
     line(&mut b, "heaps (threads)", g.heaps.load(Relaxed), false);
     line(&mut b, "peak RSS", oxalloc_sys::peak_rss_bytes(), true);
@@ -347,6 +356,7 @@ pub fn write_json(fd: i32) {
     o.field("peak_rss_bytes", oxalloc_sys::peak_rss_bytes());
     o.field("large_allocs", g.large_allocs.load(Relaxed));
     o.field("huge_allocs", g.huge_allocs.load(Relaxed));
+    o.field("huge_cache_hits", g.huge_cache_hits.load(Relaxed));
     o.field("heaps", g.heaps.load(Relaxed));
     o.field("heaps_abandoned", g.heaps_abandoned.load(Relaxed));
     o.field("remote_frees", g.remote_frees.load(Relaxed));
