@@ -141,10 +141,10 @@ impl Arena {
         let size = core::mem::size_of::<T>();
         assert!((i + 1) * size <= self.committed);
         let p = (self.base + i * size) as *mut T;
-        // SAFETY: the element lies in committed, read-write memory of this arena
-        // (checked above), which is zero-initialised by the kernel, and every `T` used
-        // here (integers, arrays of them, `SlabMeta`) is valid when all zero. The
-        // global lock and the `&mut self` borrow make the reference unique.
+        // The element lies in committed, read-write memory of this arena (checked
+        // above), which is zero-initialised by the kernel, and every `T` used here
+        // (integers, arrays of them, `SlabMeta`) is valid when all zero.
+        // SAFETY: as just said; the global lock and `&mut self` make it unique.
         unsafe { &mut *p }
     }
 }

@@ -64,13 +64,13 @@ fn pool(c: &mut Criterion) {
                 v.push(raw.alloc().unwrap());
             }
             for p in v.iter().step_by(2) {
-                unsafe { raw.free(*p) }; // each freed once
+                unsafe { raw.free(*p) }; // SAFETY: each freed once
             }
             for i in (0..N).step_by(2) {
                 v[i] = raw.alloc().unwrap();
             }
             for p in v.drain(..) {
-                unsafe { raw.free(p) }; // each live block freed once
+                unsafe { raw.free(p) }; // SAFETY: each live block freed once
             }
         })
     });
@@ -135,7 +135,7 @@ fn slab_cache(c: &mut Criterion) {
                 v.push(cache.alloc([i; 9]).unwrap());
             }
             for p in v.drain(..) {
-                unsafe { cache.free(p) }; // each freed once
+                unsafe { cache.free(p) }; // SAFETY: each freed once
             }
         })
     });
@@ -209,16 +209,18 @@ impl Heapish for Ours<'_> {
         self.0.alloc(l).map_or(std::ptr::null_mut(), |p| p.as_ptr())
     }
     fn f(&mut self, p: *mut u8, _l: Layout) {
-        // from `a`, freed once
+        // SAFETY: `p` came from `a` and is freed once.
         let _ = unsafe { self.0.free(std::ptr::NonNull::new_unchecked(p)) };
     }
 }
 struct Talc(talc::Talc<talc::ErrOnOom>);
 impl Heapish for Talc {
     fn a(&mut self, l: Layout) -> *mut u8 {
+        // SAFETY: the heap was given its memory before the benchmark runs.
         unsafe { self.0.malloc(l) }.map_or(std::ptr::null_mut(), |p| p.as_ptr())
     }
     fn f(&mut self, p: *mut u8, l: Layout) {
+        // SAFETY: `p` came from `a` with layout `l` and is freed once.
         unsafe { self.0.free(std::ptr::NonNull::new_unchecked(p), l) }
     }
 }
@@ -230,15 +232,18 @@ impl Heapish for Lla {
             .map_or(std::ptr::null_mut(), |p| p.as_ptr())
     }
     fn f(&mut self, p: *mut u8, l: Layout) {
+        // SAFETY: `p` came from `a` with layout `l` and is freed once.
         unsafe { self.0.deallocate(std::ptr::NonNull::new_unchecked(p), l) }
     }
 }
 struct Sys;
 impl Heapish for Sys {
     fn a(&mut self, l: Layout) -> *mut u8 {
+        // SAFETY: the workload never asks for zero-sized layouts.
         unsafe { std::alloc::alloc(l) }
     }
     fn f(&mut self, p: *mut u8, l: Layout) {
+        // SAFETY: `p` came from `a` with layout `l` and is freed once.
         unsafe { std::alloc::dealloc(p, l) }
     }
 }
@@ -255,6 +260,7 @@ fn static_heap(c: &mut Criterion) {
     });
     let mut b2 = vec![0u8; HEAP];
     let mut t = Talc(talc::Talc::new(talc::ErrOnOom));
+    // SAFETY: the buffer outlives the heap and is used by nothing else.
     unsafe {
         t.0.claim(talc::Span::from_base_size(b2.as_mut_ptr(), HEAP))
             .unwrap()
@@ -264,7 +270,7 @@ fn static_heap(c: &mut Criterion) {
     });
     let mut b3 = vec![0u8; HEAP];
     let mut l = Lla(linked_list_allocator::Heap::empty());
-    unsafe { l.0.init(b3.as_mut_ptr(), HEAP) }; // our buffer, outlives `l`
+    unsafe { l.0.init(b3.as_mut_ptr(), HEAP) }; // SAFETY: our buffer, outlives `l`
     g.bench_function(BenchmarkId::new("linked_list_allocator", ""), |b| {
         b.iter(|| run_heap(&mut l, &w, &mut slots))
     });

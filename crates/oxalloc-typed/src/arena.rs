@@ -268,11 +268,8 @@ impl<S: Source> Arena<S> {
             self.end.set(cp.cur);
         } else {
             // SAFETY: live chunk.
-            self.end.set(
-                cp.chunk
-                    .cast::<u8>()
-                    .wrapping_add(unsafe { (*cp.chunk).len }),
-            );
+            let len = unsafe { (*cp.chunk).len };
+            self.end.set(cp.chunk.cast::<u8>().wrapping_add(len));
         }
         Ok(())
     }
