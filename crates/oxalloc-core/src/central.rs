@@ -214,15 +214,8 @@ impl Central {
                     let whole = bin == SLICES - FIRST_SLICE;
                     if old_enough && whole && self.can_unmap(span) {
                         released += self.unmap_segment(span);
-                    } else if old_enough && (*span).dirty {
-                        let len = bin * SLICE_SIZE;
-                        oxalloc_sys::discard(Segment::span_start(span), len);
-                        (*span).dirty = false;
-                        (*span).zero = true;
-                        self.dirty_bytes -= len;
-                        stats::add(&GLOBAL.purged_bytes, len);
-                        stats::add(&GLOBAL.purge_calls, 1);
-                        released += len;
+                    } else if old_enough {
+                        released += self.purge_span(span);
                     }
                     span = next;
                 }
@@ -242,19 +235,33 @@ impl Central {
                 // SAFETY: spans in the bins are free spans of live segments, ours
                 // under the lock.
                 unsafe {
-                    if (*span).dirty {
-                        let len = bin * SLICE_SIZE;
-                        oxalloc_sys::discard(Segment::span_start(span), len);
-                        (*span).dirty = false;
-                        (*span).zero = true;
-                        self.dirty_bytes -= len;
-                        stats::add(&GLOBAL.purged_bytes, len);
-                        stats::add(&GLOBAL.purge_calls, 1);
-                    }
+                    self.purge_span(span);
                     span = (*span).next;
                 }
             }
             bin -= 1;
+        }
+    }
+
+    /// Gives a dirty free span's pages back with `MADV_DONTNEED`; returns the bytes
+    /// (0 if it was clean already). Its pages then read as zero.
+    ///
+    /// # Safety
+    /// `span` is the head of a free span in a bin.
+    unsafe fn purge_span(&mut self, span: *mut Span) -> usize {
+        // SAFETY: caller's contract: the span is free, so nothing uses its pages.
+        unsafe {
+            if !(*span).dirty {
+                return 0;
+            }
+            let len = (*span).slice_count as usize * SLICE_SIZE;
+            oxalloc_sys::discard(Segment::span_start(span), len);
+            (*span).dirty = false;
+            (*span).zero = true;
+            self.dirty_bytes -= len;
+            stats::add(&GLOBAL.purged_bytes, len);
+            stats::add(&GLOBAL.purge_calls, 1);
+            len
         }
     }
 

@@ -206,14 +206,10 @@ pub unsafe fn alloc_small(heap: *mut Heap, c: SizeClass) -> *mut u8 {
     // null, never written) or a span this heap owns, whose free list only we touch.
     unsafe {
         let span = (*bin(heap, c.index())).current;
-        let b = (*span).free;
-        if b.is_null() {
+        if (*span).free.is_null() {
             return alloc_slow(heap, c);
         }
-        (*span).free = (*b).next;
-        (*span).used += 1;
-        stats::bump(stats::slot(&raw mut (*heap).stats.allocs, c.index()));
-        b.cast()
+        pop(heap, span, c)
     }
 }
 
@@ -566,13 +562,7 @@ pub unsafe fn drain_remote(heap: *mut Heap) {
         while !b.is_null() {
             let next = (*b).next;
             let addr = b as usize;
-            let span = Segment::span_of(Segment::of(addr), addr);
-            (*b).next = (*span).free;
-            (*span).free = b;
-            (*span).used -= 1;
-            if free_needs_slow_path((*span).used) {
-                free_local_slow(heap, span);
-            }
+            free_local(heap, Segment::span_of(Segment::of(addr), addr), b);
             b = next;
         }
     }

@@ -204,27 +204,37 @@ impl Segment {
             / core::mem::size_of::<Span>()
     }
 
+    /// Calls `f` with the head record and slice count of every span of a segment.
+    ///
+    /// # Safety
+    /// `seg` is a live segment and the caller holds the central lock, so span heads
+    /// are stable and every head's `slice_count` is set.
+    unsafe fn for_each_span(seg: *mut Segment, mut f: impl FnMut(&Span, u64)) {
+        let mut i = FIRST_SLICE;
+        while i < SLICES {
+            // SAFETY: caller's contract; the walk stays inside the records. Fields a
+            // heap owner writes concurrently (`used`) are read for reports only.
+            let s = unsafe { &*(&raw mut (*seg).spans).cast::<Span>().add(i) };
+            let count = (s.slice_count as usize).max(1);
+            f(s, count as u64);
+            i += count;
+        }
+    }
+
     /// Counts a segment's data slices: (used, free and dirty, free and purged).
     ///
     /// # Safety
     /// `seg` is a live segment and the caller holds the central lock.
     pub unsafe fn census(seg: *mut Segment) -> (u64, u64, u64) {
         let (mut used, mut dirty, mut purged) = (0, 0, 0);
-        let mut i = FIRST_SLICE;
-        while i < SLICES {
-            // SAFETY: the caller holds the central lock, so span heads are stable and
-            // every head's slice_count is set; the walk stays inside the records.
-            let (kind, count, is_dirty) = unsafe {
-                let s = (&raw mut (*seg).spans).cast::<Span>().add(i);
-                ((*s).kind, ((*s).slice_count as usize).max(1), (*s).dirty)
-            };
-            match (kind, is_dirty) {
-                (SpanKind::Free, true) => dirty += count as u64,
-                (SpanKind::Free, false) => purged += count as u64,
-                _ => used += count as u64,
-            }
-            i += count;
-        }
+        // SAFETY: caller's contract.
+        unsafe {
+            Segment::for_each_span(seg, |s, count| match (s.kind, s.dirty) {
+                (SpanKind::Free, true) => dirty += count,
+                (SpanKind::Free, false) => purged += count,
+                _ => used += count,
+            })
+        };
         (used, dirty, purged)
     }
 
@@ -233,25 +243,14 @@ impl Segment {
     /// # Safety
     /// `seg` is a live segment and the caller holds the central lock.
     pub unsafe fn for_each_small_span(seg: *mut Segment, mut f: impl FnMut(*mut Heap, usize, u32)) {
-        let mut i = FIRST_SLICE;
-        while i < SLICES {
-            // SAFETY: the caller holds the central lock, so span heads are stable; the
-            // owner fields of small spans are read racily, for a report only.
-            let (kind, count, owner, class, used) = unsafe {
-                let s = (&raw mut (*seg).spans).cast::<Span>().add(i);
-                (
-                    (*s).kind,
-                    ((*s).slice_count as usize).max(1),
-                    (*s).owner,
-                    (*s).class,
-                    (*s).used,
-                )
-            };
-            if kind == SpanKind::Small {
-                f(owner, class as usize, used & (USED_CURRENT - 1));
-            }
-            i += count;
-        }
+        // SAFETY: caller's contract.
+        unsafe {
+            Segment::for_each_span(seg, |s, _| {
+                if s.kind == SpanKind::Small {
+                    f(s.owner, s.class as usize, s.used & (USED_CURRENT - 1));
+                }
+            })
+        };
     }
 
     /// The first byte of the memory a span describes.

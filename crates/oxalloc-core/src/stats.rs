@@ -218,16 +218,9 @@ fn class_counts(heap: *mut Heap) -> ([u64; NUM_CLASSES + 2], [u64; NUM_CLASSES +
     (allocs, frees)
 }
 
-/// Sums the per-class counters of every heap into `allocs`/`frees` per slot.
-fn sum_classes(allocs: &mut [u64; NUM_CLASSES + 2], frees: &mut [u64; NUM_CLASSES + 2]) {
-    (*allocs, *frees) = class_counts(core::ptr::null_mut());
-}
-
 /// Totals over all heaps.
 pub fn totals() -> Totals {
-    let mut allocs = [0u64; NUM_CLASSES + 2];
-    let mut frees = [0u64; NUM_CLASSES + 2];
-    sum_classes(&mut allocs, &mut frees);
+    let (allocs, frees) = class_counts(core::ptr::null_mut());
     let mut t = Totals::default();
     for i in 0..NUM_CLASSES + 2 {
         t.allocs += allocs[i];
@@ -361,9 +354,7 @@ pub fn write_json(fd: i32) {
     o.field("heaps_abandoned", g.heaps_abandoned.load(Relaxed));
     o.field("remote_frees", g.remote_frees.load(Relaxed));
     o.field("foreign_frees", g.foreign_frees.load(Relaxed));
-    let mut allocs = [0u64; NUM_CLASSES + 2];
-    let mut frees = [0u64; NUM_CLASSES + 2];
-    sum_classes(&mut allocs, &mut frees);
+    let (allocs, frees) = class_counts(core::ptr::null_mut());
     o.buf.str("\"classes\":[");
     let mut first = true;
     for i in 0..NUM_CLASSES {

@@ -196,6 +196,18 @@ pub fn init_thread() -> *mut Heap {
     h
 }
 
+impl Registry {
+    /// Puts an ownerless heap on the abandoned list.
+    ///
+    /// # Safety
+    /// The caller owns `h` and gives it to the list.
+    unsafe fn push_abandoned(&mut self, h: *mut Heap) {
+        // SAFETY: caller's contract.
+        unsafe { (*h).next_abandoned = self.abandoned };
+        self.abandoned = h;
+    }
+}
+
 /// An abandoned heap, or a new one.
 fn acquire_heap() -> *mut Heap {
     let mut reg = REGISTRY.lock();
@@ -261,10 +273,8 @@ unsafe fn abandon(h: *mut Heap) {
         heap::collect(h);
         Heap::set_owner(h, 0, true);
     }
-    let mut reg = REGISTRY.lock();
     // SAFETY: we own `h`; it becomes the list's.
-    unsafe { (*h).next_abandoned = reg.abandoned };
-    reg.abandoned = h;
+    unsafe { REGISTRY.lock().push_abandoned(h) };
     stats::add(&GLOBAL.heaps_abandoned, 1);
 }
 
@@ -312,10 +322,8 @@ pub fn collect_one_abandoned() {
     };
     // SAFETY: popped from the list, so no one else can reach it.
     unsafe { heap::collect(h) };
-    let mut reg = REGISTRY.lock();
     // SAFETY: we own it until it is back on the list.
-    unsafe { (*h).next_abandoned = reg.abandoned };
-    reg.abandoned = h;
+    unsafe { REGISTRY.lock().push_abandoned(h) };
 }
 
 /// Collects every abandoned heap and the orphan heap (for `malloc_trim`).
@@ -362,9 +370,7 @@ extern "C" fn fork_child() {
             // SAFETY: its owner thread does not exist in the child.
             unsafe {
                 Heap::set_owner(h, 0, true);
-                let mut reg = REGISTRY.lock();
-                (*h).next_abandoned = reg.abandoned;
-                reg.abandoned = h;
+                REGISTRY.lock().push_abandoned(h);
             }
             stats::add(&GLOBAL.heaps_abandoned, 1);
         }
