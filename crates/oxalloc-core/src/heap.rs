@@ -25,7 +25,7 @@ use crate::central::CENTRAL;
 use crate::huge;
 use crate::segment::{
     free_needs_slow_path, Block, Owner, Segment, Span, SpanKind, EMPTY_SPAN, HUGE_THRESHOLD,
-    MAX_ALIGN, SEGMENT_MAP, SLICE_SIZE, USED_CURRENT, USED_FULL,
+    SEGMENT_MAP, SLICE_SIZE, USED_CURRENT, USED_FULL,
 };
 use crate::size_class::{SizeClass, MAX_SMALL, NUM_CLASSES};
 use crate::stats::{self, HeapStats, GLOBAL, HUGE_SLOT, LARGE_SLOT};
@@ -356,9 +356,6 @@ fn alloc_large(size: usize, align: usize) -> *mut u8 {
         return ptr::null_mut();
     };
     if need >= HUGE_THRESHOLD {
-        if align > MAX_ALIGN {
-            return ptr::null_mut();
-        }
         let p = huge::alloc(size, align);
         if !p.is_null() {
             count_alloc(HUGE_SLOT);

@@ -1,333 +1,704 @@
-//! Huge blocks (1 MiB and up): one mapping each, 4 MiB aligned, with a header page in
-//! front of the block, so `free(p)` finds the header by masking like any segment.
+//! Huge blocks (1 MiB and up): a page heap of big regions, cut into 64 KiB units.
 //!
-//! A freed huge mapping is kept in a small cache for `OXALLOC_PURGE_DELAY_MS`, so a
-//! program that allocates, fills and frees big buffers in a loop reuses resident pages
-//! instead of paying `munmap` (a TLB shootdown on every core) and a page fault per
-//! 4 KiB on each round. The purger thread unmaps what has waited longer than the delay;
-//! the cache is capped like the central pool's. `realloc` grows or shrinks a huge block
-//! in place with `mremap` when the address space after it is free.
+//! A *region* is at least [`REGION_MIN`] of address space, 4 MiB aligned, mapped at
+//! once. Its first units hold the header: one [`Run`] record per unit, out of line, so
+//! a program's overflow never reaches them. The rest is tiled by *runs*: a block, or
+//! free space. Free runs sit in one list; `alloc` takes the best fit (resident pages
+//! first), splitting it, and `free` merges a run with its free neighbours, so a program
+//! that frees a 30 MiB buffer and then asks for 3 MiB and 20 MiB gets both from the
+//! same, already resident pages. Keeping one mapping per block instead (and giving the
+//! surplus back) made such programs fault every page in again on every round.
+//!
+//! Free runs are *dirty* (pages may be resident) until purged with `MADV_DONTNEED`:
+//! after `OXALLOC_PURGE_DELAY_MS`, or at once, oldest first, while dirty bytes exceed
+//! the cache cap. A region with no block left is unmapped when it is purged.
+//!
+//! `free(p)` finds the region from the segment map (each granule's byte says how far
+//! back its region starts) and the record from `p`'s unit; only a run's first record
+//! is marked, so an interior or stale pointer is recognised as not a block.
+//!
+//! Everything here runs under the one [`HUGE`] lock, never on a fast path.
 #![allow(unsafe_code)]
 
 use crate::lock::Mutex;
-use crate::segment::{HugeHeader, Owner, SEGMENT_MAP, SEGMENT_MASK, SEGMENT_SIZE};
+use crate::segment::{SEGMENT_MAP, SEGMENT_SIZE};
 use crate::stats::{self, GLOBAL};
-use oxalloc_sys::PAGE_SIZE;
+use core::ptr;
 
-const CACHE_SLOTS: usize = 16;
-/// Mappings larger than this are always unmapped at once.
-const CACHE_BLOCK_MAX: usize = 64 << 20;
+/// log2 of the unit in which huge blocks are cut.
+pub const UNIT_SHIFT: usize = 16;
+/// The unit in which huge blocks are cut: 64 KiB (at most 6% of a 1 MiB block).
+pub const UNIT: usize = 1 << UNIT_SHIFT;
+/// The smallest region mapped: room for several huge blocks.
+pub const REGION_MIN: usize = 256 << 20;
+/// The largest alignment a huge block can have.
+pub const MAX_HUGE_ALIGN: usize = 1 << 30;
 
+/// `Run::state` of a record that starts no run.
+const INTERIOR: u8 = 0;
+/// `Run::state` of the first record of a free run.
+const FREE: u8 = 1;
+/// `Run::state` of the first record of a block.
+const USED: u8 = 2;
+
+/// The record for one unit; meaningful in the first unit of a run (and `len` in the
+/// last one, so a run can find its left neighbour's start).
+#[repr(C)]
+struct Run {
+    /// Units in the run.
+    len: usize,
+    /// [`INTERIOR`], [`FREE`] or [`USED`].
+    state: u8,
+    /// Free run whose pages may be resident.
+    dirty: bool,
+    /// The memory is known to read as zero (fresh or purged, unwritten since).
+    zero: bool,
+    /// When the run became free (ns).
+    freed_at_ns: u64,
+    /// Free list links.
+    next: *mut Run,
+    /// See `next`.
+    prev: *mut Run,
+}
+
+/// What a run's pages hold: copied when a free run is split.
 #[derive(Clone, Copy)]
-struct Cached {
-    base: usize,
-    map_len: usize,
+struct Pages {
+    dirty: bool,
+    zero: bool,
     freed_at_ns: u64,
 }
 
-/// Freed huge mappings waiting for reuse or for the purge delay.
-pub struct HugeCache {
-    slots: [Cached; CACHE_SLOTS],
-    count: usize,
-    bytes: usize,
+impl Pages {
+    /// A block's pages: what matters is only whether they read as zero.
+    const fn block(zero: bool) -> Pages {
+        Pages {
+            dirty: false,
+            zero,
+            freed_at_ns: 0,
+        }
+    }
+
+    /// Pages of a run just freed: resident, written.
+    fn freed() -> Pages {
+        Pages {
+            dirty: true,
+            zero: false,
+            freed_at_ns: oxalloc_sys::now_ns(),
+        }
+    }
 }
 
-/// The one huge-block cache.
-pub static CACHE: Mutex<HugeCache> = Mutex::new(HugeCache {
-    slots: [Cached {
-        base: 0,
-        map_len: 0,
-        freed_at_ns: 0,
-    }; CACHE_SLOTS],
-    count: 0,
-    bytes: 0,
+/// The header at the start of every region; the unit records follow it.
+#[repr(C, align(64))]
+struct Region {
+    next: *mut Region,
+    prev: *mut Region,
+    /// Units in the region, header units included.
+    units: usize,
+    /// The first unit that holds data.
+    first: usize,
+    /// Units in blocks now.
+    used_units: usize,
+}
+
+impl Region {
+    /// Header bytes for a region of `units` units, in whole units.
+    fn header_units(units: usize) -> usize {
+        (size_of::<Region>() + units * size_of::<Run>()).div_ceil(UNIT)
+    }
+
+    /// Record `i` of a region.
+    ///
+    /// # Safety
+    /// `r` is a live region and `i < (*r).units`.
+    unsafe fn run(r: *mut Region, i: usize) -> *mut Run {
+        // SAFETY: caller's contract; the records lie in the mapped header.
+        unsafe { r.add(1).cast::<Run>().add(i) }
+    }
+
+    /// The unit index of a record.
+    fn index(r: *mut Region, run: *mut Run) -> usize {
+        (run as usize - r as usize - size_of::<Region>()) / size_of::<Run>()
+    }
+
+    fn unit_addr(r: *mut Region, i: usize) -> usize {
+        r as usize + (i << UNIT_SHIFT)
+    }
+}
+
+/// The region that holds a record or an address in a huge granule.
+fn region_of(addr: usize) -> *mut Region {
+    SEGMENT_MAP.huge_region_of(addr) as *mut Region
+}
+
+/// All regions and the free runs in them.
+pub struct HugeHeap {
+    regions: *mut Region,
+    free: *mut Run,
+    dirty_bytes: usize,
+    /// The last huge alloc or free (ns).
+    last_active_ns: u64,
+}
+
+// SAFETY: the raw pointers point into regions only the lock holder touches; the value
+// lives behind HUGE's mutex.
+unsafe impl Send for HugeHeap {}
+
+/// The one huge page heap.
+pub static HUGE: Mutex<HugeHeap> = Mutex::new(HugeHeap {
+    regions: ptr::null_mut(),
+    free: ptr::null_mut(),
+    dirty_bytes: 0,
+    last_active_ns: 0,
 });
 
-impl HugeCache {
-    /// Takes the smallest cached mapping of at least `len` bytes, or else the largest
-    /// one (the caller tries to grow it in place).
-    fn take(&mut self, len: usize) -> Option<Cached> {
-        let mut best: Option<usize> = None;
-        for i in 0..self.count {
-            let m = self.slots[i].map_len;
-            let better = match best {
-                None => true,
-                Some(b) => {
-                    let bm = self.slots[b].map_len;
-                    if bm >= len {
-                        m >= len && m < bm
-                    } else {
-                        m > bm
+/// While the program keeps allocating huge blocks, a free run is purged only after
+/// this many purge delays.
+const BUSY_DELAYS: u64 = 100;
+
+impl HugeHeap {
+    /// Writes a run's first and last records and, if free, lists it.
+    ///
+    /// # Safety
+    /// `r` is a live region, `[h, h + len)` lies in its data units, and the lock is held.
+    unsafe fn set_run(&mut self, r: *mut Region, h: usize, len: usize, state: u8, pages: Pages) {
+        // SAFETY: caller's contract.
+        unsafe {
+            let head = Region::run(r, h);
+            (*head).len = len;
+            (*head).state = state;
+            (*head).dirty = pages.dirty;
+            (*head).zero = pages.zero;
+            (*head).freed_at_ns = pages.freed_at_ns;
+            if len > 1 {
+                let tail = Region::run(r, h + len - 1);
+                (*tail).len = len;
+                (*tail).state = INTERIOR;
+            }
+            if state == FREE {
+                self.push_free(head);
+            }
+        }
+    }
+
+    /// # Safety
+    /// `run` is the first record of a free run not in the list; the lock is held.
+    unsafe fn push_free(&mut self, run: *mut Run) {
+        // SAFETY: caller's contract.
+        unsafe {
+            (*run).prev = ptr::null_mut();
+            (*run).next = self.free;
+            if !self.free.is_null() {
+                (*self.free).prev = run;
+            }
+            self.free = run;
+            if (*run).dirty {
+                self.dirty_bytes += (*run).len * UNIT;
+            }
+        }
+    }
+
+    /// # Safety
+    /// `run` is the first record of a free run in the list; the lock is held.
+    unsafe fn unlink(&mut self, run: *mut Run) {
+        // SAFETY: caller's contract.
+        unsafe {
+            if (*run).prev.is_null() {
+                self.free = (*run).next;
+            } else {
+                (*(*run).prev).next = (*run).next;
+            }
+            if !(*run).next.is_null() {
+                (*(*run).next).prev = (*run).prev;
+            }
+            if (*run).dirty {
+                self.dirty_bytes -= (*run).len * UNIT;
+            }
+        }
+    }
+
+    /// The best place for `units` units at `align`: the free extent (adjacent free
+    /// runs, resident or purged) where the block would fault in the fewest purged
+    /// units, then the smallest such extent. Returns the region and the first unit.
+    fn best_fit(&self, units: usize, align: usize) -> Option<(*mut Region, usize)> {
+        let mut best: Option<(*mut Region, usize, (usize, usize))> = None;
+        let mut run = self.free;
+        while !run.is_null() {
+            // SAFETY: the list holds first records of free runs in live regions; the
+            // walks below stay inside the region's data units.
+            unsafe {
+                let r = region_of(run as usize);
+                let h = Region::index(r, run);
+                run = (*run).next;
+                if h > (*r).first {
+                    let left = h - (*Region::run(r, h - 1)).len;
+                    if (*Region::run(r, left)).state == FREE {
+                        continue; // not the first run of its extent
                     }
                 }
-            };
-            if better {
-                best = Some(i);
-            }
-        }
-        let i = best?;
-        let c = self.slots[i];
-        self.remove(i);
-        Some(c)
-    }
-
-    fn remove(&mut self, i: usize) {
-        self.bytes -= self.slots[i].map_len;
-        self.count -= 1;
-        self.slots[i] = self.slots[self.count];
-    }
-
-    /// Caches a mapping. Returns what must be unmapped instead: the smallest entry if
-    /// the cache had to make room (a big mapping serves more requests; time, not room,
-    /// decides when it goes), and `c` itself if it still does not fit.
-    fn put(&mut self, c: Cached, cap: usize) -> [Option<Cached>; 2] {
-        let cap = cap.min(CACHE_BLOCK_MAX * 2);
-        if c.map_len > cap.min(CACHE_BLOCK_MAX) {
-            return [Some(c), None];
-        }
-        let mut evicted = None;
-        if self.count > 0 && (self.count == CACHE_SLOTS || self.bytes + c.map_len > cap) {
-            let smallest = (0..self.count)
-                .min_by_key(|&i| self.slots[i].map_len)
-                .unwrap_or(0);
-            if self.slots[smallest].map_len >= c.map_len {
-                return [Some(c), None];
-            }
-            evicted = Some(self.slots[smallest]);
-            self.remove(smallest);
-        }
-        if self.count == CACHE_SLOTS || self.bytes + c.map_len > cap {
-            return [evicted, Some(c)];
-        }
-        self.slots[self.count] = c;
-        self.count += 1;
-        self.bytes += c.map_len;
-        [evicted, None]
-    }
-}
-
-/// Bytes held in the huge cache.
-pub fn cached_bytes() -> usize {
-    CACHE.lock().bytes
-}
-
-/// Unmaps cached mappings that waited longer than the purge delay (all with `force`).
-/// Returns the bytes given back.
-pub fn purge_cache(force: bool) -> usize {
-    let now = oxalloc_sys::now_ns();
-    let delay_ns = crate::options::PURGE_DELAY_MS
-        .get()
-        .saturating_mul(1_000_000);
-    let mut released = 0;
-    loop {
-        let victim = {
-            let mut cache = CACHE.lock();
-            let old = (0..cache.count)
-                .find(|&i| force || now.wrapping_sub(cache.slots[i].freed_at_ns) >= delay_ns);
-            match old {
-                Some(i) => {
-                    let c = cache.slots[i];
-                    cache.remove(i);
-                    c
+                let start = Region::unit_addr(r, h);
+                let skip = (start.next_multiple_of(align) - start) >> UNIT_SHIFT;
+                let (a, b) = (h + skip, h + skip + units);
+                let mut e = h;
+                let mut purged = 0;
+                while e < (*r).units && e < b && (*Region::run(r, e)).state == FREE {
+                    let x = Region::run(r, e);
+                    if !(*x).dirty {
+                        purged += (e + (*x).len).min(b).saturating_sub(e.max(a));
+                    }
+                    e += (*x).len;
                 }
-                None => return released,
+                if e < b {
+                    continue; // too small
+                }
+                let mut extent_end = e;
+                while extent_end < (*r).units && (*Region::run(r, extent_end)).state == FREE {
+                    extent_end += (*Region::run(r, extent_end)).len;
+                }
+                let key = (purged, extent_end - h);
+                if best.is_none_or(|(_, _, k)| key < k) {
+                    best = Some((r, a, key));
+                }
             }
-        };
-        unmap_cached(victim);
-        released += victim.map_len;
-    }
-}
-
-/// Makes a cached mapping fit `len` bytes in place: uses one up to 8 times larger as
-/// it is (its pages are resident already, and giving the tail back would only make the
-/// next bigger request fault it in again), shrinks one larger still, grows one too small with `mremap` if the address
-/// space after it is free. If it cannot fit, it goes back to the cache (a later, smaller
-/// request may use it) and the caller maps fresh memory.
-fn fit_cached(c: Cached, len: usize) -> Option<Cached> {
-    let fits = c.map_len >= len && c.map_len <= len * 8;
-    // SAFETY: the cached mapping is ours and holds no live block.
-    if fits || unsafe { oxalloc_sys::resize_in_place(c.base as *mut u8, c.map_len, len) } {
-        if !fits {
-            if c.map_len > len {
-                stats::sub(&GLOBAL.mapped_bytes, c.map_len - len);
-                stats::add(&GLOBAL.unmapped_bytes, c.map_len - len);
-            } else {
-                stats::add(&GLOBAL.mapped_bytes, len - c.map_len);
-                stats::raise_peak(&GLOBAL.peak_mapped_bytes, &GLOBAL.mapped_bytes);
-            }
-            return Some(Cached { map_len: len, ..c });
         }
-        return Some(c);
+        best.map(|(r, a, _)| (r, a))
     }
-    let cap = crate::central::cache_cap().max(2 * c.map_len);
-    let to_unmap = CACHE.lock().put(c, cap);
-    for victim in to_unmap.into_iter().flatten() {
-        unmap_cached(victim);
+
+    /// Maps a region with room for `units` units at `align`, and lists its free run.
+    fn map_region(&mut self, units: usize, align: usize) -> Option<()> {
+        let pad = align.saturating_sub(UNIT);
+        let data = units.checked_mul(UNIT)?.checked_add(pad)?;
+        // The header is tiny next to the data: a first guess plus one unit is enough.
+        let guess = Region::header_units(data >> UNIT_SHIFT) + 1;
+        let need = data
+            .checked_add(guess * UNIT)?
+            .checked_next_multiple_of(SEGMENT_SIZE)?;
+        let mut len = need.max(REGION_MIN);
+        let base = match oxalloc_sys::map_aligned(len, SEGMENT_SIZE) {
+            Some(b) => b,
+            None if len > need => {
+                // Under an address-space limit: no spare room, just the block.
+                len = need;
+                oxalloc_sys::map_aligned(len, SEGMENT_SIZE)?
+            }
+            None => return None,
+        };
+        let r = base.as_ptr().cast::<Region>();
+        let total = len >> UNIT_SHIFT;
+        let first = Region::header_units(total);
+        // SAFETY: the memory is fresh, zeroed, 4 MiB aligned and ours alone; the header
+        // fits in its first `first` units.
+        unsafe {
+            r.write(Region {
+                next: self.regions,
+                prev: ptr::null_mut(),
+                units: total,
+                first,
+                used_units: 0,
+            });
+            if !self.regions.is_null() {
+                (*self.regions).prev = r;
+            }
+            self.regions = r;
+        }
+        SEGMENT_MAP.set_huge_region(r as usize, len);
+        stats::add(&GLOBAL.mapped_bytes, len);
+        stats::raise_peak(&GLOBAL.peak_mapped_bytes, &GLOBAL.mapped_bytes);
+        // SAFETY: the data units of the new region form one free run.
+        unsafe { self.set_run(r, first, total - first, FREE, Pages::block(true)) };
+        Some(())
     }
-    None
+
+    /// Makes units `[a, a + units)` of `r`, all free, a block; the parts of the runs
+    /// they cut stay free as they were. Returns the block's first record.
+    ///
+    /// # Safety
+    /// Every unit of the range is in a free run of `r`; the lock is held.
+    unsafe fn carve(&mut self, r: *mut Region, a: usize, units: usize) -> *mut Run {
+        // SAFETY: caller's contract; every record written lies inside the runs cut.
+        unsafe {
+            let b = a + units;
+            // The run holding unit `a` starts at or before it: find it from the left.
+            let mut h = a;
+            while (*Region::run(r, h)).state != FREE {
+                h -= 1;
+            }
+            let mut zero = true;
+            while h < b {
+                let x = Region::run(r, h);
+                let len = (*x).len;
+                let pages = Pages {
+                    dirty: (*x).dirty,
+                    zero: (*x).zero,
+                    freed_at_ns: (*x).freed_at_ns,
+                };
+                zero &= pages.zero;
+                self.unlink(x);
+                (*x).state = INTERIOR;
+                if h < a {
+                    self.set_run(r, h, a - h, FREE, pages);
+                }
+                if h + len > b {
+                    self.set_run(r, b, h + len - b, FREE, pages);
+                }
+                h += len;
+            }
+            self.set_run(r, a, units, USED, Pages::block(zero));
+            (*r).used_units += units;
+            Region::run(r, a)
+        }
+    }
+
+    /// Frees the block at record `h` of `r`, merging it with dirty free neighbours.
+    /// A purged neighbour stays a run of its own: merged, it would be purged again with
+    /// the fresh one, or keep a resident block from being purged alone.
+    ///
+    /// # Safety
+    /// Record `h` starts a block; the lock is held.
+    unsafe fn release(&mut self, r: *mut Region, h: usize) {
+        // SAFETY: caller's contract.
+        unsafe {
+            (*r).used_units -= (*Region::run(r, h)).len;
+            (*Region::run(r, h)).state = FREE;
+            (*Region::run(r, h)).dirty = true;
+            self.merge(r, h, Pages::freed());
+        }
+    }
+
+    /// Merges the free run at `h` (not listed) with its free neighbours of the same
+    /// residency, and lists the result with `pages`.
+    ///
+    /// # Safety
+    /// Record `h` starts a free run of `r` that is not in the list; the lock is held.
+    unsafe fn merge(&mut self, r: *mut Region, h: usize, pages: Pages) {
+        // SAFETY: caller's contract; neighbours are read through valid records only.
+        unsafe {
+            let mut h = h;
+            let mut len = (*Region::run(r, h)).len;
+            let next = h + len;
+            if next < (*r).units {
+                let n = Region::run(r, next);
+                if (*n).state == FREE && (*n).dirty == pages.dirty {
+                    self.unlink(n);
+                    (*n).state = INTERIOR;
+                    len += (*n).len;
+                }
+            }
+            if h > (*r).first {
+                let prev_len = (*Region::run(r, h - 1)).len;
+                let p = Region::run(r, h - prev_len);
+                if (*p).state == FREE && (*p).dirty == pages.dirty {
+                    self.unlink(p);
+                    (*Region::run(r, h)).state = INTERIOR;
+                    h -= prev_len;
+                    len += prev_len;
+                }
+            }
+            self.set_run(r, h, len, FREE, pages);
+        }
+    }
+
+    /// Discards a dirty free run's pages and merges it with purged neighbours. Returns
+    /// the next run of the list to look at.
+    ///
+    /// # Safety
+    /// `run` is a listed dirty free run; the lock is held.
+    unsafe fn purge_run(&mut self, run: *mut Run) -> (usize, *mut Run) {
+        // SAFETY: caller's contract; the run holds no block.
+        unsafe {
+            let r = region_of(run as usize);
+            let h = Region::index(r, run);
+            let bytes = (*run).len * UNIT;
+            oxalloc_sys::discard(Region::unit_addr(r, h) as *mut u8, bytes);
+            stats::add(&GLOBAL.purged_bytes, bytes);
+            self.unlink(run);
+            // Neighbours merged into it are unlinked too, so restart from the head:
+            // only dirty runs are left to look at, and this one no longer is.
+            self.merge(r, h, Pages::block(true));
+            (bytes, self.free)
+        }
+    }
+
+    /// Purges the oldest dirty runs until at most `cap` bytes are dirty.
+    fn purge_down_to(&mut self, cap: usize) {
+        while self.dirty_bytes > cap {
+            let mut oldest: *mut Run = ptr::null_mut();
+            let mut run = self.free;
+            while !run.is_null() {
+                // SAFETY: the list holds first records of free runs.
+                unsafe {
+                    if (*run).dirty
+                        && (oldest.is_null() || (*run).freed_at_ns < (*oldest).freed_at_ns)
+                    {
+                        oldest = run;
+                    }
+                    run = (*run).next;
+                }
+            }
+            if oldest.is_null() {
+                return;
+            }
+            // SAFETY: `oldest` is a listed dirty free run.
+            unsafe { self.purge_run(oldest) };
+        }
+    }
+
+    /// Purges stale dirty runs (all with `force`), then unmaps regions that hold no
+    /// block and no resident page. Returns bytes released. A run is stale once huge
+    /// allocation has paused for the purge delay, or, while the program keeps
+    /// allocating, once it has waited [`BUSY_DELAYS`] delays: a program that churns
+    /// big buffers reuses them within moments, and one that stops gets them back soon.
+    fn purge(&mut self, force: bool) -> usize {
+        let now = oxalloc_sys::now_ns();
+        let delay_ns = crate::options::PURGE_DELAY_MS
+            .get()
+            .saturating_mul(1_000_000);
+        let quiet = now.wrapping_sub(self.last_active_ns) >= delay_ns;
+        let max_age = if quiet {
+            delay_ns
+        } else {
+            delay_ns.saturating_mul(BUSY_DELAYS)
+        };
+        let mut released = 0;
+        let mut run = self.free;
+        while !run.is_null() {
+            // SAFETY: the list holds first records of free runs.
+            unsafe {
+                if (*run).dirty && (force || now.wrapping_sub((*run).freed_at_ns) >= max_age) {
+                    let (bytes, next) = self.purge_run(run);
+                    released += bytes;
+                    run = next;
+                } else {
+                    run = (*run).next;
+                }
+            }
+        }
+        let mut r = self.regions;
+        while !r.is_null() {
+            // SAFETY: the region list holds live regions; `next` is read before unmapping.
+            unsafe {
+                let next = (*r).next;
+                let run = Region::run(r, (*r).first);
+                if (*r).used_units == 0 && !(*run).dirty && (*run).len == (*r).units - (*r).first {
+                    self.unmap_region(r);
+                }
+                r = next;
+            }
+        }
+        released
+    }
+
+    /// # Safety
+    /// `r` holds no block and its one free run is clean; the lock is held.
+    unsafe fn unmap_region(&mut self, r: *mut Region) {
+        // SAFETY: caller's contract.
+        unsafe {
+            self.unlink(Region::run(r, (*r).first));
+            if (*r).prev.is_null() {
+                self.regions = (*r).next;
+            } else {
+                (*(*r).prev).next = (*r).next;
+            }
+            if !(*r).next.is_null() {
+                (*(*r).next).prev = (*r).prev;
+            }
+            let len = (*r).units << UNIT_SHIFT;
+            SEGMENT_MAP.clear_range(r as usize, len);
+            oxalloc_sys::unmap(r.cast(), len);
+            stats::sub(&GLOBAL.mapped_bytes, len);
+            stats::add(&GLOBAL.unmapped_bytes, len);
+        }
+    }
+
+    /// Bytes of free, possibly resident huge memory.
+    pub fn dirty_bytes(&self) -> usize {
+        self.dirty_bytes
+    }
+
+    /// The block record for `p`, if `p` is the start of a live block.
+    ///
+    /// # Safety
+    /// The segment map marks `p`'s granule huge; the lock is held (or `p` is a live
+    /// block of the caller, whose first record only its owner changes).
+    unsafe fn block(p: usize) -> Option<(*mut Region, usize, *mut Run)> {
+        if p & (UNIT - 1) != 0 {
+            return None;
+        }
+        let r = region_of(p);
+        if r.is_null() {
+            return None;
+        }
+        let i = (p - r as usize) >> UNIT_SHIFT;
+        // SAFETY: caller's contract: the region header is mapped.
+        unsafe {
+            if i < (*r).first || i >= (*r).units {
+                return None;
+            }
+            let run = Region::run(r, i);
+            ((*run).state == USED).then_some((r, i, run))
+        }
+    }
 }
 
-fn unmap_cached(c: Cached) {
-    SEGMENT_MAP.set(c.base, Owner::Foreign);
-    // SAFETY: a cached mapping is ours and holds no live block (its header says so).
-    unsafe { oxalloc_sys::unmap(c.base as *mut u8, c.map_len) };
-    stats::sub(&GLOBAL.mapped_bytes, c.map_len);
-    stats::add(&GLOBAL.unmapped_bytes, c.map_len);
+/// How many bytes of free huge memory may stay resident: as much as keeps the
+/// process's footprint (in use plus cached) at or below its peak in-use bytes, or the
+/// central pool's cap if that is more. Caching then never makes RSS exceed what the
+/// program itself once needed, and a program that churns big buffers reuses resident
+/// pages instead of faulting every page in again.
+fn dirty_cap() -> usize {
+    let load =
+        |a: &core::sync::atomic::AtomicU64| a.load(core::sync::atomic::Ordering::Relaxed) as usize;
+    let headroom = load(&GLOBAL.peak_in_use_bytes).saturating_sub(load(&GLOBAL.in_use_bytes));
+    crate::central::cache_cap() + headroom
 }
 
-fn header_of(p: *mut u8) -> *mut HugeHeader {
-    (p as usize & !SEGMENT_MASK) as *mut HugeHeader
+/// Bytes of free huge memory that may still be resident.
+pub fn cached_bytes() -> usize {
+    HUGE.lock().dirty_bytes()
 }
 
-/// Maps a huge block of `size` bytes aligned to `align` (at most `MAX_ALIGN`).
+/// Purges free huge memory older than the purge delay (all with `force`) and unmaps
+/// empty regions. Returns the bytes given back.
+pub fn purge_cache(force: bool) -> usize {
+    HUGE.lock().purge(force)
+}
+
+/// Allocates a huge block of `size` bytes aligned to `align` (a power of two).
 pub fn alloc(size: usize, align: usize) -> *mut u8 {
-    let offset = PAGE_SIZE.max(align);
-    let Some(len) = offset
-        .checked_add(size)
-        .and_then(|n| n.checked_next_multiple_of(PAGE_SIZE))
-    else {
-        return core::ptr::null_mut();
-    };
-    // Two statements: the cache lock must be released before `fit_cached` runs.
-    let taken = CACHE.lock().take(len);
-    let cached = taken.and_then(|c| fit_cached(c, len));
-    let (base, len, zero) = match cached {
-        Some(c) => {
+    if align > MAX_HUGE_ALIGN {
+        return ptr::null_mut();
+    }
+    let align = align.max(UNIT);
+    let units = size.div_ceil(UNIT).max(1);
+    let mut heap = HUGE.lock();
+    let (r, first) = match heap.best_fit(units, align) {
+        Some(found) => {
             stats::add(&GLOBAL.huge_cache_hits, 1);
-            (c.base, c.map_len, false)
+            found
         }
         None => {
-            let Some(base) = oxalloc_sys::map_aligned(len, SEGMENT_SIZE) else {
-                crate::stats::verbose("oxalloc: the OS refused memory for a huge block\n");
-                return core::ptr::null_mut();
-            };
-            SEGMENT_MAP.set(base.as_ptr() as usize, Owner::Huge);
-            stats::add(&GLOBAL.mapped_bytes, len);
-            stats::raise_peak(&GLOBAL.peak_mapped_bytes, &GLOBAL.mapped_bytes);
-            (base.as_ptr() as usize, len, true)
+            if heap.map_region(units, align).is_none() {
+                // Free regions may hold the address space a limit leaves us.
+                heap.purge(true);
+                if heap.map_region(units, align).is_none() {
+                    drop(heap);
+                    stats::verbose("oxalloc: the OS refused memory for a huge block\n");
+                    return ptr::null_mut();
+                }
+            }
+            match heap.best_fit(units, align) {
+                Some(found) => found,
+                None => return ptr::null_mut(),
+            }
         }
     };
-    let h = base as *mut HugeHeader;
-    let block = base + offset;
-    // SAFETY: the mapping is ours alone (fresh, or taken from the cache) and starts
-    // with the header page.
-    unsafe {
-        h.write(HugeHeader {
-            map_len: len,
-            block,
-            usable: len - offset,
-            zero,
-        });
-    }
-    stats::add(&GLOBAL.in_use_bytes, len);
+    // SAFETY: best_fit returned a free range of `units` units.
+    let block = unsafe { heap.carve(r, first, units) };
+    heap.last_active_ns = oxalloc_sys::now_ns();
+    drop(heap);
+    stats::add(&GLOBAL.in_use_bytes, units * UNIT);
     stats::raise_peak(&GLOBAL.peak_in_use_bytes, &GLOBAL.in_use_bytes);
     stats::add(&GLOBAL.huge_allocs, 1);
     stats::add(&GLOBAL.huge_count, 1);
-    block as *mut u8
+    Region::unit_addr(r, Region::index(r, block)) as *mut u8
 }
 
-/// Unmaps a huge block. Returns false (and does nothing) if `p` is not the block
-/// of the mapping its granule belongs to.
+/// Frees a huge block. Returns false (and does nothing) if `p` is not the start of a
+/// live huge block: an interior pointer, or one freed already.
 ///
 /// # Safety
-/// The segment map marks `p`'s granule huge; if `p` is that mapping's block it is not
-/// used after this call.
+/// The segment map marks `p`'s granule huge; if `p` is a block it is not used after.
 pub unsafe fn free(p: *mut u8) -> bool {
-    let h = header_of(p);
-    // SAFETY: the granule is a live huge mapping, whose first page is the header.
-    let (block, len) = unsafe { ((*h).block, (*h).map_len) };
-    if block != p as usize {
+    let mut heap = HUGE.lock();
+    // SAFETY: caller's contract; we hold the lock.
+    let Some((r, i, run)) = (unsafe { HugeHeap::block(p as usize) }) else {
         return false;
-    }
-    // SAFETY: caller's contract: the block is dead; a zero `block` marks the mapping
-    // as holding none, so a second free of `p` is recognised and ignored.
-    unsafe { (*h).block = 0 };
-    stats::sub(&GLOBAL.in_use_bytes, len);
+    };
+    // SAFETY: as above.
+    let len = unsafe { (*run).len };
+    // SAFETY: record `i` starts a block and we hold the lock.
+    unsafe { heap.release(r, i) };
+    heap.last_active_ns = oxalloc_sys::now_ns();
+    stats::sub(&GLOBAL.in_use_bytes, len * UNIT);
+    heap.purge_down_to(dirty_cap());
+    let dirty = heap.dirty_bytes > 0;
+    drop(heap);
     stats::add(&GLOBAL.huge_frees, 1);
     stats::sub(&GLOBAL.huge_count, 1);
-    let c = Cached {
-        base: h as usize,
-        map_len: len,
-        freed_at_ns: oxalloc_sys::now_ns(),
-    };
-    // Room for at least two blocks of this size, so an alloc/free loop of big buffers
-    // always finds its last one.
-    let cap = crate::central::cache_cap().max(2 * len);
-    let to_unmap = CACHE.lock().put(c, cap);
-    let mut cached = true;
-    for victim in to_unmap.into_iter().flatten() {
-        cached &= victim.base != c.base;
-        unmap_cached(victim);
-    }
-    if cached {
+    if dirty {
         crate::purger::wanted();
         crate::purger::ensure_started();
     }
     true
 }
 
-/// Usable bytes of a huge block (0 if `p` is not the block).
+/// Usable bytes of a huge block (0 if `p` is not a block).
 ///
 /// # Safety
-/// The segment map marks `p`'s granule huge.
+/// The segment map marks `p`'s granule huge, and `p` is a live block of the caller.
 pub unsafe fn usable(p: *mut u8) -> usize {
-    let h = header_of(p);
-    // SAFETY: caller's contract: the header page is mapped.
-    unsafe {
-        if (*h).block == p as usize {
-            (*h).usable
-        } else {
-            0
-        }
+    // SAFETY: caller's contract: only this block's owner changes its first record.
+    match unsafe { HugeHeap::block(p as usize) } {
+        // SAFETY: as above.
+        Some((_, _, run)) => unsafe { (*run).len * UNIT },
+        None => 0,
     }
 }
 
-/// Whether the block has not been handed out before (fresh zero pages).
+/// Whether a just-allocated block is known to read as zero.
 ///
 /// # Safety
 /// `p` is a live huge block, just allocated.
 pub unsafe fn is_zero(p: *mut u8) -> bool {
     // SAFETY: caller's contract.
-    unsafe { (*header_of(p)).zero }
+    match unsafe { HugeHeap::block(p as usize) } {
+        // SAFETY: as above.
+        Some((_, _, run)) => unsafe { (*run).zero },
+        None => false,
+    }
 }
 
-/// Grows or shrinks a huge block in place with `mremap`.
+/// Grows or shrinks a huge block in place: a shrink frees the tail, a growth takes
+/// the free run right after the block.
 ///
 /// # Safety
 /// `p` is a live huge block.
 pub unsafe fn resize(p: *mut u8, new_size: usize) -> bool {
-    let h = header_of(p);
-    // SAFETY: caller's contract: the header is ours while the block lives.
+    let new_units = new_size.div_ceil(UNIT).max(1);
+    let mut heap = HUGE.lock();
+    // SAFETY: caller's contract; we hold the lock.
+    let Some((r, h, run)) = (unsafe { HugeHeap::block(p as usize) }) else {
+        return false;
+    };
+    // SAFETY: `run` starts a live block of `r`; we hold the lock, and every record
+    // written lies inside the block or the free run after it.
     unsafe {
-        if (*h).block != p as usize {
-            return false;
-        }
-        let offset = (*h).block - h as usize;
-        let Some(new_len) = offset
-            .checked_add(new_size)
-            .and_then(|n| n.checked_next_multiple_of(PAGE_SIZE))
-        else {
-            return false;
-        };
-        let old_len = (*h).map_len;
-        if new_len == old_len {
+        let len = (*run).len;
+        if new_units < len {
+            heap.set_run(r, h, new_units, USED, Pages::block(false));
+            heap.set_run(r, h + new_units, len - new_units, USED, Pages::block(false));
+            heap.release(r, h + new_units);
+            drop(heap);
+            stats::sub(&GLOBAL.in_use_bytes, (len - new_units) * UNIT);
             return true;
         }
-        if !oxalloc_sys::resize_in_place(h.cast(), old_len, new_len) {
-            return false;
-        }
-        (*h).map_len = new_len;
-        (*h).usable = new_len - offset;
-        (*h).zero = false;
-        if new_len > old_len {
-            stats::add(&GLOBAL.mapped_bytes, new_len - old_len);
-            stats::add(&GLOBAL.in_use_bytes, new_len - old_len);
-            stats::raise_peak(&GLOBAL.peak_mapped_bytes, &GLOBAL.mapped_bytes);
+        if new_units > len {
+            let next = h + len;
+            if next >= (*r).units {
+                return false;
+            }
+            let n = Region::run(r, next);
+            let extra = new_units - len;
+            if (*n).state != FREE || (*n).len < extra {
+                return false;
+            }
+            heap.carve(r, next, extra);
+            (*Region::run(r, next)).state = INTERIOR;
+            heap.set_run(r, h, new_units, USED, Pages::block(false));
+            drop(heap);
+            stats::add(&GLOBAL.in_use_bytes, extra * UNIT);
             stats::raise_peak(&GLOBAL.peak_in_use_bytes, &GLOBAL.in_use_bytes);
-        } else {
-            stats::sub(&GLOBAL.mapped_bytes, old_len - new_len);
-            stats::sub(&GLOBAL.in_use_bytes, old_len - new_len);
-            stats::add(&GLOBAL.unmapped_bytes, old_len - new_len);
         }
         true
     }

@@ -12,14 +12,15 @@
 //! `free(p)` finds its span in O(1) and without locks: mask `p` down to the segment,
 //! index the slice, follow `slice_offset` back to the span's first slice.
 //!
-//! Huge blocks (1 MiB and up) get a mapping of their own, also 4 MiB aligned, with a
-//! one-page [`HugeHeader`] in front of the block.
+//! Huge blocks (1 MiB and up) live in regions of their own, also 4 MiB aligned; see
+//! `huge.rs`.
 //!
 //! # The segment map
 //! Before masking a pointer we must know the segment is ours: `free` can be handed a
 //! pointer from another allocator (or garbage), and reading its "header" could fault.
-//! [`SegmentMap`] keeps two bits per 4 MiB of the 47-bit address space (8 MiB of
-//! zero-initialised `.bss`, touched only where segments live): none, normal, huge.
+//! [`SegmentMap`] keeps one byte per 4 MiB of the 47-bit address space (32 MiB of
+//! zero-initialised `.bss`, touched only where segments live): none, normal, or huge
+//! with the distance back to the start of the huge region.
 //!
 //! # Who may touch what
 //! A span's block fields (`free`, `used`, `bump`) belong to its owner heap's
@@ -47,9 +48,6 @@ pub const SLICES: usize = SEGMENT_SIZE / SLICE_SIZE;
 pub const FIRST_SLICE: usize = 1;
 /// Requests of this size or more get a mapping of their own.
 pub const HUGE_THRESHOLD: usize = 1 << 20;
-/// The largest alignment a block in the middle of a segment-aligned mapping can have
-/// while its pointer still masks down to the header.
-pub const MAX_ALIGN: usize = SEGMENT_SIZE / 2;
 
 /// A free block, linked through its first word.
 #[repr(C)]
@@ -260,19 +258,6 @@ impl Segment {
     }
 }
 
-/// The header page in front of a huge block.
-#[repr(C)]
-pub struct HugeHeader {
-    /// Length of the whole mapping, header included.
-    pub map_len: usize,
-    /// The pointer handed to the program.
-    pub block: usize,
-    /// Usable bytes from `block` to the end of the mapping.
-    pub usable: usize,
-    /// The memory after `block` has not been written since it was mapped.
-    pub zero: bool,
-}
-
 /// What the segment map says about an address.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Owner {
@@ -280,7 +265,7 @@ pub enum Owner {
     Foreign,
     /// A normal segment.
     Normal,
-    /// A huge mapping.
+    /// A huge region.
     Huge,
 }
 
@@ -289,7 +274,10 @@ const GRANULES: usize = 1 << (ADDRESS_BITS - SEGMENT_SHIFT);
 
 const FOREIGN: u8 = 0;
 const NORMAL: u8 = 1;
+/// Huge granules hold `HUGE + k`, `k` granules after their region's start (at most
+/// [`HUGE_STEP_MAX`]; a region further back is found in several steps).
 const HUGE: u8 = 2;
+const HUGE_STEP_MAX: usize = (u8::MAX - HUGE) as usize;
 
 /// One byte per 4 MiB of the 47-bit address space: is this segment ours, and what
 /// kind. 32 MiB of `.bss`, of which the kernel backs only the pages we touch (one page
@@ -316,8 +304,8 @@ impl SegmentMap {
         // SAFETY: g < GRANULES was just checked.
         match unsafe { self.entries.get_unchecked(g) }.load(Ordering::Relaxed) {
             NORMAL => Owner::Normal,
-            HUGE => Owner::Huge,
-            _ => Owner::Foreign,
+            FOREIGN => Owner::Foreign,
+            _ => Owner::Huge,
         }
     }
 
@@ -333,6 +321,45 @@ impl SegmentMap {
             Owner::Huge => HUGE,
         };
         self.entries[g].store(v, Ordering::Release);
+    }
+
+    /// Records a huge region of `len` bytes at `base` (both granule aligned).
+    pub fn set_huge_region(&self, base: usize, len: usize) {
+        let first = base >> SEGMENT_SHIFT;
+        for k in 0..len >> SEGMENT_SHIFT {
+            if let Some(e) = self.entries.get(first + k) {
+                e.store(HUGE + k.min(HUGE_STEP_MAX) as u8, Ordering::Release);
+            }
+        }
+    }
+
+    /// Forgets every granule of `[base, base + len)`.
+    pub fn clear_range(&self, base: usize, len: usize) {
+        let first = base >> SEGMENT_SHIFT;
+        for k in 0..len >> SEGMENT_SHIFT {
+            if let Some(e) = self.entries.get(first + k) {
+                e.store(FOREIGN, Ordering::Release);
+            }
+        }
+    }
+
+    /// The start of the huge region holding `p`, or 0 if `p`'s granule is not huge.
+    pub fn huge_region_of(&self, p: usize) -> usize {
+        let mut g = p >> SEGMENT_SHIFT;
+        loop {
+            let Some(e) = self.entries.get(g) else {
+                return 0;
+            };
+            let v = e.load(Ordering::Relaxed);
+            if v < HUGE {
+                return 0;
+            }
+            let back = (v - HUGE) as usize;
+            if back == 0 {
+                return g << SEGMENT_SHIFT;
+            }
+            g -= back;
+        }
     }
 }
 
@@ -352,6 +379,30 @@ mod tests {
         SEGMENT_MAP.set(addr, Owner::Foreign);
         assert_eq!(SEGMENT_MAP.owner(addr), Owner::Foreign);
         assert_eq!(SEGMENT_MAP.owner(usize::MAX), Owner::Foreign);
+    }
+
+    #[test]
+    fn huge_regions_find_their_start_from_any_granule() {
+        // A region longer than one step of the map's distance byte.
+        let base = 0x6000_0000_0000usize;
+        let len = (HUGE_STEP_MAX * 2 + 7) * SEGMENT_SIZE;
+        SEGMENT_MAP.set_huge_region(base, len);
+        for k in [
+            0,
+            1,
+            HUGE_STEP_MAX - 1,
+            HUGE_STEP_MAX,
+            HUGE_STEP_MAX + 1,
+            HUGE_STEP_MAX * 2 + 6,
+        ] {
+            let p = base + k * SEGMENT_SIZE + 12345;
+            assert_eq!(SEGMENT_MAP.owner(p), Owner::Huge, "granule {k}");
+            assert_eq!(SEGMENT_MAP.huge_region_of(p), base, "granule {k}");
+        }
+        assert_eq!(SEGMENT_MAP.huge_region_of(base + len), 0);
+        assert_eq!(SEGMENT_MAP.huge_region_of(base - 1), 0);
+        SEGMENT_MAP.clear_range(base, len);
+        assert_eq!(SEGMENT_MAP.owner(base + SEGMENT_SIZE), Owner::Foreign);
     }
 
     #[test]

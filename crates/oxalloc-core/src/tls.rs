@@ -344,11 +344,11 @@ extern "C" fn fork_prepare() {
     ORPHAN.lock_for_fork();
     REGISTRY.lock_for_fork();
     crate::central::CENTRAL.lock_for_fork();
-    crate::huge::CACHE.lock_for_fork();
+    crate::huge::HUGE.lock_for_fork();
 }
 
 extern "C" fn fork_parent() {
-    crate::huge::CACHE.unlock_after_fork();
+    crate::huge::HUGE.unlock_after_fork();
     crate::central::CENTRAL.unlock_after_fork();
     REGISTRY.unlock_after_fork();
     ORPHAN.unlock_after_fork();
@@ -356,7 +356,7 @@ extern "C" fn fork_parent() {
 
 extern "C" fn fork_child() {
     crate::purger::after_fork_child();
-    crate::huge::CACHE.force_unlock();
+    crate::huge::HUGE.force_unlock();
     crate::central::CENTRAL.force_unlock();
     REGISTRY.force_unlock();
     ORPHAN.force_unlock();

@@ -1,0 +1,199 @@
+//! The huge page heap: random huge allocations, reallocations and frees (with large
+//! alignments) keep every block intact and disjoint; misuse of huge pointers is ignored.
+
+use oxalloc_core::api;
+use proptest::prelude::*;
+
+const MIB: usize = 1 << 20;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Alloc(u32, usize),
+    Realloc(usize, usize),
+    Free(usize),
+}
+
+fn huge_size() -> impl Strategy<Value = usize> {
+    prop_oneof![
+        4 => MIB..=4 * MIB,
+        2 => 4 * MIB..=48 * MIB,
+        1 => 1usize..=MIB,
+    ]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (4u32..=26, huge_size()).prop_map(|(a, s)| Op::Alloc(a, s)),
+        2 => (any::<usize>(), huge_size()).prop_map(|(i, s)| Op::Realloc(i, s)),
+        3 => any::<usize>().prop_map(Op::Free),
+    ]
+}
+
+struct Live {
+    ptr: *mut u8,
+    size: usize,
+    seed: u8,
+}
+
+/// Offsets written and checked: both ends and a stride that crosses every 64 KiB unit.
+fn offsets(size: usize) -> impl Iterator<Item = usize> {
+    (0..size.min(256))
+        .chain((256..size).step_by(8191))
+        .chain(size.saturating_sub(256)..size)
+}
+
+fn fill(b: &Live) {
+    for i in offsets(b.size) {
+        // SAFETY: i < size, and the block has at least `size` usable bytes.
+        unsafe { b.ptr.add(i).write(b.seed ^ (i as u8)) };
+    }
+}
+
+fn check(b: &Live, upto: usize) {
+    for i in offsets(b.size).filter(|&i| i < upto) {
+        // SAFETY: i < size of a live block.
+        let v = unsafe { b.ptr.add(i).read() };
+        assert_eq!(
+            v,
+            b.seed ^ (i as u8),
+            "block {:p} ({} B) corrupted at {i}",
+            b.ptr,
+            b.size
+        );
+    }
+}
+
+fn assert_disjoint(live: &[Live]) {
+    let usable = |p: *mut u8| {
+        // SAFETY: every block in the model is live.
+        unsafe { api::malloc_usable_size(p) }
+    };
+    let mut spans: Vec<(usize, usize)> = live
+        .iter()
+        .map(|b| (b.ptr as usize, b.ptr as usize + usable(b.ptr)))
+        .collect();
+    spans.sort();
+    for w in spans.windows(2) {
+        assert!(
+            w[0].1 <= w[1].0,
+            "blocks overlap: {:x?} and {:x?}",
+            w[0],
+            w[1]
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn huge_blocks_stay_intact_and_disjoint(ops in proptest::collection::vec(op(), 1..60)) {
+        let mut live: Vec<Live> = Vec::new();
+        let mut seed = 3u8;
+        for op in ops {
+            seed = seed.wrapping_add(11);
+            match op {
+                Op::Alloc(a, n) => {
+                    let align = 1usize << a;
+                    let p = api::aligned_alloc(align, n);
+                    prop_assert!(!p.is_null(), "aligned_alloc({align}, {n}) failed");
+                    prop_assert_eq!(p as usize % align, 0);
+                    // SAFETY: p is live.
+                    let usable = unsafe { api::malloc_usable_size(p) };
+                    prop_assert!(usable >= n);
+                    let b = Live { ptr: p, size: n, seed };
+                    fill(&b);
+                    live.push(b);
+                }
+                Op::Realloc(i, n) if !live.is_empty() => {
+                    let i = i % live.len();
+                    check(&live[i], usize::MAX);
+                    // SAFETY: the block is live.
+                    let q = unsafe { api::realloc(live[i].ptr, n) };
+                    prop_assert!(!q.is_null());
+                    let moved = Live { ptr: q, size: live[i].size, seed: live[i].seed };
+                    check(&moved, n);
+                    live[i] = Live { ptr: q, size: n, seed };
+                    fill(&live[i]);
+                }
+                Op::Free(i) if !live.is_empty() => {
+                    let b = live.swap_remove(i % live.len());
+                    check(&b, usize::MAX);
+                    // SAFETY: the block is live and forgotten by the model.
+                    unsafe { api::free(b.ptr) };
+                }
+                _ => {}
+            }
+            assert_disjoint(&live);
+        }
+        for b in live {
+            check(&b, usize::MAX);
+            // SAFETY: live block.
+            unsafe { api::free(b.ptr) };
+        }
+    }
+}
+
+#[test]
+fn alignments_beyond_the_segment_size_work() {
+    for a in 22..=28 {
+        let align = 1usize << a;
+        let p = api::aligned_alloc(align, 3 * MIB);
+        assert!(!p.is_null(), "align {align}");
+        assert_eq!(p as usize % align, 0);
+        // SAFETY: p has 3 MiB.
+        unsafe {
+            std::ptr::write_bytes(p, 0x77, 3 * MIB);
+            api::free(p);
+        }
+    }
+}
+
+#[test]
+fn interior_and_double_frees_of_huge_blocks_are_ignored() {
+    let p = api::malloc(5 * MIB);
+    // SAFETY: p has 5 MiB.
+    unsafe { std::ptr::write_bytes(p, 0x42, 5 * MIB) };
+    // SAFETY: an interior pointer is not a block: it must be ignored.
+    unsafe {
+        api::free(p.add(64 << 10));
+        api::free(p.add(1));
+        assert_eq!(api::malloc_usable_size(p.add(64 << 10)), 0);
+    }
+    // The block is still whole and usable.
+    // SAFETY: p is live with 5 MiB.
+    let s = unsafe { std::slice::from_raw_parts(p, 5 * MIB) };
+    assert!(s.iter().all(|&b| b == 0x42));
+    // SAFETY: p is live; the second free must be recognised and ignored.
+    unsafe {
+        api::free(p);
+        api::free(p);
+    }
+    let q = api::malloc(5 * MIB);
+    let r = api::malloc(5 * MIB);
+    assert!(!q.is_null() && !r.is_null() && q != r);
+    // SAFETY: live blocks.
+    unsafe {
+        std::ptr::write_bytes(q, 1, 5 * MIB);
+        std::ptr::write_bytes(r, 2, 5 * MIB);
+        assert_eq!(*q.add(5 * MIB - 1), 1);
+        api::free(q);
+        api::free(r);
+    }
+}
+
+#[test]
+fn huge_realloc_grows_and_shrinks_in_place_when_room_follows() {
+    let p = api::malloc(8 * MIB);
+    // SAFETY: p has 8 MiB; each resize keeps the first bytes.
+    unsafe {
+        std::ptr::write_bytes(p, 9, 8 * MIB);
+        let q = api::realloc(p, 2 * MIB);
+        assert_eq!(q, p, "a shrink stays in place");
+        assert!(api::malloc_usable_size(q) < 3 * MIB, "the tail went back");
+        let r = api::realloc(q, 6 * MIB);
+        assert_eq!(r, p, "the freed tail is right after the block");
+        assert_eq!(*r.add(2 * MIB - 1), 9);
+        api::free(r);
+    }
+}
