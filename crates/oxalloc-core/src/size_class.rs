@@ -13,8 +13,10 @@ pub const MAX_SMALL: usize = 64 * 1024;
 pub const NUM_CLASSES: usize = 8 + 8 * 9;
 /// Requests up to this size take spans of a single 64 KiB slice.
 const SINGLE_SLICE_MAX: usize = 8 * 1024;
-/// Minimum number of blocks a multi-slice span holds, so big classes still amortise.
-const MIN_BLOCKS_PER_SPAN: usize = 8;
+/// Minimum number of blocks a multi-slice span holds, so big classes still amortise
+/// their trip to the central pool; few, because every class in use keeps a partly
+/// used span, and for the big classes that span is most of what a heap holds idle.
+const MIN_BLOCKS_PER_SPAN: usize = 4;
 
 /// Sizes up to this are looked up in `SMALL_TABLE`.
 const TABLE_MAX: usize = 1024;
@@ -83,10 +85,16 @@ impl SizeClass {
     pub const fn span_slices(self) -> usize {
         let bs = self.size();
         if bs <= SINGLE_SLICE_MAX {
-            1
-        } else {
-            (bs * MIN_BLOCKS_PER_SPAN).div_ceil(crate::segment::SLICE_SIZE)
+            return 1;
         }
+        // The fewest slices that hold the minimum number of blocks and leave at most an
+        // eighth of the span as tail.
+        let slice = crate::segment::SLICE_SIZE;
+        let mut n = (bs * MIN_BLOCKS_PER_SPAN).div_ceil(slice);
+        while (n * slice) % bs * 8 > n * slice {
+            n += 1;
+        }
+        n
     }
 
     /// The smallest class that holds `size` bytes and whose block size is a multiple
