@@ -9,7 +9,7 @@
 #![forbid(unsafe_code)]
 
 use clap::{Args, Parser, Subcommand};
-use oxalloc_bench::allocators::{self, Allocator, KNOWN};
+use oxalloc_bench::allocators::{self, Allocator, HARDENED_SET, KNOWN};
 use oxalloc_bench::report::{self, AllocInfo, Record, Results, Run};
 use oxalloc_bench::suite::{self, Ctx, Kind};
 use oxalloc_bench::workloads::{self, WorkOutput};
@@ -39,9 +39,18 @@ struct RunArgs {
     /// Only these workloads or rows (e.g. `larson,xmalloc/t2`); see `list`.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
-    /// Only these allocators (oxalloc, glibc, mimalloc, jemalloc, tcmalloc).
+    /// Only these allocators (oxalloc, glibc, mimalloc, jemalloc, tcmalloc; opt-in:
+    /// hardened, glibc-check, tcmalloc-debug).
     #[arg(long, value_delimiter = ',')]
     alloc: Vec<String>,
+    /// The hardened comparison: hardened, glibc-check, tcmalloc-debug and mimalloc (plus
+    /// any --alloc), with every allocator's geometric means against --vs.
+    #[arg(long)]
+    hardened: bool,
+    /// Also print each allocator's geometric-mean time and RSS as a ratio to this one
+    /// (same rows) [default: mimalloc with --hardened].
+    #[arg(long)]
+    vs: Option<String>,
     /// Thread counts for the threaded workloads.
     #[arg(long, value_delimiter = ',', default_value = "1,2,4,8")]
     threads: Vec<usize>,
@@ -127,18 +136,25 @@ fn main() {
     std::process::exit(code);
 }
 
-/// Discovers the allocators and applies `--alloc`; `Err` for an unknown name.
+/// Discovers the allocators and applies `--alloc`; `Err` for an unknown name. Without
+/// `--alloc` the default run ([`KNOWN`]); opt-in allocators only when named.
 fn selected_allocators(ws: Option<&Path>, only: &[String]) -> Result<Vec<Allocator>, String> {
-    if let Some(bad) = only.iter().find(|a| !KNOWN.contains(&a.as_str())) {
-        return Err(format!(
-            "unknown allocator {bad:?}; known: {}",
-            KNOWN.join(", ")
-        ));
+    let mut names: Vec<&'static str> = Vec::new();
+    for o in only {
+        let Some(n) = allocators::all_names().find(|n| n == o) else {
+            return Err(format!(
+                "unknown allocator {o:?}; known: {}",
+                allocators::all_names().collect::<Vec<_>>().join(", ")
+            ));
+        };
+        if !names.contains(&n) {
+            names.push(n);
+        }
     }
-    Ok(allocators::discover(ws)
-        .into_iter()
-        .filter(|a| only.is_empty() || only.iter().any(|o| o == a.name))
-        .collect())
+    if names.is_empty() {
+        names.extend(KNOWN);
+    }
+    Ok(allocators::discover_names(ws, &names))
 }
 
 fn describe(allocs: &[Allocator]) {
@@ -147,6 +163,9 @@ fn describe(allocs: &[Allocator]) {
             (_, Some(why)) => eprintln!("  {:<9} MISSING: {why}", a.name),
             (Some(lib), None) => eprintln!("  {:<9} LD_PRELOAD={}", a.name, lib.display()),
             (None, None) => eprintln!("  {:<9} (the process default, no preload)", a.name),
+        }
+        for (k, v) in &a.env {
+            eprintln!("  {:<9} {k}={v}", "");
         }
     }
 }
@@ -158,13 +177,20 @@ fn list() -> i32 {
     }
     println!("allocators:");
     let ws = suite::workspace_root();
-    for a in allocators::discover(ws.as_deref()) {
+    let all: Vec<&'static str> = allocators::all_names().collect();
+    for a in allocators::discover_names(ws.as_deref(), &all) {
         let what = match (&a.lib, &a.missing) {
             (_, Some(why)) => format!("MISSING: {why}"),
             (Some(l), None) => l.display().to_string(),
             (None, None) => "process default".into(),
         };
-        println!("  {:<9} {what}", a.name);
+        let opt = if KNOWN.contains(&a.name) {
+            ""
+        } else {
+            " (opt-in)"
+        };
+        let env: String = a.env.iter().map(|(k, v)| format!(" {k}={v}")).collect();
+        println!("  {:<14} {what}{env}{opt}", a.name);
     }
     0
 }
@@ -231,8 +257,14 @@ fn ensure_rust_binaries(bin_dir: &Path) {
     }
 }
 
-fn run_suite(args: RunArgs) -> i32 {
+fn run_suite(mut args: RunArgs) -> i32 {
     let ws = suite::workspace_root();
+    if args.hardened {
+        let extra = std::mem::take(&mut args.alloc);
+        args.alloc = HARDENED_SET.iter().map(|s| s.to_string()).collect();
+        args.alloc.extend(extra);
+        args.vs.get_or_insert_with(|| "mimalloc".into());
+    }
     let allocs = match selected_allocators(ws.as_deref(), &args.alloc) {
         Ok(a) => a,
         Err(e) => {
@@ -414,6 +446,9 @@ fn run_suite(args: RunArgs) -> i32 {
         }
     }
     print!("{}", report::render(&results));
+    if let Some(base) = &args.vs {
+        print!("{}", vs_summary(&results.records, &names, base));
+    }
     if !args.no_write {
         let dir = out_dir(args.out, ws.as_deref());
         if let Err(e) = write_results(&dir, &results) {
@@ -426,6 +461,47 @@ fn run_suite(args: RunArgs) -> i32 {
         );
     }
     0
+}
+
+/// Each allocator's geometric-mean wall time and peak RSS over the rows it shares with
+/// `base`, as a ratio to `base` (time leaves out the same rows as the main summary).
+fn vs_summary(records: &[Record], allocs: &[String], base: &str) -> String {
+    let mut s =
+        format!("\nGeometric means against {base} (rows both completed; lower is better)\n");
+    if !allocs.iter().any(|a| a == base) {
+        return s + &format!("  {base} is not in this run\n");
+    }
+    s += &format!(
+        "  {:<15} {:>7} {:>7} {:>5}\n",
+        "allocator", "time", "rss", "rows"
+    );
+    for a in allocs {
+        let (mut t, mut m) = (Vec::new(), Vec::new());
+        for r in records.iter().filter(|r| &r.allocator == a) {
+            let Some(b) = records
+                .iter()
+                .find(|x| x.case == r.case && x.allocator == base)
+            else {
+                continue;
+            };
+            if let (Some(x), Some(y)) = (r.wall_s, b.wall_s) {
+                if !report::TIME_SUMMARY_EXCLUDED.contains(&r.workload.as_str()) {
+                    t.push(x / y);
+                }
+            }
+            if let (Some(x), Some(y)) = (r.peak_rss_mib, b.peak_rss_mib) {
+                m.push(x / y);
+            }
+        }
+        let f = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.2}x"));
+        s += &format!(
+            "  {a:<15} {:>7} {:>7} {:>5}\n",
+            f(stats::geomean(&t)),
+            f(stats::geomean(&m)),
+            t.len()
+        );
+    }
+    s
 }
 
 fn write_results(dir: &Path, res: &Results) -> std::io::Result<()> {
@@ -456,6 +532,7 @@ fn count_instructions(only: &[String], pairs: u64, out: Option<PathBuf>, no_writ
     for a in &allocs {
         let r = match &a.missing {
             Some(why) => Err(format!("missing: {why}")),
+            None if !a.env.is_empty() => Err("needs environment variables; not counted".into()),
             None => instructions::per_pair(counter, &exe, a.lib.as_deref(), pairs),
         };
         eprintln!(

@@ -345,6 +345,9 @@ pub fn prepare(ctx: &Ctx, case: &Case, alloc: &Allocator) -> Result<Prepared, St
             p.job.args = vec![name.into(), scale.into()];
         }
     }
+    p.job
+        .env
+        .extend(alloc.env.iter().map(|&(k, v)| (k.into(), v.into())));
     Ok(p)
 }
 
