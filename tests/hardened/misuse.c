@@ -17,9 +17,12 @@ static char static_buf[64] __attribute__((aligned(16)));
 static volatile char sink;
 
 static void cycle_quarantine(void) {
-    /* Enough frees to push every quarantined block out (default 4096 entries). */
+    /* Enough frees to push every quarantined block out: the quarantine is per size
+     * class (at most 4096 blocks each), so free blocks of the freed block's size. */
     for (int i = 0; i < 10000; i++) {
         void *q = malloc(32);
+        free(q);
+        q = malloc(SMALL);
         free(q);
     }
 }

@@ -186,10 +186,11 @@ pub extern "C" fn mallinfo2() -> Mallinfo2 {
     if !heap::ensure_init() {
         return Mallinfo2::default();
     }
-    heap::with(|s| Mallinfo2 {
-        arena: s.mapped_bytes,
-        uordblks: s.live_bytes,
-        fordblks: s.mapped_bytes.saturating_sub(s.live_bytes),
+    let (live, _, mapped) = heap::totals();
+    Mallinfo2 {
+        arena: mapped,
+        uordblks: live,
+        fordblks: mapped.saturating_sub(live),
         ..Mallinfo2::default()
-    })
+    }
 }

@@ -22,7 +22,7 @@ use core::ffi::CStr;
 
 use crate::backtrace::Stack;
 use crate::fmt::Buf;
-use crate::heap::{self, State};
+use crate::heap;
 use crate::mitigations::{OPTIONS, STACK_DEPTH};
 use oxalloc_sys::{AsRawFd, PAGE_SIZE};
 
@@ -69,12 +69,12 @@ pub extern "C" fn at_exit() {
     }
     heap::check_now(crate::stack_marker!());
     if OPTIONS.leaks() {
-        heap::with(report);
+        report();
     }
 }
 
-fn report(s: &mut State) {
-    let blocks = s.live_blocks;
+fn report() {
+    let blocks = heap::totals().1;
     let cap = (blocks * 2).next_power_of_two().max(64);
     let bytes = (cap * core::mem::size_of::<Site>()).next_multiple_of(PAGE_SIZE);
     let Some(mem) = oxalloc_sys::map(bytes) else {
@@ -84,11 +84,16 @@ fn report(s: &mut State) {
     // SAFETY: a fresh zeroed mapping of `cap` sites; all-zero is a valid (empty) Site.
     let sites = unsafe { core::slice::from_raw_parts_mut(mem.as_ptr().cast::<Site>(), cap) };
     let mut used = 0;
-    s.for_each_live(|size, stack| {
+    // Shards are walked one at a time, so other threads may allocate meanwhile: new
+    // sites beyond half the table are left out rather than filling it.
+    heap::for_each_live(|size, stack| {
         let mut i = hash(stack) & (cap - 1);
         loop {
             let e = &mut sites[i];
             if e.count == 0 {
+                if used * 2 >= cap {
+                    break; // full (blocks allocated meanwhile): leave this site out
+                }
                 *e = Site {
                     stack: *stack,
                     bytes: size as u64,

@@ -33,8 +33,15 @@ pub const CHECK_SIZED_FREE: bool = true;
 
 /// The junk byte written over fresh blocks when `OXALLOC_JUNK=1`.
 pub const JUNK_BYTE: u8 = 0xAA;
-/// Default quarantine length in small blocks (`OXALLOC_QUARANTINE=<n>`).
+/// Default quarantine length per size class, in blocks (`OXALLOC_QUARANTINE=<n>`).
 pub const DEFAULT_QUARANTINE_BLOCKS: usize = 4096;
+/// Default quarantine size per size class, in bytes of slots
+/// (`OXALLOC_QUARANTINE_BYTES=<n>`): small classes hold up to
+/// [`DEFAULT_QUARANTINE_BLOCKS`], large ones fewer, so the quarantine's memory stays
+/// bounded whatever the sizes.
+pub const DEFAULT_QUARANTINE_BYTES: usize = 64 * 1024;
+/// The fewest blocks a class's quarantine holds (unless it is turned off).
+pub const MIN_CLASS_QUARANTINE: usize = 8;
 /// Default quarantine length in large blocks (`OXALLOC_LARGE_QUARANTINE=<n>`).
 pub const DEFAULT_LARGE_QUARANTINE_BLOCKS: usize = 256;
 /// Return addresses kept per allocation for leak reports.
@@ -46,8 +53,10 @@ pub struct Options {
     pub junk: AtomicBool,
     /// `OXALLOC_LEAKS=1`: record allocation stacks and report live blocks at exit.
     pub leaks: AtomicBool,
-    /// `OXALLOC_QUARANTINE=<n>`: small-block quarantine length (0 turns it off).
+    /// `OXALLOC_QUARANTINE=<n>`: small-block quarantine length per class (0 turns it off).
     pub quarantine: AtomicUsize,
+    /// `OXALLOC_QUARANTINE_BYTES=<n>`: small-block quarantine bytes per class.
+    pub quarantine_bytes: AtomicUsize,
     /// `OXALLOC_LARGE_QUARANTINE=<n>`: large-block quarantine length.
     pub large_quarantine: AtomicUsize,
 }
@@ -57,6 +66,7 @@ pub static OPTIONS: Options = Options {
     junk: AtomicBool::new(false),
     leaks: AtomicBool::new(false),
     quarantine: AtomicUsize::new(DEFAULT_QUARANTINE_BLOCKS),
+    quarantine_bytes: AtomicUsize::new(DEFAULT_QUARANTINE_BYTES),
     large_quarantine: AtomicUsize::new(DEFAULT_LARGE_QUARANTINE_BLOCKS),
 };
 
@@ -87,6 +97,10 @@ impl Options {
         }
         if let Some(n) = number(b"OXALLOC_QUARANTINE") {
             self.quarantine.store(n.min(1 << 20), Ordering::Relaxed);
+        }
+        if let Some(n) = number(b"OXALLOC_QUARANTINE_BYTES") {
+            self.quarantine_bytes
+                .store(n.min(1 << 30), Ordering::Relaxed);
         }
         if let Some(n) = number(b"OXALLOC_LARGE_QUARANTINE") {
             self.large_quarantine

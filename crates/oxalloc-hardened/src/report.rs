@@ -97,17 +97,18 @@ static REPORTING: AtomicBool = AtomicBool::new(false);
 /// Finishes the report with the current stack (frames above `marker`, the exported
 /// function's stack marker) and the allocation stack if known, writes it and aborts.
 ///
-/// The global lock is released first: the state is consistent (nothing was changed for
-/// the misuse), a signal handler that allocates will not hang, and the unwinder may
-/// take the loader lock without risk of a lock-order deadlock with us.
+/// `held`, the shard lock the caller holds, is released first: the state is consistent
+/// (nothing was changed for the misuse), a signal handler that allocates will not
+/// hang, and the unwinder may take the loader lock without risk of a lock-order
+/// deadlock with us.
 #[cold]
 #[inline(never)]
-pub fn fatal(m: Msg, marker: usize, allocated: Option<&Stack>) -> ! {
-    crate::heap::GLOBAL.lock.unlock();
+pub fn fatal(held: &crate::lock::Lock, m: Msg, marker: usize, allocated: Option<&Stack>) -> ! {
+    held.unlock();
     fatal_unlocked(m, marker, allocated)
 }
 
-/// [`fatal`] for callers that do not hold the global lock.
+/// [`fatal`] for callers that hold no lock.
 #[cold]
 #[inline(never)]
 pub fn fatal_unlocked(mut m: Msg, marker: usize, allocated: Option<&Stack>) -> ! {
