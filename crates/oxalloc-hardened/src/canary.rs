@@ -61,6 +61,21 @@ pub fn write(addr: usize, block: &mut [u8], n: usize) {
     w[first + 1..].fill(pat);
 }
 
+/// [`write`] for a slot known to be all zero (a free slot: fresh from the kernel, or
+/// zeroed on free and checked when it left the quarantine): the user bytes need not be
+/// kept, so nothing is read and a cold slot costs no load stall.
+#[inline]
+pub fn write_fresh(addr: usize, block: &mut [u8], n: usize) {
+    let pat = pattern(addr).to_le();
+    let w = words(block);
+    let first = n / 8;
+    if first >= w.len() {
+        return;
+    }
+    w[first] = pat & !user_mask(n);
+    w[first + 1..].fill(pat);
+}
+
 /// Checks the canary in `block[n..]`; returns the offset of the first changed byte.
 #[inline]
 pub fn check(addr: usize, block: &mut [u8], n: usize) -> Option<usize> {
@@ -94,6 +109,12 @@ mod tests {
             write(0x1000, t, n);
             assert!(t[..n].iter().all(|&b| b == 0x55), "user bytes kept");
             assert_eq!(check(0x1000, t, n), None, "{n}");
+            let mut z = [0u64; 8];
+            // SAFETY: viewing a `[u64; 8]` as 64 bytes.
+            let zb = unsafe { core::slice::from_raw_parts_mut(z.as_mut_ptr().cast::<u8>(), 64) };
+            write_fresh(0x1000, zb, n);
+            assert!(zb[..n].iter().all(|&b| b == 0), "user bytes stay zero");
+            assert_eq!(check(0x1000, zb, n), None, "{n}");
             if n < 64 {
                 t[n] ^= 1;
                 assert_eq!(check(0x1000, t, n), Some(n));

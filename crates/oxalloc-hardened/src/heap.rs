@@ -300,6 +300,24 @@ fn first_nonzero(b: &[u8]) -> Option<usize> {
     b.iter().position(|&x| x != 0)
 }
 
+/// Asks the CPU to start loading the first cache lines of `[addr, addr + len)`; never
+/// faults, changes nothing.
+#[inline]
+fn prefetch(addr: usize, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    for line in (addr..addr + len.min(512)).step_by(64) {
+        // SAFETY: a prefetch is a hint: it reads nothing into the program and cannot
+        // fault, whatever the address.
+        unsafe {
+            core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
+                line as *const i8,
+            )
+        };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (addr, len);
+}
+
 /// A block found by validation.
 #[derive(Clone, Copy)]
 pub enum Block {
@@ -444,6 +462,7 @@ impl Class {
         self.slabs = k + 1;
         let head = self.partial;
         let m = self.meta.slab(k);
+        m.open(g.slots);
         m.free_slots = g.slots as u32;
         m.on_partial = true;
         m.next_partial = head;
@@ -486,7 +505,7 @@ impl Class {
             // to it exists.
             let slot = unsafe { bytes(addr, g.stride) };
             if mt::CANARY {
-                canary::write(addr, slot, n);
+                canary::write_fresh(addr, slot, n);
             }
             if !zero && OPTIONS.junk() {
                 slot[..n].fill(mt::JUNK_BYTE);
@@ -601,7 +620,7 @@ impl Class {
             // Nothing to zero or check: the slot is never accessible.
             let m = self.meta.slab(slab);
             set_bit(&mut m.live, slot, false);
-            self.slot_free(slab);
+            self.slot_free(slab, slot);
             return;
         }
         let g = geo(self.idx);
@@ -614,17 +633,24 @@ impl Class {
         set_bit(&mut m.live, slot, false);
         if mt::QUARANTINE {
             set_bit(&mut m.quarantined, slot, true);
-            if let Some(old) = self.quarantine.push(addr) {
+            if let Some(old) = self.quarantine.push(slab << 16 | slot) {
                 self.leave_quarantine(base, old, op, marker);
+                // The next free of this class checks the next oldest block: start
+                // loading it now, so that check does not wait for memory.
+                if let Some(next) = self.quarantine.oldest() {
+                    let a = region::slot_addr(base, self.idx, next >> 16, next & 0xffff);
+                    prefetch(a, g.stride);
+                }
             }
         } else {
-            self.slot_free(slab);
+            self.slot_free(slab, slot);
         }
     }
 
-    fn slot_free(&mut self, slab: usize) {
+    fn slot_free(&mut self, slab: usize, slot: usize) {
         let head = self.partial;
         let m = self.meta.slab(slab);
+        m.mark_free(slot);
         m.free_slots += 1;
         if !m.on_partial {
             m.on_partial = true;
@@ -661,26 +687,29 @@ impl Class {
         report::fatal(self.held(), m, marker, stack.as_ref())
     }
 
-    /// A block leaves the quarantine: it must still be all zero.
-    fn leave_quarantine(&mut self, base: usize, addr: usize, op: Op, marker: usize) {
-        let pl = region::place(base, addr).expect("quarantined blocks are small");
-        let g = geo(pl.class);
+    /// A block leaves the quarantine (`entry`: slab << 16 | slot): it must still be all
+    /// zero.
+    fn leave_quarantine(&mut self, base: usize, entry: usize, op: Op, marker: usize) {
+        let (slab, slot) = (entry >> 16, entry & 0xffff);
+        let g = geo(self.idx);
+        let addr = region::slot_addr(base, self.idx, slab, slot);
         // SAFETY: quarantined slots lie in opened slabs and are not live.
-        let slot = unsafe { bytes(addr, g.stride) };
-        if let Some(off) = first_nonzero(slot) {
+        let bytes = unsafe { bytes(addr, g.stride) };
+        if let Some(off) = first_nonzero(bytes) {
             let how = ("when it left the quarantine, in ", op.name);
             self.write_after_free(base, addr, off, how, marker);
         }
-        let m = self.meta.slab(pl.slab);
-        set_bit(&mut m.quarantined, pl.slot, false);
-        self.slot_free(pl.slab);
+        let m = self.meta.slab(slab);
+        set_bit(&mut m.quarantined, slot, false);
+        self.slot_free(slab, slot);
     }
 
     /// Checks every quarantined block of this class now.
     fn check_quarantine(&mut self, base: usize, marker: usize) {
+        let g = geo(self.idx);
         for i in 0..self.quarantine.len() {
-            let addr = self.quarantine.get(i);
-            let g = geo(self.idx);
+            let entry = self.quarantine.get(i);
+            let addr = region::slot_addr(base, self.idx, entry >> 16, entry & 0xffff);
             // SAFETY: quarantined slots lie in opened slabs and are not live.
             let slot = unsafe { bytes(addr, g.stride) };
             if let Some(off) = first_nonzero(slot) {
@@ -957,10 +986,18 @@ fn with_block<R>(
 ) -> R {
     let base = SMALL_BASE.load(Ordering::Relaxed);
     match small_class(base, p) {
-        Some(c) => CLASSES[c].with(|cl| {
-            let b = cl.validate(base, p, op, marker);
-            f_small(cl, base, b)
-        }),
+        Some(c) => {
+            // The canary (the slot's tail) is about to be read, after the lock and the
+            // metadata: start loading its line now so the waits overlap.
+            let stride = geo(c).stride;
+            if stride > 64 {
+                prefetch(p.wrapping_add(stride - 16 - 64) & !63, 128);
+            }
+            CLASSES[c].with(|cl| {
+                let b = cl.validate(base, p, op, marker);
+                f_small(cl, base, b)
+            })
+        }
         None => LARGE.with(|l| {
             let b = l.validate(p, op, marker);
             f_large(l, b)

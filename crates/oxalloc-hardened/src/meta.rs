@@ -33,6 +33,10 @@ pub struct SlabMeta {
     pub next_partial: u32,
     /// Whether the slab is on that list.
     pub on_partial: bool,
+    /// Bit `w` set when word `w` of the bitmaps may have a free slot (neither live nor
+    /// quarantined): [`SlabMeta::pick_free`] finds a word in O(1) and clears stale bits;
+    /// whoever frees a slot sets its word's bit ([`SlabMeta::mark_free`]).
+    pub avail: u32,
 }
 
 /// Tests bit `i` of a bitmap.
@@ -52,23 +56,44 @@ pub fn set_bit(map: &mut [u64; WORDS], i: usize, on: bool) {
 }
 
 impl SlabMeta {
-    /// Picks a free slot below `slots`, starting at a random word and bit so the order
-    /// of addresses is unpredictable. The caller knows `free_slots > 0`.
-    pub fn pick_free(&self, slots: usize, random: u64) -> Option<usize> {
+    /// Marks every word that holds one of `slots` slots as possibly free (a new slab).
+    pub fn open(&mut self, slots: usize) {
         let words = slots.div_ceil(64);
-        let start = (random as usize >> 8) % words;
+        self.avail = if words >= 32 {
+            u32::MAX
+        } else {
+            (1u32 << words) - 1
+        };
+    }
+
+    /// Records that slot `i` became free for reuse.
+    #[inline]
+    pub fn mark_free(&mut self, i: usize) {
+        self.avail |= 1 << (i / 64);
+    }
+
+    /// Picks a free slot below `slots`, starting at a random word and bit so the order
+    /// of addresses is unpredictable. The caller knows `free_slots > 0` and marks the
+    /// slot live.
+    #[inline]
+    pub fn pick_free(&mut self, slots: usize, random: u64) -> Option<usize> {
+        let rot_w = ((random >> 8) & 31) as u32;
         let rot = (random & 63) as u32;
-        for k in 0..words {
-            let w = (start + k) % words;
+        while self.avail != 0 {
+            let w = ((self.avail.rotate_right(rot_w).trailing_zeros() + rot_w) % 32) as usize;
             let mut free = !(self.live[w] | self.quarantined[w]);
-            let valid = slots - w * 64;
+            let valid = slots.saturating_sub(w * 64);
             if valid < 64 {
                 free &= (1u64 << valid) - 1;
             }
             if free != 0 {
                 let b = (free.rotate_right(rot).trailing_zeros() + rot) % 64;
+                if free & !(1u64 << b) == 0 {
+                    self.avail &= !(1 << w); // the word's last free slot
+                }
                 return Some(w * 64 + b as usize);
             }
+            self.avail &= !(1 << w); // stale
         }
         None
     }
@@ -224,14 +249,34 @@ mod tests {
             free_slots: 0,
             next_partial: 0,
             on_partial: false,
+            avail: 0,
         };
+        m.open(99);
+        assert_eq!(m.avail, 0b11);
         for i in 0..99 {
             set_bit(&mut m.live, i, i != 70);
         }
         for r in [0u64, 1, 63, 12345, u64::MAX] {
             assert_eq!(m.pick_free(99, r), Some(70));
+            // It was the word's last free slot: the word is no longer offered.
+            assert_eq!(m.avail & 0b10, 0);
+            m.mark_free(70); // as if it had not been taken
         }
         set_bit(&mut m.quarantined, 70, true);
         assert_eq!(m.pick_free(99, 7), None);
+        assert_eq!(m.avail, 0, "stale words cleared");
+        set_bit(&mut m.quarantined, 70, false);
+        m.mark_free(70);
+        assert_eq!(m.pick_free(99, 7), Some(70));
+        // All 2048 slots: every word usable, any random start finds the one free slot.
+        m.open(MAX_SLOTS);
+        assert_eq!(m.avail, u32::MAX);
+        m.live = [u64::MAX; WORDS];
+        m.quarantined = [0; WORDS];
+        set_bit(&mut m.live, 2000, false);
+        for r in [0u64, 31 << 8, 17 << 8 | 5] {
+            m.open(MAX_SLOTS);
+            assert_eq!(m.pick_free(MAX_SLOTS, r), Some(2000));
+        }
     }
 }

@@ -48,10 +48,10 @@ impl Ring {
         if self.capacity == 0 {
             return Some(addr);
         }
-        let tail = (self.head + self.len) % self.capacity;
+        let tail = self.wrap(self.head + self.len);
         if self.len == self.capacity {
             let old = core::mem::replace(self.buf.get::<usize>(tail), addr);
-            self.head = (self.head + 1) % self.capacity;
+            self.head = self.wrap(self.head + 1);
             return Some(old);
         }
         *self.buf.get::<usize>(tail) = addr;
@@ -65,9 +65,19 @@ impl Ring {
             return None;
         }
         let v = *self.buf.get::<usize>(self.head);
-        self.head = (self.head + 1) % self.capacity;
+        self.head = self.wrap(self.head + 1);
         self.len -= 1;
         Some(v)
+    }
+
+    /// `i % capacity` for `i < 2 * capacity`, without a division.
+    #[inline]
+    fn wrap(&self, i: usize) -> usize {
+        if i >= self.capacity {
+            i - self.capacity
+        } else {
+            i
+        }
     }
 
     /// Number of entries.
@@ -80,9 +90,15 @@ impl Ring {
         self.len == 0
     }
 
+    /// The oldest entry, if any.
+    #[inline]
+    pub fn oldest(&mut self) -> Option<usize> {
+        (self.len != 0).then(|| *self.buf.get::<usize>(self.head))
+    }
+
     /// The `i`-th oldest entry (`i < len`).
     pub fn get(&mut self, i: usize) -> usize {
-        let idx = (self.head + i) % self.capacity;
+        let idx = self.wrap(self.head + i);
         *self.buf.get::<usize>(idx)
     }
 }

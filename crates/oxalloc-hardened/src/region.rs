@@ -71,6 +71,23 @@ pub struct Geometry {
     pub span: usize,
     /// How many slabs fit in the class's region.
     pub max_slabs: usize,
+    /// `ceil(2^64 / span)`, to divide by `span` with a multiplication ([`div`]).
+    pub span_magic: u64,
+    /// `ceil(2^64 / stride)`, likewise.
+    pub stride_magic: u64,
+}
+
+/// `ceil(2^64 / d)` for `2 <= d`: the multiplier for [`div`].
+const fn magic(d: usize) -> u64 {
+    (((1u128 << 64) + d as u128 - 1) / d as u128) as u64
+}
+
+/// `(x / d, x % d)` by a multiplication, with `m = magic(d)`. Exact when
+/// `x * d < 2^64` (region offsets are below 2^34 and divisors below 2^20).
+#[inline]
+pub fn div(x: usize, d: usize, m: u64) -> (usize, usize) {
+    let q = ((x as u128 * m as u128) >> 64) as usize;
+    (q, x - q * d)
 }
 
 /// The class of a request of `n` bytes (`n <= MAX_SMALL`).
@@ -108,6 +125,8 @@ pub const fn geometry(c: usize) -> Geometry {
         slab_bytes,
         span,
         max_slabs: REGION_BYTES / span,
+        span_magic: magic(span),
+        stride_magic: magic(stride),
     }
 }
 
@@ -137,13 +156,13 @@ pub fn place(base: usize, addr: usize) -> Option<Place> {
     }
     let g = geometry_cached(class);
     let in_region = off % REGION_BYTES;
-    let slab = in_region / g.span;
-    let in_span = in_region % g.span;
+    let (slab, in_span) = div(in_region, g.span, g.span_magic);
+    let (slot, offset) = div(in_span, g.stride, g.stride_magic);
     Some(Place {
         class,
         slab,
-        slot: in_span / g.stride,
-        offset: in_span % g.stride,
+        slot,
+        offset,
         in_span,
     })
 }
@@ -195,6 +214,29 @@ mod tests {
             let a = slot_addr(base, c, 3, g.slots - 1);
             let p = place(base, a + 8).unwrap();
             assert_eq!((p.class, p.slab, p.slot, p.offset), (c, 3, g.slots - 1, 8));
+        }
+        for c in 0..NUM_CLASSES {
+            let g = geometry(c);
+            for x in [
+                0,
+                1,
+                g.stride - 1,
+                g.stride,
+                g.span - 1,
+                g.span,
+                g.span * 7 + 5,
+                REGION_BYTES - 1,
+            ] {
+                assert_eq!(
+                    div(x, g.span, g.span_magic),
+                    (x / g.span, x % g.span),
+                    "{c} {x}"
+                );
+                assert_eq!(
+                    div(x, g.stride, g.stride_magic),
+                    (x / g.stride, x % g.stride)
+                );
+            }
         }
         assert_eq!(class_of(0), 0);
         assert_eq!(geometry(class_of(48)).size, 48);
