@@ -12,10 +12,13 @@
 //! * `free`: segment-map check, mask to the segment, find the span, compare its owner
 //!   with this thread's heap, push.
 //!
-//! Blocks freed by *other* threads go on the owner's `remote` stack (an atomic
-//! push-only list), which the owner drains on its slow path: one CAS per remote free,
-//! one swap per drain. A span whose every block is free goes back to the central pool,
-//! except the current one, which stays as a cache.
+//! Blocks freed by *other* threads go on their span's `remote` list (one CAS); the
+//! first such free since the owner last looked also puts the span on the owner's
+//! `remote_spans` stack. The list carries its length, so the owner takes a span's
+//! remote blocks whole, as its new free list, without walking them: walking means one
+//! cache miss per block, each on a line another core just wrote. A span whose every
+//! block is free goes back to the central pool, except the current one, which stays
+//! as a cache.
 //!
 //! Large blocks (64 KiB .. 1 MiB) are whole spans from the central pool, and huge ones
 //! (1 MiB and up) have a mapping of their own (`huge.rs`); neither belongs to a heap.
@@ -24,8 +27,8 @@
 use crate::central::CENTRAL;
 use crate::huge;
 use crate::segment::{
-    free_needs_slow_path, Block, Owner, Segment, Span, SpanKind, EMPTY_SPAN, HUGE_THRESHOLD,
-    SEGMENT_MAP, SLICE_SIZE, USED_CURRENT, USED_FULL,
+    free_needs_slow_path, Block, Owner, RemoteList, Segment, Span, SpanKind, EMPTY_SPAN,
+    HUGE_THRESHOLD, SEGMENT_MAP, SLICE_SIZE, USED_CURRENT, USED_FULL,
 };
 use crate::size_class::{SizeClass, MAX_SMALL, NUM_CLASSES};
 use crate::stats::{self, HeapStats, GLOBAL, HUGE_SLOT, LARGE_SLOT};
@@ -55,8 +58,9 @@ pub struct Bin {
 pub struct Heap {
     /// One bin per size class.
     pub bins: [Bin; NUM_CLASSES],
-    /// Blocks freed by other threads, pushed atomically, drained by the owner.
-    pub remote: *mut Block,
+    /// Spans with blocks freed by other threads, pushed atomically by those threads
+    /// (see `Span::remote`), taken whole by the owner.
+    pub remote_spans: *mut Span,
     /// Counters written by the owner.
     pub stats: HeapStats,
     /// Fresh spans taken, for the periodic collection of abandoned heaps.
@@ -81,7 +85,7 @@ pub static EMPTY_HEAP: Heap = Heap {
         current: (&raw const EMPTY_SPAN).cast_mut(),
         partial: ptr::null_mut(),
     }; NUM_CLASSES],
-    remote: ptr::null_mut(),
+    remote_spans: ptr::null_mut(),
     stats: HeapStats {
         allocs: [0; NUM_CLASSES + 2],
         frees: [0; NUM_CLASSES + 2],
@@ -251,7 +255,7 @@ unsafe fn alloc_slow(heap: *mut Heap, c: SizeClass) -> *mut u8 {
     // SAFETY: `heap` is this thread's heap (caller's contract); every span reached
     // through its bins is owned by it.
     unsafe {
-        if !AtomicPtr::from_ptr(&raw mut (*heap).remote)
+        if !AtomicPtr::from_ptr(&raw mut (*heap).remote_spans)
             .load(Ordering::Relaxed)
             .is_null()
         {
@@ -261,7 +265,7 @@ unsafe fn alloc_slow(heap: *mut Heap, c: SizeClass) -> *mut u8 {
         loop {
             let span = (*bin).current;
             if span != empty_span() {
-                if !(*span).free.is_null() || carve(span) {
+                if !(*span).free.is_null() || take_remote(span) || carve(span) {
                     return pop(heap, span, c);
                 }
                 // Every block is out: park the span until a free brings it back.
@@ -485,14 +489,16 @@ unsafe fn free_local_slow(heap: *mut Heap, span: *mut Span) {
     // SAFETY: caller's contract: the span and its bin are this thread's.
     unsafe {
         let bin = bin(heap, (*span).class as usize);
+        // A span on the remote stack stays until the drain has taken it off; the drain
+        // then finds it empty and releases it.
         if (*span).used & USED_FULL != 0 {
             (*span).used &= !USED_FULL;
-            if (*span).used == 0 {
+            if (*span).used == 0 && !on_remote_stack(span) {
                 release_span(span);
             } else {
                 partial_push(bin, span);
             }
-        } else if (*span).used == 0 && (*bin).current != span {
+        } else if (*span).used == 0 && (*bin).current != span && !on_remote_stack(span) {
             partial_unlink(bin, span);
             release_span(span);
         }
@@ -512,8 +518,7 @@ unsafe fn free_other(span: *mut Span, p: *mut u8) {
     unsafe {
         match (*span).kind {
             SpanKind::Small => {
-                let owner = (*span).owner;
-                push_remote(owner, p.cast());
+                push_remote((*span).owner, span, p.cast());
                 stats::add(&GLOBAL.remote_frees, 1);
             }
             SpanKind::Large => {
@@ -527,40 +532,138 @@ unsafe fn free_other(span: *mut Span, p: *mut u8) {
     }
 }
 
-/// Pushes a block on another heap's remote stack (lock-free, many producers).
+/// Pushes a block on its span's remote list (lock-free, many producers), and the
+/// span on its owner's stack if it is not there yet.
 ///
 /// # Safety
-/// `owner` is a live heap and `b` a block of one of its spans.
-unsafe fn push_remote(owner: *mut Heap, b: *mut Block) {
-    // SAFETY: caller's contract; the remote head is only accessed atomically.
+/// `span` is a small span owned by the live heap `owner`, and `b` one of its blocks.
+unsafe fn push_remote(owner: *mut Heap, span: *mut Span, b: *mut Block) {
+    // SAFETY: caller's contract; the list word is only accessed atomically, and `b` is
+    // ours to write until the CAS publishes it.
     unsafe {
-        let head = AtomicPtr::from_ptr(&raw mut (*owner).remote);
-        let mut cur = head.load(Ordering::Relaxed);
+        let word = &(*span).remote;
+        let mut cur = word.load(Ordering::Relaxed);
         loop {
-            (*b).next = cur;
-            match head.compare_exchange_weak(cur, b, Ordering::Release, Ordering::Relaxed) {
-                Ok(_) => return,
+            let old = RemoteList(cur);
+            (*b).next = old.head();
+            match word.compare_exchange_weak(
+                cur,
+                old.pushed(b).0,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) if old.notified() => return,
+                Ok(_) => break,
                 Err(now) => cur = now,
+            }
+        }
+        // We set the notified flag: we alone put the span on the owner's stack.
+        let head = AtomicPtr::from_ptr(&raw mut (*owner).remote_spans);
+        let mut top = head.load(Ordering::Relaxed);
+        loop {
+            (*span).remote_next.store(top, Ordering::Relaxed);
+            match head.compare_exchange_weak(top, span, Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => return,
+                Err(now) => top = now,
             }
         }
     }
 }
 
-/// Frees, as the owner, every block other threads handed back.
+/// Whether a span is on its owner's remote stack (then it must not be released).
+///
+/// # Safety
+/// `span` is a live span record.
+unsafe fn on_remote_stack(span: *mut Span) -> bool {
+    // SAFETY: caller's contract; the word is atomic.
+    RemoteList(unsafe { (*span).remote.load(Ordering::Acquire) }).notified()
+}
+
+/// Makes a span's remote blocks its free list, if it has any; the owner's path when the
+/// span's own free list is empty. Leaves the notified flag: the span may still be on
+/// the stack.
+///
+/// # Safety
+/// `span` is owned by the calling thread's heap and its free list is empty.
+unsafe fn take_remote(span: *mut Span) -> bool {
+    // SAFETY: caller's contract; the Acquire pairs with the pushers' Release, so the
+    // blocks' links are visible.
+    unsafe {
+        let list = RemoteList(
+            (*span)
+                .remote
+                .fetch_and(RemoteList::NOTIFIED, Ordering::Acquire),
+        );
+        if list.head().is_null() {
+            return false;
+        }
+        (*span).free = list.head();
+        (*span).used -= list.count();
+        true
+    }
+}
+
+/// Adds remote blocks to a span's free list, then does what a local free of the last
+/// of them would: bring back a full span, release an empty one.
+///
+/// # Safety
+/// `span` is a small span of `heap`, owned by the caller, and `list` came off its
+/// remote word.
+unsafe fn absorb(heap: *mut Heap, span: *mut Span, list: RemoteList) {
+    // SAFETY: caller's contract.
+    unsafe {
+        let head = list.head();
+        if !head.is_null() {
+            if !(*span).free.is_null() {
+                // Rare: the span still has local blocks. Link the lists at the tail.
+                let mut tail = head;
+                while !(*tail).next.is_null() {
+                    tail = (*tail).next;
+                }
+                (*tail).next = (*span).free;
+            }
+            (*span).free = head;
+            (*span).used -= list.count();
+        }
+        if free_needs_slow_path((*span).used) {
+            free_local_slow(heap, span);
+        }
+    }
+}
+
+/// Takes a span's remote blocks, if any, whatever its free list holds.
+///
+/// # Safety
+/// As for [`absorb`]; the span is current or partial.
+unsafe fn take_remote_into(heap: *mut Heap, span: *mut Span) {
+    // SAFETY: caller's contract; as in `take_remote`.
+    unsafe {
+        let list = RemoteList(
+            (*span)
+                .remote
+                .fetch_and(RemoteList::NOTIFIED, Ordering::Acquire),
+        );
+        absorb(heap, span, list);
+    }
+}
+
+/// Takes, as the owner, every block other threads handed back: visits the spans on the
+/// remote stack.
 ///
 /// # Safety
 /// `heap` is owned by the calling thread (or held exclusively by a collector).
 pub unsafe fn drain_remote(heap: *mut Heap) {
-    // SAFETY: caller's contract; the swap hands us the whole stack, whose blocks all
-    // belong to spans of this heap.
+    // SAFETY: caller's contract; the swap hands us the whole stack, whose spans all
+    // belong to this heap. A span's link is read before its flag is cleared: from then
+    // on a pusher may put it on the stack again.
     unsafe {
-        let mut b =
-            AtomicPtr::from_ptr(&raw mut (*heap).remote).swap(ptr::null_mut(), Ordering::Acquire);
-        while !b.is_null() {
-            let next = (*b).next;
-            let addr = b as usize;
-            free_local(heap, Segment::span_of(Segment::of(addr), addr), b);
-            b = next;
+        let mut s = AtomicPtr::from_ptr(&raw mut (*heap).remote_spans)
+            .swap(ptr::null_mut(), Ordering::Acquire);
+        while !s.is_null() {
+            let next = (*s).remote_next.load(Ordering::Relaxed);
+            let list = RemoteList((*s).remote.swap(0, Ordering::Acquire));
+            absorb(heap, s, list);
+            s = next;
         }
     }
 }
@@ -655,18 +758,19 @@ pub unsafe fn collect(heap: *mut Heap) {
         for c in 0..NUM_CLASSES {
             let bin = bin(heap, c);
             let cur = (*bin).current;
-            if cur != empty_span() && (*cur).used == USED_CURRENT {
-                (*bin).current = empty_span();
-                (*cur).used = 0;
-                release_span(cur);
+            if cur != empty_span() {
+                take_remote_into(heap, cur);
+                if (*cur).used == USED_CURRENT && !on_remote_stack(cur) {
+                    (*bin).current = empty_span();
+                    (*cur).used = 0;
+                    release_span(cur);
+                }
             }
             let mut s = (*bin).partial;
             while !s.is_null() {
                 let next = (*s).next;
-                if (*s).used == 0 {
-                    partial_unlink(bin, s);
-                    release_span(s);
-                }
+                // Releases the span if that leaves it empty.
+                take_remote_into(heap, s);
                 s = next;
             }
         }

@@ -30,7 +30,7 @@
 
 use crate::heap::Heap;
 use core::ptr;
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, Ordering};
 
 /// log2 of the slice size.
 pub const SLICE_SHIFT: usize = 16;
@@ -82,8 +82,8 @@ pub enum SpanKind {
     Large = 2,
 }
 
-/// The record for one slice; meaningful in the first slice of a span. One cache line:
-/// `free` touches only this line after the segment map.
+/// The record for one slice; meaningful in the first slice of a span. Two cache lines:
+/// the owner's fast paths touch only the first; other threads' frees the second.
 #[repr(C, align(64))]
 pub struct Span {
     /// Owner's list of free blocks (small spans).
@@ -117,31 +117,74 @@ pub struct Span {
     pub dirty: bool,
     /// The memory is known to read as zero (fresh or purged, never handed out since).
     pub zero: bool,
+    /// Blocks of this span freed by other threads, as one word (see [`RemoteList`]):
+    /// pushed with a CAS by any thread, taken whole by the owner. In the second cache
+    /// line, so those CASes do not contend with the owner's fast-path fields.
+    pub remote: AtomicU64,
+    /// Link in the owner heap's stack of spans that have remote frees to collect.
+    pub remote_next: AtomicPtr<Span>,
 }
 
-impl Span {
-    /// A span with nothing in it; also the sentinel that empty bins point to, so the
-    /// allocation fast path needs no null check.
-    pub const EMPTY: Span = Span {
-        free: ptr::null_mut(),
-        used: 0,
-        block_size: 0,
-        bump: ptr::null_mut(),
-        owner: ptr::null_mut(),
-        next: ptr::null_mut(),
-        prev: ptr::null_mut(),
-        freed_at_ns: 0,
-        slice_count: 0,
-        slice_offset: 0,
-        kind: SpanKind::Free,
-        class: 0,
-        dirty: false,
-        zero: false,
-    };
+/// The word behind [`Span::remote`]: the list head in the low 48 bits, the number of
+/// blocks in it in the next 15, and a *notified* flag in the top bit, set while the
+/// span sits in its owner's stack of spans to visit. The count travels with the list,
+/// so the owner takes both with one atomic operation and never walks the list.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct RemoteList(pub u64);
+
+impl RemoteList {
+    const PTR_BITS: u32 = 48;
+    const PTR_MASK: u64 = (1 << Self::PTR_BITS) - 1;
+    /// Set while the span is (or is being put) on its owner's stack.
+    pub const NOTIFIED: u64 = 1 << 63;
+
+    /// The first block of the list, or null.
+    #[inline]
+    pub fn head(self) -> *mut Block {
+        (self.0 & Self::PTR_MASK) as *mut Block
+    }
+
+    /// Blocks in the list.
+    #[inline]
+    pub fn count(self) -> u32 {
+        ((self.0 & !Self::NOTIFIED) >> Self::PTR_BITS) as u32
+    }
+
+    /// Whether the span is on its owner's stack.
+    #[inline]
+    pub fn notified(self) -> bool {
+        self.0 & Self::NOTIFIED != 0
+    }
+
+    /// This list with `b` pushed in front, and notified.
+    #[inline]
+    pub fn pushed(self, b: *mut Block) -> RemoteList {
+        debug_assert!(b as u64 <= Self::PTR_MASK && self.count() < (1 << 15) - 1);
+        RemoteList((b as u64) | ((self.count() as u64 + 1) << Self::PTR_BITS) | Self::NOTIFIED)
+    }
 }
 
-/// The sentinel span of empty bins. Never written: the slow path checks for it first.
-pub static EMPTY_SPAN: Span = Span::EMPTY;
+/// A span with nothing in it: the sentinel that empty bins point to, so the
+/// allocation fast path needs no null check. Never written: the slow path checks for
+/// it first.
+pub static EMPTY_SPAN: Span = Span {
+    free: ptr::null_mut(),
+    used: 0,
+    block_size: 0,
+    bump: ptr::null_mut(),
+    owner: ptr::null_mut(),
+    next: ptr::null_mut(),
+    prev: ptr::null_mut(),
+    freed_at_ns: 0,
+    slice_count: 0,
+    slice_offset: 0,
+    kind: SpanKind::Free,
+    class: 0,
+    dirty: false,
+    zero: false,
+    remote: AtomicU64::new(0),
+    remote_next: AtomicPtr::new(ptr::null_mut()),
+};
 
 // SAFETY: spans are plain records; the ownership rules in the module header say which
 // thread may touch which field. The raw pointers in them are never dereferenced
@@ -164,7 +207,8 @@ pub struct Segment {
 /// Size of the segment header, rounded to whole pages.
 pub const SEGMENT_HEADER_BYTES: usize = core::mem::size_of::<Segment>().next_multiple_of(4096);
 const _: () = assert!(SEGMENT_HEADER_BYTES <= SLICE_SIZE);
-const _: () = assert!(core::mem::size_of::<Span>() == 64);
+const _: () = assert!(core::mem::size_of::<Span>() == 128);
+const _: () = assert!(core::mem::offset_of!(Span, remote) == 64);
 
 impl Segment {
     /// The segment a pointer into it belongs to.
@@ -403,6 +447,21 @@ mod tests {
         assert_eq!(SEGMENT_MAP.huge_region_of(base - 1), 0);
         SEGMENT_MAP.clear_range(base, len);
         assert_eq!(SEGMENT_MAP.owner(base + SEGMENT_SIZE), Owner::Foreign);
+    }
+
+    #[test]
+    fn remote_list_word_packs_head_count_and_flag() {
+        let empty = RemoteList(0);
+        assert!(empty.head().is_null() && empty.count() == 0 && !empty.notified());
+        let a = 0x7fff_ffff_fff0usize as *mut Block;
+        let b = 0x0000_1234_5670usize as *mut Block;
+        let one = empty.pushed(a);
+        assert_eq!((one.head(), one.count(), one.notified()), (a, 1, true));
+        let two = one.pushed(b);
+        assert_eq!((two.head(), two.count(), two.notified()), (b, 2, true));
+        // What the owner leaves when it takes the list but the span is still stacked.
+        let kept = RemoteList(two.0 & RemoteList::NOTIFIED);
+        assert!(kept.head().is_null() && kept.count() == 0 && kept.notified());
     }
 
     #[test]
