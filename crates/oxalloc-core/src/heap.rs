@@ -42,6 +42,34 @@ const CARVE_BYTES: usize = 4096;
 /// After this many fresh spans, a heap spends a moment collecting abandoned heaps.
 const COLLECT_EVERY: u32 = 32;
 
+/// Spans of other heaps whose freed blocks a heap gathers before handing them over.
+const PENDING_SPANS: usize = 4;
+/// Blocks gathered for one span before they are handed over.
+const PENDING_BLOCKS: u32 = 32;
+/// Only blocks up to this size are gathered, so a thread that frees and then sleeps
+/// keeps at most `PENDING_SPANS * PENDING_BLOCKS` such blocks (128 KiB) from their owner.
+const PENDING_BLOCK_MAX: u32 = 1024;
+
+/// Blocks this thread freed into one span of another heap, not yet handed over: a
+/// chain linked through the blocks, handed over with one CAS.
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct Pending {
+    span: *mut Span,
+    head: *mut Block,
+    tail: *mut Block,
+    count: u32,
+}
+
+impl Pending {
+    const NONE: Pending = Pending {
+        span: ptr::null_mut(),
+        head: ptr::null_mut(),
+        tail: ptr::null_mut(),
+        count: 0,
+    };
+}
+
 /// One size class of a heap.
 #[derive(Clone, Copy)]
 #[repr(C)]
@@ -61,6 +89,11 @@ pub struct Heap {
     /// Spans with blocks freed by other threads, pushed atomically by those threads
     /// (see `Span::remote`), taken whole by the owner.
     pub remote_spans: *mut Span,
+    /// Blocks freed by this thread into other heaps' spans, gathered per span so that
+    /// a run of such frees costs one CAS, not one each.
+    pub pending: [Pending; PENDING_SPANS],
+    /// The entry of `pending` to reuse next.
+    pub pending_next: u32,
     /// Counters written by the owner.
     pub stats: HeapStats,
     /// Fresh spans taken, for the periodic collection of abandoned heaps.
@@ -86,6 +119,8 @@ pub static EMPTY_HEAP: Heap = Heap {
         partial: ptr::null_mut(),
     }; NUM_CLASSES],
     remote_spans: ptr::null_mut(),
+    pending: [Pending::NONE; PENDING_SPANS],
+    pending_next: 0,
     stats: HeapStats {
         allocs: [0; NUM_CLASSES + 2],
         frees: [0; NUM_CLASSES + 2],
@@ -457,7 +492,7 @@ pub unsafe fn free(p: *mut u8) {
         if (*span).owner == heap {
             free_local(heap, span, p.cast());
         } else {
-            free_other(span, p);
+            free_other(heap, span, p);
         }
     }
 }
@@ -493,12 +528,12 @@ unsafe fn free_local_slow(heap: *mut Heap, span: *mut Span) {
         // then finds it empty and releases it.
         if (*span).used & USED_FULL != 0 {
             (*span).used &= !USED_FULL;
-            if (*span).used == 0 && !on_remote_stack(span) {
+            if (*span).used == 0 && may_release(span) {
                 release_span(span);
             } else {
                 partial_push(bin, span);
             }
-        } else if (*span).used == 0 && (*bin).current != span && !on_remote_stack(span) {
+        } else if (*span).used == 0 && (*bin).current != span && may_release(span) {
             partial_unlink(bin, span);
             release_span(span);
         }
@@ -512,13 +547,17 @@ unsafe fn free_local_slow(heap: *mut Heap, span: *mut Span) {
 /// `span` is the span record for `p` in a live segment.
 #[cold]
 #[inline(never)]
-unsafe fn free_other(span: *mut Span, p: *mut u8) {
+unsafe fn free_other(heap: *mut Heap, span: *mut Span, p: *mut u8) {
     // SAFETY: caller's contract. The span has a live block (p), so its kind and owner
     // cannot change under us.
     unsafe {
         match (*span).kind {
             SpanKind::Small => {
-                push_remote((*span).owner, span, p.cast());
+                if is_empty_heap(heap) || (*span).block_size > PENDING_BLOCK_MAX {
+                    push_remote((*span).owner, span, p.cast(), p.cast(), 1);
+                } else {
+                    gather(heap, span, p.cast());
+                }
                 stats::add(&GLOBAL.remote_frees, 1);
             }
             SpanKind::Large => {
@@ -532,23 +571,90 @@ unsafe fn free_other(span: *mut Span, p: *mut u8) {
     }
 }
 
-/// Pushes a block on its span's remote list (lock-free, many producers), and the
-/// span on its owner's stack if it is not there yet.
+/// Adds a block freed into another heap's span to this thread's pending chains; hands
+/// a chain over when it is long enough, or when its entry is needed for another span.
 ///
 /// # Safety
-/// `span` is a small span owned by the live heap `owner`, and `b` one of its blocks.
-unsafe fn push_remote(owner: *mut Heap, span: *mut Span, b: *mut Block) {
-    // SAFETY: caller's contract; the list word is only accessed atomically, and `b` is
-    // ours to write until the CAS publishes it.
+/// `heap` is the calling thread's real heap; `span` a small span of another heap,
+/// `b` one of its blocks.
+unsafe fn gather(heap: *mut Heap, span: *mut Span, b: *mut Block) {
+    // SAFETY: caller's contract; `pending` is touched by the owning thread only.
+    unsafe {
+        let pending = &mut (*heap).pending;
+        if let Some(e) = pending.iter_mut().find(|e| e.span == span) {
+            (*b).next = e.head;
+            e.head = b;
+            e.count += 1;
+            if e.count >= PENDING_BLOCKS {
+                hand_over(e);
+            }
+            return;
+        }
+        let i = (*heap).pending_next as usize % PENDING_SPANS;
+        (*heap).pending_next = (*heap).pending_next.wrapping_add(1);
+        let e = &mut pending[i];
+        hand_over(e);
+        (*b).next = ptr::null_mut();
+        *e = Pending {
+            span,
+            head: b,
+            tail: b,
+            count: 1,
+        };
+    }
+}
+
+/// Hands a pending chain over to its span's owner (if it holds any) and empties it.
+///
+/// # Safety
+/// The entry belongs to the calling thread's heap.
+unsafe fn hand_over(e: &mut Pending) {
+    if e.count > 0 {
+        // SAFETY: caller's contract; the span has `count` blocks out (these), so it
+        // and its owner stay alive.
+        unsafe { push_remote((*e.span).owner, e.span, e.head, e.tail, e.count) };
+    }
+    *e = Pending::NONE;
+}
+
+/// Hands every pending chain over: at thread exit, trim and collection.
+///
+/// # Safety
+/// The caller owns `heap`.
+pub unsafe fn flush_pending(heap: *mut Heap) {
+    // SAFETY: caller's contract.
+    unsafe {
+        for e in (*heap).pending.iter_mut() {
+            hand_over(e);
+        }
+    }
+}
+
+/// Pushes a chain of `n` blocks (`head` .. `tail`) on their span's remote list
+/// (lock-free, many producers), and the span on its owner's stack if it is not there
+/// yet.
+///
+/// # Safety
+/// `span` is a small span owned by the live heap `owner`, and the chain holds `n` of
+/// its blocks, linked from `head` to `tail`.
+unsafe fn push_remote(
+    owner: *mut Heap,
+    span: *mut Span,
+    head: *mut Block,
+    tail: *mut Block,
+    n: u32,
+) {
+    // SAFETY: caller's contract; the list word is only accessed atomically, and the
+    // chain is ours to write until the CAS publishes it.
     unsafe {
         let word = &(*span).remote;
         let mut cur = word.load(Ordering::Relaxed);
         loop {
             let old = RemoteList(cur);
-            (*b).next = old.head();
+            (*tail).next = old.head();
             match word.compare_exchange_weak(
                 cur,
-                old.pushed(b).0,
+                old.pushed_chain(head, n).0,
                 Ordering::Release,
                 Ordering::Relaxed,
             ) {
@@ -570,30 +676,56 @@ unsafe fn push_remote(owner: *mut Heap, span: *mut Span, b: *mut Block) {
     }
 }
 
-/// Whether a span is on its owner's remote stack (then it must not be released).
+/// Whether an empty span may go back to the central pool: not while it is on the
+/// remote stack (the drain will find it and release it then).
 ///
 /// # Safety
-/// `span` is a live span record.
-unsafe fn on_remote_stack(span: *mut Span) -> bool {
+/// `span` is a small span of the calling thread's heap with no block in use, so no
+/// thread can push to its remote list.
+unsafe fn may_release(span: *mut Span) -> bool {
     // SAFETY: caller's contract; the word is atomic.
-    RemoteList(unsafe { (*span).remote.load(Ordering::Acquire) }).notified()
+    unsafe {
+        if (*span).remote_kept {
+            (*span).remote_kept = false;
+            (*span).remote.store(0, Ordering::Relaxed);
+            return true;
+        }
+        !RemoteList((*span).remote.load(Ordering::Acquire)).notified()
+    }
+}
+
+/// Takes a span's remote list, as the owner, outside the drain. The notified flag
+/// stays if the span may be on the stack; a list kept by the drain is taken whole.
+///
+/// # Safety
+/// `span` is a small span owned by the calling thread's heap.
+unsafe fn take_list(span: *mut Span) -> RemoteList {
+    // SAFETY: caller's contract. The Acquire pairs with the pushers' Release, so the
+    // blocks' links are visible. A kept list's span is not on the stack (its flag
+    // stayed set, so nobody pushed it again): clearing the flag is ours to do.
+    unsafe {
+        if (*span).remote_kept {
+            (*span).remote_kept = false;
+            RemoteList((*span).remote.swap(0, Ordering::Acquire))
+        } else {
+            RemoteList(
+                (*span)
+                    .remote
+                    .fetch_and(RemoteList::NOTIFIED, Ordering::Acquire),
+            )
+        }
+    }
 }
 
 /// Makes a span's remote blocks its free list, if it has any; the owner's path when the
-/// span's own free list is empty. Leaves the notified flag: the span may still be on
-/// the stack.
+/// span's own free list is empty.
 ///
 /// # Safety
 /// `span` is owned by the calling thread's heap and its free list is empty.
 unsafe fn take_remote(span: *mut Span) -> bool {
-    // SAFETY: caller's contract; the Acquire pairs with the pushers' Release, so the
-    // blocks' links are visible.
+    // SAFETY: caller's contract.
     unsafe {
-        let list = RemoteList(
-            (*span)
-                .remote
-                .fetch_and(RemoteList::NOTIFIED, Ordering::Acquire),
-        );
+        let list = take_list(span);
         if list.head().is_null() {
             return false;
         }
@@ -615,7 +747,8 @@ unsafe fn absorb(heap: *mut Heap, span: *mut Span, list: RemoteList) {
         let head = list.head();
         if !head.is_null() {
             if !(*span).free.is_null() {
-                // Rare: the span still has local blocks. Link the lists at the tail.
+                // Rare (trim, thread exit): the span still has local blocks. Link the
+                // lists at the tail.
                 let mut tail = head;
                 while !(*tail).next.is_null() {
                     tail = (*tail).next;
@@ -636,15 +769,8 @@ unsafe fn absorb(heap: *mut Heap, span: *mut Span, list: RemoteList) {
 /// # Safety
 /// As for [`absorb`]; the span is current or partial.
 unsafe fn take_remote_into(heap: *mut Heap, span: *mut Span) {
-    // SAFETY: caller's contract; as in `take_remote`.
-    unsafe {
-        let list = RemoteList(
-            (*span)
-                .remote
-                .fetch_and(RemoteList::NOTIFIED, Ordering::Acquire),
-        );
-        absorb(heap, span, list);
-    }
+    // SAFETY: caller's contract.
+    unsafe { absorb(heap, span, take_list(span)) };
 }
 
 /// Takes, as the owner, every block other threads handed back: visits the spans on the
@@ -661,8 +787,15 @@ pub unsafe fn drain_remote(heap: *mut Heap) {
             .swap(ptr::null_mut(), Ordering::Acquire);
         while !s.is_null() {
             let next = (*s).remote_next.load(Ordering::Relaxed);
-            let list = RemoteList((*s).remote.swap(0, Ordering::Acquire));
-            absorb(heap, s, list);
+            if (*s).free.is_null() {
+                let list = RemoteList((*s).remote.swap(0, Ordering::Acquire));
+                absorb(heap, s, list);
+            } else {
+                // It still has local blocks: leave the list (and the flag, so nobody
+                // stacks it again) until they run out; joining the lists now would
+                // mean walking one.
+                (*s).remote_kept = true;
+            }
             s = next;
         }
     }
@@ -754,13 +887,14 @@ unsafe fn partial_unlink(bin: *mut Bin, span: *mut Span) {
 pub unsafe fn collect(heap: *mut Heap) {
     // SAFETY: caller's contract.
     unsafe {
+        flush_pending(heap);
         drain_remote(heap);
         for c in 0..NUM_CLASSES {
             let bin = bin(heap, c);
             let cur = (*bin).current;
             if cur != empty_span() {
                 take_remote_into(heap, cur);
-                if (*cur).used == USED_CURRENT && !on_remote_stack(cur) {
+                if (*cur).used == USED_CURRENT && may_release(cur) {
                     (*bin).current = empty_span();
                     (*cur).used = 0;
                     release_span(cur);

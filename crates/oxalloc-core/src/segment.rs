@@ -117,6 +117,9 @@ pub struct Span {
     pub dirty: bool,
     /// The memory is known to read as zero (fresh or purged, never handed out since).
     pub zero: bool,
+    /// Owner's note: the span left the remote stack with its remote list left in place
+    /// (it still had local blocks), so the notified flag is set but means nothing.
+    pub remote_kept: bool,
     /// Blocks of this span freed by other threads, as one word (see [`RemoteList`]):
     /// pushed with a CAS by any thread, taken whole by the owner. In the second cache
     /// line, so those CASes do not contend with the owner's fast-path fields.
@@ -159,8 +162,15 @@ impl RemoteList {
     /// This list with `b` pushed in front, and notified.
     #[inline]
     pub fn pushed(self, b: *mut Block) -> RemoteList {
-        debug_assert!(b as u64 <= Self::PTR_MASK && self.count() < (1 << 15) - 1);
-        RemoteList((b as u64) | ((self.count() as u64 + 1) << Self::PTR_BITS) | Self::NOTIFIED)
+        self.pushed_chain(b, 1)
+    }
+
+    /// This list with a chain of `n` blocks starting at `head` put in front (the
+    /// caller links the chain's tail to `self.head()`), and notified.
+    #[inline]
+    pub fn pushed_chain(self, head: *mut Block, n: u32) -> RemoteList {
+        debug_assert!(head as u64 <= Self::PTR_MASK && self.count() + n < 1 << 15);
+        RemoteList((head as u64) | (((self.count() + n) as u64) << Self::PTR_BITS) | Self::NOTIFIED)
     }
 }
 
@@ -182,6 +192,7 @@ pub static EMPTY_SPAN: Span = Span {
     class: 0,
     dirty: false,
     zero: false,
+    remote_kept: false,
     remote: AtomicU64::new(0),
     remote_next: AtomicPtr::new(ptr::null_mut()),
 };
@@ -459,6 +470,10 @@ mod tests {
         assert_eq!((one.head(), one.count(), one.notified()), (a, 1, true));
         let two = one.pushed(b);
         assert_eq!((two.head(), two.count(), two.notified()), (b, 2, true));
+        let five = two.pushed_chain(a, 3);
+        assert_eq!((five.head(), five.count()), (a, 5));
+        let five = two.pushed_chain(a, 3);
+        assert_eq!((five.head(), five.count()), (a, 5));
         // What the owner leaves when it takes the list but the span is still stacked.
         let kept = RemoteList(two.0 & RemoteList::NOTIFIED);
         assert!(kept.head().is_null() && kept.count() == 0 && kept.notified());
