@@ -79,7 +79,7 @@ pub struct Geometry {
 
 /// `ceil(2^64 / d)` for `2 <= d`: the multiplier for [`div`].
 const fn magic(d: usize) -> u64 {
-    (((1u128 << 64) + d as u128 - 1) / d as u128) as u64
+    (1u128 << 64).div_ceil(d as u128) as u64
 }
 
 /// `(x / d, x % d)` by a multiplication, with `m = magic(d)`. Exact when
