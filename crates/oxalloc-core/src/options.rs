@@ -79,7 +79,7 @@ pub static PURGE_DELAY_MS: Opt = Opt::num(
 /// Most bytes (MiB) of empty but still resident pages kept for reuse.
 pub static CACHE_MAX_MIB: Opt = Opt::num(
     "CACHE_MAX_MIB",
-    2,
+    8,
     "most MiB of empty, still-resident pages kept for reuse; beyond it they are purged at once",
 );
 
