@@ -124,6 +124,7 @@ pub static EMPTY_HEAP: Heap = Heap {
     stats: HeapStats {
         allocs: [0; NUM_CLASSES + 2],
         frees: [0; NUM_CLASSES + 2],
+        remote_frees: 0,
     },
     fresh_spans: 0,
     id: 0,
@@ -553,12 +554,17 @@ unsafe fn free_other(heap: *mut Heap, span: *mut Span, p: *mut u8) {
     unsafe {
         match (*span).kind {
             SpanKind::Small => {
-                if is_empty_heap(heap) || (*span).block_size > PENDING_BLOCK_MAX {
+                if is_empty_heap(heap) {
+                    push_remote((*span).owner, span, p.cast(), p.cast(), 1);
+                    stats::add(&GLOBAL.remote_frees, 1);
+                    return;
+                }
+                stats::bump(&raw mut (*heap).stats.remote_frees);
+                if (*span).block_size > PENDING_BLOCK_MAX {
                     push_remote((*span).owner, span, p.cast(), p.cast(), 1);
                 } else {
                     gather(heap, span, p.cast());
                 }
-                stats::add(&GLOBAL.remote_frees, 1);
             }
             SpanKind::Large => {
                 stats::add(&GLOBAL.large_frees, 1);
