@@ -1,33 +1,48 @@
-//! The hardened heap: the state of each size class behind its own lock (a [`Shard`]),
-//! the large blocks behind another, and the operations the C and C++ layers call
-//! (`alloc`, `free`, `realloc`, `usable_size`) with their checks.
+//! The hardened heap: per-thread caches in front of the shared size classes (each
+//! behind its own lock, a [`Shard`]), the large blocks behind another lock, and the
+//! operations the C and C++ layers call (`alloc`, `free`, `realloc`, `usable_size`)
+//! with their checks.
 //!
-//! A pointer's class follows from its address alone, so a free takes exactly one lock
-//! (the class's, or the large table's) and no two threads working on different classes
-//! ever wait for each other. No code path holds two shard locks at once (only the fork
-//! handlers, which take them all in a fixed order). Each class has its own quarantine.
+//! **Slot states.** Every small slot has a state byte (out of line, an atomic):
+//! [`LIVE`] (handed out, not freed), [`USED`] (handed out at least once) and
+//! [`QUARANTINED`] (freed, zeroed, waiting). Every check of a pointer reads it without a
+//! lock, and a free *claims* the block with one atomic swap, so of two frees of the
+//! same block exactly one finds it live, whichever threads they run on; a slot that sits
+//! free in some thread's magazine is not live either, so freeing it is caught
+//! (`never handed out`, or `double free` if it was handed out before).
 //!
-//! Every pointer handed to a freeing function is validated before anything changes:
-//! it must be the start of a live slot of an opened slab (small region, decoded from
-//! the address alone) or the user address of a live large block (hash table). Then the
-//! canary is checked, the block zeroed and quarantined. Any failure is reported
-//! through [`report::fatal`], which never returns.
+//! **Per-thread front end** ([`crate::thread`]). Per size class, a thread keeps a
+//! magazine of free slots taken from the shared slabs in batches under the class lock,
+//! and a batch of blocks it freed; when the batch is full, it enters the class's shared
+//! FIFO quarantine under one lock acquisition, and the blocks that this pushes out are
+//! checked (still all zero, else `write after free`) outside the lock and refill the
+//! magazine. So a `malloc` takes no lock unless its magazine is empty, and a `free`
+//! none until its batch is full. The shared pool's slab bitmaps (`taken`) change only
+//! under the class lock; no code path holds two shard locks at once (only the fork
+//! handlers, which take them all in a fixed order).
 //!
-//! Stacks for leak reports are captured before the lock is taken: the unwinder may take
+//! Every pointer handed to a freeing function is validated before anything changes
+//! (apart from the claim): it must be the start of a live slot of an opened slab
+//! (small region, decoded from the address alone) or the user address of a live large
+//! block (hash table). Then the canary is checked, the block zeroed and quarantined.
+//! Any failure is reported through [`report::fatal`], which never returns.
+//!
+//! Stacks for leak reports are captured before any lock is taken: the unwinder may take
 //! the loader lock, and a thread inside `dlopen` may be waiting for ours.
 
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 
 use crate::backtrace::{self, Stack};
 use crate::canary;
 use crate::large::{self, Entry};
 use crate::lock::Lock;
-use crate::meta::{bit, set_bit, ClassMeta};
+use crate::meta::{set_bit, ClassMeta};
 use crate::mitigations::{self as mt, OPTIONS, STACK_DEPTH};
 use crate::quarantine::Ring;
 use crate::region::{self, geometry_cached as geo, Geometry, NUM_CLASSES, REGION_BYTES};
-use crate::report::{self, Kind};
+use crate::report::{self, Kind, Msg};
+use crate::thread::{self, ClassCache, MAG_MAX, Q_MAX};
 use oxalloc_sys::PAGE_SIZE;
 
 /// Requests above this fail with ENOMEM at once (as in glibc: `PTRDIFF_MAX`).
@@ -82,6 +97,11 @@ pub const CHECK: Op = Op {
     name: "ox_hardened_check",
     frees: false,
 };
+/// A thread's exit, when its cache is handed back.
+pub const THREAD_EXIT: Op = Op {
+    name: "thread exit",
+    frees: false,
+};
 
 /// What a sized free claims about the block.
 #[derive(Clone, Copy, Default)]
@@ -90,6 +110,30 @@ pub struct Expect {
     pub size: Option<usize>,
     /// The alignment it was allocated with.
     pub align: Option<usize>,
+}
+
+/// State bit: the slot is handed out and not freed.
+pub const LIVE: u8 = 1;
+/// State bit: the slot was handed out at least once.
+pub const USED: u8 = 2;
+/// State bit: the slot was freed and waits in a quarantine (a thread's batch or its
+/// class's ring).
+pub const QUARANTINED: u8 = 4;
+/// A slot id is `slab << SLOT_BITS | slot` (slots per slab are at most 2^11, slabs per
+/// class below 2^21, so ids fit in a `u32`).
+pub const SLOT_BITS: u32 = 11;
+
+#[inline]
+fn slot_id(slab: usize, slot: usize) -> u32 {
+    (slab << SLOT_BITS | slot) as u32
+}
+
+#[inline]
+fn split_id(id: u32) -> (usize, usize) {
+    (
+        (id >> SLOT_BITS) as usize,
+        (id & ((1 << SLOT_BITS) - 1)) as usize,
+    )
 }
 
 /// A lock and the state it guards, alone on its cache line(s) so that two shards
@@ -125,7 +169,7 @@ impl<T> Shard<T> {
     }
 }
 
-/// One size class: its slabs, out-of-line metadata, quarantine and counters.
+/// One size class's shared state: its slabs' pool bitmaps, quarantine and counters.
 pub struct Class {
     idx: usize,
     slabs: usize,
@@ -133,8 +177,6 @@ pub struct Class {
     meta: ClassMeta,
     quarantine: Ring,
     rng: u64,
-    live_bytes: usize,
-    live_blocks: usize,
     mapped_bytes: usize,
 }
 
@@ -147,9 +189,69 @@ impl Class {
             meta: ClassMeta::empty(),
             quarantine: Ring::empty(),
             rng: 0,
-            live_bytes: 0,
-            live_blocks: 0,
             mapped_bytes: 0,
+        }
+    }
+}
+
+/// What every thread may read about a class without its lock: the number of opened
+/// slabs (published after their metadata is committed), the per-slot arrays, and the
+/// front end's capacities. Set once at initialisation, except `slabs`.
+pub struct ClassInfo {
+    slabs: AtomicUsize,
+    states: AtomicUsize,
+    sizes: AtomicUsize,
+    stacks: AtomicUsize,
+    mag_cap: AtomicU32,
+    q_batch: AtomicU32,
+}
+
+static INFO: [ClassInfo; NUM_CLASSES] = [const {
+    ClassInfo {
+        slabs: AtomicUsize::new(0),
+        states: AtomicUsize::new(0),
+        sizes: AtomicUsize::new(0),
+        stacks: AtomicUsize::new(0),
+        mag_cap: AtomicU32::new(0),
+        q_batch: AtomicU32::new(0),
+    }
+}; NUM_CLASSES];
+
+/// The out-of-line metadata of one slot.
+struct SlotMeta {
+    state: &'static AtomicU8,
+    size: &'static AtomicU32,
+    stack: Option<&'static [AtomicUsize; STACK_DEPTH]>,
+}
+
+impl SlotMeta {
+    fn stack(&self) -> Option<Stack> {
+        self.stack
+            .map(|s| core::array::from_fn(|i| s[i].load(Ordering::Relaxed)))
+    }
+}
+
+/// The metadata of slot `slot` of slab `slab` of class `c`; the slab must be open
+/// (checked: a bad index aborts rather than touch memory outside the arrays).
+#[inline]
+fn slot_meta(c: usize, slab: usize, slot: usize) -> SlotMeta {
+    let info = &INFO[c];
+    let slots = geo(c).slots;
+    assert!(slab < info.slabs.load(Ordering::Acquire) && slot < slots);
+    let idx = slab * slots + slot;
+    let (states, sizes, stacks) = (
+        info.states.load(Ordering::Relaxed),
+        info.sizes.load(Ordering::Relaxed),
+        info.stacks.load(Ordering::Relaxed),
+    );
+    // SAFETY: the arrays are committed for every opened slab before the slab count is
+    // published (checked above), are zero-initialised (valid atomics) and never
+    // unmapped; the element types are atomics, so sharing them is sound.
+    unsafe {
+        SlotMeta {
+            state: &*(states as *const AtomicU8).add(idx),
+            size: &*(sizes as *const AtomicU32).add(idx),
+            stack: (stacks != 0).then(|| &*(stacks as *const [AtomicUsize; STACK_DEPTH]).add(idx)),
         }
     }
 }
@@ -174,6 +276,10 @@ pub static LARGE: Shard<Large> = Shard::new(Large {
     live_blocks: 0,
     mapped_bytes: 0,
 });
+
+/// Live small bytes and blocks of threads without a cache (wrapping counters).
+static DIRECT_BYTES: AtomicUsize = AtomicUsize::new(0);
+static DIRECT_BLOCKS: AtomicUsize = AtomicUsize::new(0);
 
 /// Serialises initialisation.
 static INIT: Lock = Lock::new();
@@ -222,6 +328,24 @@ pub fn quarantine_len(c: usize, blocks: usize, bytes: usize) -> usize {
         .min(blocks)
 }
 
+/// Bytes of slots a thread's magazine of one class holds at most.
+const MAG_BYTES: usize = 32 * 1024;
+/// Bytes of slots a thread's quarantine batch of one class holds at most.
+const Q_BYTES: usize = 16 * 1024;
+
+/// (magazine capacity, quarantine batch) of class `c` whose ring holds `ring` blocks:
+/// a batch of 0 sends freed blocks straight to the magazine (no quarantine).
+pub fn front_caps(c: usize, ring: usize) -> (usize, usize) {
+    let stride = geo(c).stride;
+    let mag = (MAG_BYTES / stride).clamp(2, MAG_MAX);
+    let q = if mt::QUARANTINE && ring > 0 {
+        (Q_BYTES / stride).clamp(1, Q_MAX).min(ring)
+    } else {
+        0
+    };
+    (mag, q)
+}
+
 fn init_all() -> bool {
     OPTIONS.load();
     let secret = oxalloc_sys::random_u64();
@@ -234,24 +358,37 @@ fn init_all() -> bool {
     let q_blocks = OPTIONS.quarantine.load(Ordering::Relaxed);
     let q_bytes = OPTIONS.quarantine_bytes.load(Ordering::Relaxed);
     for (c, shard) in CLASSES.iter().enumerate() {
+        let ring = quarantine_len(c, q_blocks, q_bytes);
         let ok = shard.with(|cl| {
             let g = geo(c);
             cl.idx = c;
             cl.rng = (secret ^ (c as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)).rotate_left(17) | 1;
-            cl.meta.reserve(g.max_slabs, g.slots, leaks)
-                && cl.quarantine.init(quarantine_len(c, q_blocks, q_bytes))
+            cl.meta.reserve(g.max_slabs, g.slots, leaks) && cl.quarantine.init(ring)
         });
         if !ok {
             return false;
         }
+        let info = &INFO[c];
+        let (states, sizes, stacks) = shard.with(|cl| cl.meta.bases());
+        info.states.store(states, Ordering::Relaxed);
+        info.sizes.store(sizes, Ordering::Relaxed);
+        info.stacks.store(stacks, Ordering::Relaxed);
+        let (mag, q) = front_caps(c, ring);
+        info.mag_cap.store(mag as u32, Ordering::Relaxed);
+        info.q_batch.store(q as u32, Ordering::Relaxed);
     }
+    // Before READY: a thread that finds the heap ready finds the exit key too.
+    thread::init_key();
     LARGE.with(|l| {
         l.quarantine
             .init(OPTIONS.large_quarantine.load(Ordering::Relaxed))
     })
 }
 
+// Lock order: the thread registry, INIT, the classes in order, the large blocks. No
+// other path holds two of them.
 extern "C" fn fork_prepare() {
+    thread::REGISTRY.lock.lock();
     INIT.lock();
     for s in &CLASSES {
         s.lock.lock();
@@ -264,12 +401,17 @@ fn fork_release() {
         s.lock.unlock();
     }
     INIT.unlock();
+    thread::REGISTRY.lock.unlock();
 }
 extern "C" fn fork_parent() {
     fork_release();
 }
 extern "C" fn fork_child() {
     // The child has only the forking thread, which took the locks in `fork_prepare`.
+    // Its own cache is consistent (it was inside fork, not malloc). The caches of the
+    // threads that did not survive may have been caught mid-update, so they are left
+    // alone: their slots stay out of the pool (at most a magazine and a batch per
+    // class and thread), and nothing in them is live.
     fork_release();
 }
 
@@ -373,9 +515,17 @@ fn small_class(base: usize, p: usize) -> Option<usize> {
     (off < NUM_CLASSES * REGION_BYTES).then_some(off / REGION_BYTES)
 }
 
+/// Reports: releases `held` (the lock the caller holds, if any) first.
+fn die(held: Option<&Lock>, m: Msg, marker: usize, allocated: Option<&Stack>) -> ! {
+    match held {
+        Some(l) => report::fatal(l, m, marker, allocated),
+        None => report::fatal_unlocked(m, marker, allocated),
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn overflow(
-    held: &Lock,
+    held: Option<&Lock>,
     p: usize,
     size: usize,
     class_size: usize,
@@ -392,11 +542,11 @@ fn overflow(
         .str(" (")
         .num((off - size + 1) as u64)
         .str(" bytes past its end)");
-    report::fatal(held, m, marker, has_stack(stack))
+    die(held, m, marker, has_stack(stack))
 }
 
 /// Checks what a sized or aligned free claims against the block.
-fn check_expect(held: &Lock, b: &Block, p: usize, x: Expect, op: Op, marker: usize) {
+fn check_expect(held: Option<&Lock>, b: &Block, p: usize, x: Expect, op: Op, marker: usize) {
     if !mt::CHECK_SIZED_FREE {
         return;
     }
@@ -409,7 +559,7 @@ fn check_expect(held: &Lock, b: &Block, p: usize, x: Expect, op: Op, marker: usi
                 .num(size as u64)
                 .str(", allocated with size ")
                 .num(b.size() as u64);
-            report::fatal(held, m, marker, None);
+            die(held, m, marker, None);
         }
     }
     if let Some(align) = x.align {
@@ -421,7 +571,7 @@ fn check_expect(held: &Lock, b: &Block, p: usize, x: Expect, op: Op, marker: usi
                 .num(align as u64)
                 .str(", allocated with alignment ")
                 .num(b.align() as u64);
-            report::fatal(held, m, marker, None);
+            die(held, m, marker, None);
         }
     }
 }
@@ -442,7 +592,7 @@ impl Class {
         x.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
-    // ---------------------------------------------------------------- allocation
+    // ---------------------------------------------------------------- the pool
 
     fn open_slab(&mut self, base: usize, g: &Geometry) -> bool {
         let c = self.idx;
@@ -460,6 +610,8 @@ impl Class {
             self.mapped_bytes += g.slab_bytes;
         }
         self.slabs = k + 1;
+        // The slab's metadata is committed: other threads may now look at its slots.
+        INFO[c].slabs.store(k + 1, Ordering::Release);
         let head = self.partial;
         let m = self.meta.slab(k);
         m.open(g.slots);
@@ -470,186 +622,43 @@ impl Class {
         true
     }
 
-    /// Allocates a slot for `n` bytes (this class); 0 when out of memory.
-    fn alloc(&mut self, base: usize, n: usize, zero: bool, stack: &Stack) -> usize {
+    /// Takes up to `out.len()` free slots out of the pool, each picked at random within
+    /// its slab; returns how many (fewer only when out of memory).
+    fn take(&mut self, base: usize, out: &mut [u32]) -> usize {
         let g = geo(self.idx);
-        if self.partial == 0 && !self.open_slab(base, &g) {
-            return 0;
-        }
-        let r = if mt::RANDOM_SLOTS { self.random() } else { 0 };
-        let k = self.partial as usize - 1;
-        let m = self.meta.slab(k);
-        let Some(i) = m.pick_free(g.slots, r) else {
-            // The free count said otherwise: our own metadata is inconsistent.
-            let mut msg = report::headline(Kind::InvalidPointer, 0);
-            msg.str(": internal error, slab metadata inconsistent");
-            report::fatal(self.held(), msg, 0, None);
-        };
-        set_bit(&mut m.live, i, true);
-        set_bit(&mut m.used, i, true);
-        m.free_slots -= 1;
-        if m.free_slots == 0 {
-            self.partial = m.next_partial;
-            m.next_partial = 0;
-            m.on_partial = false;
-        }
-        *self.meta.size(k, i) = n as u32;
-        if let Some(s) = self.meta.stack(k, i) {
-            *s = *stack;
-        }
-        let addr = region::slot_addr(base, self.idx, k, i);
-        if self.idx != 0 {
-            // Every free slot is all zero (fresh from the kernel, or zeroed on free and
-            // checked when it left the quarantine), so `calloc` needs nothing more.
-            // SAFETY: the slot lies in an opened slab and is not live, so no reference
-            // to it exists.
-            let slot = unsafe { bytes(addr, g.stride) };
-            if mt::CANARY {
-                canary::write_fresh(addr, slot, n);
+        let mut got = 0;
+        while got < out.len() {
+            if self.partial == 0 && !self.open_slab(base, &g) {
+                break;
             }
-            if !zero && OPTIONS.junk() {
-                slot[..n].fill(mt::JUNK_BYTE);
+            let r = if mt::RANDOM_SLOTS { self.random() } else { 0 };
+            let k = self.partial as usize - 1;
+            let m = self.meta.slab(k);
+            let Some(i) = m.pick_free(g.slots, r) else {
+                // The free count said otherwise: our own metadata is inconsistent.
+                let mut msg = report::headline(Kind::InvalidPointer, 0);
+                msg.str(": internal error, slab metadata inconsistent");
+                report::fatal(self.held(), msg, 0, None);
+            };
+            set_bit(&mut m.taken, i, true);
+            m.free_slots -= 1;
+            if m.free_slots == 0 {
+                self.partial = m.next_partial;
+                m.next_partial = 0;
+                m.on_partial = false;
             }
+            out[got] = slot_id(k, i);
+            got += 1;
         }
-        self.live_bytes += n;
-        self.live_blocks += 1;
-        addr
+        got
     }
 
-    // ---------------------------------------------------------------- validation
-
-    /// Finds the live block of this class that starts at `p`, or reports the misuse.
-    fn validate(&mut self, base: usize, p: usize, op: Op, marker: usize) -> Block {
-        let pl = region::place(base, p).expect("inside the small region");
-        let g = geo(pl.class);
-        let held = self.held();
-        let invalid = if op.frees {
-            Kind::InvalidFree
-        } else {
-            Kind::InvalidPointer
-        };
-        if pl.slab >= self.slabs || pl.slot >= g.slots {
-            let mut m = report::headline(invalid, p);
-            report::within(&mut m, op.name);
-            m.str(": never handed out by malloc (");
-            if pl.in_span >= g.slab_bytes {
-                m.str("a guard page");
-            } else if pl.slab >= self.slabs {
-                m.str("a slab not yet in use");
-            } else {
-                m.str("past the last slot of its slab");
-            }
-            m.str(" of size class ").num(g.size as u64).str(")");
-            report::fatal(held, m, marker, None);
-        }
-        let start = p - pl.offset;
-        let m = self.meta.slab(pl.slab);
-        let live = bit(&m.live, pl.slot);
-        let used = bit(&m.used, pl.slot);
-        let size = *self.meta.size(pl.slab, pl.slot) as usize;
-        let stack = self.meta.stack(pl.slab, pl.slot).copied();
-        if pl.offset != 0 {
-            let mut m = report::headline(invalid, p);
-            report::within(&mut m, op.name);
-            if !p.is_multiple_of(16) {
-                m.str(": unaligned pointer, ");
-            } else {
-                m.str(": interior pointer, ");
-            }
-            m.num(pl.offset as u64).str(" bytes into the ");
-            m.str(if live { "live" } else { "free" });
-            m.str(" block at ").hex(start as u64);
-            report::block(&mut m, if live { size } else { 0 }, g.size);
-            report::fatal(held, m, marker, stack.as_ref().filter(|_| live));
-        }
-        if !live {
-            let mut m;
-            if used {
-                let kind = if op.frees {
-                    Kind::DoubleFree
-                } else {
-                    Kind::UseAfterFree
-                };
-                m = report::headline(kind, p);
-                report::block(&mut m, size, g.size);
-                report::within(&mut m, op.name);
-                m.str(": the block was already freed");
-            } else {
-                m = report::headline(invalid, p);
-                report::within(&mut m, op.name);
-                m.str(": a slot never handed out by malloc (size class ")
-                    .num(g.size as u64)
-                    .str(")");
-            }
-            report::fatal(held, m, marker, stack.as_ref().filter(|_| used));
-        }
-        if mt::CANARY && pl.class != 0 {
-            // SAFETY: the slot is live in an opened slab; we only read its tail.
-            let slot = unsafe { bytes(p, g.stride) };
-            if let Some(off) = canary::check(p, slot, size) {
-                let st = stack.unwrap_or([0; STACK_DEPTH]);
-                overflow(held, p, size, g.size, off, op, marker, &st);
-            }
-        }
-        Block::Small {
-            class: pl.class,
-            slab: pl.slab,
-            slot: pl.slot,
-            addr: p,
-            size,
-        }
-    }
-
-    // ---------------------------------------------------------------- freeing
-
-    /// Frees a validated block: zero, quarantine, and release what leaves the quarantine.
-    fn release(&mut self, base: usize, b: Block, op: Op, marker: usize) {
-        let Block::Small {
-            slab,
-            slot,
-            addr,
-            size,
-            ..
-        } = b
-        else {
-            unreachable!("small blocks only");
-        };
-        self.live_blocks -= 1;
-        self.live_bytes -= size;
-        if self.idx == 0 {
-            // Nothing to zero or check: the slot is never accessible.
-            let m = self.meta.slab(slab);
-            set_bit(&mut m.live, slot, false);
-            self.slot_free(slab, slot);
-            return;
-        }
-        let g = geo(self.idx);
-        if mt::ZERO_ON_FREE {
-            // SAFETY: the live slot lies in an opened slab; the program gave it back,
-            // so nothing of ours refers to it.
-            unsafe { bytes(addr, g.stride) }.fill(0);
-        }
-        let m = self.meta.slab(slab);
-        set_bit(&mut m.live, slot, false);
-        if mt::QUARANTINE {
-            set_bit(&mut m.quarantined, slot, true);
-            if let Some(old) = self.quarantine.push(slab << 16 | slot) {
-                self.leave_quarantine(base, old, op, marker);
-                // The next free of this class checks the next oldest block: start
-                // loading it now, so that check does not wait for memory.
-                if let Some(next) = self.quarantine.oldest() {
-                    let a = region::slot_addr(base, self.idx, next >> 16, next & 0xffff);
-                    prefetch(a, g.stride);
-                }
-            }
-        } else {
-            self.slot_free(slab, slot);
-        }
-    }
-
-    fn slot_free(&mut self, slab: usize, slot: usize) {
+    /// Gives a free (not live, not quarantined, all zero) slot back to the pool.
+    fn put(&mut self, id: u32) {
+        let (slab, slot) = split_id(id);
         let head = self.partial;
         let m = self.meta.slab(slab);
+        set_bit(&mut m.taken, slot, false);
         m.mark_free(slot);
         m.free_slots += 1;
         if !m.on_partial {
@@ -659,106 +668,416 @@ impl Class {
         }
     }
 
-    /// Reports a write after free into the quarantined slot at `addr`.
-    fn write_after_free(
-        &mut self,
-        base: usize,
-        addr: usize,
-        off: usize,
-        how: (&str, &str),
-        marker: usize,
-    ) -> ! {
-        let pl = region::place(base, addr).expect("small");
-        let g = geo(pl.class);
-        // SAFETY: quarantined slots lie in opened slabs and are not live.
-        let byte = unsafe { bytes(addr, g.stride) }[off];
-        let size = *self.meta.size(pl.slab, pl.slot) as usize;
-        let stack = self.meta.stack(pl.slab, pl.slot).copied();
-        let mut m = report::headline(Kind::WriteAfterFree, addr);
-        report::block(&mut m, size, g.size);
-        m.str(": byte ")
-            .num(off as u64)
-            .str(" of the freed block is ")
-            .hex(byte as u64)
-            .str(", not 0 (found ")
-            .str(how.0)
-            .str(how.1)
-            .str("())");
-        report::fatal(self.held(), m, marker, stack.as_ref())
-    }
-
-    /// A block leaves the quarantine (`entry`: slab << 16 | slot): it must still be all
-    /// zero.
-    fn leave_quarantine(&mut self, base: usize, entry: usize, op: Op, marker: usize) {
-        let (slab, slot) = (entry >> 16, entry & 0xffff);
-        let g = geo(self.idx);
-        let addr = region::slot_addr(base, self.idx, slab, slot);
-        // SAFETY: quarantined slots lie in opened slabs and are not live.
-        let bytes = unsafe { bytes(addr, g.stride) };
-        if let Some(off) = first_nonzero(bytes) {
-            let how = ("when it left the quarantine, in ", op.name);
-            self.write_after_free(base, addr, off, how, marker);
-        }
-        let m = self.meta.slab(slab);
-        set_bit(&mut m.quarantined, slot, false);
-        self.slot_free(slab, slot);
-    }
-
-    /// Checks every quarantined block of this class now.
+    /// Checks every block in this class's ring now.
     fn check_quarantine(&mut self, base: usize, marker: usize) {
         let g = geo(self.idx);
         for i in 0..self.quarantine.len() {
-            let entry = self.quarantine.get(i);
-            let addr = region::slot_addr(base, self.idx, entry >> 16, entry & 0xffff);
+            let id = self.quarantine.get(i) as u32;
+            let (slab, slot) = split_id(id);
+            let addr = region::slot_addr(base, self.idx, slab, slot);
             // SAFETY: quarantined slots lie in opened slabs and are not live.
-            let slot = unsafe { bytes(addr, g.stride) };
-            if let Some(off) = first_nonzero(slot) {
-                self.write_after_free(base, addr, off, ("by ", CHECK.name), marker);
+            let s = unsafe { bytes(addr, g.stride) };
+            if let Some(off) = first_nonzero(s) {
+                let held = Some(self.held());
+                write_after_free(base, self.idx, id, off, ("by ", CHECK.name), held, marker);
             }
         }
     }
+}
 
-    /// Resizes in place when the new size stays in this class.
-    fn resize_in_place(&mut self, b: &Block, n: usize) -> bool {
-        let Block::Small {
-            class,
-            slab,
-            slot,
-            addr,
-            size,
-        } = *b
-        else {
-            return false;
-        };
-        if class == 0 || n == 0 || n > region::MAX_SMALL_REQUEST || region::class_of(n) != class {
-            return false;
+// -------------------------------------------------------------------- small blocks
+
+/// Hands out slot `id` of class `c` (taken from the pool, all zero) for `n` bytes.
+#[inline]
+fn finish_alloc(base: usize, c: usize, id: u32, n: usize, zero: bool, stack: &Stack) -> usize {
+    let (slab, slot) = split_id(id);
+    let sm = slot_meta(c, slab, slot);
+    sm.size.store(n as u32, Ordering::Relaxed);
+    if let Some(s) = sm.stack {
+        for (w, &ip) in s.iter().zip(stack) {
+            w.store(ip, Ordering::Relaxed);
         }
-        let g = geo(class);
-        *self.meta.size(slab, slot) = n as u32;
-        // SAFETY: the live slot lies in an opened slab; the program handed it to us.
-        let s = unsafe { bytes(addr, g.stride) };
-        if n > size && OPTIONS.junk() {
-            s[size..n].fill(mt::JUNK_BYTE);
-        } else if n > size {
-            s[size..n].fill(0);
-        }
-        if mt::CANARY {
-            canary::write(addr, s, n);
-        }
-        self.live_bytes = self.live_bytes + n - size;
-        true
     }
+    let addr = region::slot_addr(base, c, slab, slot);
+    if c != 0 {
+        // Every free slot is all zero (fresh from the kernel, or zeroed on free and
+        // checked when it left the quarantine), so `calloc` needs nothing more.
+        // SAFETY: the slot lies in an opened slab and is not live: this thread took it
+        // from the pool or its own magazine, so no reference to it exists.
+        let s = unsafe { bytes(addr, geo(c).stride) };
+        if mt::CANARY {
+            canary::write_fresh(addr, s, n);
+        }
+        if !zero && OPTIONS.junk() {
+            s[..n].fill(mt::JUNK_BYTE);
+        }
+    }
+    // Release: whoever sees the slot live sees its size, stack and canary.
+    sm.state.store(LIVE | USED, Ordering::Release);
+    addr
+}
 
-    fn for_each_live(&mut self, f: &mut impl FnMut(usize, &Stack)) {
-        let none = [0; STACK_DEPTH];
-        let g = geo(self.idx);
-        for k in 0..self.slabs {
-            for i in 0..g.slots {
-                if bit(&self.meta.slab(k).live, i) {
-                    let size = *self.meta.size(k, i) as usize;
-                    let st = self.meta.stack(k, i).copied().unwrap_or(none);
-                    f(size, &st);
-                }
+/// Allocates a block of class `c` for `n` bytes; 0 when out of memory.
+#[inline]
+fn alloc_small(base: usize, c: usize, n: usize, zero: bool, stack: &Stack) -> usize {
+    let t = thread::current();
+    if t.is_null() {
+        return alloc_direct(base, c, n, zero, stack);
+    }
+    // SAFETY: the record belongs to the calling thread alone (its TLS word names it).
+    let t = unsafe { &mut *t };
+    let r = t.random();
+    let cc = &mut t.classes[c];
+    if cc.mag_len == 0 && !refill(base, c, cc) {
+        return 0;
+    }
+    // A random entry of the magazine (no division: the high half of a product).
+    let len = cc.mag_len as usize;
+    let j = (((r >> 32) * len as u64) >> 32) as usize;
+    let id = cc.mag[j];
+    cc.mag[j] = cc.mag[len - 1];
+    cc.mag_len -= 1;
+    t.count(n, 1);
+    finish_alloc(base, c, id, n, zero, stack)
+}
+
+/// Fills half an empty magazine from the pool, under the class lock.
+#[inline(never)]
+fn refill(base: usize, c: usize, cc: &mut ClassCache) -> bool {
+    let want = (INFO[c].mag_cap.load(Ordering::Relaxed) as usize / 2).max(1);
+    let got = CLASSES[c].with(|cl| cl.take(base, &mut cc.mag[..want]));
+    cc.mag_len = got as u32;
+    got > 0
+}
+
+/// Without a thread cache: one slot straight from the pool.
+#[cold]
+fn alloc_direct(base: usize, c: usize, n: usize, zero: bool, stack: &Stack) -> usize {
+    let mut id = [0u32];
+    if CLASSES[c].with(|cl| cl.take(base, &mut id)) == 0 {
+        return 0;
+    }
+    DIRECT_BYTES.fetch_add(n, Ordering::Relaxed);
+    DIRECT_BLOCKS.fetch_add(1, Ordering::Relaxed);
+    finish_alloc(base, c, id[0], n, zero, stack)
+}
+
+/// Finds the live block of class `c` that starts at `p`, or reports the misuse. With
+/// `claim` (a free), the block is atomically marked freed at the same time, so no
+/// other free can also find it live.
+fn validate_small(base: usize, c: usize, p: usize, op: Op, marker: usize, claim: bool) -> Block {
+    let pl = region::place(base, p).expect("inside the small region");
+    let g = geo(c);
+    let invalid = if op.frees {
+        Kind::InvalidFree
+    } else {
+        Kind::InvalidPointer
+    };
+    if pl.slab >= INFO[c].slabs.load(Ordering::Acquire) || pl.slot >= g.slots {
+        let mut m = report::headline(invalid, p);
+        report::within(&mut m, op.name);
+        m.str(": never handed out by malloc (");
+        if pl.in_span >= g.slab_bytes {
+            m.str("a guard page");
+        } else if pl.slab >= INFO[c].slabs.load(Ordering::Acquire) {
+            m.str("a slab not yet in use");
+        } else {
+            m.str("past the last slot of its slab");
+        }
+        m.str(" of size class ").num(g.size as u64).str(")");
+        report::fatal_unlocked(m, marker, None);
+    }
+    let sm = slot_meta(c, pl.slab, pl.slot);
+    if pl.offset != 0 {
+        let start = p - pl.offset;
+        let live = sm.state.load(Ordering::Acquire) & LIVE != 0;
+        let size = sm.size.load(Ordering::Relaxed) as usize;
+        let mut m = report::headline(invalid, p);
+        report::within(&mut m, op.name);
+        if !p.is_multiple_of(16) {
+            m.str(": unaligned pointer, ");
+        } else {
+            m.str(": interior pointer, ");
+        }
+        m.num(pl.offset as u64).str(" bytes into the ");
+        m.str(if live { "live" } else { "free" });
+        m.str(" block at ").hex(start as u64);
+        report::block(&mut m, if live { size } else { 0 }, g.size);
+        let stack = sm.stack().filter(|_| live);
+        report::fatal_unlocked(m, marker, stack.as_ref());
+    }
+    let old = if claim {
+        sm.state.swap(USED | QUARANTINED, Ordering::AcqRel)
+    } else {
+        sm.state.load(Ordering::Acquire)
+    };
+    let size = sm.size.load(Ordering::Relaxed) as usize;
+    if old & LIVE == 0 {
+        // (A claim changed the state of a slot that was not live: the process ends
+        // with this report, so it does not matter.)
+        let mut m;
+        let used = old & USED != 0;
+        if used {
+            let kind = if op.frees {
+                Kind::DoubleFree
+            } else {
+                Kind::UseAfterFree
+            };
+            m = report::headline(kind, p);
+            report::block(&mut m, size, g.size);
+            report::within(&mut m, op.name);
+            m.str(": the block was already freed");
+        } else {
+            m = report::headline(invalid, p);
+            report::within(&mut m, op.name);
+            m.str(": a slot never handed out by malloc (size class ")
+                .num(g.size as u64)
+                .str(")");
+        }
+        let stack = sm.stack().filter(|_| used);
+        report::fatal_unlocked(m, marker, stack.as_ref());
+    }
+    if mt::CANARY && c != 0 {
+        // SAFETY: the slot is live in an opened slab; we only read its tail.
+        let slot = unsafe { bytes(p, g.stride) };
+        if let Some(off) = canary::check(p, slot, size) {
+            let st = sm.stack().unwrap_or([0; STACK_DEPTH]);
+            overflow(None, p, size, g.size, off, op, marker, &st);
+        }
+    }
+    Block::Small {
+        class: c,
+        slab: pl.slab,
+        slot: pl.slot,
+        addr: p,
+        size,
+    }
+}
+
+/// Reports a write after free into the quarantined slot `id` of class `c`.
+fn write_after_free(
+    base: usize,
+    c: usize,
+    id: u32,
+    off: usize,
+    how: (&str, &str),
+    held: Option<&Lock>,
+    marker: usize,
+) -> ! {
+    let (slab, slot) = split_id(id);
+    let g = geo(c);
+    let addr = region::slot_addr(base, c, slab, slot);
+    // SAFETY: quarantined slots lie in opened slabs and are not live.
+    let byte = unsafe { bytes(addr, g.stride) }[off];
+    let sm = slot_meta(c, slab, slot);
+    let size = sm.size.load(Ordering::Relaxed) as usize;
+    let mut m = report::headline(Kind::WriteAfterFree, addr);
+    report::block(&mut m, size, g.size);
+    m.str(": byte ")
+        .num(off as u64)
+        .str(" of the freed block is ")
+        .hex(byte as u64)
+        .str(", not 0 (found ")
+        .str(how.0)
+        .str(how.1)
+        .str("())");
+    die(held, m, marker, sm.stack().as_ref())
+}
+
+/// Block `id` of class `c` leaves the quarantine: it must still be all zero. It is
+/// then free (no longer quarantined), owned by the caller.
+#[inline]
+fn leave_quarantine(base: usize, c: usize, id: u32, held: Option<&Lock>, op: Op, marker: usize) {
+    let (slab, slot) = split_id(id);
+    if c != 0 {
+        let addr = region::slot_addr(base, c, slab, slot);
+        // SAFETY: quarantined slots lie in opened slabs and are not live.
+        let s = unsafe { bytes(addr, geo(c).stride) };
+        if let Some(off) = first_nonzero(s) {
+            let how = ("when it left the quarantine, in ", op.name);
+            write_after_free(base, c, id, off, how, held, marker);
+        }
+    }
+    slot_meta(c, slab, slot)
+        .state
+        .store(USED, Ordering::Relaxed);
+}
+
+/// Frees a validated (claimed) small block: zero, then the thread's quarantine batch.
+#[inline]
+fn release_small(base: usize, b: Block, op: Op, marker: usize) {
+    let Block::Small {
+        class: c,
+        slab,
+        slot,
+        addr,
+        size,
+    } = b
+    else {
+        unreachable!("small blocks only");
+    };
+    if c != 0 && mt::ZERO_ON_FREE {
+        // SAFETY: the slot lies in an opened slab; the program gave it back and we
+        // claimed it, so nothing else refers to it.
+        unsafe { bytes(addr, geo(c).stride) }.fill(0);
+    }
+    let id = slot_id(slab, slot);
+    let t = thread::current();
+    if t.is_null() {
+        return release_direct(base, c, id, size, op, marker);
+    }
+    // SAFETY: the record belongs to the calling thread alone.
+    let t = unsafe { &mut *t };
+    t.count(size.wrapping_neg(), usize::MAX);
+    let qb = INFO[c].q_batch.load(Ordering::Relaxed) as usize;
+    let cc = &mut t.classes[c];
+    if qb == 0 {
+        leave_quarantine(base, c, id, None, op, marker);
+        to_mag(c, cc, &[id]);
+        return;
+    }
+    cc.q[cc.q_len as usize] = id;
+    cc.q_len += 1;
+    if cc.q_len as usize >= qb {
+        flush(base, c, cc, op, marker);
+    }
+}
+
+/// Moves a thread's quarantine batch of class `c` into the class's ring (one lock);
+/// the blocks it pushes out are checked outside the lock and go to the magazine.
+#[inline(never)]
+fn flush(base: usize, c: usize, cc: &mut ClassCache, op: Op, marker: usize) {
+    let n = cc.q_len as usize;
+    let mut out = [0u32; Q_MAX];
+    let evicted = CLASSES[c].with(|cl| {
+        let mut e = 0;
+        for &id in &cc.q[..n] {
+            if let Some(old) = cl.quarantine.push(id as usize) {
+                out[e] = old as u32;
+                e += 1;
+            }
+        }
+        e
+    });
+    cc.q_len = 0;
+    let out = &out[..evicted];
+    let stride = geo(c).stride;
+    for &id in out {
+        let (slab, slot) = split_id(id);
+        prefetch(region::slot_addr(base, c, slab, slot), stride);
+    }
+    for &id in out {
+        leave_quarantine(base, c, id, None, op, marker);
+    }
+    to_mag(c, cc, out);
+}
+
+/// Puts free slots into the magazine; what does not fit goes back to the pool.
+#[inline]
+fn to_mag(c: usize, cc: &mut ClassCache, ids: &[u32]) {
+    let cap = INFO[c].mag_cap.load(Ordering::Relaxed) as usize;
+    let room = cap.saturating_sub(cc.mag_len as usize).min(ids.len());
+    let len = cc.mag_len as usize;
+    cc.mag[len..len + room].copy_from_slice(&ids[..room]);
+    cc.mag_len += room as u32;
+    if room < ids.len() {
+        give_back(c, &ids[room..]);
+    }
+}
+
+/// Returns free slots to the pool, under the class lock.
+#[inline(never)]
+fn give_back(c: usize, ids: &[u32]) {
+    CLASSES[c].with(|cl| {
+        for &id in ids {
+            cl.put(id);
+        }
+    });
+}
+
+/// Without a thread cache: straight into the ring, under the lock.
+#[cold]
+fn release_direct(base: usize, c: usize, id: u32, size: usize, op: Op, marker: usize) {
+    DIRECT_BYTES.fetch_sub(size, Ordering::Relaxed);
+    DIRECT_BLOCKS.fetch_sub(1, Ordering::Relaxed);
+    CLASSES[c].with(|cl| {
+        let out = if mt::QUARANTINE {
+            cl.quarantine.push(id as usize)
+        } else {
+            Some(id as usize)
+        };
+        if let Some(old) = out {
+            leave_quarantine(base, c, old as u32, Some(cl.held()), op, marker);
+            cl.put(old as u32);
+        }
+    });
+}
+
+/// Hands a thread's cache back (thread exit): its quarantine batches enter the rings,
+/// its magazines go back to the pool.
+pub fn drain_cache(t: &mut thread::Cache) {
+    let base = SMALL_BASE.load(Ordering::Relaxed);
+    let marker = crate::stack_marker!();
+    for (c, cc) in t.classes.iter_mut().enumerate() {
+        if cc.q_len != 0 {
+            flush(base, c, cc, THREAD_EXIT, marker);
+        }
+        if cc.mag_len != 0 {
+            give_back(c, &cc.mag[..cc.mag_len as usize]);
+            cc.mag_len = 0;
+        }
+    }
+}
+
+/// Resizes in place when the new size stays in this class.
+fn resize_in_place(b: &Block, n: usize) -> bool {
+    let Block::Small {
+        class,
+        slab,
+        slot,
+        addr,
+        size,
+    } = *b
+    else {
+        return false;
+    };
+    if class == 0 || n == 0 || n > region::MAX_SMALL_REQUEST || region::class_of(n) != class {
+        return false;
+    }
+    let g = geo(class);
+    slot_meta(class, slab, slot)
+        .size
+        .store(n as u32, Ordering::Relaxed);
+    // SAFETY: the live slot lies in an opened slab; the program handed it to us.
+    let s = unsafe { bytes(addr, g.stride) };
+    if n > size && OPTIONS.junk() {
+        s[size..n].fill(mt::JUNK_BYTE);
+    } else if n > size {
+        s[size..n].fill(0);
+    }
+    if mt::CANARY {
+        canary::write(addr, s, n);
+    }
+    let t = thread::current();
+    if t.is_null() {
+        DIRECT_BYTES.fetch_add(n.wrapping_sub(size), Ordering::Relaxed);
+    } else {
+        // SAFETY: the record belongs to the calling thread alone.
+        unsafe { &*t }.count(n.wrapping_sub(size), 0);
+    }
+    true
+}
+
+/// Calls `f(size, stack)` for every live small block of class `c`.
+fn for_each_live_small(c: usize, f: &mut impl FnMut(usize, &Stack)) {
+    let none = [0; STACK_DEPTH];
+    let g = geo(c);
+    for k in 0..INFO[c].slabs.load(Ordering::Acquire) {
+        for i in 0..g.slots {
+            let sm = slot_meta(c, k, i);
+            if sm.state.load(Ordering::Acquire) & LIVE != 0 {
+                let size = sm.size.load(Ordering::Relaxed) as usize;
+                f(size, &sm.stack().unwrap_or(none));
             }
         }
     }
@@ -835,7 +1154,7 @@ impl Large {
                 let block = unsafe { bytes(p, end - p) };
                 if let Some(off) = canary::check(p, block, e.size) {
                     overflow(
-                        held,
+                        Some(held),
                         p,
                         e.size,
                         e.total - 2 * PAGE_SIZE,
@@ -944,7 +1263,7 @@ pub fn alloc_stack(marker: usize) -> Stack {
 fn alloc_in(n: usize, align: usize, zero: bool, stack: &Stack) -> usize {
     if align <= 16 && n <= region::MAX_SMALL_REQUEST {
         let base = SMALL_BASE.load(Ordering::Relaxed);
-        CLASSES[region::class_of(n)].with(|cl| cl.alloc(base, n, zero, stack))
+        alloc_small(base, region::class_of(n), n, zero, stack)
     } else {
         LARGE.with(|l| l.alloc(n.max(1), align.max(16), zero, stack))
     }
@@ -975,29 +1294,19 @@ fn ensure_init_for(p: usize, op: Op, marker: usize) {
     }
 }
 
-/// Runs `f` on the validated block `p` under the lock of its shard (class or large).
+/// Validates `p` without freeing it and returns what `f_small` (no lock held) or
+/// `f_large` (the large lock held) makes of it.
 #[inline]
 fn with_block<R>(
     p: usize,
     op: Op,
     marker: usize,
-    f_small: impl FnOnce(&mut Class, usize, Block) -> R,
+    f_small: impl FnOnce(Block) -> R,
     f_large: impl FnOnce(&mut Large, Block) -> R,
 ) -> R {
     let base = SMALL_BASE.load(Ordering::Relaxed);
     match small_class(base, p) {
-        Some(c) => {
-            // The canary (the slot's tail) is about to be read, after the lock and the
-            // metadata: start loading its line now so the waits overlap.
-            let stride = geo(c).stride;
-            if stride > 64 {
-                prefetch(p.wrapping_add(stride - 16 - 64) & !63, 128);
-            }
-            CLASSES[c].with(|cl| {
-                let b = cl.validate(base, p, op, marker);
-                f_small(cl, base, b)
-            })
-        }
+        Some(c) => f_small(validate_small(base, c, p, op, marker, false)),
         None => LARGE.with(|l| {
             let b = l.validate(p, op, marker);
             f_large(l, b)
@@ -1012,19 +1321,25 @@ pub fn free(p: usize, op: Op, x: Expect, marker: usize) {
         return;
     }
     ensure_init_for(p, op, marker);
-    with_block(
-        p,
-        op,
-        marker,
-        |cl, base, b| {
-            check_expect(cl.held(), &b, p, x, op, marker);
-            cl.release(base, b, op, marker);
-        },
-        |l, b| {
-            check_expect(&LARGE.lock, &b, p, x, op, marker);
+    let base = SMALL_BASE.load(Ordering::Relaxed);
+    match small_class(base, p) {
+        Some(c) => {
+            // The canary (the slot's tail) is about to be read, after the metadata:
+            // start loading its line now so the waits overlap.
+            let stride = geo(c).stride;
+            if stride > 64 {
+                prefetch(p.wrapping_add(stride - 16 - 64) & !63, 128);
+            }
+            let b = validate_small(base, c, p, op, marker, true);
+            check_expect(None, &b, p, x, op, marker);
+            release_small(base, b, op, marker);
+        }
+        None => LARGE.with(|l| {
+            let b = l.validate(p, op, marker);
+            check_expect(Some(&LARGE.lock), &b, p, x, op, marker);
             l.release(b);
-        },
-    )
+        }),
+    }
 }
 
 /// `realloc` semantics (glibc): null `p` allocates, size 0 frees and returns null, a
@@ -1040,7 +1355,7 @@ pub fn realloc(p: usize, n: usize, marker: usize) -> usize {
     ensure_init_for(p, REALLOC, marker);
     if n > MAX_REQUEST {
         // Still validate the pointer: a bad one is a bug even when the size is absurd.
-        with_block(p, REALLOC, marker, |_, _, _| (), |_, _| ());
+        with_block(p, REALLOC, marker, |_| (), |_, _| ());
         return 0;
     }
     // In place when the class stays the same; else the old size, to copy. The block
@@ -1050,7 +1365,7 @@ pub fn realloc(p: usize, n: usize, marker: usize) -> usize {
         p,
         REALLOC,
         marker,
-        |cl, _, b| (!cl.resize_in_place(&b, n)).then_some(b.size()),
+        |b| (!resize_in_place(&b, n)).then_some(b.size()),
         |_, b| Some(b.size()),
     );
     let Some(old_size) = resized else {
@@ -1075,15 +1390,28 @@ pub fn usable_size(p: usize, marker: usize) -> usize {
     if !ensure_init() {
         return 0;
     }
-    with_block(p, USABLE_SIZE, marker, |_, _, b| b.size(), |_, b| b.size())
+    with_block(p, USABLE_SIZE, marker, |b| b.size(), |_, b| b.size())
 }
 
-/// Validates every quarantine now; returns the number of blocks checked.
+/// Validates every quarantine now; returns the number of blocks checked. The calling
+/// thread's batches enter the rings first (their blocks are checked with them); other
+/// threads' batches (at most [`Q_MAX`] blocks per class) are checked when they fill
+/// up or when their thread exits.
 pub fn check_now(marker: usize) -> usize {
     if !ensure_init() {
         return 0;
     }
     let base = SMALL_BASE.load(Ordering::Relaxed);
+    let t = thread::current();
+    if !t.is_null() {
+        // SAFETY: the record belongs to the calling thread alone.
+        let t = unsafe { &mut *t };
+        for (c, cc) in t.classes.iter_mut().enumerate() {
+            if cc.q_len != 0 {
+                flush(base, c, cc, CHECK, marker);
+            }
+        }
+    }
     CLASSES
         .iter()
         .map(|s| {
@@ -1095,28 +1423,37 @@ pub fn check_now(marker: usize) -> usize {
         .sum()
 }
 
-/// Totals over all shards: (live bytes, live blocks, mapped bytes).
+/// Totals: (live bytes, live blocks, mapped bytes). Without a lock for the small
+/// blocks' counters, so blocks allocated or freed meanwhile may or may not count.
 pub fn totals() -> (usize, usize, usize) {
-    let mut t = LARGE.with(|l| (l.live_bytes, l.live_blocks, l.mapped_bytes));
+    let (lb, ln, lm) = LARGE.with(|l| (l.live_bytes, l.live_blocks, l.mapped_bytes));
+    let mut bytes = lb.wrapping_add(DIRECT_BYTES.load(Ordering::Relaxed));
+    let mut blocks = ln.wrapping_add(DIRECT_BLOCKS.load(Ordering::Relaxed));
+    thread::for_each(|t| {
+        bytes = bytes.wrapping_add(t.live_bytes.load(Ordering::Relaxed));
+        blocks = blocks.wrapping_add(t.live_blocks.load(Ordering::Relaxed));
+    });
+    let mut mapped = lm;
     for s in &CLASSES {
-        let (b, n, m) = s.with(|cl| (cl.live_bytes, cl.live_blocks, cl.mapped_bytes));
-        t = (t.0 + b, t.1 + n, t.2 + m);
+        mapped += s.with(|cl| cl.mapped_bytes);
     }
-    t
+    // A racing reader may see a free counted before its allocation: never negative.
+    let fix = |v: usize| if v > isize::MAX as usize { 0 } else { v };
+    (fix(bytes), fix(blocks), mapped)
 }
 
-/// Calls `f(size, stack)` for every live block (leak reports), one shard at a time
-/// under its lock; `f` must not allocate.
+/// Calls `f(size, stack)` for every live block (leak reports): small blocks from their
+/// state bytes (no lock), large ones under the large lock; `f` must not allocate.
 pub fn for_each_live(mut f: impl FnMut(usize, &Stack)) {
-    for s in &CLASSES {
-        s.with(|cl| cl.for_each_live(&mut f));
+    for c in 0..NUM_CLASSES {
+        for_each_live_small(c, &mut f);
     }
     LARGE.with(|l| l.for_each_live(&mut f));
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{first_nonzero, quarantine_len};
+    use super::{first_nonzero, front_caps, quarantine_len, slot_id, split_id};
 
     #[test]
     fn finds_first_nonzero_byte() {
@@ -1146,5 +1483,21 @@ mod tests {
             quarantine_len(last, 4096, 64 << 10),
             crate::mitigations::MIN_CLASS_QUARANTINE
         );
+    }
+
+    #[test]
+    fn slot_ids_round_trip_and_front_caps_are_bounded() {
+        for (slab, slot) in [(0, 0), (1, 2047), (233_000, 5), ((1 << 21) - 1, 2047)] {
+            assert_eq!(split_id(slot_id(slab, slot)), (slab, slot));
+        }
+        for c in 0..crate::region::NUM_CLASSES {
+            let g = crate::region::geometry_cached(c);
+            assert!(g.max_slabs < 1 << 21 && g.slots <= 1 << 11);
+            let (mag, q) = front_caps(c, 1000);
+            assert!((2..=super::MAG_MAX).contains(&mag));
+            assert!(q <= super::Q_MAX);
+            assert_eq!(front_caps(c, 0).1, 0, "no quarantine, no batch");
+        }
+        assert_eq!(front_caps(1, 10).1, 10, "batch within the ring");
     }
 }

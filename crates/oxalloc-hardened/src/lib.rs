@@ -12,7 +12,8 @@
 //! * `meta`: out-of-line slot bitmaps, sizes and stacks;
 //! * `canary`, `quarantine`: overflow and use-after-free detection;
 //! * `large`: large blocks in their own guarded mappings;
-//! * `heap`: the global lock, the state and the checked operations;
+//! * `heap`: the per-class locks, the slot states and the checked operations;
+//! * `thread`: the per-thread caches (magazines, quarantine batches) and thread exit;
 //! * `report`, `backtrace`, `leaks`: what the user sees;
 //! * `capi`, `cxx`: the exported C and C++ functions.
 //!
@@ -38,6 +39,7 @@ pub mod mitigations;
 pub mod quarantine;
 pub mod region;
 pub mod report;
+pub mod thread;
 
 use core::alloc::{GlobalAlloc, Layout};
 

@@ -2,12 +2,15 @@
 //! separately mapped arrays, far from user data and behind guard pages, so no overflow,
 //! underflow or write after free in a block can reach it.
 //!
-//! Per size class there are three arrays, each an [`Arena`] (reserved address space,
-//! committed as it grows): [`SlabMeta`] per slab (slot bitmaps), the requested size per
-//! slot (`u32`), and, with `OXALLOC_LEAKS=1`, the allocation stack per slot. Slot `i` of
-//! slab `k` has the global index `k * slots_per_slab + i` in the per-slot arrays.
+//! Per size class there are four arrays, each an [`Arena`] (reserved address space,
+//! committed as it grows): [`SlabMeta`] per slab (which slots the shared pool may hand
+//! out), and per slot its state byte, its requested size (`u32`) and, with
+//! `OXALLOC_LEAKS=1`, its allocation stack. Slot `i` of slab `k` has the global index
+//! `k * slots_per_slab + i` in the per-slot arrays.
 //!
-//! Only the thread that holds the global lock reads or writes any of it.
+//! [`SlabMeta`] is used under the class lock only. The per-slot arrays are atomics,
+//! reached without a lock through their base addresses (`crate::heap` publishes them
+//! with the count of opened slabs, after the arrays are committed for those slabs).
 
 use crate::backtrace::Stack;
 
@@ -15,26 +18,21 @@ use crate::backtrace::Stack;
 pub const MAX_SLOTS: usize = 2048;
 const WORDS: usize = MAX_SLOTS / 64;
 
-/// A slot's state is given by three bits: `live` (handed out, not freed), `quarantined`
-/// (freed, waiting in the quarantine), `used` (handed out at least once). Free for reuse
-/// means neither live nor quarantined. A free of a slot that is not live is a double
-/// free when `used` is set, and a free of a never handed out slot otherwise.
+/// The shared pool's view of a slab. A slot is `taken` from the moment the pool hands
+/// it to a thread's magazine (or straight to a caller) until it is given back: while
+/// taken it may be cached, live or quarantined, which its state byte tells
+/// (`crate::heap`). The pool only ever hands out slots that are not taken.
 #[repr(C)]
 pub struct SlabMeta {
-    /// Live (allocated) slots.
-    pub live: [u64; WORDS],
-    /// Slots waiting in the quarantine.
-    pub quarantined: [u64; WORDS],
-    /// Slots that were handed out at least once.
-    pub used: [u64; WORDS],
+    /// Slots out of the pool.
+    pub taken: [u64; WORDS],
     /// Slots free for reuse.
     pub free_slots: u32,
     /// The next slab on the class's list of slabs with free slots, as index + 1.
     pub next_partial: u32,
     /// Whether the slab is on that list.
     pub on_partial: bool,
-    /// Bit `w` set when word `w` of the bitmaps may have a free slot (neither live nor
-    /// quarantined): [`SlabMeta::pick_free`] finds a word in O(1) and clears stale bits;
+    /// Bit `w` set when word `w` of the bitmap may have a free slot (not taken): [`SlabMeta::pick_free`] finds a word in O(1) and clears stale bits;
     /// whoever frees a slot sets its word's bit ([`SlabMeta::mark_free`]).
     pub avail: u32,
 }
@@ -74,14 +72,14 @@ impl SlabMeta {
 
     /// Picks a free slot below `slots`, starting at a random word and bit so the order
     /// of addresses is unpredictable. The caller knows `free_slots > 0` and marks the
-    /// slot live.
+    /// slot taken.
     #[inline]
     pub fn pick_free(&mut self, slots: usize, random: u64) -> Option<usize> {
         let rot_w = ((random >> 8) & 31) as u32;
         let rot = (random & 63) as u32;
         while self.avail != 0 {
             let w = ((self.avail.rotate_right(rot_w).trailing_zeros() + rot_w) % 32) as usize;
-            let mut free = !(self.live[w] | self.quarantined[w]);
+            let mut free = !self.taken[w];
             let valid = slots.saturating_sub(w * 64);
             if valid < 64 {
                 free &= (1u64 << valid) - 1;
@@ -177,6 +175,7 @@ impl Arena {
 /// The per-slot metadata arrays of one size class.
 pub struct ClassMeta {
     slabs: Arena,
+    states: Arena,
     sizes: Arena,
     stacks: Arena,
     slots_per_slab: usize,
@@ -187,6 +186,7 @@ impl ClassMeta {
     pub const fn empty() -> ClassMeta {
         ClassMeta {
             slabs: Arena::empty(),
+            states: Arena::empty(),
             sizes: Arena::empty(),
             stacks: Arena::empty(),
             slots_per_slab: 0,
@@ -199,6 +199,7 @@ impl ClassMeta {
         let n = max_slabs * slots;
         self.slabs
             .reserve(max_slabs * core::mem::size_of::<SlabMeta>())
+            && self.states.reserve(n)
             && self.sizes.reserve(n * 4)
             && (!stacks || self.stacks.reserve(n * core::mem::size_of::<Stack>()))
     }
@@ -208,6 +209,7 @@ impl ClassMeta {
         let n = (k + 1) * self.slots_per_slab;
         self.slabs
             .ensure((k + 1) * core::mem::size_of::<SlabMeta>())
+            && self.states.ensure(n)
             && self.sizes.ensure(n * 4)
             && (self.stacks.base() == 0 || self.stacks.ensure(n * core::mem::size_of::<Stack>()))
     }
@@ -218,21 +220,10 @@ impl ClassMeta {
         self.slabs.get(k)
     }
 
-    /// The requested size of slot `i` of slab `k`.
-    #[inline]
-    pub fn size(&mut self, k: usize, i: usize) -> &mut u32 {
-        let idx = k * self.slots_per_slab + i;
-        self.sizes.get(idx)
-    }
-
-    /// The allocation stack of slot `i` of slab `k`, if stacks are recorded.
-    #[inline]
-    pub fn stack(&mut self, k: usize, i: usize) -> Option<&mut Stack> {
-        if self.stacks.base() == 0 {
-            return None;
-        }
-        let idx = k * self.slots_per_slab + i;
-        Some(self.stacks.get(idx))
+    /// Base addresses of the per-slot arrays: states (`u8`), sizes (`u32`), stacks
+    /// (0 when stacks are not recorded).
+    pub fn bases(&self) -> (usize, usize, usize) {
+        (self.states.base(), self.sizes.base(), self.stacks.base())
     }
 }
 
@@ -243,9 +234,7 @@ mod tests {
     #[test]
     fn pick_free_skips_taken_and_out_of_range_slots() {
         let mut m = SlabMeta {
-            live: [0; WORDS],
-            quarantined: [0; WORDS],
-            used: [0; WORDS],
+            taken: [0; WORDS],
             free_slots: 0,
             next_partial: 0,
             on_partial: false,
@@ -254,7 +243,7 @@ mod tests {
         m.open(99);
         assert_eq!(m.avail, 0b11);
         for i in 0..99 {
-            set_bit(&mut m.live, i, i != 70);
+            set_bit(&mut m.taken, i, i != 70);
         }
         for r in [0u64, 1, 63, 12345, u64::MAX] {
             assert_eq!(m.pick_free(99, r), Some(70));
@@ -262,18 +251,17 @@ mod tests {
             assert_eq!(m.avail & 0b10, 0);
             m.mark_free(70); // as if it had not been taken
         }
-        set_bit(&mut m.quarantined, 70, true);
+        set_bit(&mut m.taken, 70, true);
         assert_eq!(m.pick_free(99, 7), None);
         assert_eq!(m.avail, 0, "stale words cleared");
-        set_bit(&mut m.quarantined, 70, false);
+        set_bit(&mut m.taken, 70, false);
         m.mark_free(70);
         assert_eq!(m.pick_free(99, 7), Some(70));
         // All 2048 slots: every word usable, any random start finds the one free slot.
         m.open(MAX_SLOTS);
         assert_eq!(m.avail, u32::MAX);
-        m.live = [u64::MAX; WORDS];
-        m.quarantined = [0; WORDS];
-        set_bit(&mut m.live, 2000, false);
+        m.taken = [u64::MAX; WORDS];
+        set_bit(&mut m.taken, 2000, false);
         for r in [0u64, 31 << 8, 17 << 8 | 5] {
             m.open(MAX_SLOTS);
             assert_eq!(m.pick_free(MAX_SLOTS, r), Some(2000));

@@ -1,0 +1,292 @@
+//! Per-thread caches: the front end that lets most `malloc`s and `free`s of small
+//! blocks run without taking their size class's lock.
+//!
+//! Each thread gets a [`Cache`] record (its own `mmap`, never freed, reused after the
+//! thread exits) with, per size class, a **magazine** of free slots reserved from the
+//! shared slabs and a **quarantine batch** of blocks it freed (zeroed, waiting to go
+//! into the class's shared quarantine). Both are filled and emptied in batches under
+//! the class lock ([`crate::heap`] does that); everything else is thread-local.
+//!
+//! The record's address sits in an initial-exec TLS word (one `mov %fs:`), as in the
+//! core allocator: 0 means "no record yet", [`NO_CACHE`] means "use the locked paths"
+//! (the thread already exited, or no record could be had). Thread exit is learnt from
+//! a `pthread` key destructor (Rust's TLS destructors may call `calloc`), which hands
+//! the record's slots and quarantined blocks back ([`crate::heap::drain_cache`]) and
+//! puts the record on the free list.
+#![allow(unsafe_code)]
+
+use core::cell::UnsafeCell;
+use core::ffi::c_void;
+use core::ptr;
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
+
+use crate::lock::Lock;
+use crate::region::NUM_CLASSES;
+
+/// Most free slots a thread keeps per class (fewer for big classes, see
+/// [`crate::heap`]'s capacities).
+pub const MAG_MAX: usize = 64;
+/// Most freed blocks a thread batches per class before they enter the shared quarantine.
+pub const Q_MAX: usize = 32;
+/// TLS value of a thread that must use the locked paths.
+const NO_CACHE: usize = 1;
+
+/// One thread's cache of one size class. Slots are named by their id,
+/// `slab << SLOT_BITS | slot` ([`crate::heap::SLOT_BITS`]).
+#[repr(C)]
+pub struct ClassCache {
+    /// Entries of `mag` in use.
+    pub mag_len: u32,
+    /// Entries of `q` in use.
+    pub q_len: u32,
+    /// Free slots reserved for this thread (neither live nor quarantined; all zero).
+    pub mag: [u32; MAG_MAX],
+    /// Blocks this thread freed (zeroed), not yet in the shared quarantine.
+    pub q: [u32; Q_MAX],
+}
+
+/// A thread's record.
+#[repr(C)]
+pub struct Cache {
+    /// xorshift state for the random choice within the magazine.
+    pub rng: u64,
+    /// Bytes allocated minus bytes freed by this thread (wrapping: frees of other
+    /// threads' blocks count here), written only by the owner.
+    pub live_bytes: AtomicUsize,
+    /// Blocks likewise.
+    pub live_blocks: AtomicUsize,
+    next_all: *mut Cache,
+    next_free: *mut Cache,
+    /// Per size class.
+    pub classes: [ClassCache; NUM_CLASSES],
+}
+
+impl Cache {
+    /// A random number (xorshift64*).
+    #[inline]
+    pub fn random(&mut self) -> u64 {
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Adds `bytes` (which may be a wrapped negative) and `blocks` to the counters.
+    #[inline]
+    pub fn count(&self, bytes: usize, blocks: usize) {
+        let b = self.live_bytes.load(Ordering::Relaxed);
+        self.live_bytes
+            .store(b.wrapping_add(bytes), Ordering::Relaxed);
+        let n = self.live_blocks.load(Ordering::Relaxed);
+        self.live_blocks
+            .store(n.wrapping_add(blocks), Ordering::Relaxed);
+    }
+}
+
+struct Registry {
+    free: *mut Cache,
+}
+
+/// The free list of records, behind its lock.
+pub struct RegistryShard {
+    /// The lock (taken first of all by the fork handlers).
+    pub lock: Lock,
+    reg: UnsafeCell<Registry>,
+}
+
+// SAFETY: `reg` is only reached with `lock` held.
+unsafe impl Sync for RegistryShard {}
+
+/// Records of exited threads, ready for reuse.
+pub static REGISTRY: RegistryShard = RegistryShard {
+    lock: Lock::new(),
+    reg: UnsafeCell::new(Registry {
+        free: ptr::null_mut(),
+    }),
+};
+/// Every record ever made, newest first; append-only, so [`for_each`] needs no lock.
+static ALL: AtomicPtr<Cache> = AtomicPtr::new(ptr::null_mut());
+/// The thread-exit key (`u32::MAX`: none, then no thread gets a cache).
+static EXIT_KEY: AtomicU32 = AtomicU32::new(u32::MAX);
+
+/// Creates the thread-exit key (once, after the heap is initialised).
+pub fn init_key() {
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    if let Some(key) = oxalloc_sys::thread_key_create(thread_exit) {
+        EXIT_KEY.store(key, Ordering::Release);
+    }
+}
+
+/// The calling thread's cache, or null when it must use the locked paths.
+#[inline(always)]
+pub fn current() -> *mut Cache {
+    let v = slot::get();
+    if v > NO_CACHE {
+        return v as *mut Cache;
+    }
+    if v == NO_CACHE {
+        return ptr::null_mut();
+    }
+    attach()
+}
+
+/// Gives the calling thread a record (the heap is initialised).
+#[cold]
+#[inline(never)]
+fn attach() -> *mut Cache {
+    let key = EXIT_KEY.load(Ordering::Acquire);
+    if key == u32::MAX {
+        slot::set(NO_CACHE);
+        return ptr::null_mut();
+    }
+    let c = acquire();
+    if c.is_null() {
+        slot::set(NO_CACHE);
+        return c;
+    }
+    slot::set(c as usize);
+    // May allocate for keys past glibc's first 32; that allocation finds the record
+    // already installed.
+    // SAFETY: the key's destructor expects this thread's record.
+    if !unsafe { oxalloc_sys::thread_key_set(key, c.cast()) } {
+        // No exit hook: the record would be lost with the thread. Give it back.
+        slot::set(NO_CACHE);
+        release(c);
+        return ptr::null_mut();
+    }
+    c
+}
+
+/// A record from the free list, or a fresh one.
+fn acquire() -> *mut Cache {
+    REGISTRY.lock.lock();
+    // SAFETY: the lock is held.
+    let reg = unsafe { &mut *REGISTRY.reg.get() };
+    let c = reg.free;
+    if !c.is_null() {
+        // SAFETY: records on the free list are owned by it (under our lock).
+        reg.free = unsafe { (*c).next_free };
+    }
+    REGISTRY.lock.unlock();
+    if !c.is_null() {
+        return c;
+    }
+    let bytes = core::mem::size_of::<Cache>().next_multiple_of(oxalloc_sys::PAGE_SIZE);
+    let Some(mem) = oxalloc_sys::map(bytes) else {
+        return ptr::null_mut();
+    };
+    let c = mem.as_ptr().cast::<Cache>();
+    // SAFETY: a fresh zeroed mapping big enough for a record; all-zero is a valid
+    // empty record; nobody else can see it yet.
+    unsafe {
+        (*c).rng = oxalloc_sys::random_u64() | 1;
+    }
+    let mut head = ALL.load(Ordering::Relaxed);
+    loop {
+        // SAFETY: not yet published; ours.
+        unsafe { (*c).next_all = head };
+        match ALL.compare_exchange_weak(head, c, Ordering::Release, Ordering::Relaxed) {
+            Ok(_) => break,
+            Err(now) => head = now,
+        }
+    }
+    c
+}
+
+/// Puts an emptied record on the free list.
+fn release(c: *mut Cache) {
+    REGISTRY.lock.lock();
+    // SAFETY: the lock is held; the caller owns `c` and gives it to the list.
+    unsafe {
+        let reg = &mut *REGISTRY.reg.get();
+        (*c).next_free = reg.free;
+        reg.free = c;
+    }
+    REGISTRY.lock.unlock();
+}
+
+/// Visits every record ever made (for the statistics; the counters are atomics).
+pub fn for_each(mut f: impl FnMut(&Cache)) {
+    let mut c = ALL.load(Ordering::Acquire);
+    while !c.is_null() {
+        // SAFETY: records are never unmapped; `next_all` is set before publication and
+        // the counters are atomics.
+        let r = unsafe { &*c };
+        f(r);
+        c = r.next_all;
+    }
+}
+
+/// The `pthread` key destructor: the thread is exiting.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+unsafe extern "C" fn thread_exit(arg: *mut c_void) {
+    let c = arg.cast::<Cache>();
+    if c.is_null() {
+        return;
+    }
+    // From now on this thread uses the locked paths (other keys' destructors may still
+    // allocate and free).
+    slot::set(NO_CACHE);
+    // SAFETY: the record was this thread's alone, and the TLS word no longer names it.
+    crate::heap::drain_cache(unsafe { &mut *c });
+    release(c);
+}
+
+/// The thread slot on x86-64 Linux: an initial-exec TLS word read with one `mov %fs:`
+/// (stable Rust cannot choose the TLS model, and `thread_local!` in a shared library
+/// costs a `__tls_get_addr` call). The word lives in `.tbss` (zero: no record yet).
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+mod slot {
+    core::arch::global_asm!(
+        ".pushsection .tbss,\"awT\",@nobits",
+        ".p2align 3",
+        ".globl oxalloc_hardened_thread",
+        ".hidden oxalloc_hardened_thread",
+        ".type oxalloc_hardened_thread, @object",
+        ".size oxalloc_hardened_thread, 8",
+        "oxalloc_hardened_thread:",
+        ".zero 8",
+        ".popsection",
+    );
+
+    #[inline(always)]
+    pub fn get() -> usize {
+        let v: usize;
+        // SAFETY: reads this thread's own TLS word through its initial-exec offset;
+        // the word exists for every thread from its creation.
+        unsafe {
+            core::arch::asm!(
+                "mov {v}, qword ptr [rip + oxalloc_hardened_thread@GOTTPOFF]",
+                "mov {v}, qword ptr fs:[{v}]",
+                v = out(reg) v,
+                options(nostack, readonly, preserves_flags),
+            );
+        }
+        v
+    }
+
+    pub fn set(v: usize) {
+        // SAFETY: writes this thread's own TLS word, as above.
+        unsafe {
+            core::arch::asm!(
+                "mov {t}, qword ptr [rip + oxalloc_hardened_thread@GOTTPOFF]",
+                "mov qword ptr fs:[{t}], {v}",
+                t = out(reg) _,
+                v = in(reg) v,
+                options(nostack, preserves_flags),
+            );
+        }
+    }
+}
+
+/// Elsewhere: no thread caches (every call takes the locked paths).
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+mod slot {
+    #[inline(always)]
+    pub fn get() -> usize {
+        super::NO_CACHE
+    }
+    pub fn set(_v: usize) {}
+}

@@ -1,0 +1,236 @@
+/* Threads under the hardened library's per-thread caches. argv[1] picks the case:
+ *   clean            cross-thread frees, threads that exit holding cached slots and
+ *                    quarantined blocks, reuse of what they handed back, fork from a
+ *                    threaded process, ox_hardened_check; leaks 5 x 777 bytes from an
+ *                    exited thread (for the leak report); exits 0.
+ *   double_free      a block freed on one thread, then again on another.
+ *   never_handed_out a neighbouring slot of a live block freed from a second thread
+ *                    while the first still holds its magazine.
+ *   recycled_slot    a block freed, pushed out of the quarantine into the freeing
+ *                    thread's magazine (free, never handed out again), then freed
+ *                    again from another thread.
+ *   overflow         a 1-byte overflow of a block allocated on one thread, found when
+ *                    another frees it.
+ *   write_after_free a write into a block freed by a thread that then exits: its
+ *                    quarantine batch is handed back and checked.
+ *   usable_size      malloc_usable_size from a second thread of a block the first freed.
+ */
+#include <malloc.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/wait.h>
+
+size_t ox_hardened_check(void) __attribute__((weak));
+
+#define CHECK(c) do { if (!(c)) { fprintf(stderr, "check failed line %d: %s\n", __LINE__, #c); exit(1); } } while (0)
+
+enum { THREADS = 4, ROUNDS = 30000, RING = 64 };
+
+/* One ring of blocks per thread pair: thread t allocates into ring t, thread t+1
+ * frees from it (cross-thread frees in both directions over the whole run). */
+struct ring {
+    pthread_mutex_t mu;
+    void *slot[RING];
+    size_t size[RING];
+    int head, len;
+};
+static struct ring rings[THREADS];
+
+static void *mixer(void *arg) {
+    int t = (int)(intptr_t)arg;
+    unsigned seed = 12345u + t;
+    struct ring *mine = &rings[t], *next = &rings[(t + 1) % THREADS];
+    void *local[128] = {0};
+    for (int i = 0; i < ROUNDS; i++) {
+        size_t n = 1 + rand_r(&seed) % (i % 500 == 0 ? 100000 : 700);
+        unsigned char *p = malloc(n);
+        CHECK(p);
+        CHECK(p[0] == 0 && p[n - 1] == 0); /* free slots are all zero */
+        memset(p, t + 1, n);
+        int k = rand_r(&seed) % 128;
+        if (rand_r(&seed) % 2) {
+            free(local[k]);
+            local[k] = p;
+            continue;
+        }
+        pthread_mutex_lock(&mine->mu);
+        if (mine->len < RING) {
+            mine->slot[(mine->head + mine->len) % RING] = p;
+            mine->size[(mine->head + mine->len) % RING] = n;
+            mine->len++;
+            p = NULL;
+        }
+        pthread_mutex_unlock(&mine->mu);
+        free(p);
+        pthread_mutex_lock(&next->mu);
+        if (next->len > 0) {
+            unsigned char *q = next->slot[next->head];
+            size_t qn = next->size[next->head];
+            next->head = (next->head + 1) % RING;
+            next->len--;
+            pthread_mutex_unlock(&next->mu);
+            CHECK(malloc_usable_size(q) == qn);
+            CHECK(q[0] == (unsigned char)((t + 1) % THREADS + 1) && q[qn - 1] == q[0]);
+            free(q);
+        } else {
+            pthread_mutex_unlock(&next->mu);
+        }
+    }
+    for (int k = 0; k < 128; k++) free(local[k]);
+    /* Exit holding a magazine and a quarantine batch per class used, and one block
+     * that main frees. */
+    return malloc(1);
+}
+
+static void *leaker(void *arg) {
+    (void)arg;
+    for (int i = 0; i < 5; i++) {
+        char *p = malloc(777);
+        p[0] = 1;
+    }
+    return NULL;
+}
+
+static void *g_ptr;
+static pthread_barrier_t bar;
+
+static void *alloc_and_wait(void *arg) {
+    g_ptr = malloc(48);
+    memset(g_ptr, 1, 48);
+    if (arg) {
+        free(g_ptr);
+        /* Push it out of the quarantine (the class-48 ring holds 1024 blocks): it
+         * lands in this thread's magazine or back in the shared pool. */
+        for (int i = 0; i < 3000; i++) free(malloc(48));
+    }
+    pthread_barrier_wait(&bar); /* the block is ready */
+    pthread_barrier_wait(&bar); /* keep the cache alive while the other thread acts */
+    return NULL;
+}
+
+static void *free_g(void *arg) {
+    (void)arg;
+    free(g_ptr);
+    return NULL;
+}
+
+static void run_pair(int freed_first, void (*act)(void)) {
+    pthread_t a;
+    pthread_barrier_init(&bar, NULL, 2);
+    pthread_create(&a, NULL, alloc_and_wait, freed_first ? (void *)1 : NULL);
+    pthread_barrier_wait(&bar);
+    act();
+    pthread_barrier_wait(&bar);
+    pthread_join(a, NULL);
+}
+
+static void act_free_neighbour(void) {
+    free((char *)g_ptr + 64); /* the class-48 stride is 64 bytes */
+}
+static void act_free(void) {
+    free(g_ptr);
+}
+static void act_usable_size(void) {
+    malloc_usable_size(g_ptr);
+}
+
+static void *write_after_free_and_exit(void *arg) {
+    (void)arg;
+    char *p = malloc(48);
+    memset(p, 1, 48);
+    free(p);
+    p[8] = 'A';
+    return NULL; /* exit: the quarantine batch (with p) is handed back */
+}
+
+static void *overflow_writer(void *arg) {
+    (void)arg;
+    char *p = malloc(40);
+    memset(p, 1, 41);
+    return p;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) return 2;
+    const char *c = argv[1];
+    pthread_t th[THREADS];
+    if (!strcmp(c, "clean")) {
+        for (int t = 0; t < THREADS; t++) pthread_mutex_init(&rings[t].mu, NULL);
+        for (int round = 0; round < 3; round++) {
+            for (int t = 0; t < THREADS; t++)
+                CHECK(pthread_create(&th[t], NULL, mixer, (void *)(intptr_t)t) == 0);
+            for (int t = 0; t < THREADS; t++) {
+                void *r;
+                pthread_join(th[t], &r);
+                free(r);
+            }
+            if (round == 1) {
+                /* fork with the other threads' caches in whatever state they left */
+                pid_t pid = fork();
+                if (pid == 0) {
+                    for (int i = 0; i < 10000; i++) free(malloc(1 + i % 900));
+                    _exit(0);
+                }
+                int st;
+                waitpid(pid, &st, 0);
+                CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+            }
+        }
+        for (int t = 0; t < THREADS; t++) {
+            while (rings[t].len) {
+                free(rings[t].slot[rings[t].head]);
+                rings[t].head = (rings[t].head + 1) % RING;
+                rings[t].len--;
+            }
+        }
+        /* What the exited threads handed back is reused (all zero, as calloc needs). */
+        for (int i = 0; i < 20000; i++) {
+            size_t n = 1 + i % 700;
+            unsigned char *p = calloc(1, n);
+            for (size_t k = 0; k < n; k++) CHECK(p[k] == 0);
+            free(p);
+        }
+        pthread_t l;
+        pthread_create(&l, NULL, leaker, NULL);
+        pthread_join(l, NULL);
+        if (ox_hardened_check) ox_hardened_check();
+        return 0;
+    }
+    if (!strcmp(c, "double_free")) {
+        g_ptr = malloc(48);
+        free(g_ptr);
+        pthread_create(&th[0], NULL, free_g, NULL);
+        pthread_join(th[0], NULL);
+        return 0;
+    }
+    if (!strcmp(c, "never_handed_out")) {
+        run_pair(0, act_free_neighbour);
+        return 0;
+    }
+    if (!strcmp(c, "recycled_slot")) {
+        run_pair(1, act_free);
+        return 0;
+    }
+    if (!strcmp(c, "overflow")) {
+        void *p;
+        pthread_create(&th[0], NULL, overflow_writer, NULL);
+        pthread_join(th[0], &p);
+        free(p);
+        return 0;
+    }
+    if (!strcmp(c, "write_after_free")) {
+        pthread_create(&th[0], NULL, write_after_free_and_exit, NULL);
+        pthread_join(th[0], NULL);
+        ox_hardened_check();
+        return 0;
+    }
+    if (!strcmp(c, "usable_size")) {
+        run_pair(1, act_usable_size);
+        return 0;
+    }
+    return 2;
+}
