@@ -22,11 +22,8 @@ fn enomem<T>(v: T) -> T {
 /// `malloc`: null with `errno = ENOMEM` when out of memory.
 #[inline]
 pub fn malloc(size: usize) -> *mut u8 {
-    let p = heap::alloc(size);
-    if p.is_null() {
-        set_errno(ENOMEM);
-    }
-    p
+    // The heap sets errno itself on its slow paths.
+    heap::alloc(size)
 }
 
 /// `calloc`: zeroed; `n * size` overflow gives null with `ENOMEM`.
@@ -126,8 +123,11 @@ pub unsafe fn posix_memalign(out: *mut *mut u8, align: usize, size: usize) -> i3
     if !align.is_power_of_two() || !align.is_multiple_of(core::mem::size_of::<usize>()) {
         return EINVAL;
     }
+    let saved = oxalloc_sys::errno();
     let p = alloc_aligned(align, size);
     if p.is_null() {
+        // The heap set errno; posix_memalign reports through its return value only.
+        set_errno(saved);
         return ENOMEM;
     }
     // SAFETY: caller's contract.

@@ -209,7 +209,8 @@ unsafe fn bin(h: *mut Heap, c: usize) -> *mut Bin {
 // Allocation
 // ---------------------------------------------------------------------------------
 
-/// Allocates `size` bytes, 16-byte aligned. Null when the OS refuses memory.
+/// Allocates `size` bytes, 16-byte aligned. Null with `errno = ENOMEM` when the OS
+/// refuses memory.
 #[inline]
 pub fn alloc(size: usize) -> *mut u8 {
     if size <= MAX_SMALL {
@@ -277,6 +278,25 @@ unsafe fn pop(heap: *mut Heap, span: *mut Span, c: SizeClass) -> *mut u8 {
 #[cold]
 #[inline(never)]
 unsafe fn alloc_slow(heap: *mut Heap, c: SizeClass) -> *mut u8 {
+    // SAFETY: caller's contract.
+    enomem_if_null(unsafe { alloc_slow_inner(heap, c) })
+}
+
+/// Sets `errno = ENOMEM` when an allocation failed, so the C `malloc` can return the
+/// fast path's result as it is (a tail call, no check of its own).
+#[inline(always)]
+fn enomem_if_null(p: *mut u8) -> *mut u8 {
+    if p.is_null() {
+        oxalloc_sys::set_errno(oxalloc_sys::ENOMEM);
+    }
+    p
+}
+
+/// See [`alloc_slow`].
+///
+/// # Safety
+/// As for [`alloc_small`].
+unsafe fn alloc_slow_inner(heap: *mut Heap, c: SizeClass) -> *mut u8 {
     if is_empty_heap(heap) {
         let real = tls::init_thread();
         if real.is_null() {
@@ -384,9 +404,15 @@ unsafe fn take_small_span(heap: *mut Heap, c: SizeClass) -> *mut Span {
     span
 }
 
-/// Allocates a large block (a whole span) or a huge one (its own mapping).
+/// Allocates a large block (a whole span) or a huge one (from the huge page heap);
+/// null with `errno = ENOMEM` on failure.
 #[inline(never)]
 fn alloc_large(size: usize, align: usize) -> *mut u8 {
+    enomem_if_null(alloc_large_inner(size, align))
+}
+
+/// See [`alloc_large`].
+fn alloc_large_inner(size: usize, align: usize) -> *mut u8 {
     // Refuse what no 47-bit address space can hold before any size arithmetic.
     if size > 1 << 46 {
         return ptr::null_mut();

@@ -317,6 +317,13 @@ pub fn set_errno(code: i32) {
     unsafe { *libc::__errno_location() = code };
 }
 
+/// The calling thread's `errno`.
+#[cfg(target_os = "linux")]
+pub fn errno() -> i32 {
+    // SAFETY: __errno_location returns a valid pointer to this thread's errno.
+    unsafe { *libc::__errno_location() }
+}
+
 /// `ENOMEM`, for the C layer.
 #[cfg(target_os = "linux")]
 pub const ENOMEM: i32 = libc::ENOMEM;
