@@ -171,10 +171,8 @@ fn bad_inputs_give_null_and_errno() {
     // Out of memory (32 TiB): reported by the return value, errno left as it was.
     oxalloc_sys::set_errno(0);
     // SAFETY: out is a valid out-pointer.
-    assert_eq!(
-        unsafe { api::posix_memalign(&mut out, 64, 1 << 45) },
-        libc_enomem()
-    );
+    let r = unsafe { api::posix_memalign(&mut out, 64, 1 << 45) };
+    assert_eq!(r, libc_enomem());
     assert_eq!(errno(), 0);
     assert!(api::malloc(1 << 45).is_null());
     assert_eq!(errno(), libc_enomem());
