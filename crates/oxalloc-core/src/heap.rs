@@ -28,7 +28,7 @@ use crate::central::CENTRAL;
 use crate::huge;
 use crate::segment::{
     free_needs_slow_path, Block, Owner, RemoteList, Segment, Span, SpanKind, EMPTY_SPAN,
-    HUGE_THRESHOLD, SEGMENT_MAP, SLICE_SIZE, USED_CURRENT, USED_FULL,
+    HUGE_THRESHOLD, SEGMENT_MAP, SEGMENT_SHIFT, SLICE_SIZE, USED_CURRENT, USED_FULL,
 };
 use crate::size_class::{SizeClass, MAX_SMALL, NUM_CLASSES};
 use crate::stats::{self, HeapStats, GLOBAL, HUGE_SLOT, LARGE_SLOT};
@@ -43,12 +43,12 @@ const CARVE_BYTES: usize = 4096;
 const COLLECT_EVERY: u32 = 32;
 
 /// Spans of other heaps whose freed blocks a heap gathers before handing them over.
-const PENDING_SPANS: usize = 4;
+const PENDING_SPANS: usize = 64;
 /// Blocks gathered for one span before they are handed over.
-const PENDING_BLOCKS: u32 = 32;
+const PENDING_BLOCKS: u32 = 16;
 /// Only blocks up to this size are gathered, so a thread that frees and then sleeps
-/// keeps at most `PENDING_SPANS * PENDING_BLOCKS` such blocks (128 KiB) from their owner.
-const PENDING_BLOCK_MAX: u32 = 1024;
+/// keeps at most `PENDING_SPANS * PENDING_BLOCKS` such blocks (512 KiB) from their owner.
+const PENDING_BLOCK_MAX: u32 = 512;
 
 /// Blocks this thread freed into one span of another heap, not yet handed over: a
 /// chain linked through the blocks, handed over with one CAS.
@@ -92,8 +92,6 @@ pub struct Heap {
     /// Blocks freed by this thread into other heaps' spans, gathered per span so that
     /// a run of such frees costs one CAS, not one each.
     pub pending: [Pending; PENDING_SPANS],
-    /// The entry of `pending` to reuse next.
-    pub pending_next: u32,
     /// Counters written by the owner.
     pub stats: HeapStats,
     /// Fresh spans taken, for the periodic collection of abandoned heaps.
@@ -120,7 +118,6 @@ pub static EMPTY_HEAP: Heap = Heap {
     }; NUM_CLASSES],
     remote_spans: ptr::null_mut(),
     pending: [Pending::NONE; PENDING_SPANS],
-    pending_next: 0,
     stats: HeapStats {
         allocs: [0; NUM_CLASSES + 2],
         frees: [0; NUM_CLASSES + 2],
@@ -605,6 +602,8 @@ unsafe fn free_other(heap: *mut Heap, span: *mut Span, p: *mut u8) {
 
 /// Adds a block freed into another heap's span to this thread's pending chains; hands
 /// a chain over when it is long enough, or when its entry is needed for another span.
+/// The table is direct-mapped by span address: one probe, and a program that frees
+/// blocks of many size classes in turn (each class its own span) still gathers.
 ///
 /// # Safety
 /// `heap` is the calling thread's real heap; `span` a small span of another heap,
@@ -612,8 +611,12 @@ unsafe fn free_other(heap: *mut Heap, span: *mut Span, p: *mut u8) {
 unsafe fn gather(heap: *mut Heap, span: *mut Span, b: *mut Block) {
     // SAFETY: caller's contract; `pending` is touched by the owning thread only.
     unsafe {
-        let pending = &mut (*heap).pending;
-        if let Some(e) = pending.iter_mut().find(|e| e.span == span) {
+        let a = span as usize;
+        // Span records are 128 bytes apart; mix in the segment so that the same slice
+        // of two segments does not collide.
+        let i = ((a >> 7) ^ (a >> SEGMENT_SHIFT)) % PENDING_SPANS;
+        let e = &mut (*heap).pending[i];
+        if e.span == span {
             (*b).next = e.head;
             e.head = b;
             e.count += 1;
@@ -622,9 +625,6 @@ unsafe fn gather(heap: *mut Heap, span: *mut Span, b: *mut Block) {
             }
             return;
         }
-        let i = (*heap).pending_next as usize % PENDING_SPANS;
-        (*heap).pending_next = (*heap).pending_next.wrapping_add(1);
-        let e = &mut pending[i];
         hand_over(e);
         (*b).next = ptr::null_mut();
         *e = Pending {
