@@ -68,13 +68,14 @@ pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
         return enomem(core::ptr::null_mut());
     }
     // SAFETY: caller's contract.
-    if unsafe { heap::usable_size(p) } == 0 {
+    let usable = unsafe { heap::usable_size(p) };
+    if usable == 0 {
         // Not ours: we cannot know how much to copy, so refuse rather than guess.
         crate::stats::verbose("oxalloc: realloc of a pointer that is not ours\n");
         return enomem(core::ptr::null_mut());
     }
     // SAFETY: caller's contract.
-    let q = unsafe { heap::realloc(p, size) };
+    let q = unsafe { heap::realloc(p, usable, size) };
     if q.is_null() {
         set_errno(ENOMEM);
     }
