@@ -329,9 +329,9 @@ pub fn quarantine_len(c: usize, blocks: usize, bytes: usize) -> usize {
 }
 
 /// Bytes of slots a thread's magazine of one class holds at most.
-const MAG_BYTES: usize = 32 * 1024;
+const MAG_BYTES: usize = 8 * 1024;
 /// Bytes of slots a thread's quarantine batch of one class holds at most.
-const Q_BYTES: usize = 16 * 1024;
+const Q_BYTES: usize = 4 * 1024;
 
 /// (magazine capacity, quarantine batch) of class `c` whose ring holds `ring` blocks:
 /// a batch of 0 sends freed blocks straight to the magazine (no quarantine).
