@@ -739,6 +739,13 @@ unsafe fn take_list(span: *mut Span) -> RemoteList {
         if (*span).remote_kept {
             (*span).remote_kept = false;
             RemoteList((*span).remote.swap(0, Ordering::Acquire))
+        } else if RemoteList((*span).remote.load(Ordering::Relaxed))
+            .head()
+            .is_null()
+        {
+            // Nothing to take: skip the locked instruction (a block pushed just now is
+            // found next time, or through the stack).
+            RemoteList(0)
         } else {
             RemoteList(
                 (*span)
