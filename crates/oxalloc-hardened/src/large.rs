@@ -14,7 +14,7 @@
 //!
 //! The table from user address to mapping is an open-addressing hash table (linear
 //! probing, backward-shift deletion) in its own mapping; it grows by rehashing into a
-//! mapping twice the size. Used under the global lock.
+//! mapping twice the size. Used under the large-block lock.
 
 use crate::backtrace::Stack;
 use oxalloc_sys::PAGE_SIZE;
@@ -63,7 +63,7 @@ impl Table {
     fn entry(&mut self, i: usize) -> &mut Entry {
         assert!(i < self.cap);
         // SAFETY: `slots` is a live mapping of `cap` entries made by `grow`, zero
-        // filled by the kernel (all-zero is a valid empty `Entry`); the global lock and
+        // filled by the kernel (all-zero is a valid empty `Entry`); the large-block lock and
         // `&mut self` make the reference unique.
         unsafe { &mut *(self.slots as *mut Entry).add(i) }
     }

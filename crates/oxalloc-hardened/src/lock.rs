@@ -1,6 +1,6 @@
-//! The one global lock of the hardened allocator: a futex mutex (0 free, 1 held,
-//! 2 held with sleepers), the classic three-state design from Drepper's "Futexes Are
-//! Tricky". Security first: one lock keeps every check simple and race-free.
+//! The hardened allocator's lock (one per size class, one for the large blocks, one
+//! for the thread registry): a futex mutex (0 free, 1 held, 2 held with sleepers), the
+//! classic three-state design from Drepper's "Futexes Are Tricky".
 //!
 //! Re-entry (the allocator calling malloc while it holds the lock, e.g. from a libc
 //! function used during a report) would deadlock; the slow path notices it when the

@@ -167,7 +167,7 @@ impl Arena {
         // The element lies in committed, read-write memory of this arena (checked
         // above), which is zero-initialised by the kernel, and every `T` used here
         // (integers, arrays of them, `SlabMeta`) is valid when all zero.
-        // SAFETY: as just said; the global lock and `&mut self` make it unique.
+        // SAFETY: as just said; the owner's lock and `&mut self` make it unique.
         unsafe { &mut *p }
     }
 }

@@ -3,7 +3,7 @@
 //! pointer keeps pointing at zeroes for a long while, and a write through it is caught
 //! when the block leaves the ring (the block must still be all zero).
 //!
-//! The ring lives in its own mapping, away from user data. Used under the global lock.
+//! The ring lives in its own mapping, away from user data. Used under its class lock.
 #![forbid(unsafe_code)]
 
 use crate::meta::Arena;
