@@ -41,54 +41,10 @@ fn set_heap(h: *mut Heap) {
     slot::set((h as usize).wrapping_sub((&raw const EMPTY_HEAP) as usize));
 }
 
-/// The thread slot on x86-64 Linux: an initial-exec TLS word read with one
-/// `mov %fs:` (Rust's `thread_local!` in a shared library costs a `__tls_get_addr`
-/// call per access, and stable Rust cannot choose the TLS model). Initial-exec uses
-/// the static TLS block, which LD_PRELOAD'ed and linked libraries always get; a
-/// `dlopen` of the library needs 8 bytes of glibc's static TLS surplus.
+// The thread slot on x86-64 Linux: an initial-exec TLS word, one `mov %fs:` per read
+// (see `oxalloc_sys::initial_exec_slot!`).
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-mod slot {
-    core::arch::global_asm!(
-        ".pushsection .tbss,\"awT\",@nobits",
-        ".p2align 3",
-        ".globl oxalloc_thread_heap",
-        ".hidden oxalloc_thread_heap",
-        ".type oxalloc_thread_heap, @object",
-        ".size oxalloc_thread_heap, 8",
-        "oxalloc_thread_heap:",
-        ".zero 8",
-        ".popsection",
-    );
-
-    #[inline(always)]
-    pub fn get() -> usize {
-        let v: usize;
-        // SAFETY: reads this thread's own TLS word through its initial-exec offset;
-        // the word exists for every thread from its creation.
-        unsafe {
-            core::arch::asm!(
-                "mov {v}, qword ptr [rip + oxalloc_thread_heap@GOTTPOFF]",
-                "mov {v}, qword ptr fs:[{v}]",
-                v = out(reg) v,
-                options(nostack, readonly, preserves_flags),
-            );
-        }
-        v
-    }
-
-    pub fn set(v: usize) {
-        // SAFETY: writes this thread's own TLS word, as above.
-        unsafe {
-            core::arch::asm!(
-                "mov {t}, qword ptr [rip + oxalloc_thread_heap@GOTTPOFF]",
-                "mov qword ptr fs:[{t}], {v}",
-                t = out(reg) _,
-                v = in(reg) v,
-                options(nostack, preserves_flags),
-            );
-        }
-    }
-}
+oxalloc_sys::initial_exec_slot!(mod slot = "oxalloc_thread_heap");
 
 /// The thread slot elsewhere: a plain `thread_local!`.
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]

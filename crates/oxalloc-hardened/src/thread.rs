@@ -234,52 +234,10 @@ unsafe extern "C" fn thread_exit(arg: *mut c_void) {
     release(c);
 }
 
-/// The thread slot on x86-64 Linux: an initial-exec TLS word read with one `mov %fs:`
-/// (stable Rust cannot choose the TLS model, and `thread_local!` in a shared library
-/// costs a `__tls_get_addr` call). The word lives in `.tbss` (zero: no record yet).
+// The thread slot on x86-64 Linux: an initial-exec TLS word, one `mov %fs:` per read
+// (see `oxalloc_sys::initial_exec_slot!`).
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-mod slot {
-    core::arch::global_asm!(
-        ".pushsection .tbss,\"awT\",@nobits",
-        ".p2align 3",
-        ".globl oxalloc_hardened_thread",
-        ".hidden oxalloc_hardened_thread",
-        ".type oxalloc_hardened_thread, @object",
-        ".size oxalloc_hardened_thread, 8",
-        "oxalloc_hardened_thread:",
-        ".zero 8",
-        ".popsection",
-    );
-
-    #[inline(always)]
-    pub fn get() -> usize {
-        let v: usize;
-        // SAFETY: reads this thread's own TLS word through its initial-exec offset;
-        // the word exists for every thread from its creation.
-        unsafe {
-            core::arch::asm!(
-                "mov {v}, qword ptr [rip + oxalloc_hardened_thread@GOTTPOFF]",
-                "mov {v}, qword ptr fs:[{v}]",
-                v = out(reg) v,
-                options(nostack, readonly, preserves_flags),
-            );
-        }
-        v
-    }
-
-    pub fn set(v: usize) {
-        // SAFETY: writes this thread's own TLS word, as above.
-        unsafe {
-            core::arch::asm!(
-                "mov {t}, qword ptr [rip + oxalloc_hardened_thread@GOTTPOFF]",
-                "mov qword ptr fs:[{t}], {v}",
-                t = out(reg) _,
-                v = in(reg) v,
-                options(nostack, preserves_flags),
-            );
-        }
-    }
-}
+oxalloc_sys::initial_exec_slot!(mod slot = "oxalloc_hardened_thread");
 
 /// Elsewhere: no thread caches (every call takes the locked paths).
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]

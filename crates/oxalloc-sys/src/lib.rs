@@ -16,6 +16,8 @@
 
 #[cfg(windows)]
 mod windows;
+
+mod tls_slot;
 #[cfg(windows)]
 pub use windows::*;
 
