@@ -1034,7 +1034,18 @@ pub unsafe fn realloc(p: *mut u8, usable: usize, new_size: usize) -> *mut u8 {
         } else if resize_in_place(p, new_size) {
             return p;
         }
-        let q = alloc(new_size);
+        // A block that grows by moving grows by at least a quarter, so a buffer grown a
+        // few bytes at a time (a string builder) moves O(log n) times, not once per
+        // size class.
+        let grown = if new_size > usable {
+            new_size.max(usable + usable / 4)
+        } else {
+            new_size
+        };
+        let mut q = alloc(grown);
+        if q.is_null() && grown > new_size {
+            q = alloc(new_size);
+        }
         if q.is_null() {
             return q;
         }
