@@ -414,6 +414,9 @@ fn alloc_large_inner(size: usize, align: usize) -> *mut u8 {
     if size > 1 << 46 {
         return ptr::null_mut();
     }
+    // At least one byte: with a big alignment and size 0, the aligned pointer could
+    // otherwise land on the first byte after the span, inside its neighbour.
+    let size = size.max(1);
     let extra = align.saturating_sub(SLICE_SIZE);
     let Some(need) = size.checked_add(extra) else {
         return ptr::null_mut();

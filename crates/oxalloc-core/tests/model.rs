@@ -208,6 +208,40 @@ fn every_power_of_two_alignment_up_to_2_mib() {
 }
 
 #[test]
+fn zero_size_blocks_with_big_alignments_stay_inside_their_span() {
+    // Size 0 at 1 MiB alignment: the block must not be the first byte after its span
+    // (its neighbour's memory), whatever the span's position.
+    let mut blocks = Vec::new();
+    for round in 0..64 {
+        for a in 17..=21 {
+            let align = 1usize << a;
+            let p = api::aligned_alloc(align, 0);
+            assert!(!p.is_null());
+            assert_eq!(p as usize % align, 0);
+            // SAFETY: p is live.
+            assert!(unsafe { api::malloc_usable_size(p) } > 0, "align {align}");
+            // A neighbour block filled right after must not be disturbed by p's free.
+            let q = api::malloc(70_000 + round);
+            // SAFETY: q has that many bytes.
+            unsafe { std::ptr::write_bytes(q, 0x3c, 70_000 + round) };
+            blocks.push((q, 70_000 + round));
+            // SAFETY: p is live.
+            unsafe { api::free(p) };
+        }
+    }
+    for (q, n) in blocks {
+        // SAFETY: q is live with n bytes.
+        let s = unsafe { std::slice::from_raw_parts(q, n) };
+        assert!(
+            s.iter().all(|&b| b == 0x3c),
+            "a neighbour of a zero-size block was freed"
+        );
+        // SAFETY: live block.
+        unsafe { api::free(q) };
+    }
+}
+
+#[test]
 fn calloc_is_zero_after_dirty_reuse() {
     for size in [16, 1000, 40_000, 200_000, 900_000, 3_000_000] {
         for _ in 0..3 {
