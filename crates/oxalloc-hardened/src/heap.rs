@@ -583,13 +583,7 @@ impl Class {
 
     #[inline]
     fn random(&mut self) -> u64 {
-        // xorshift64*: fast, and seeded from the kernel's random bytes.
-        let mut x = self.rng;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.rng = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        crate::mitigations::xorshift64_star(&mut self.rng)
     }
 
     // ---------------------------------------------------------------- the pool

@@ -8,6 +8,18 @@
 
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+/// One step of xorshift64* on `state` (seeded from the kernel's random bytes by the
+/// caller): the random slot choice of `RANDOM_SLOTS`, fast enough for every malloc.
+#[inline]
+pub fn xorshift64_star(state: &mut u64) -> u64 {
+    let mut x = *state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+}
+
 /// A canary after each small block (and in the slack of large ones), keyed by a
 /// per-process secret and the block address; checked on free and realloc.
 pub const CANARY: bool = true;

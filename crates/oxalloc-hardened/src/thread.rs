@@ -65,12 +65,7 @@ impl Cache {
     /// A random number (xorshift64*).
     #[inline]
     pub fn random(&mut self) -> u64 {
-        let mut x = self.rng;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.rng = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        crate::mitigations::xorshift64_star(&mut self.rng)
     }
 
     /// Adds `bytes` (which may be a wrapped negative) and `blocks` to the counters.
