@@ -48,3 +48,9 @@ fn tls_ready() -> bool {
 #[used]
 #[unsafe(link_section = ".fini_array")]
 static AT_EXIT: extern "C" fn() = at_exit;
+
+/// Makes the allocator's start-up refer to [`AT_EXIT`], so a static link (`.a`), which
+/// pulls in only the objects something refers to, keeps the exit hook too.
+pub(crate) fn keep_exit_hook() {
+    core::hint::black_box(&AT_EXIT);
+}

@@ -104,6 +104,7 @@ pub fn global_init() {
     if INIT.load(Ordering::Acquire) == READY {
         return;
     }
+    crate::keep_exit_hook();
     if INIT
         .compare_exchange(UNINIT, RUNNING, Ordering::Acquire, Ordering::Acquire)
         .is_err()

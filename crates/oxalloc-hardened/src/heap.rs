@@ -347,6 +347,7 @@ pub fn front_caps(c: usize, ring: usize) -> (usize, usize) {
 }
 
 fn init_all() -> bool {
+    crate::keep_exit_hook();
     OPTIONS.load();
     let secret = oxalloc_sys::random_u64();
     canary::init(secret);

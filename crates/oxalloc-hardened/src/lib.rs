@@ -91,3 +91,9 @@ unsafe impl GlobalAlloc for Hardened {
 #[used]
 #[unsafe(link_section = ".fini_array")]
 static AT_EXIT: extern "C" fn() = leaks::at_exit;
+
+/// Makes the allocator's start-up refer to [`AT_EXIT`], so a static link (`.a`), which
+/// pulls in only the objects something refers to, keeps the exit hook too.
+pub(crate) fn keep_exit_hook() {
+    core::hint::black_box(&AT_EXIT);
+}
