@@ -197,3 +197,88 @@ fn huge_realloc_grows_and_shrinks_in_place_when_room_follows() {
         api::free(r);
     }
 }
+
+#[test]
+fn threads_share_the_huge_heap_without_overlap() {
+    // Four threads allocate, fill, check, resize and free huge blocks at once; another
+    // thread frees some of them (a cross-thread free of a huge block).
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, usize, u8)>();
+    let consumer = std::thread::spawn(move || {
+        for (p, n, seed) in rx {
+            let b = Live {
+                ptr: p as *mut u8,
+                size: n,
+                seed,
+            };
+            check(&b, usize::MAX);
+            // SAFETY: the block was handed over whole and is freed once, here.
+            unsafe { api::free(b.ptr) };
+        }
+    });
+    let workers: Vec<_> = (0..4u8)
+        .map(|t| {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ u64::from(t);
+                let mut next = || {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    rng
+                };
+                let mut live: Vec<Live> = Vec::new();
+                for i in 0..300u32 {
+                    let r = next();
+                    let size = MIB + (r as usize % (12 * MIB));
+                    let seed = (r >> 40) as u8 ^ t;
+                    let p = api::malloc(size);
+                    assert!(!p.is_null());
+                    let b = Live { ptr: p, size, seed };
+                    fill(&b);
+                    live.push(b);
+                    if live.len() > 6 {
+                        let j = (next() as usize) % live.len();
+                        let b = live.swap_remove(j);
+                        check(&b, usize::MAX);
+                        if i % 3 == 0 {
+                            tx.send((b.ptr as usize, b.size, b.seed)).unwrap();
+                        } else {
+                            // SAFETY: the block is live and forgotten by the model.
+                            unsafe { api::free(b.ptr) };
+                        }
+                    }
+                    if i % 5 == 0 && !live.is_empty() {
+                        let j = (next() as usize) % live.len();
+                        check(&live[j], usize::MAX);
+                        let n = MIB / 2 + (next() as usize % (10 * MIB));
+                        // SAFETY: the block is live.
+                        let q = unsafe { api::realloc(live[j].ptr, n) };
+                        assert!(!q.is_null());
+                        let moved = Live {
+                            ptr: q,
+                            size: live[j].size,
+                            seed: live[j].seed,
+                        };
+                        check(&moved, n);
+                        live[j] = Live {
+                            ptr: q,
+                            size: n,
+                            seed: live[j].seed.wrapping_add(1),
+                        };
+                        fill(&live[j]);
+                    }
+                }
+                for b in live {
+                    check(&b, usize::MAX);
+                    // SAFETY: live block.
+                    unsafe { api::free(b.ptr) };
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    drop(tx);
+    consumer.join().unwrap();
+}
