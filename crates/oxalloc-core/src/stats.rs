@@ -46,7 +46,7 @@ pub struct Global {
     pub huge_frees: AtomicU64,
     /// Live huge blocks.
     pub huge_count: AtomicU64,
-    /// Huge allocations served from the huge cache (no fresh mapping).
+    /// Huge allocations served from free memory of the huge page heap (no new region).
     pub huge_cache_hits: AtomicU64,
     /// Small blocks freed by a thread other than their owner.
     pub remote_frees: AtomicU64,
@@ -299,7 +299,7 @@ pub fn print_summary() {
     );
     line(
         &mut b,
-        "huge cache hits",
+        "huge reuse hits",
         g.huge_cache_hits.load(Relaxed),
         false,
     );

@@ -296,7 +296,7 @@ pub fn collect_all_abandoned() {
     }
 }
 
-// Lock order everywhere: ORPHAN, then REGISTRY, then CENTRAL, then the huge cache.
+// Lock order everywhere: ORPHAN, then REGISTRY, then CENTRAL, then HUGE.
 extern "C" fn fork_prepare() {
     ORPHAN.lock_for_fork();
     REGISTRY.lock_for_fork();
