@@ -59,9 +59,14 @@ pub fn build(name: &str, compiler: &str, src: &str, extra: &[&str]) -> PathBuf {
     let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let out = out_dir().join(name);
     let src_path = programs_src().join(src);
-    let fresh = |o: &Path| -> Option<bool> {
-        Some(o.metadata().ok()?.modified().ok()? >= src_path.metadata().ok()?.modified().ok()?)
-    };
+    // Up to date only if newer than the source and than any library linked in (a
+    // static program keeps the old library's code otherwise).
+    let inputs = std::iter::once(src_path.as_path()).chain(extra.iter().map(Path::new));
+    let newest_input = inputs
+        .filter_map(|p| p.metadata().ok()?.modified().ok())
+        .max();
+    let fresh =
+        |o: &Path| -> Option<bool> { Some(o.metadata().ok()?.modified().ok()? >= newest_input?) };
     if fresh(&out) == Some(true) {
         return out;
     }
