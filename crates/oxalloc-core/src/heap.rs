@@ -557,12 +557,37 @@ unsafe fn free_local_slow(heap: *mut Heap, span: *mut Span) {
             (*span).used &= !USED_FULL;
             if (*span).used == 0 && may_release(span) {
                 release_span(span);
+                release_idle_current(bin);
             } else {
                 partial_push(bin, span);
             }
         } else if (*span).used == 0 && (*bin).current != span && may_release(span) {
             partial_unlink(bin, span);
             release_span(span);
+            release_idle_current(bin);
+        }
+    }
+}
+
+/// A span of this class just went back whole; if the class's current span holds no
+/// block and no other span has any, the class is idle in this heap: its current span
+/// goes back too, so a program that frees everything after a burst keeps no carved
+/// pages per size class.
+///
+/// # Safety
+/// `bin` is a bin of the calling thread's heap.
+unsafe fn release_idle_current(bin: *mut Bin) {
+    // SAFETY: caller's contract: the bin and its spans are this thread's.
+    unsafe {
+        let cur = (*bin).current;
+        if cur != empty_span()
+            && (*cur).used == USED_CURRENT
+            && (*bin).partial.is_null()
+            && may_release(cur)
+        {
+            (*bin).current = empty_span();
+            (*cur).used = 0;
+            release_span(cur);
         }
     }
 }
