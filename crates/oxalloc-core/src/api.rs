@@ -176,33 +176,11 @@ pub fn malloc_trim(_pad: usize) -> i32 {
     (heap::trim() > 0) as i32
 }
 
-/// glibc's `struct mallinfo2`.
-#[repr(C)]
-#[derive(Default, Debug, Clone, Copy)]
-pub struct Mallinfo2 {
-    /// Non-mmapped space allocated (bytes): our segments' mapped bytes.
-    pub arena: usize,
-    /// Number of free chunks: unused.
-    pub ordblks: usize,
-    /// Number of free fastbin blocks: unused.
-    pub smblks: usize,
-    /// Number of mmapped regions: huge blocks.
-    pub hblks: usize,
-    /// Space in mmapped regions.
-    pub hblkhd: usize,
-    /// Maximum total allocated space: peak in-use bytes.
-    pub usmblks: usize,
-    /// Space in freed fastbin blocks: unused.
-    pub fsmblks: usize,
-    /// Total allocated space: bytes in live small blocks plus large and huge spans.
-    pub uordblks: usize,
-    /// Total free space: mapped but not in use.
-    pub fordblks: usize,
-    /// Top-most releasable space: free pages not yet purged.
-    pub keepcost: usize,
-}
+pub use oxalloc_sys::Mallinfo2;
 
-/// `mallinfo2`, from our counters.
+/// `mallinfo2`, from our counters: `arena` = mapped bytes, `hblks` = live huge blocks,
+/// `usmblks` = peak in-use bytes, `uordblks` = bytes in use (spans handed out),
+/// `fordblks` = mapped but not in use, `keepcost` = free pages not yet purged.
 pub fn mallinfo2() -> Mallinfo2 {
     use core::sync::atomic::Ordering::Relaxed;
     let g = &crate::stats::GLOBAL;

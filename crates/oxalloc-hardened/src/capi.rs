@@ -154,33 +154,10 @@ pub extern "C" fn ox_hardened_check() -> usize {
     heap::check_now(stack_marker!())
 }
 
-/// glibc's `struct mallinfo2`.
-#[repr(C)]
-#[derive(Default)]
-pub struct Mallinfo2 {
-    /// Bytes mapped for blocks (opened slabs and large mappings).
-    pub arena: usize,
-    /// Free chunks (not tracked: 0).
-    pub ordblks: usize,
-    /// Free fastbin blocks (0).
-    pub smblks: usize,
-    /// Large blocks (0: not tracked separately).
-    pub hblks: usize,
-    /// Bytes in large mappings (0).
-    pub hblkhd: usize,
-    /// Unused (0).
-    pub usmblks: usize,
-    /// Unused (0).
-    pub fsmblks: usize,
-    /// Bytes in live blocks.
-    pub uordblks: usize,
-    /// Mapped bytes not in live blocks.
-    pub fordblks: usize,
-    /// Releasable bytes (0).
-    pub keepcost: usize,
-}
+pub use oxalloc_sys::Mallinfo2;
 
-/// `mallinfo2(3)`.
+/// `mallinfo2(3)`: `arena` = bytes mapped for blocks (opened slabs and large mappings),
+/// `uordblks` = bytes in live blocks, `fordblks` = mapped bytes not in live blocks.
 #[unsafe(no_mangle)]
 pub extern "C" fn mallinfo2() -> Mallinfo2 {
     if !heap::ensure_init() {

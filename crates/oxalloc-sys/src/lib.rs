@@ -319,6 +319,33 @@ pub fn set_errno(code: i32) {
     unsafe { *libc::__errno_location() = code };
 }
 
+/// glibc's `struct mallinfo2`, returned by both allocators' `mallinfo2()`: each fills the
+/// fields it can tell (in its own docs) and leaves the rest 0.
+#[repr(C)]
+#[derive(Default, Debug, Clone, Copy)]
+pub struct Mallinfo2 {
+    /// Non-mmapped space allocated (bytes).
+    pub arena: usize,
+    /// Number of free chunks.
+    pub ordblks: usize,
+    /// Number of free fastbin blocks.
+    pub smblks: usize,
+    /// Number of mmapped regions.
+    pub hblks: usize,
+    /// Space in mmapped regions.
+    pub hblkhd: usize,
+    /// Maximum total allocated space.
+    pub usmblks: usize,
+    /// Space in freed fastbin blocks.
+    pub fsmblks: usize,
+    /// Total allocated space.
+    pub uordblks: usize,
+    /// Total free space.
+    pub fordblks: usize,
+    /// Top-most releasable space.
+    pub keepcost: usize,
+}
+
 /// The calling thread's `errno`.
 #[cfg(target_os = "linux")]
 pub fn errno() -> i32 {
