@@ -551,28 +551,29 @@ fn check_expect(held: Option<&Lock>, b: &Block, p: usize, x: Expect, op: Op, mar
     if !mt::CHECK_SIZED_FREE {
         return;
     }
+    // Reports a sized/aligned free whose claim (`what` = `claimed`) is not the block's.
+    let mismatch = |kind: Kind, what: &str, claimed: usize, actual: usize| -> ! {
+        let mut m = report::headline(kind, p);
+        report::block(&mut m, b.size(), b.class_size());
+        report::within(&mut m, op.name);
+        m.str(": freed with ")
+            .str(what)
+            .str(" ")
+            .num(claimed as u64)
+            .str(", allocated with ")
+            .str(what)
+            .str(" ")
+            .num(actual as u64);
+        die(held, m, marker, None)
+    };
     if let Some(size) = x.size {
         if size != b.size() {
-            let mut m = report::headline(Kind::SizeMismatch, p);
-            report::block(&mut m, b.size(), b.class_size());
-            report::within(&mut m, op.name);
-            m.str(": freed with size ")
-                .num(size as u64)
-                .str(", allocated with size ")
-                .num(b.size() as u64);
-            die(held, m, marker, None);
+            mismatch(Kind::SizeMismatch, "size", size, b.size());
         }
     }
     if let Some(align) = x.align {
         if !align.is_power_of_two() || align.max(16) != b.align() {
-            let mut m = report::headline(Kind::AlignmentMismatch, p);
-            report::block(&mut m, b.size(), b.class_size());
-            report::within(&mut m, op.name);
-            m.str(": freed with alignment ")
-                .num(align as u64)
-                .str(", allocated with alignment ")
-                .num(b.align() as u64);
-            die(held, m, marker, None);
+            mismatch(Kind::AlignmentMismatch, "alignment", align, b.align());
         }
     }
 }
