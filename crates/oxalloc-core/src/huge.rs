@@ -220,9 +220,10 @@ impl HugeHeap {
 
     /// The best place for `units` units at `align`: the free extent (adjacent free
     /// runs, resident or purged) where the block would fault in the fewest purged
-    /// units, then the smallest such extent. Returns the region and the first unit.
-    fn best_fit(&self, units: usize, align: usize) -> Option<(*mut Region, usize)> {
-        let mut best: Option<(*mut Region, usize, (usize, usize))> = None;
+    /// units, then the smallest such extent. Returns the region, the extent's first run
+    /// and the block's first unit.
+    fn best_fit(&self, units: usize, align: usize) -> Option<(*mut Region, usize, usize)> {
+        let mut best: Option<(*mut Region, usize, usize, (usize, usize))> = None;
         let mut run = self.free;
         while !run.is_null() {
             // SAFETY: the list holds first records of free runs in live regions; the
@@ -257,12 +258,12 @@ impl HugeHeap {
                     extent_end += (*Region::run(r, extent_end)).len;
                 }
                 let key = (purged, extent_end - h);
-                if best.is_none_or(|(_, _, k)| key < k) {
-                    best = Some((r, a, key));
+                if best.is_none_or(|(_, _, _, k)| key < k) {
+                    best = Some((r, h, a, key));
                 }
             }
         }
-        best.map(|(r, a, _)| (r, a))
+        best.map(|(r, h, a, _)| (r, h, a))
     }
 
     /// Maps a region with room for `units` units at `align`, and lists its free run.
@@ -314,15 +315,16 @@ impl HugeHeap {
     /// they cut stay free as they were. Returns the block's first record.
     ///
     /// # Safety
-    /// Every unit of the range is in a free run of `r`; the lock is held.
-    unsafe fn carve(&mut self, r: *mut Region, a: usize, units: usize) -> *mut Run {
+    /// `from` starts a free run at or before `a`, and every unit from `from` to
+    /// `a + units` is in a free run of `r`; the lock is held.
+    unsafe fn carve(&mut self, r: *mut Region, from: usize, a: usize, units: usize) -> *mut Run {
         // SAFETY: caller's contract; every record written lies inside the runs cut.
         unsafe {
             let b = a + units;
-            // The run holding unit `a` starts at or before it: find it from the left.
-            let mut h = a;
-            while (*Region::run(r, h)).state != FREE {
-                h -= 1;
+            // Skip the free runs that end before `a` (alignment padding).
+            let mut h = from;
+            while h + (*Region::run(r, h)).len <= a {
+                h += (*Region::run(r, h)).len;
             }
             let mut zero = true;
             while h < b {
@@ -572,7 +574,7 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
     let align = align.max(UNIT);
     let units = size.div_ceil(UNIT).max(1);
     let mut heap = HUGE.lock();
-    let (r, first) = match heap.best_fit(units, align) {
+    let (r, from, first) = match heap.best_fit(units, align) {
         Some(found) => {
             stats::add(&GLOBAL.huge_cache_hits, 1);
             found
@@ -594,7 +596,7 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
         }
     };
     // SAFETY: best_fit returned a free range of `units` units.
-    let block = unsafe { heap.carve(r, first, units) };
+    let block = unsafe { heap.carve(r, from, first, units) };
     heap.last_active_ns = oxalloc_sys::now_ns();
     drop(heap);
     stats::add(&GLOBAL.in_use_bytes, units * UNIT);
@@ -693,7 +695,7 @@ pub unsafe fn resize(p: *mut u8, new_size: usize) -> bool {
             if (*n).state != FREE || (*n).len < extra {
                 return false;
             }
-            heap.carve(r, next, extra);
+            heap.carve(r, next, next, extra);
             (*Region::run(r, next)).state = INTERIOR;
             heap.set_run(r, h, new_units, USED, Pages::block(false));
             drop(heap);
