@@ -72,7 +72,7 @@ impl Central {
     /// Takes a span of exactly `slices` slices (1..SLICES), mapping a new segment if
     /// no free span is big enough. Returns `None` when the OS refuses memory.
     ///
-    /// The span comes back with `slice_count` and the interior `slice_offset`s set;
+    /// The span comes back with `slice_count` and every slice's `head` set;
     /// the caller sets its kind and the rest.
     pub fn take(&mut self, slices: usize) -> Option<*mut Span> {
         debug_assert!((1..SLICES).contains(&slices));
@@ -100,9 +100,8 @@ impl Central {
                 self.insert_free(rest, bin - slices);
             }
             (*span).slice_count = slices as u8;
-            (*span).slice_offset = 0;
-            for i in 1..slices {
-                (*slice(seg, idx + i)).slice_offset = i as u8;
+            for i in 0..slices {
+                (*slice(seg, idx + i)).head = span;
             }
         }
         stats::add(&GLOBAL.in_use_bytes, slices * SLICE_SIZE);
@@ -132,7 +131,7 @@ impl Central {
             }
             if idx > FIRST_SLICE {
                 let last = slice(seg, idx - 1);
-                let prev = last.sub((*last).slice_offset as usize);
+                let prev = (*last).head;
                 if (*prev).kind == SpanKind::Free {
                     self.unlink(prev);
                     count += (*prev).slice_count as usize;
@@ -184,7 +183,7 @@ impl Central {
             }
             (*next).kind = SpanKind::Large;
             for i in have..new_slices {
-                (*slice(seg, idx + i)).slice_offset = i as u8;
+                (*slice(seg, idx + i)).head = span;
             }
             (*span).slice_count = new_slices as u8;
             stats::add(&GLOBAL.in_use_bytes, extra * SLICE_SIZE);
@@ -390,11 +389,11 @@ impl Central {
         unsafe {
             (*span).kind = SpanKind::Free;
             (*span).slice_count = count as u8;
-            (*span).slice_offset = 0;
+            (*span).head = span;
             (*span).owner = ptr::null_mut();
             if count > 1 {
                 let last = span.add(count - 1);
-                (*last).slice_offset = (count - 1) as u8;
+                (*last).head = span;
                 (*last).kind = SpanKind::Free;
             }
             if (*span).dirty {

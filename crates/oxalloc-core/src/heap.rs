@@ -30,7 +30,9 @@ use crate::segment::{
     free_needs_slow_path, Block, Owner, RemoteList, Segment, Span, SpanKind, EMPTY_SPAN,
     HUGE_THRESHOLD, SEGMENT_MAP, SEGMENT_SHIFT, SLICE_SIZE, USED_CURRENT, USED_FULL,
 };
-use crate::size_class::{SizeClass, MAX_SMALL, NUM_CLASSES};
+use crate::size_class::{
+    direct_index, SizeClass, DIRECT_MAX, DIRECT_SLOTS, MAX_SMALL, NUM_CLASSES,
+};
 use crate::stats::{self, HeapStats, GLOBAL, HUGE_SLOT, LARGE_SLOT};
 use crate::tls;
 use core::ptr;
@@ -84,6 +86,10 @@ pub struct Bin {
 /// adopted, whole, by a new thread.
 #[repr(C)]
 pub struct Heap {
+    /// For requests up to `DIRECT_MAX` bytes, indexed by `direct_index(size)`: the
+    /// current span of their class (a copy of `bins[c].current`), so `malloc` needs
+    /// no class lookup.
+    pub direct: [*mut Span; DIRECT_SLOTS],
     /// One bin per size class.
     pub bins: [Bin; NUM_CLASSES],
     /// Spans with blocks freed by other threads, pushed atomically by those threads
@@ -112,6 +118,7 @@ pub struct Heap {
 /// so the fast path falls through to the slow path, which sets up a real heap. Never
 /// written (it may live in read-only memory).
 pub static EMPTY_HEAP: Heap = Heap {
+    direct: [(&raw const EMPTY_SPAN).cast_mut(); DIRECT_SLOTS],
     bins: [Bin {
         current: (&raw const EMPTY_SPAN).cast_mut(),
         partial: ptr::null_mut(),
@@ -160,6 +167,7 @@ impl Heap {
                     partial: ptr::null_mut(),
                 };
             }
+            (*h).direct = [empty_span(); DIRECT_SLOTS];
             (*h).id = id;
         }
     }
@@ -202,6 +210,22 @@ unsafe fn bin(h: *mut Heap, c: usize) -> *mut Bin {
     unsafe { (&raw mut (*h).bins).cast::<Bin>().add(c) }
 }
 
+/// Makes `span` the current span of class `c` (`EMPTY_SPAN` for none), in the bin and
+/// in the direct table.
+///
+/// # Safety
+/// `h` is the calling thread's heap (not `EMPTY_HEAP`) and `c` a valid class.
+#[inline]
+unsafe fn set_current(h: *mut Heap, c: SizeClass, span: *mut Span) {
+    // SAFETY: caller's contract; direct entries are below DIRECT_SLOTS.
+    unsafe {
+        (*bin(h, c.index())).current = span;
+        for i in c.direct_entries() {
+            *(&raw mut (*h).direct).cast::<*mut Span>().add(i) = span;
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------
 // Allocation
 // ---------------------------------------------------------------------------------
@@ -210,6 +234,20 @@ unsafe fn bin(h: *mut Heap, c: usize) -> *mut Bin {
 /// refuses memory.
 #[inline]
 pub fn alloc(size: usize) -> *mut u8 {
+    if size <= DIRECT_MAX {
+        // SAFETY: as in `alloc_small`; the direct entry is the current span of the
+        // class of `size`, and the index is at most DIRECT_SLOTS - 1.
+        unsafe {
+            let heap = tls::heap();
+            let span = *(&raw mut (*heap).direct)
+                .cast::<*mut Span>()
+                .add(direct_index(size));
+            if (*span).free.is_null() {
+                return alloc_slow(heap, SizeClass::of(size));
+            }
+            return pop(span);
+        }
+    }
     if size <= MAX_SMALL {
         // SAFETY: tls::heap() is this thread's heap (or the empty placeholder) and
         // the class is valid.
@@ -247,22 +285,22 @@ pub unsafe fn alloc_small(heap: *mut Heap, c: SizeClass) -> *mut u8 {
         if (*span).free.is_null() {
             return alloc_slow(heap, c);
         }
-        pop(heap, span, c)
+        pop(span)
     }
 }
 
 /// Pops a block from a span known to have one.
 ///
 /// # Safety
-/// `span` is owned by `heap` and its free list is not empty.
+/// `span` is owned by the calling thread's heap and its free list is not empty.
 #[inline(always)]
-unsafe fn pop(heap: *mut Heap, span: *mut Span, c: SizeClass) -> *mut u8 {
+unsafe fn pop(span: *mut Span) -> *mut u8 {
     // SAFETY: caller's contract.
     unsafe {
         let b = (*span).free;
         (*span).free = (*b).next;
         (*span).used += 1;
-        stats::bump(stats::slot(&raw mut (*heap).stats.allocs, c.index()));
+        stats::bump((*span).allocs.as_ptr());
         b.cast()
     }
 }
@@ -319,24 +357,24 @@ unsafe fn alloc_slow_inner(heap: *mut Heap, c: SizeClass) -> *mut u8 {
             let span = (*bin).current;
             if span != empty_span() {
                 if !(*span).free.is_null() || take_remote(span) || carve(span) {
-                    return pop(heap, span, c);
+                    return pop(span);
                 }
                 // Every block is out: park the span until a free brings it back.
                 (*span).used = ((*span).used - USED_CURRENT) | USED_FULL;
-                (*bin).current = empty_span();
+                set_current(heap, c, empty_span());
             }
             let next = (*bin).partial;
             if !next.is_null() {
                 partial_unlink(bin, next);
                 (*next).used += USED_CURRENT;
-                (*bin).current = next;
+                set_current(heap, c, next);
                 continue;
             }
             let fresh = take_small_span(heap, c);
             if fresh.is_null() {
                 return ptr::null_mut();
             }
-            (*bin).current = fresh;
+            set_current(heap, c, fresh);
         }
     }
 }
@@ -394,6 +432,7 @@ unsafe fn take_small_span(heap: *mut Heap, c: SizeClass) -> *mut Span {
         (*span).owner = heap;
         (*span).free = ptr::null_mut();
         (*span).used = USED_CURRENT;
+        (*span).allocs.store(0, Ordering::Relaxed);
         (*span).bump = start;
         (*span).next = ptr::null_mut();
         (*span).prev = ptr::null_mut();
@@ -534,8 +573,41 @@ unsafe fn free_local(heap: *mut Heap, span: *mut Span, b: *mut Block) {
     unsafe {
         (*b).next = (*span).free;
         (*span).free = b;
-        (*span).used -= 1;
-        if free_needs_slow_path((*span).used) {
+        release_one(heap, span);
+    }
+}
+
+/// Takes one block off a span's `used` after a local free, and goes to the slow path
+/// when [`free_needs_slow_path`] says so.
+///
+/// # Safety
+/// As for [`free_local`], with the block already on the span's free list.
+#[inline(always)]
+unsafe fn release_one(heap: *mut Heap, span: *mut Span) {
+    // On x86-64 one `dec` on memory whose flags feed the branch: the compiler would
+    // load, decrement, store and test (three more instructions on every free).
+    // `jle` after `dec` is taken when the result is <= 0 as a signed number (or the old
+    // value was i32::MIN, which `used` never is: a parked span has blocks in use).
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `used` is a u32 of a span only this thread writes (caller's contract);
+    // the instruction touches nothing else and leaves the stack alone.
+    unsafe {
+        core::arch::asm!(
+            "dec dword ptr [{span} + {used}]",
+            "jle {slow}",
+            span = in(reg) span,
+            used = const core::mem::offset_of!(Span, used),
+            // SAFETY: the span is this thread's and its count says so (see above).
+            slow = label { unsafe { free_local_slow(heap, span) } },
+            options(nostack),
+        );
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    // SAFETY: as above.
+    unsafe {
+        let used = (*span).used.wrapping_sub(1);
+        (*span).used = used;
+        if free_needs_slow_path(used) {
             free_local_slow(heap, span);
         }
     }
@@ -557,14 +629,14 @@ unsafe fn free_local_slow(heap: *mut Heap, span: *mut Span) {
             (*span).used &= !USED_FULL;
             if (*span).used == 0 && may_release(span) {
                 release_span(span);
-                release_idle_current(bin);
+                release_idle_current(heap, bin);
             } else {
                 partial_push(bin, span);
             }
         } else if (*span).used == 0 && (*bin).current != span && may_release(span) {
             partial_unlink(bin, span);
             release_span(span);
-            release_idle_current(bin);
+            release_idle_current(heap, bin);
         }
     }
 }
@@ -575,8 +647,8 @@ unsafe fn free_local_slow(heap: *mut Heap, span: *mut Span) {
 /// pages per size class.
 ///
 /// # Safety
-/// `bin` is a bin of the calling thread's heap.
-unsafe fn release_idle_current(bin: *mut Bin) {
+/// `bin` is a bin of `heap`, the calling thread's heap.
+unsafe fn release_idle_current(heap: *mut Heap, bin: *mut Bin) {
     // SAFETY: caller's contract: the bin and its spans are this thread's.
     unsafe {
         let cur = (*bin).current;
@@ -585,7 +657,7 @@ unsafe fn release_idle_current(bin: *mut Bin) {
             && (*bin).partial.is_null()
             && may_release(cur)
         {
-            (*bin).current = empty_span();
+            set_current(heap, SizeClass((*cur).class), empty_span());
             (*cur).used = 0;
             release_span(cur);
         }
@@ -904,8 +976,15 @@ fn free_foreign(p: *mut u8) {
 /// # Safety
 /// `span` is a small span with no used block, in none of its heap's lists.
 unsafe fn release_span(span: *mut Span) {
-    // SAFETY: caller's contract.
+    // SAFETY: caller's contract; the owner is the calling thread's heap, whose
+    // counters only this thread writes.
     unsafe {
+        let owner = (*span).owner;
+        let n = (*span).allocs.swap(0, Ordering::Relaxed);
+        if stats::COUNTING && n != 0 && !owner.is_null() {
+            let c = stats::slot(&raw mut (*owner).stats.allocs, (*span).class as usize);
+            AtomicU64::from_ptr(c).fetch_add(n, Ordering::Relaxed);
+        }
         (*span).owner = ptr::null_mut();
         (*span).free = ptr::null_mut();
         CENTRAL.lock().give(span);
@@ -962,7 +1041,7 @@ pub unsafe fn collect(heap: *mut Heap) {
             if cur != empty_span() {
                 take_remote_into(heap, cur);
                 if (*cur).used == USED_CURRENT && may_release(cur) {
-                    (*bin).current = empty_span();
+                    set_current(heap, SizeClass(c as u8), empty_span());
                     (*cur).used = 0;
                     release_span(cur);
                 }

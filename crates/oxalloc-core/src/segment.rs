@@ -10,7 +10,7 @@
 //! records that describe it.
 //!
 //! `free(p)` finds its span in O(1) and without locks: mask `p` down to the segment,
-//! index the slice, follow `slice_offset` back to the span's first slice.
+//! index the slice, read its `head`: the span's first slice record.
 //!
 //! Huge blocks (1 MiB and up) live in regions of their own, also 4 MiB aligned; see
 //! `huge.rs`.
@@ -63,11 +63,12 @@ pub const USED_CURRENT: u32 = 1 << 30;
 pub const USED_FULL: u32 = 1 << 31;
 
 /// Whether a free that left `used` at this value needs the slow path: the span became
-/// empty (and is not current) or was parked full. One compare: both cases are the
-/// values whose predecessor is at least `USED_FULL - 1`.
+/// empty (and is not current) or was parked full. As a signed number, both cases are
+/// the values at or below zero (`USED_FULL` is the sign bit), so the check is the
+/// flags of the decrement itself.
 #[inline(always)]
 pub fn free_needs_slow_path(used: u32) -> bool {
-    used.wrapping_sub(1) >= USED_FULL - 1
+    (used as i32) <= 0
 }
 
 /// What a span is used for.
@@ -99,16 +100,16 @@ pub struct Span {
     pub bump: *mut u8,
     /// The heap that owns this span (small spans); null otherwise.
     pub owner: *mut Heap,
-    /// List links: heap partial list, or central free bin.
+    /// List links: heap partial list, or central free bin (`prev` is in line 2).
     pub next: *mut Span,
-    /// See `next`.
-    pub prev: *mut Span,
-    /// When a free span became free (ns), for delayed purging.
-    pub freed_at_ns: u64,
+    /// For every slice of a span in use: the span's first slice record, so `free`
+    /// finds its span with one load. In a free span, set in its first and last slice.
+    pub head: *mut Span,
+    /// Blocks handed out from this span since it was last folded into its owner
+    /// heap's counters (small spans; written by the owner, read by reports).
+    pub allocs: AtomicU64,
     /// Slices in the span (first slice only).
     pub slice_count: u8,
-    /// For every slice: how many slices back the span starts (0 in the first).
-    pub slice_offset: u8,
     /// What the span holds.
     pub kind: SpanKind,
     /// Size class index (small spans).
@@ -126,6 +127,10 @@ pub struct Span {
     pub remote: AtomicU64,
     /// Link in the owner heap's stack of spans that have remote frees to collect.
     pub remote_next: AtomicPtr<Span>,
+    /// See `next`.
+    pub prev: *mut Span,
+    /// When a free span became free (ns), for delayed purging.
+    pub freed_at_ns: u64,
 }
 
 /// The word behind [`Span::remote`]: the list head in the low 48 bits, the number of
@@ -184,10 +189,9 @@ pub static EMPTY_SPAN: Span = Span {
     bump: ptr::null_mut(),
     owner: ptr::null_mut(),
     next: ptr::null_mut(),
-    prev: ptr::null_mut(),
-    freed_at_ns: 0,
+    head: ptr::null_mut(),
+    allocs: AtomicU64::new(0),
     slice_count: 0,
-    slice_offset: 0,
     kind: SpanKind::Free,
     class: 0,
     dirty: false,
@@ -195,6 +199,8 @@ pub static EMPTY_SPAN: Span = Span {
     remote_kept: false,
     remote: AtomicU64::new(0),
     remote_next: AtomicPtr::new(ptr::null_mut()),
+    prev: ptr::null_mut(),
+    freed_at_ns: 0,
 };
 
 // SAFETY: spans are plain records; the ownership rules in the module header say which
@@ -220,6 +226,7 @@ pub const SEGMENT_HEADER_BYTES: usize = core::mem::size_of::<Segment>().next_mul
 const _: () = assert!(SEGMENT_HEADER_BYTES <= SLICE_SIZE);
 const _: () = assert!(core::mem::size_of::<Span>() == 128);
 const _: () = assert!(core::mem::offset_of!(Span, remote) == 64);
+const _: () = assert!(core::mem::offset_of!(Span, remote_kept) < 64);
 
 impl Segment {
     /// The segment a pointer into it belongs to.
@@ -236,11 +243,9 @@ impl Segment {
     pub unsafe fn span_of(seg: *mut Segment, p: usize) -> *mut Span {
         let idx = (p - seg as usize) >> SLICE_SHIFT;
         // SAFETY: idx < SLICES because p lies inside the 4 MiB segment; the header is
-        // mapped for as long as the segment is.
-        unsafe {
-            let s = (&raw mut (*seg).spans).cast::<Span>().add(idx);
-            s.sub((*s).slice_offset as usize)
-        }
+        // mapped for as long as the segment is, and every slice of a span in use names
+        // its head.
+        unsafe { (*(&raw mut (*seg).spans).cast::<Span>().add(idx)).head }
     }
 
     /// The address of the first byte of slice `idx`.
@@ -291,16 +296,26 @@ impl Segment {
         (used, dirty, purged)
     }
 
-    /// Calls `f(owner, class, blocks in use)` for every small span of a segment.
+    /// Calls `f(owner, class, blocks in use, allocations not yet folded into the
+    /// owner's counters)` for every small span of a segment.
     ///
     /// # Safety
     /// `seg` is a live segment and the caller holds the central lock.
-    pub unsafe fn for_each_small_span(seg: *mut Segment, mut f: impl FnMut(*mut Heap, usize, u32)) {
+    pub unsafe fn for_each_small_span(
+        seg: *mut Segment,
+        mut f: impl FnMut(*mut Heap, usize, u32, u64),
+    ) {
         // SAFETY: caller's contract.
         unsafe {
             Segment::for_each_span(seg, |s, _| {
                 if s.kind == SpanKind::Small {
-                    f(s.owner, s.class as usize, s.used & (USED_CURRENT - 1));
+                    let allocs = s.allocs.load(Ordering::Relaxed);
+                    f(
+                        s.owner,
+                        s.class as usize,
+                        s.used & (USED_CURRENT - 1),
+                        allocs,
+                    );
                 }
             })
         };

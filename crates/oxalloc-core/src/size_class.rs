@@ -21,6 +21,34 @@ const MIN_BLOCKS_PER_SPAN: usize = 4;
 /// Sizes up to this are looked up in `SMALL_TABLE`.
 const TABLE_MAX: usize = 1024;
 
+/// Requests up to this size index a heap's direct table (`direct_index`), which names
+/// the current span of their class without a class lookup.
+pub const DIRECT_MAX: usize = TABLE_MAX;
+/// Entries in a direct table: one per multiple of 16 up to [`DIRECT_MAX`].
+pub const DIRECT_SLOTS: usize = TABLE_MAX / 16 + 1;
+
+/// The direct-table entry for a request of `size <= DIRECT_MAX` bytes.
+#[inline(always)]
+pub const fn direct_index(size: usize) -> usize {
+    (size + 15) >> 4
+}
+
+/// For every class, the direct-table entries that map to it: `first..end` (empty
+/// above `DIRECT_MAX`).
+static DIRECT_RANGE: [(u8, u8); NUM_CLASSES] = {
+    let mut r = [(0u8, 0u8); NUM_CLASSES];
+    let mut i = DIRECT_SLOTS;
+    while i > 0 {
+        i -= 1;
+        let c = SMALL_TABLE[i] as usize;
+        if r[c].1 == 0 {
+            r[c].1 = i as u8 + 1;
+        }
+        r[c].0 = i as u8;
+    }
+    r
+};
+
 /// Class of every multiple of 16 up to `TABLE_MAX` (classes are multiples of 16, so a
 /// request rounds up to the next multiple of 16 without changing its class).
 static SMALL_TABLE: [u8; TABLE_MAX / 16 + 1] = {
@@ -79,6 +107,13 @@ impl SizeClass {
     #[inline(always)]
     pub const fn index(self) -> usize {
         self.0 as usize
+    }
+
+    /// The direct-table entries (see [`direct_index`]) of requests in this class.
+    #[inline]
+    pub fn direct_entries(self) -> core::ops::Range<usize> {
+        let (first, end) = DIRECT_RANGE[self.index()];
+        first as usize..end as usize
     }
 
     /// How many 64 KiB slices a span of this class covers.
@@ -159,6 +194,26 @@ mod tests {
             let tail = span - blocks * c.size();
             assert!(tail * 8 <= span, "class {} tail {tail}", c.size());
         }
+    }
+
+    #[test]
+    fn direct_entries_cover_exactly_their_class() {
+        let mut seen = [false; DIRECT_SLOTS];
+        for c in 0..NUM_CLASSES as u8 {
+            for i in SizeClass(c).direct_entries() {
+                assert!(!seen[i], "entry {i} twice");
+                seen[i] = true;
+            }
+        }
+        assert!(seen.iter().all(|&s| s), "every entry belongs to a class");
+        for size in 0..=DIRECT_MAX {
+            let c = SizeClass::of(size);
+            assert!(
+                c.direct_entries().contains(&direct_index(size)),
+                "size {size}"
+            );
+        }
+        assert!(SizeClass::of(DIRECT_MAX + 1).direct_entries().is_empty());
     }
 
     #[test]

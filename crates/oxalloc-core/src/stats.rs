@@ -105,7 +105,9 @@ pub fn raise_peak(peak: &AtomicU64, cur: &AtomicU64) {
 /// Per-heap counters, written only by the owning thread.
 #[repr(C)]
 pub struct HeapStats {
-    /// Allocations per size class, plus large and huge in the last two slots.
+    /// Allocations per size class, plus large and huge in the last two slots. Small
+    /// allocations are counted in their span first (`Span::allocs`, on the line the
+    /// fast path writes anyway) and added here when the span goes back to the pool.
     pub allocs: [u64; NUM_CLASSES + 2],
     /// Frees of large and huge blocks done by this thread (the last two slots). Small
     /// frees are not counted on the fast path: a report derives them as allocations
@@ -188,24 +190,27 @@ pub struct Totals {
     pub live_small_bytes: u64,
 }
 
-/// Blocks in use per size class in the spans owned by `heap` (every heap if null),
-/// counted by walking the segments. Blocks freed by other threads and not yet drained
+/// Per size class, in the spans owned by `heap` (every heap if null), counted by
+/// walking the segments: the blocks in use, and the allocations the spans have not yet
+/// folded into their heap's counters. Blocks freed by other threads and not yet drained
 /// count as in use. None if the central lock stays busy (a report at exit must not wait
 /// on a thread that holds it).
-fn in_use_blocks(heap: *mut Heap) -> Option<[u64; NUM_CLASSES]> {
+fn span_counts(heap: *mut Heap) -> Option<([u64; NUM_CLASSES], [u64; NUM_CLASSES])> {
     let central = crate::central::CENTRAL.try_lock_for(1000)?;
-    let mut out = [0u64; NUM_CLASSES];
+    let mut in_use = [0u64; NUM_CLASSES];
+    let mut allocs = [0u64; NUM_CLASSES];
     central.for_each_segment(|seg| {
         // SAFETY: we hold the central lock and the segment is on its list.
         unsafe {
-            crate::segment::Segment::for_each_small_span(seg, |owner, class, used| {
+            crate::segment::Segment::for_each_small_span(seg, |owner, class, used, n| {
                 if heap.is_null() || owner == heap {
-                    out[class] += used as u64;
+                    in_use[class] += used as u64;
+                    allocs[class] += n;
                 }
             })
         }
     });
-    Some(out)
+    Some((in_use, allocs))
 }
 
 /// Per-class allocations and frees of one heap (or of all, with null).
@@ -223,12 +228,19 @@ fn class_counts(heap: *mut Heap) -> ([u64; NUM_CLASSES + 2], [u64; NUM_CLASSES +
             }
         }
     });
-    if let Some(in_use) = in_use_blocks(heap) {
+    if let Some((in_use, unfolded)) = span_counts(heap) {
         for i in 0..NUM_CLASSES {
+            allocs[i] += unfolded[i];
             frees[i] = allocs[i].saturating_sub(in_use[i]);
         }
     }
     (allocs, frees)
+}
+
+/// Allocations and frees of one size class over all heaps.
+pub fn class_totals(class: SizeClass) -> (u64, u64) {
+    let (allocs, frees) = class_counts(core::ptr::null_mut());
+    (allocs[class.index()], frees[class.index()])
 }
 
 /// Totals over all heaps.

@@ -32,33 +32,32 @@ thread_local! {
 /// The calling thread's heap, or `EMPTY_HEAP` if it has none yet.
 #[inline(always)]
 pub fn heap() -> *mut Heap {
-    // The slot stores the distance from EMPTY_HEAP, so its zero initial value (in
-    // .tbss, no initialiser to relocate) means "no heap yet".
-    slot::get().wrapping_add((&raw const EMPTY_HEAP) as usize) as *mut Heap
+    slot::get() as *mut Heap
 }
 
 fn set_heap(h: *mut Heap) {
-    slot::set((h as usize).wrapping_sub((&raw const EMPTY_HEAP) as usize));
+    slot::set(h as usize);
 }
 
 // The thread slot on x86-64 Linux: an initial-exec TLS word, one `mov %fs:` per read
-// (see `oxalloc_sys::initial_exec_slot!`).
+// (see `oxalloc_sys::initial_exec_slot!`), that starts as the address of EMPTY_HEAP.
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-oxalloc_sys::initial_exec_slot!(mod slot = "oxalloc_thread_heap");
+oxalloc_sys::initial_exec_slot!(mod slot = "oxalloc_thread_heap", init = crate::heap::EMPTY_HEAP);
 
 /// The thread slot elsewhere: a plain `thread_local!`.
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
 mod slot {
+    use crate::heap::{Heap, EMPTY_HEAP};
     use core::cell::Cell;
     thread_local! {
-        static SLOT: Cell<usize> = const { Cell::new(0) };
+        static SLOT: Cell<*const Heap> = const { Cell::new(&raw const EMPTY_HEAP) };
     }
     #[inline(always)]
     pub fn get() -> usize {
-        SLOT.with(|s| s.get())
+        SLOT.with(|s| s.get() as usize)
     }
     pub fn set(v: usize) {
-        SLOT.with(|s| s.set(v))
+        SLOT.with(|s| s.set(v as *const Heap))
     }
 }
 

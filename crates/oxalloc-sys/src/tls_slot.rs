@@ -3,26 +3,39 @@
 //! Rust's `thread_local!` in a shared library costs a `__tls_get_addr` call per access,
 //! and stable Rust cannot choose the TLS model. Initial-exec uses the static TLS block,
 //! which LD_PRELOAD'ed and linked libraries always get (a `dlopen` of the library needs
-//! 8 bytes of glibc's static TLS surplus): one `mov %fs:` per read. The word lives in
-//! `.tbss`, so it starts at zero in every thread.
+//! 8 bytes of glibc's static TLS surplus): one `mov %fs:` per read.
 
 /// Defines `mod $name` with `get() -> usize` and `set(usize)` over an initial-exec TLS
 /// word named `$sym` (x86-64 Linux only; each crate keeps its own fallback elsewhere).
+///
+/// The word starts at zero in every thread, or, with `init = path`, at the address of
+/// the static `path` (the word then lives in `.tdata`; the dynamic linker relocates the
+/// TLS image before any thread copies it).
 #[macro_export]
 macro_rules! initial_exec_slot {
     ($(#[$attr:meta])* mod $name:ident = $sym:literal) => {
+        $crate::initial_exec_slot!(@define $(#[$attr])* mod $name = $sym,
+            ".pushsection .tbss,\"awT\",@nobits", ".zero 8",);
+    };
+    ($(#[$attr:meta])* mod $name:ident = $sym:literal, init = $init:path) => {
+        $crate::initial_exec_slot!(@define $(#[$attr])* mod $name = $sym,
+            ".pushsection .tdata,\"awT\",@progbits", ".quad {init}", init = sym $init);
+    };
+    (@define $(#[$attr:meta])* mod $name:ident = $sym:literal,
+        $section:literal, $value:literal, $($operands:tt)*) => {
         $(#[$attr])*
         mod $name {
             core::arch::global_asm!(
-                ".pushsection .tbss,\"awT\",@nobits",
+                $section,
                 ".p2align 3",
                 concat!(".globl ", $sym),
                 concat!(".hidden ", $sym),
                 concat!(".type ", $sym, ", @object"),
                 concat!(".size ", $sym, ", 8"),
                 concat!($sym, ":"),
-                ".zero 8",
+                $value,
                 ".popsection",
+                $($operands)*
             );
 
             /// This thread's word.
