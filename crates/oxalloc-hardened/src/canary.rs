@@ -26,15 +26,16 @@ pub fn pattern(addr: usize) -> u64 {
 
 /// The block's bytes as 8-byte words (blocks start 16-byte aligned and their slots end
 /// on a 16-byte boundary, so nothing is left over).
+#[inline]
 fn words(block: &mut [u8]) -> &mut [u64] {
-    // SAFETY: every bit pattern is a valid `u64` and a valid `u8`; `align_to_mut`
-    // splits exactly, and the asserts below check that nothing is left over.
-    let (head, w, tail) = unsafe { block.align_to_mut::<u64>() };
     assert!(
-        head.is_empty() && tail.is_empty(),
+        (block.as_ptr() as usize | block.len()).is_multiple_of(8),
         "blocks are word aligned"
     );
-    w
+    // SAFETY: the slice is 8-byte aligned and a whole number of words long (checked
+    // above); every bit pattern is a valid `u64` and a valid `u8`, and the result
+    // borrows `block` mutably, so nothing else sees the bytes meanwhile.
+    unsafe { core::slice::from_raw_parts_mut(block.as_mut_ptr().cast::<u64>(), block.len() / 8) }
 }
 
 /// Mask of the bytes of word `n / 8` that belong to the user (below offset `n`).
@@ -77,13 +78,30 @@ pub fn write_fresh(addr: usize, block: &mut [u8], n: usize) {
 }
 
 /// Checks the canary in `block[n..]`; returns the offset of the first changed byte.
+/// The common case (intact) is one branch-free pass over the canary words.
 #[inline]
 pub fn check(addr: usize, block: &mut [u8], n: usize) -> Option<usize> {
     let pat = pattern(addr).to_le();
     let w = words(block);
     let first = n / 8;
+    if first >= w.len() {
+        return None;
+    }
+    let acc = w[first + 1..]
+        .iter()
+        .fold((w[first] ^ pat) & !user_mask(n), |a, &x| a | (x ^ pat));
+    if acc == 0 {
+        return None;
+    }
+    find_change(pat, w, n)
+}
+
+/// Where [`check`] found a change: the offset of the first changed canary byte.
+#[cold]
+#[inline(never)]
+fn find_change(pat: u64, w: &[u64], n: usize) -> Option<usize> {
     let mut skip = user_mask(n);
-    for (i, &x) in w.iter().enumerate().skip(first) {
+    for (i, &x) in w.iter().enumerate().skip(n / 8) {
         let diff = ((x ^ pat) & !skip).to_le();
         if diff != 0 {
             return Some(i * 8 + (diff.trailing_zeros() / 8) as usize);

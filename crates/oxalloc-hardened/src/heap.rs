@@ -37,7 +37,7 @@ use crate::backtrace::{self, Stack};
 use crate::canary;
 use crate::large::{self, Entry};
 use crate::lock::Lock;
-use crate::meta::{set_bit, ClassMeta};
+use crate::meta::{pick_window, set_bit, ClassMeta};
 use crate::mitigations::{self as mt, OPTIONS, STACK_DEPTH};
 use crate::quarantine::Ring;
 use crate::region::{self, geometry_cached as geo, Geometry, NUM_CLASSES, REGION_BYTES};
@@ -428,15 +428,19 @@ unsafe fn bytes<'a>(addr: usize, len: usize) -> &'a mut [u8] {
 
 /// The offset of the first non-zero byte of a range of our memory, if any. The common
 /// case (all zero) is one branch-free OR over the range, which the compiler vectorises.
+#[inline]
 fn first_nonzero(b: &[u8]) -> Option<usize> {
-    let (head, words, tail) = {
+    let (head, words, tail) = if (b.as_ptr() as usize | b.len()).is_multiple_of(8) {
+        // SAFETY: the range is 8-byte aligned and a whole number of words long (tested
+        // just above); every bit pattern is a valid `u64`.
+        let w = unsafe { core::slice::from_raw_parts(b.as_ptr().cast::<u64>(), b.len() / 8) };
+        (&[][..], w, &[][..])
+    } else {
         // SAFETY: `u64` has no invalid bit patterns; `align_to` keeps the split exact.
         unsafe { b.align_to::<u64>() }
     };
-    let mut acc = head.iter().chain(tail).fold(0u8, |a, &x| a | x) as u64;
-    for chunk in words.chunks(8) {
-        acc |= chunk.iter().fold(0, |a, &x| a | x);
-    }
+    let acc = words.iter().fold(0u64, |a, &x| a | x)
+        | head.iter().chain(tail).fold(0u8, |a, &x| a | x) as u64;
     if acc == 0 {
         return None;
     }
@@ -630,7 +634,7 @@ impl Class {
             let r = if mt::RANDOM_SLOTS { self.random() } else { 0 };
             let k = self.partial as usize - 1;
             let m = self.meta.slab(k);
-            let Some(i) = m.pick_free(g.slots, r) else {
+            let Some(i) = m.pick_free(g.slots, pick_window(g.stride), r) else {
                 // The free count said otherwise: our own metadata is inconsistent.
                 let mut msg = report::headline(Kind::InvalidPointer, 0);
                 msg.str(": internal error, slab metadata inconsistent");
@@ -666,6 +670,9 @@ impl Class {
 
     /// Checks every block in this class's ring now.
     fn check_quarantine(&mut self, base: usize, marker: usize) {
+        if !mt::ZERO_ON_FREE {
+            return;
+        }
         let g = geo(self.idx);
         for i in 0..self.quarantine.len() {
             let id = self.quarantine.get(i) as u32;
@@ -704,6 +711,9 @@ fn finish_alloc(base: usize, c: usize, id: u32, n: usize, zero: bool, stack: &St
         if mt::CANARY {
             canary::write_fresh(addr, s, n);
         }
+        if zero && !mt::ZERO_ON_FREE {
+            s[..n].fill(0);
+        }
         if !zero && OPTIONS.junk() {
             s[..n].fill(mt::JUNK_BYTE);
         }
@@ -729,7 +739,11 @@ fn alloc_small(base: usize, c: usize, n: usize, zero: bool, stack: &Stack) -> us
     }
     // A random entry of the magazine (no division: the high half of a product).
     let len = cc.mag_len as usize;
-    let j = (((r >> 32) * len as u64) >> 32) as usize;
+    let j = if mt::RANDOM_SLOTS {
+        (((r >> 32) * len as u64) >> 32) as usize
+    } else {
+        len - 1
+    };
     let id = cc.mag[j];
     cc.mag[j] = cc.mag[len - 1];
     cc.mag_len -= 1;
@@ -885,7 +899,7 @@ fn write_after_free(
 #[inline]
 fn leave_quarantine(base: usize, c: usize, id: u32, held: Option<&Lock>, op: Op, marker: usize) {
     let (slab, slot) = split_id(id);
-    if c != 0 {
+    if c != 0 && mt::ZERO_ON_FREE {
         let addr = region::slot_addr(base, c, slab, slot);
         // SAFETY: quarantined slots lie in opened slabs and are not live.
         let s = unsafe { bytes(addr, geo(c).stride) };

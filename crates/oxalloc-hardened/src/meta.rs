@@ -70,22 +70,33 @@ impl SlabMeta {
         self.avail |= 1 << (i / 64);
     }
 
-    /// Picks a free slot below `slots`, starting at a random word and bit so the order
-    /// of addresses is unpredictable. The caller knows `free_slots > 0` and marks the
-    /// slot taken.
+    /// Picks a free slot below `slots`: the lowest word of the bitmap with a free slot,
+    /// and within it a random free slot of the *window* (`window` consecutive slots,
+    /// about a page of memory) that holds the word's lowest free slot. So a slab fills
+    /// roughly page by page (few pages and TLB entries in use, neighbouring blocks
+    /// share lines), while the order of addresses within a page stays unpredictable.
+    /// The caller knows `free_slots > 0` and marks the slot taken.
     #[inline]
-    pub fn pick_free(&mut self, slots: usize, random: u64) -> Option<usize> {
-        let rot_w = ((random >> 8) & 31) as u32;
-        let rot = (random & 63) as u32;
+    pub fn pick_free(&mut self, slots: usize, window: usize, random: u64) -> Option<usize> {
         while self.avail != 0 {
-            let w = ((self.avail.rotate_right(rot_w).trailing_zeros() + rot_w) % 32) as usize;
+            let w = self.avail.trailing_zeros() as usize;
             let mut free = !self.taken[w];
             let valid = slots.saturating_sub(w * 64);
             if valid < 64 {
                 free &= (1u64 << valid) - 1;
             }
             if free != 0 {
-                let b = (free.rotate_right(rot).trailing_zeros() + rot) % 64;
+                // The window of the lowest free slot, clipped to this word.
+                let low = w * 64 + free.trailing_zeros() as usize;
+                let start = low - low % window;
+                let lo = start.max(w * 64) - w * 64;
+                let hi = (start + window).min(w * 64 + 64) - w * 64;
+                let in_window = free & (u64::MAX >> (64 - hi)) & (u64::MAX << lo);
+                // The first free slot at or after a random point of the window
+                // (wrapping round to the window's start).
+                let at = lo + (((random & 0xFFFF_FFFF) * (hi - lo) as u64) >> 32) as usize;
+                let after = in_window & (u64::MAX << at);
+                let b = if after != 0 { after } else { in_window }.trailing_zeros();
                 if free & !(1u64 << b) == 0 {
                     self.avail &= !(1 << w); // the word's last free slot
                 }
@@ -94,6 +105,19 @@ impl SlabMeta {
             self.avail &= !(1 << w); // stale
         }
         None
+    }
+}
+
+/// Slots per window of [`SlabMeta::pick_free`] for slots of `stride` bytes: a page's
+/// worth, but at least 8 slots (so big classes keep some randomness) and at most 64.
+pub const fn pick_window(stride: usize) -> usize {
+    let n = oxalloc_sys::PAGE_SIZE / stride;
+    if n < 8 {
+        8
+    } else if n > 64 {
+        64
+    } else {
+        n
     }
 }
 
@@ -232,6 +256,55 @@ mod tests {
     use super::*;
 
     #[test]
+    fn pick_free_fills_windows_in_order_at_random_within() {
+        let mut m = SlabMeta {
+            taken: [0; WORDS],
+            free_slots: 0,
+            next_partial: 0,
+            on_partial: false,
+            avail: 0,
+        };
+        m.open(100);
+        let mut state = 0x1234_5678_9abc_def1u64;
+        for win in 0..100usize.div_ceil(8) {
+            let mut seen = [false; 8];
+            let first = win * 8;
+            let n = (100 - first).min(8);
+            let mut order = [0usize; 8];
+            for o in order.iter_mut().take(n) {
+                let r = crate::mitigations::xorshift64_star(&mut state);
+                let i = m.pick_free(100, 8, r).expect("free slots left");
+                assert!(
+                    (first..first + n).contains(&i),
+                    "slot {i} outside window {win}"
+                );
+                assert!(!seen[i - first], "slot {i} picked twice");
+                seen[i - first] = true;
+                set_bit(&mut m.taken, i, true);
+                *o = i;
+            }
+            if n == 8 {
+                assert!(
+                    order[..n].windows(2).any(|p| p[1] != p[0] + 1),
+                    "in order: {order:?}"
+                );
+            }
+        }
+        assert_eq!(m.pick_free(100, 8, 1), None);
+        // A hole in an earlier window is refilled before later windows are touched.
+        set_bit(&mut m.taken, 77, false);
+        set_bit(&mut m.taken, 13, false);
+        m.mark_free(77);
+        m.mark_free(13);
+        assert_eq!(m.pick_free(100, 8, 5), Some(13));
+        set_bit(&mut m.taken, 13, true);
+        assert_eq!(m.pick_free(100, 8, 5), Some(77));
+        assert_eq!(pick_window(32), 64);
+        assert_eq!(pick_window(528), 8);
+        assert_eq!(pick_window(65552), 8);
+    }
+
+    #[test]
     fn pick_free_skips_taken_and_out_of_range_slots() {
         let mut m = SlabMeta {
             taken: [0; WORDS],
@@ -246,17 +319,17 @@ mod tests {
             set_bit(&mut m.taken, i, i != 70);
         }
         for r in [0u64, 1, 63, 12345, u64::MAX] {
-            assert_eq!(m.pick_free(99, r), Some(70));
+            assert_eq!(m.pick_free(99, 64, r), Some(70));
             // It was the word's last free slot: the word is no longer offered.
             assert_eq!(m.avail & 0b10, 0);
             m.mark_free(70); // as if it had not been taken
         }
         set_bit(&mut m.taken, 70, true);
-        assert_eq!(m.pick_free(99, 7), None);
+        assert_eq!(m.pick_free(99, 64, 7), None);
         assert_eq!(m.avail, 0, "stale words cleared");
         set_bit(&mut m.taken, 70, false);
         m.mark_free(70);
-        assert_eq!(m.pick_free(99, 7), Some(70));
+        assert_eq!(m.pick_free(99, 64, 7), Some(70));
         // All 2048 slots: every word usable, any random start finds the one free slot.
         m.open(MAX_SLOTS);
         assert_eq!(m.avail, u32::MAX);
@@ -264,7 +337,7 @@ mod tests {
         set_bit(&mut m.taken, 2000, false);
         for r in [0u64, 31 << 8, 17 << 8 | 5] {
             m.open(MAX_SLOTS);
-            assert_eq!(m.pick_free(MAX_SLOTS, r), Some(2000));
+            assert_eq!(m.pick_free(MAX_SLOTS, 8, r), Some(2000));
         }
     }
 }
