@@ -37,7 +37,7 @@ use crate::backtrace::{self, Stack};
 use crate::canary;
 use crate::large::{self, Entry};
 use crate::lock::Lock;
-use crate::meta::{pick_window, set_bit, ClassMeta};
+use crate::meta::{set_bit, ClassMeta};
 use crate::mitigations::{self as mt, OPTIONS, STACK_DEPTH};
 use crate::quarantine::Ring;
 use crate::region::{self, geometry_cached as geo, Geometry, NUM_CLASSES, REGION_BYTES};
@@ -551,35 +551,52 @@ fn overflow(
 }
 
 /// Checks what a sized or aligned free claims against the block.
+#[inline]
 fn check_expect(held: Option<&Lock>, b: &Block, p: usize, x: Expect, op: Op, marker: usize) {
     if !mt::CHECK_SIZED_FREE {
         return;
     }
-    // Reports a sized/aligned free whose claim (`what` = `claimed`) is not the block's.
-    let mismatch = |kind: Kind, what: &str, claimed: usize, actual: usize| -> ! {
-        let mut m = report::headline(kind, p);
-        report::block(&mut m, b.size(), b.class_size());
-        report::within(&mut m, op.name);
-        m.str(": freed with ")
-            .str(what)
-            .str(" ")
-            .num(claimed as u64)
-            .str(", allocated with ")
-            .str(what)
-            .str(" ")
-            .num(actual as u64);
-        die(held, m, marker, None)
-    };
     if let Some(size) = x.size {
         if size != b.size() {
-            mismatch(Kind::SizeMismatch, "size", size, b.size());
+            let kind = Kind::SizeMismatch;
+            mismatch(held, b, p, op, marker, kind, "size", size, b.size());
         }
     }
     if let Some(align) = x.align {
         if !align.is_power_of_two() || align.max(16) != b.align() {
-            mismatch(Kind::AlignmentMismatch, "alignment", align, b.align());
+            let kind = Kind::AlignmentMismatch;
+            mismatch(held, b, p, op, marker, kind, "alignment", align, b.align());
         }
     }
+}
+
+/// Reports a sized/aligned free whose claim (`what` = `claimed`) is not the block's.
+#[cold]
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn mismatch(
+    held: Option<&Lock>,
+    b: &Block,
+    p: usize,
+    op: Op,
+    marker: usize,
+    kind: Kind,
+    what: &str,
+    claimed: usize,
+    actual: usize,
+) -> ! {
+    let mut m = report::headline(kind, p);
+    report::block(&mut m, b.size(), b.class_size());
+    report::within(&mut m, op.name);
+    m.str(": freed with ")
+        .str(what)
+        .str(" ")
+        .num(claimed as u64)
+        .str(", allocated with ")
+        .str(what)
+        .str(" ")
+        .num(actual as u64);
+    die(held, m, marker, None)
 }
 
 impl Class {
@@ -634,7 +651,7 @@ impl Class {
             let r = if mt::RANDOM_SLOTS { self.random() } else { 0 };
             let k = self.partial as usize - 1;
             let m = self.meta.slab(k);
-            let Some(i) = m.pick_free(g.slots, pick_window(g.stride), r) else {
+            let Some(i) = m.pick_free(g.slots, g.window, r) else {
                 // The free count said otherwise: our own metadata is inconsistent.
                 let mut msg = report::headline(Kind::InvalidPointer, 0);
                 msg.str(": internal error, slab metadata inconsistent");

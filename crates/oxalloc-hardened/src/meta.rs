@@ -75,7 +75,8 @@ impl SlabMeta {
     /// about a page of memory) that holds the word's lowest free slot. So a slab fills
     /// roughly page by page (few pages and TLB entries in use, neighbouring blocks
     /// share lines), while the order of addresses within a page stays unpredictable.
-    /// The caller knows `free_slots > 0` and marks the slot taken.
+    /// `window` is a power of two. The caller knows `free_slots > 0` and marks the slot
+    /// taken.
     #[inline]
     pub fn pick_free(&mut self, slots: usize, window: usize, random: u64) -> Option<usize> {
         while self.avail != 0 {
@@ -88,7 +89,7 @@ impl SlabMeta {
             if free != 0 {
                 // The window of the lowest free slot, clipped to this word.
                 let low = w * 64 + free.trailing_zeros() as usize;
-                let start = low - low % window;
+                let start = low & !(window - 1);
                 let lo = start.max(w * 64) - w * 64;
                 let hi = (start + window).min(w * 64 + 64) - w * 64;
                 let in_window = free & (u64::MAX >> (64 - hi)) & (u64::MAX << lo);
@@ -108,17 +109,20 @@ impl SlabMeta {
     }
 }
 
-/// Slots per window of [`SlabMeta::pick_free`] for slots of `stride` bytes: a page's
-/// worth, but at least 8 slots (so big classes keep some randomness) and at most 64.
+/// Slots per window of [`SlabMeta::pick_free`] for slots of `stride` bytes: about a
+/// page's worth, but at least 8 slots (so big classes keep some randomness) and at most
+/// 64 (a bitmap word), rounded down to a power of two (the window of a slot is then a
+/// mask away, no division).
 pub const fn pick_window(stride: usize) -> usize {
     let n = oxalloc_sys::PAGE_SIZE / stride;
-    if n < 8 {
+    let n = if n < 8 {
         8
     } else if n > 64 {
         64
     } else {
         n
-    }
+    };
+    1 << (usize::BITS - 1 - n.leading_zeros())
 }
 
 /// Address space reserved as `PROT_NONE` and committed (made read-write) from the
@@ -300,6 +304,7 @@ mod tests {
         set_bit(&mut m.taken, 13, true);
         assert_eq!(m.pick_free(100, 8, 5), Some(77));
         assert_eq!(pick_window(32), 64);
+        assert_eq!(pick_window(96), 32);
         assert_eq!(pick_window(528), 8);
         assert_eq!(pick_window(65552), 8);
     }

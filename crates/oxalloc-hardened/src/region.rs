@@ -75,6 +75,8 @@ pub struct Geometry {
     pub span_magic: u64,
     /// `ceil(2^64 / stride)`, likewise.
     pub stride_magic: u64,
+    /// Slots per random-choice window ([`crate::meta::pick_window`]).
+    pub window: usize,
 }
 
 /// `ceil(2^64 / d)` for `2 <= d`: the multiplier for [`div`].
@@ -127,6 +129,7 @@ pub const fn geometry(c: usize) -> Geometry {
         max_slabs: REGION_BYTES / span,
         span_magic: magic(span),
         stride_magic: magic(stride),
+        window: crate::meta::pick_window(stride),
     }
 }
 
