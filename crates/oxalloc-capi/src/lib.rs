@@ -3,7 +3,13 @@
 //! Forwarders only: every function calls `oxalloc_core::api`, where the C semantics
 //! live and are tested. The unprefixed names replace libc's allocator; the `ox_`
 //! names are for programs that want oxalloc next to another malloc.
+//!
+//! On x86-64 Linux the library is `no_std`: it links no Rust standard library, so a
+//! process that loads it maps no std code (panic machinery, backtrace symbolizer) and
+//! no `libgcc_s`. A panic, which the allocator's code never means to raise, reports its
+//! location and aborts.
 #![allow(clippy::missing_safety_doc)]
+#![cfg_attr(all(target_arch = "x86_64", target_os = "linux"), no_std)]
 
 use core::ffi::c_void;
 use oxalloc_core::api;
@@ -80,4 +86,21 @@ pub extern "C" fn ox_stats_print() {
 #[unsafe(no_mangle)]
 pub extern "C" fn ox_stats_json(fd: i32) {
     oxalloc_core::stats::write_json(fd);
+}
+
+/// Reports a panic (a bug in the allocator) without allocating, and aborts.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    let mut b: oxalloc_core::fmt::Buf<256> = oxalloc_core::fmt::Buf::new();
+    b.str("oxalloc: internal error (panic)");
+    if let Some(loc) = info.location() {
+        b.str(" at ")
+            .str(loc.file())
+            .str(":")
+            .num(loc.line() as u64);
+    }
+    b.str("\n");
+    oxalloc_sys::write_stderr(b.as_bytes());
+    oxalloc_sys::abort()
 }

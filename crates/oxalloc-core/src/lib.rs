@@ -9,6 +9,9 @@
 //!
 //! The crate never allocates from its own paths: no `Vec`, `String` or `format!`;
 //! messages go through fixed buffers (`fmt`) and `write(2)`.
+// no_std where the thread slots are initial-exec TLS words, so liboxalloc.so carries no
+// std (its panic and backtrace code, libgcc_s): less code mapped into every process.
+#![cfg_attr(all(not(test), target_arch = "x86_64", target_os = "linux"), no_std)]
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -20,14 +20,9 @@
 use crate::heap::{self, Heap, EMPTY_HEAP};
 use crate::lock::Mutex;
 use crate::stats::{self, GLOBAL};
-use core::cell::Cell;
 use core::ffi::c_void;
 use core::ptr;
 use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU8, Ordering};
-
-thread_local! {
-    static EXITED: Cell<bool> = const { Cell::new(false) };
-}
 
 /// The calling thread's heap, or `EMPTY_HEAP` if it has none yet.
 #[inline(always)]
@@ -43,6 +38,25 @@ fn set_heap(h: *mut Heap) {
 // (see `oxalloc_sys::initial_exec_slot!`), that starts as the address of EMPTY_HEAP.
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 oxalloc_sys::initial_exec_slot!(mod slot = "oxalloc_thread_heap", init = crate::heap::EMPTY_HEAP);
+
+// Whether this thread's exit hook ran (nonzero): it then allocates from the orphan heap.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+oxalloc_sys::initial_exec_slot!(mod exited = "oxalloc_thread_exited");
+
+/// The exited flag elsewhere: a plain `thread_local!`.
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+mod exited {
+    use core::cell::Cell;
+    thread_local! {
+        static EXITED: Cell<usize> = const { Cell::new(0) };
+    }
+    pub fn get() -> usize {
+        EXITED.with(|s| s.get())
+    }
+    pub fn set(v: usize) {
+        EXITED.with(|s| s.set(v))
+    }
+}
 
 /// The thread slot elsewhere: a plain `thread_local!`.
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
@@ -132,7 +146,7 @@ pub fn global_init() {
 #[cold]
 pub fn init_thread() -> *mut Heap {
     global_init();
-    if EXITED.with(|e| e.get()) {
+    if exited::get() != 0 {
         return ptr::null_mut();
     }
     let h = acquire_heap();
@@ -241,7 +255,7 @@ unsafe extern "C" fn thread_exit(arg: *mut c_void) {
         return;
     }
     set_heap((&raw const EMPTY_HEAP).cast_mut());
-    EXITED.with(|e| e.set(true));
+    exited::set(1);
     // SAFETY: the heap was this thread's, and the thread slot no longer names it.
     unsafe { abandon(h) };
 }
