@@ -7,9 +7,14 @@
 //! On x86-64 Linux the library is `no_std`: it links no Rust standard library, so a
 //! process that loads it maps no std code (panic machinery, backtrace symbolizer) and
 //! no `libgcc_s`. A panic, which the allocator's code never means to raise, reports its
-//! location and aborts.
+//! location and aborts. Keep std out of this crate's dependency graph: cargo unifies
+//! features across a workspace build, so a member (or dev-dependency) that turns on
+//! `std` in `oxalloc-typed`, `allocator-api2` or `rustix` links std in here too, and
+//! `cargo clippy --workspace --all-targets` then fails with a duplicate `panic_impl`.
+//! (`alloc` alone is fine: the library's own Rust allocations, if a dependency makes
+//! any, go to oxalloc.)
 #![allow(clippy::missing_safety_doc)]
-#![cfg_attr(all(target_arch = "x86_64", target_os = "linux"), no_std)]
+#![cfg_attr(all(not(test), target_arch = "x86_64", target_os = "linux"), no_std)]
 
 use core::ffi::c_void;
 use oxalloc_core::api;
@@ -88,8 +93,13 @@ pub extern "C" fn ox_stats_json(fd: i32) {
     oxalloc_core::stats::write_json(fd);
 }
 
+/// Rust allocations inside the library (none today) use oxalloc itself.
+#[cfg(all(not(test), target_arch = "x86_64", target_os = "linux"))]
+#[global_allocator]
+static RUST_ALLOCATOR: oxalloc::Oxalloc = oxalloc::Oxalloc;
+
 /// Reports a panic (a bug in the allocator) without allocating, and aborts.
-#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[cfg(all(not(test), target_arch = "x86_64", target_os = "linux"))]
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
     let mut b: oxalloc_core::fmt::Buf<256> = oxalloc_core::fmt::Buf::new();
