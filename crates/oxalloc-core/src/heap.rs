@@ -78,8 +78,11 @@ impl Pending {
 pub struct Bin {
     /// The span allocations come from; `EMPTY_SPAN` when there is none.
     pub current: *mut Span,
-    /// Other spans of this class that have free blocks.
+    /// Other spans of this class that have free blocks: those with freed blocks in
+    /// front, those with only never-used area (set aside by `alloc_slow`) at the back.
     pub partial: *mut Span,
+    /// The last span of `partial`.
+    pub partial_tail: *mut Span,
 }
 
 /// A thread's heap. Never freed: when its thread exits it is abandoned and later
@@ -122,6 +125,7 @@ pub static EMPTY_HEAP: Heap = Heap {
     bins: [Bin {
         current: (&raw const EMPTY_SPAN).cast_mut(),
         partial: ptr::null_mut(),
+        partial_tail: ptr::null_mut(),
     }; NUM_CLASSES],
     remote_spans: ptr::null_mut(),
     pending: [Pending::NONE; PENDING_SPANS],
@@ -165,6 +169,7 @@ impl Heap {
                 (*h).bins[i] = Bin {
                     current: empty_span(),
                     partial: ptr::null_mut(),
+                    partial_tail: ptr::null_mut(),
                 };
             }
             (*h).direct = [empty_span(); DIRECT_SLOTS];
@@ -356,7 +361,22 @@ unsafe fn alloc_slow_inner(heap: *mut Heap, c: SizeClass) -> *mut u8 {
         loop {
             let span = (*bin).current;
             if span != empty_span() {
-                if !(*span).free.is_null() || take_remote(span) || carve(span) {
+                if !(*span).free.is_null() || take_remote(span) {
+                    return pop(span);
+                }
+                // Blocks freed into another span of the class are memory already
+                // touched: use them before carving (touching) fresh pages of this one,
+                // which waits at the back of the partial list.
+                let next = (*bin).partial;
+                if !next.is_null() && !(*next).free.is_null() && has_fresh_area(span) {
+                    partial_unlink(bin, next);
+                    (*span).used -= USED_CURRENT;
+                    partial_push_back(bin, span);
+                    (*next).used += USED_CURRENT;
+                    set_current(heap, c, next);
+                    continue;
+                }
+                if carve(span) {
                     return pop(span);
                 }
                 // Every block is out: park the span until a free brings it back.
@@ -376,6 +396,20 @@ unsafe fn alloc_slow_inner(heap: *mut Heap, c: SizeClass) -> *mut u8 {
             }
             set_current(heap, c, fresh);
         }
+    }
+}
+
+/// Whether a span has never-used area left to carve.
+///
+/// # Safety
+/// `span` is a small span owned by the caller's heap.
+unsafe fn has_fresh_area(span: *mut Span) -> bool {
+    // SAFETY: caller's contract.
+    unsafe {
+        let bs = (*span).block_size as usize;
+        let start = Segment::span_start(span) as usize;
+        let end = start + ((*span).slice_count as usize * SLICE_SIZE) / bs * bs;
+        (*span).bump as usize + bs <= end
     }
 }
 
@@ -999,10 +1033,31 @@ unsafe fn partial_push(bin: *mut Bin, span: *mut Span) {
     unsafe {
         (*span).prev = ptr::null_mut();
         (*span).next = (*bin).partial;
-        if !(*bin).partial.is_null() {
+        if (*bin).partial.is_null() {
+            (*bin).partial_tail = span;
+        } else {
             (*(*bin).partial).prev = span;
         }
         (*bin).partial = span;
+    }
+}
+
+/// Puts a span at the back of `bin`'s partial list.
+///
+/// # Safety
+/// `span` is a small span of `bin`'s heap in none of its lists.
+unsafe fn partial_push_back(bin: *mut Bin, span: *mut Span) {
+    // SAFETY: caller's contract.
+    unsafe {
+        let tail = (*bin).partial_tail;
+        (*span).next = ptr::null_mut();
+        (*span).prev = tail;
+        if tail.is_null() {
+            (*bin).partial = span;
+        } else {
+            (*tail).next = span;
+        }
+        (*bin).partial_tail = span;
     }
 }
 
@@ -1017,7 +1072,9 @@ unsafe fn partial_unlink(bin: *mut Bin, span: *mut Span) {
         } else {
             (*prev).next = next;
         }
-        if !next.is_null() {
+        if next.is_null() {
+            (*bin).partial_tail = prev;
+        } else {
             (*next).prev = prev;
         }
         (*span).next = ptr::null_mut();
