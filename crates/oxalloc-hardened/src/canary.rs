@@ -24,26 +24,27 @@ pub fn pattern(addr: usize) -> u64 {
     (x ^ (x >> 29)) | 0x0101_0101_0101_0101
 }
 
-/// The block's bytes as 8-byte words (blocks start 16-byte aligned and their slots end
-/// on a 16-byte boundary, so nothing is left over).
+/// Mask of the bytes of word `n / 8` that belong to the user (below offset `n`):
+/// `(1 << 8 * (n % 8)) - 1`, which is 0 when `n` is a multiple of 8 (no branch).
 #[inline]
-fn words(block: &mut [u8]) -> &mut [u64] {
-    assert!(
-        (block.as_ptr() as usize | block.len()).is_multiple_of(8),
-        "blocks are word aligned"
-    );
-    // SAFETY: the slice is 8-byte aligned and a whole number of words long (checked
-    // above); every bit pattern is a valid `u64` and a valid `u8`, and the result
-    // borrows `block` mutably, so nothing else sees the bytes meanwhile.
-    unsafe { core::slice::from_raw_parts_mut(block.as_mut_ptr().cast::<u64>(), block.len() / 8) }
+fn user_mask(n: usize) -> u64 {
+    (1u64 << (8 * (n % 8))) - 1
 }
 
-/// Mask of the bytes of word `n / 8` that belong to the user (below offset `n`).
-fn user_mask(n: usize) -> u64 {
-    match n % 8 {
-        0 => 0,
-        r => (1u64 << (8 * r)) - 1,
+/// The canary words of `block` from the word that holds offset `n` to the end, as
+/// `(pointer to that word, number of words)`; `None` when `n` is at or past the end.
+/// The slice must be a whole number of 8-byte words long (blocks end on a 16-byte
+/// boundary; checked), so every word lies inside it.
+#[inline]
+fn tail(block: &mut [u8], n: usize) -> Option<(*mut u8, usize)> {
+    let len = block.len();
+    assert!(len.is_multiple_of(8), "blocks end on a word boundary");
+    let first = n & !7;
+    if first >= len {
+        return None;
     }
+    // In bounds: `first < len`.
+    Some((block[first..].as_mut_ptr(), (len - first) / 8))
 }
 
 /// Writes the canary over `block[n..]`, where `block` is the whole slot of the block at
@@ -52,14 +53,19 @@ fn user_mask(n: usize) -> u64 {
 #[inline]
 pub fn write(addr: usize, block: &mut [u8], n: usize) {
     let pat = pattern(addr).to_le();
-    let w = words(block);
-    let first = n / 8;
-    if first >= w.len() {
+    let Some((p, words)) = tail(block, n) else {
         return;
-    }
+    };
     let keep = user_mask(n);
-    w[first] = (w[first] & keep) | (pat & !keep);
-    w[first + 1..].fill(pat);
+    // SAFETY: `p` and the `words - 1` words after it lie in `block` (see `tail`), which
+    // we borrow mutably; unaligned accesses, so no alignment is assumed.
+    unsafe {
+        let w0 = p.cast::<u64>().read_unaligned();
+        p.cast::<u64>().write_unaligned((w0 & keep) | (pat & !keep));
+        for i in 1..words {
+            p.add(8 * i).cast::<u64>().write_unaligned(pat);
+        }
+    }
 }
 
 /// [`write`] for a slot known to be all zero (a free slot: fresh from the kernel, or
@@ -68,13 +74,16 @@ pub fn write(addr: usize, block: &mut [u8], n: usize) {
 #[inline]
 pub fn write_fresh(addr: usize, block: &mut [u8], n: usize) {
     let pat = pattern(addr).to_le();
-    let w = words(block);
-    let first = n / 8;
-    if first >= w.len() {
+    let Some((p, words)) = tail(block, n) else {
         return;
+    };
+    // SAFETY: as in `write`.
+    unsafe {
+        p.cast::<u64>().write_unaligned(pat & !user_mask(n));
+        for i in 1..words {
+            p.add(8 * i).cast::<u64>().write_unaligned(pat);
+        }
     }
-    w[first] = pat & !user_mask(n);
-    w[first + 1..].fill(pat);
 }
 
 /// Checks the canary in `block[n..]`; returns the offset of the first changed byte.
@@ -82,33 +91,27 @@ pub fn write_fresh(addr: usize, block: &mut [u8], n: usize) {
 #[inline]
 pub fn check(addr: usize, block: &mut [u8], n: usize) -> Option<usize> {
     let pat = pattern(addr).to_le();
-    let w = words(block);
-    let first = n / 8;
-    if first >= w.len() {
-        return None;
-    }
-    let acc = w[first + 1..]
-        .iter()
-        .fold((w[first] ^ pat) & !user_mask(n), |a, &x| a | (x ^ pat));
+    let (p, words) = tail(block, n)?;
+    // SAFETY: as in `write`; only reads.
+    let acc = unsafe {
+        let mut acc = (p.cast::<u64>().read_unaligned() ^ pat) & !user_mask(n);
+        for i in 1..words {
+            acc |= p.add(8 * i).cast::<u64>().read_unaligned() ^ pat;
+        }
+        acc
+    };
     if acc == 0 {
         return None;
     }
-    find_change(pat, w, n)
+    find_change(pat, block, n)
 }
 
 /// Where [`check`] found a change: the offset of the first changed canary byte.
 #[cold]
 #[inline(never)]
-fn find_change(pat: u64, w: &[u64], n: usize) -> Option<usize> {
-    let mut skip = user_mask(n);
-    for (i, &x) in w.iter().enumerate().skip(n / 8) {
-        let diff = ((x ^ pat) & !skip).to_le();
-        if diff != 0 {
-            return Some(i * 8 + (diff.trailing_zeros() / 8) as usize);
-        }
-        skip = 0;
-    }
-    None
+fn find_change(pat: u64, block: &[u8], n: usize) -> Option<usize> {
+    let pat = pat.to_ne_bytes();
+    (n..block.len()).find(|&i| block[i] != pat[i % 8])
 }
 
 #[cfg(test)]

@@ -43,6 +43,7 @@ use crate::quarantine::Ring;
 use crate::region::{self, geometry_cached as geo, Geometry, NUM_CLASSES, REGION_BYTES};
 use crate::report::{self, Kind, Msg};
 use crate::thread::{self, ClassCache, MAG_MAX, Q_MAX};
+use crate::wipe;
 use oxalloc_sys::PAGE_SIZE;
 
 /// Requests above this fail with ENOMEM at once (as in glibc: `PTRDIFF_MAX`).
@@ -349,6 +350,7 @@ pub fn front_caps(c: usize, ring: usize) -> (usize, usize) {
 fn init_all() -> bool {
     crate::keep_exit_hook();
     OPTIONS.load();
+    wipe::init();
     let secret = oxalloc_sys::random_u64();
     canary::init(secret);
     let Some(base) = oxalloc_sys::reserve(NUM_CLASSES * REGION_BYTES) else {
@@ -452,12 +454,12 @@ fn first_nonzero(b: &[u8]) -> Option<usize> {
 #[inline]
 fn prefetch(addr: usize, len: usize) {
     #[cfg(target_arch = "x86_64")]
-    for line in (addr..addr + len.min(512)).step_by(64) {
+    for k in 0..len.min(512).div_ceil(64) {
         // SAFETY: a prefetch is a hint: it reads nothing into the program and cannot
         // fault, whatever the address.
         unsafe {
             core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
-                line as *const i8,
+                addr.wrapping_add(64 * k) as *const i8,
             )
         };
     }
@@ -645,7 +647,7 @@ impl Class {
         let g = geo(self.idx);
         let mut got = 0;
         while got < out.len() {
-            if self.partial == 0 && !self.open_slab(base, &g) {
+            if self.partial == 0 && !self.open_slab(base, g) {
                 break;
             }
             let r = if mt::RANDOM_SLOTS { self.random() } else { 0 };
@@ -911,18 +913,37 @@ fn write_after_free(
     die(held, m, marker, sm.stack().as_ref())
 }
 
+/// [`leave_quarantine`] found a non-zero byte in block `id` of class `c`: report it.
+#[cold]
+#[inline(never)]
+fn written_after_free(
+    base: usize,
+    c: usize,
+    id: u32,
+    held: Option<&Lock>,
+    op: Op,
+    marker: usize,
+) -> ! {
+    let (slab, slot) = split_id(id);
+    let addr = region::slot_addr(base, c, slab, slot);
+    // SAFETY: quarantined slots lie in opened slabs and are not live.
+    let s = unsafe { bytes(addr, geo(c).stride) };
+    let off = first_nonzero(s).unwrap_or(0);
+    let how = ("when it left the quarantine, in ", op.name);
+    write_after_free(base, c, id, off, how, held, marker)
+}
+
 /// Block `id` of class `c` leaves the quarantine: it must still be all zero. It is
 /// then free (no longer quarantined), owned by the caller.
-#[inline]
+#[inline(always)]
 fn leave_quarantine(base: usize, c: usize, id: u32, held: Option<&Lock>, op: Op, marker: usize) {
     let (slab, slot) = split_id(id);
     if c != 0 && mt::ZERO_ON_FREE {
         let addr = region::slot_addr(base, c, slab, slot);
         // SAFETY: quarantined slots lie in opened slabs and are not live.
         let s = unsafe { bytes(addr, geo(c).stride) };
-        if let Some(off) = first_nonzero(s) {
-            let how = ("when it left the quarantine, in ", op.name);
-            write_after_free(base, c, id, off, how, held, marker);
+        if !wipe::is_zero(s) {
+            written_after_free(base, c, id, held, op, marker);
         }
     }
     slot_meta(c, slab, slot)
@@ -946,7 +967,7 @@ fn release_small(base: usize, b: Block, op: Op, marker: usize) {
     if c != 0 && mt::ZERO_ON_FREE {
         // SAFETY: the slot lies in an opened slab; the program gave it back and we
         // claimed it, so nothing else refers to it.
-        unsafe { bytes(addr, geo(c).stride) }.fill(0);
+        wipe::zero(unsafe { bytes(addr, geo(c).stride) });
     }
     let id = slot_id(slab, slot);
     let t = thread::current();

@@ -10,7 +10,7 @@
 //! * `mitigations`: the named mitigations and runtime options;
 //! * `region`: the small-block region, slabs of fixed slots, guard pages;
 //! * `meta`: out-of-line slot bitmaps, sizes and stacks;
-//! * `canary`, `quarantine`: overflow and use-after-free detection;
+//! * `canary`, `quarantine`, `wipe`: overflow and use-after-free detection;
 //! * `large`: large blocks in their own guarded mappings;
 //! * `heap`: the per-class locks, the slot states and the checked operations;
 //! * `thread`: the per-thread caches (magazines, quarantine batches) and thread exit;
@@ -40,6 +40,7 @@ pub mod quarantine;
 pub mod region;
 pub mod report;
 pub mod thread;
+pub mod wipe;
 
 use core::alloc::{GlobalAlloc, Layout};
 

@@ -48,7 +48,13 @@ const fn core_size(c: usize) -> usize {
     base + ((c - 8) % 8 + 1) * (base / 8)
 }
 /// Address space per class (8 GiB; 81 classes reserve 648 GiB of `PROT_NONE` space).
-pub const REGION_BYTES: usize = 8 << 30;
+/// With the `small-regions` feature, 256 MiB (20 GiB in all): for running under
+/// valgrind, which cannot reserve 648 GiB; a class then holds at most 256 MiB of blocks.
+pub const REGION_BYTES: usize = if cfg!(feature = "small-regions") {
+    256 << 20
+} else {
+    8 << 30
+};
 /// Bytes after the class size in every slot: room for the canary, and keeps slots
 /// 16-byte aligned.
 pub const SLOT_PAD: usize = 16;
@@ -195,8 +201,8 @@ static GEOMETRY: [Geometry; NUM_CLASSES] = {
 
 /// The layout of class `c`, from a table computed at compile time.
 #[inline]
-pub fn geometry_cached(c: usize) -> Geometry {
-    GEOMETRY[c]
+pub fn geometry_cached(c: usize) -> &'static Geometry {
+    &GEOMETRY[c]
 }
 
 /// The largest request served from the small region.
