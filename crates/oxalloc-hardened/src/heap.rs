@@ -222,13 +222,54 @@ static INFO: [ClassInfo; NUM_CLASSES] = [const {
 struct SlotMeta {
     state: &'static AtomicU8,
     size: &'static AtomicU32,
-    stack: Option<&'static [AtomicUsize; STACK_DEPTH]>,
+    /// Class and index of the slot, to find its stack (leak mode) only when wanted.
+    c: usize,
+    idx: usize,
 }
 
 impl SlotMeta {
+    /// The slot's stack record (leak mode only).
+    #[inline]
+    fn stack_slot(&self) -> Option<&'static [AtomicUsize; STACK_DEPTH]> {
+        let stacks = INFO[self.c].stacks.load(Ordering::Relaxed);
+        // SAFETY: the stack array, when there is one, is committed for every opened
+        // slab like the others (`idx` was checked against the opened slabs), never
+        // unmapped, and made of atomics.
+        (stacks != 0)
+            .then(|| unsafe { &*(stacks as *const [AtomicUsize; STACK_DEPTH]).add(self.idx) })
+    }
+
     fn stack(&self) -> Option<Stack> {
-        self.stack
+        self.stack_slot()
             .map(|s| core::array::from_fn(|i| s[i].load(Ordering::Relaxed)))
+    }
+}
+
+/// The metadata of slot `slot` of slab `slab` of class `c`, or `None` when the slab is
+/// not open or the slot is past the slab's last (a bad index never touches memory
+/// outside the arrays).
+#[inline]
+fn checked_meta(c: usize, slab: usize, slot: usize) -> Option<SlotMeta> {
+    let info = &INFO[c];
+    let slots = geo(c).slots;
+    if slab >= info.slabs.load(Ordering::Acquire) || slot >= slots {
+        return None;
+    }
+    let idx = slab * slots + slot;
+    let (states, sizes) = (
+        info.states.load(Ordering::Relaxed),
+        info.sizes.load(Ordering::Relaxed),
+    );
+    // SAFETY: the arrays are committed for every opened slab before the slab count is
+    // published (checked above), are zero-initialised (valid atomics) and never
+    // unmapped; the element types are atomics, so sharing them is sound.
+    unsafe {
+        Some(SlotMeta {
+            state: &*(states as *const AtomicU8).add(idx),
+            size: &*(sizes as *const AtomicU32).add(idx),
+            c,
+            idx,
+        })
     }
 }
 
@@ -236,25 +277,7 @@ impl SlotMeta {
 /// (checked: a bad index aborts rather than touch memory outside the arrays).
 #[inline]
 fn slot_meta(c: usize, slab: usize, slot: usize) -> SlotMeta {
-    let info = &INFO[c];
-    let slots = geo(c).slots;
-    assert!(slab < info.slabs.load(Ordering::Acquire) && slot < slots);
-    let idx = slab * slots + slot;
-    let (states, sizes, stacks) = (
-        info.states.load(Ordering::Relaxed),
-        info.sizes.load(Ordering::Relaxed),
-        info.stacks.load(Ordering::Relaxed),
-    );
-    // SAFETY: the arrays are committed for every opened slab before the slab count is
-    // published (checked above), are zero-initialised (valid atomics) and never
-    // unmapped; the element types are atomics, so sharing them is sound.
-    unsafe {
-        SlotMeta {
-            state: &*(states as *const AtomicU8).add(idx),
-            size: &*(sizes as *const AtomicU32).add(idx),
-            stack: (stacks != 0).then(|| &*(stacks as *const [AtomicUsize; STACK_DEPTH]).add(idx)),
-        }
-    }
+    checked_meta(c, slab, slot).expect("slot of an opened slab")
 }
 
 /// The large blocks: the address table, their quarantine and counters.
@@ -530,6 +553,8 @@ fn die(held: Option<&Lock>, m: Msg, marker: usize, allocated: Option<&Stack>) ->
     }
 }
 
+#[cold]
+#[inline(never)]
 #[allow(clippy::too_many_arguments)]
 fn overflow(
     held: Option<&Lock>,
@@ -553,7 +578,7 @@ fn overflow(
 }
 
 /// Checks what a sized or aligned free claims against the block.
-#[inline]
+#[inline(always)]
 fn check_expect(held: Option<&Lock>, b: &Block, p: usize, x: Expect, op: Op, marker: usize) {
     if !mt::CHECK_SIZED_FREE {
         return;
@@ -561,13 +586,25 @@ fn check_expect(held: Option<&Lock>, b: &Block, p: usize, x: Expect, op: Op, mar
     if let Some(size) = x.size {
         if size != b.size() {
             let kind = Kind::SizeMismatch;
-            mismatch(held, b, p, op, marker, kind, "size", size, b.size());
+            let sizes = (b.size(), b.class_size());
+            mismatch(held, sizes, p, op, marker, kind, "size", size, b.size());
         }
     }
     if let Some(align) = x.align {
         if !align.is_power_of_two() || align.max(16) != b.align() {
             let kind = Kind::AlignmentMismatch;
-            mismatch(held, b, p, op, marker, kind, "alignment", align, b.align());
+            let sizes = (b.size(), b.class_size());
+            mismatch(
+                held,
+                sizes,
+                p,
+                op,
+                marker,
+                kind,
+                "alignment",
+                align,
+                b.align(),
+            );
         }
     }
 }
@@ -578,7 +615,7 @@ fn check_expect(held: Option<&Lock>, b: &Block, p: usize, x: Expect, op: Op, mar
 #[allow(clippy::too_many_arguments)]
 fn mismatch(
     held: Option<&Lock>,
-    b: &Block,
+    (size, class_size): (usize, usize),
     p: usize,
     op: Op,
     marker: usize,
@@ -588,7 +625,7 @@ fn mismatch(
     actual: usize,
 ) -> ! {
     let mut m = report::headline(kind, p);
-    report::block(&mut m, b.size(), b.class_size());
+    report::block(&mut m, size, class_size);
     report::within(&mut m, op.name);
     m.str(": freed with ")
         .str(what)
@@ -710,12 +747,12 @@ impl Class {
 // -------------------------------------------------------------------- small blocks
 
 /// Hands out slot `id` of class `c` (taken from the pool, all zero) for `n` bytes.
-#[inline]
+#[inline(always)]
 fn finish_alloc(base: usize, c: usize, id: u32, n: usize, zero: bool, stack: &Stack) -> usize {
     let (slab, slot) = split_id(id);
     let sm = slot_meta(c, slab, slot);
     sm.size.store(n as u32, Ordering::Relaxed);
-    if let Some(s) = sm.stack {
+    if let Some(s) = sm.stack_slot() {
         for (w, &ip) in s.iter().zip(stack) {
             w.store(ip, Ordering::Relaxed);
         }
@@ -743,7 +780,7 @@ fn finish_alloc(base: usize, c: usize, id: u32, n: usize, zero: bool, stack: &St
 }
 
 /// Allocates a block of class `c` for `n` bytes; 0 when out of memory.
-#[inline]
+#[inline(always)]
 fn alloc_small(base: usize, c: usize, n: usize, zero: bool, stack: &Stack) -> usize {
     let t = thread::current();
     if t.is_null() {
@@ -793,48 +830,15 @@ fn alloc_direct(base: usize, c: usize, n: usize, zero: bool, stack: &Stack) -> u
 
 /// Finds the live block of class `c` that starts at `p`, or reports the misuse. With
 /// `claim` (a free), the block is atomically marked freed at the same time, so no
-/// other free can also find it live.
+/// other free can also find it live. The reports are out of line, so this inlines.
+#[inline(always)]
 fn validate_small(base: usize, c: usize, p: usize, op: Op, marker: usize, claim: bool) -> Block {
     let pl = region::place(base, p).expect("inside the small region");
     let g = geo(c);
-    let invalid = if op.frees {
-        Kind::InvalidFree
-    } else {
-        Kind::InvalidPointer
+    let sm = match checked_meta(c, pl.slab, pl.slot) {
+        Some(sm) if pl.offset == 0 => sm,
+        _ => bad_place(base, c, p, op, marker),
     };
-    if pl.slab >= INFO[c].slabs.load(Ordering::Acquire) || pl.slot >= g.slots {
-        let mut m = report::headline(invalid, p);
-        report::within(&mut m, op.name);
-        m.str(": never handed out by malloc (");
-        if pl.in_span >= g.slab_bytes {
-            m.str("a guard page");
-        } else if pl.slab >= INFO[c].slabs.load(Ordering::Acquire) {
-            m.str("a slab not yet in use");
-        } else {
-            m.str("past the last slot of its slab");
-        }
-        m.str(" of size class ").num(g.size as u64).str(")");
-        report::fatal_unlocked(m, marker, None);
-    }
-    let sm = slot_meta(c, pl.slab, pl.slot);
-    if pl.offset != 0 {
-        let start = p - pl.offset;
-        let live = sm.state.load(Ordering::Acquire) & LIVE != 0;
-        let size = sm.size.load(Ordering::Relaxed) as usize;
-        let mut m = report::headline(invalid, p);
-        report::within(&mut m, op.name);
-        if !p.is_multiple_of(16) {
-            m.str(": unaligned pointer, ");
-        } else {
-            m.str(": interior pointer, ");
-        }
-        m.num(pl.offset as u64).str(" bytes into the ");
-        m.str(if live { "live" } else { "free" });
-        m.str(" block at ").hex(start as u64);
-        report::block(&mut m, if live { size } else { 0 }, g.size);
-        let stack = sm.stack().filter(|_| live);
-        report::fatal_unlocked(m, marker, stack.as_ref());
-    }
     let old = if claim {
         sm.state.swap(USED | QUARANTINED, Ordering::AcqRel)
     } else {
@@ -844,27 +848,7 @@ fn validate_small(base: usize, c: usize, p: usize, op: Op, marker: usize, claim:
     if old & LIVE == 0 {
         // (A claim changed the state of a slot that was not live: the process ends
         // with this report, so it does not matter.)
-        let mut m;
-        let used = old & USED != 0;
-        if used {
-            let kind = if op.frees {
-                Kind::DoubleFree
-            } else {
-                Kind::UseAfterFree
-            };
-            m = report::headline(kind, p);
-            report::block(&mut m, size, g.size);
-            report::within(&mut m, op.name);
-            m.str(": the block was already freed");
-        } else {
-            m = report::headline(invalid, p);
-            report::within(&mut m, op.name);
-            m.str(": a slot never handed out by malloc (size class ")
-                .num(g.size as u64)
-                .str(")");
-        }
-        let stack = sm.stack().filter(|_| used);
-        report::fatal_unlocked(m, marker, stack.as_ref());
+        not_live(c, p, op, marker, &sm, old, size);
     }
     if mt::CANARY && c != 0 {
         // SAFETY: the slot is live in an opened slab; we only read its tail.
@@ -881,6 +865,83 @@ fn validate_small(base: usize, c: usize, p: usize, op: Op, marker: usize, claim:
         addr: p,
         size,
     }
+}
+
+fn invalid_kind(op: Op) -> Kind {
+    if op.frees {
+        Kind::InvalidFree
+    } else {
+        Kind::InvalidPointer
+    }
+}
+
+/// Reports `p` in class `c`'s region that is not the start of a slot of an opened
+/// slab (guard page, unopened slab, past the last slot, interior or unaligned).
+#[cold]
+#[inline(never)]
+fn bad_place(base: usize, c: usize, p: usize, op: Op, marker: usize) -> ! {
+    let pl = region::place(base, p).expect("inside the small region");
+    let g = geo(c);
+    let invalid = invalid_kind(op);
+    let Some(sm) = checked_meta(c, pl.slab, pl.slot) else {
+        let mut m = report::headline(invalid, p);
+        report::within(&mut m, op.name);
+        m.str(": never handed out by malloc (");
+        if pl.in_span >= g.slab_bytes {
+            m.str("a guard page");
+        } else if pl.slab >= INFO[c].slabs.load(Ordering::Acquire) {
+            m.str("a slab not yet in use");
+        } else {
+            m.str("past the last slot of its slab");
+        }
+        m.str(" of size class ").num(g.size as u64).str(")");
+        report::fatal_unlocked(m, marker, None);
+    };
+    let start = p - pl.offset;
+    let live = sm.state.load(Ordering::Acquire) & LIVE != 0;
+    let size = sm.size.load(Ordering::Relaxed) as usize;
+    let mut m = report::headline(invalid, p);
+    report::within(&mut m, op.name);
+    if !p.is_multiple_of(16) {
+        m.str(": unaligned pointer, ");
+    } else {
+        m.str(": interior pointer, ");
+    }
+    m.num(pl.offset as u64).str(" bytes into the ");
+    m.str(if live { "live" } else { "free" });
+    m.str(" block at ").hex(start as u64);
+    report::block(&mut m, if live { size } else { 0 }, g.size);
+    let stack = sm.stack().filter(|_| live);
+    report::fatal_unlocked(m, marker, stack.as_ref());
+}
+
+/// Reports a pointer to a slot that is not live (state `old`): a double free (or use
+/// after free) if it was handed out before, else a slot never handed out.
+#[cold]
+#[inline(never)]
+fn not_live(c: usize, p: usize, op: Op, marker: usize, sm: &SlotMeta, old: u8, size: usize) -> ! {
+    let g = geo(c);
+    let mut m;
+    let used = old & USED != 0;
+    if used {
+        let kind = if op.frees {
+            Kind::DoubleFree
+        } else {
+            Kind::UseAfterFree
+        };
+        m = report::headline(kind, p);
+        report::block(&mut m, size, g.size);
+        report::within(&mut m, op.name);
+        m.str(": the block was already freed");
+    } else {
+        m = report::headline(invalid_kind(op), p);
+        report::within(&mut m, op.name);
+        m.str(": a slot never handed out by malloc (size class ")
+            .num(g.size as u64)
+            .str(")");
+    }
+    let stack = sm.stack().filter(|_| used);
+    report::fatal_unlocked(m, marker, stack.as_ref());
 }
 
 /// Reports a write after free into the quarantined slot `id` of class `c`.
@@ -952,7 +1013,7 @@ fn leave_quarantine(base: usize, c: usize, id: u32, held: Option<&Lock>, op: Op,
 }
 
 /// Frees a validated (claimed) small block: zero, then the thread's quarantine batch.
-#[inline]
+#[inline(always)]
 fn release_small(base: usize, b: Block, op: Op, marker: usize) {
     let Block::Small {
         class: c,
@@ -1307,14 +1368,20 @@ pub fn alloc_stack(marker: usize) -> Stack {
 // -------------------------------------------------------------------- operations
 
 /// Allocates `n` bytes aligned to `align` with the given stack (initialised already).
-#[inline]
+#[inline(always)]
 fn alloc_in(n: usize, align: usize, zero: bool, stack: &Stack) -> usize {
     if align <= 16 && n <= region::MAX_SMALL_REQUEST {
         let base = SMALL_BASE.load(Ordering::Relaxed);
         alloc_small(base, region::class_of(n), n, zero, stack)
     } else {
-        LARGE.with(|l| l.alloc(n.max(1), align.max(16), zero, stack))
+        alloc_large(n, align, zero, stack)
     }
+}
+
+/// A large block (or an aligned one), under the large lock.
+#[inline(never)]
+fn alloc_large(n: usize, align: usize, zero: bool, stack: &Stack) -> usize {
+    LARGE.with(|l| l.alloc(n.max(1), align.max(16), zero, stack))
 }
 
 /// Allocates; 0 on failure (the caller sets errno).
@@ -1323,23 +1390,40 @@ pub fn alloc(n: usize, align: usize, zero: bool, marker: usize) -> usize {
     if n > MAX_REQUEST || !align.is_power_of_two() || !ensure_init() {
         return 0;
     }
-    let stack = alloc_stack(marker);
+    if OPTIONS.leaks() {
+        return alloc_traced(n, align, zero, marker);
+    }
+    // No stack is recorded for small blocks outside leak mode (there is no stack
+    // array), and a large block's entry gets zeroes.
+    alloc_in(n, align, zero, &NO_STACK)
+}
+
+/// The empty stack of blocks allocated outside leak mode.
+static NO_STACK: Stack = [0; STACK_DEPTH];
+
+/// [`alloc`] in leak mode: with the caller's stack.
+#[inline(never)]
+fn alloc_traced(n: usize, align: usize, zero: bool, marker: usize) -> usize {
+    let stack = backtrace::capture(marker);
     alloc_in(n, align, zero, &stack)
 }
 
 /// Before any block exists, every pointer given to a free-family function is invalid.
+#[inline(always)]
 fn ensure_init_for(p: usize, op: Op, marker: usize) {
     if !ensure_init() {
-        let kind = if op.frees {
-            Kind::InvalidFree
-        } else {
-            Kind::InvalidPointer
-        };
-        let mut m = report::headline(kind, p);
-        report::within(&mut m, op.name);
-        m.str(": the allocator has handed out nothing");
-        report::fatal_unlocked(m, marker, None);
+        not_init(p, op, marker);
     }
+}
+
+/// [`ensure_init_for`]'s report.
+#[cold]
+#[inline(never)]
+fn not_init(p: usize, op: Op, marker: usize) -> ! {
+    let mut m = report::headline(invalid_kind(op), p);
+    report::within(&mut m, op.name);
+    m.str(": the allocator has handed out nothing");
+    report::fatal_unlocked(m, marker, None);
 }
 
 /// Validates `p` without freeing it and returns what `f_small` (no lock held) or
@@ -1362,8 +1446,9 @@ fn with_block<R>(
     }
 }
 
-/// Frees `p` (null is fine), checking what `x` claims.
-#[inline]
+/// Frees `p` (null is fine), checking what `x` claims. Inlined into each export, so
+/// the checks of `x` that do not apply (plain `free`) disappear.
+#[inline(always)]
 pub fn free(p: usize, op: Op, x: Expect, marker: usize) {
     if p == 0 {
         return;
@@ -1382,12 +1467,18 @@ pub fn free(p: usize, op: Op, x: Expect, marker: usize) {
             check_expect(None, &b, p, x, op, marker);
             release_small(base, b, op, marker);
         }
-        None => LARGE.with(|l| {
-            let b = l.validate(p, op, marker);
-            check_expect(Some(&LARGE.lock), &b, p, x, op, marker);
-            l.release(b);
-        }),
+        None => free_large(p, op, x, marker),
     }
+}
+
+/// [`free`] of anything outside the small region: a large block, or a bad pointer.
+#[inline(never)]
+fn free_large(p: usize, op: Op, x: Expect, marker: usize) {
+    LARGE.with(|l| {
+        let b = l.validate(p, op, marker);
+        check_expect(Some(&LARGE.lock), &b, p, x, op, marker);
+        l.release(b);
+    })
 }
 
 /// `realloc` semantics (glibc): null `p` allocates, size 0 frees and returns null, a
