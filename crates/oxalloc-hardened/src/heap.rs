@@ -999,8 +999,23 @@ fn written_after_free(
 #[inline(always)]
 fn leave_quarantine(base: usize, c: usize, id: u32, held: Option<&Lock>, op: Op, marker: usize) {
     let (slab, slot) = split_id(id);
+    let addr = region::slot_addr(base, c, slab, slot);
+    leave_quarantine_at(base, c, id, addr, held, op, marker);
+}
+
+/// [`leave_quarantine`] with the slot's address already known.
+#[inline(always)]
+fn leave_quarantine_at(
+    base: usize,
+    c: usize,
+    id: u32,
+    addr: usize,
+    held: Option<&Lock>,
+    op: Op,
+    marker: usize,
+) {
+    let (slab, slot) = split_id(id);
     if c != 0 && mt::ZERO_ON_FREE {
-        let addr = region::slot_addr(base, c, slab, slot);
         // SAFETY: quarantined slots lie in opened slabs and are not live.
         let s = unsafe { bytes(addr, geo(c).stride) };
         if !wipe::is_zero(s) {
@@ -1058,25 +1073,18 @@ fn release_small(base: usize, b: Block, op: Op, marker: usize) {
 fn flush(base: usize, c: usize, cc: &mut ClassCache, op: Op, marker: usize) {
     let n = cc.q_len as usize;
     let mut out = [0u32; Q_MAX];
-    let evicted = CLASSES[c].with(|cl| {
-        let mut e = 0;
-        for &id in &cc.q[..n] {
-            if let Some(old) = cl.quarantine.push(id as usize) {
-                out[e] = old as u32;
-                e += 1;
-            }
-        }
-        e
-    });
+    let evicted = CLASSES[c].with(|cl| cl.quarantine.push_many(&cc.q[..n], &mut out));
     cc.q_len = 0;
     let out = &out[..evicted];
     let stride = geo(c).stride;
-    for &id in out {
+    let mut addrs = [0usize; Q_MAX];
+    for (a, &id) in addrs.iter_mut().zip(out) {
         let (slab, slot) = split_id(id);
-        prefetch(region::slot_addr(base, c, slab, slot), stride);
+        *a = region::slot_addr(base, c, slab, slot);
+        prefetch(*a, stride);
     }
-    for &id in out {
-        leave_quarantine(base, c, id, None, op, marker);
+    for (&a, &id) in addrs.iter().zip(out) {
+        leave_quarantine_at(base, c, id, a, None, op, marker);
     }
     to_mag(c, cc, out);
 }

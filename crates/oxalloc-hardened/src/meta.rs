@@ -183,6 +183,19 @@ impl Arena {
         true
     }
 
+    /// The first `n` elements of the arena seen as an array of `T`.
+    ///
+    /// Panics (aborts) if they are not all committed.
+    #[inline]
+    pub fn slice<T>(&mut self, n: usize) -> &mut [T] {
+        assert!(n * core::mem::size_of::<T>() <= self.committed);
+        // The elements lie in committed, read-write memory of this arena (checked
+        // above), zero-initialised by the kernel; every `T` used here is valid when
+        // all zero, and the arena's base is page aligned.
+        // SAFETY: as just said; the owner's lock and `&mut self` make it unique.
+        unsafe { core::slice::from_raw_parts_mut(self.base as *mut T, n) }
+    }
+
     /// Element `i` of the arena seen as an array of `T`.
     ///
     /// Panics (aborts) if the element is not committed, so a bad index can never touch
