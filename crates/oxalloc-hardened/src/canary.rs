@@ -74,6 +74,10 @@ pub fn write(addr: usize, block: &mut [u8], n: usize) {
 #[inline]
 pub fn write_fresh(addr: usize, block: &mut [u8], n: usize) {
     let pat = pattern(addr).to_le();
+    #[cfg(target_arch = "x86_64")]
+    if (block.as_ptr() as usize | block.len()).is_multiple_of(16) {
+        return sse2::write_fresh(pat, block, n);
+    }
     let Some((p, words)) = tail(block, n) else {
         return;
     };
@@ -91,6 +95,13 @@ pub fn write_fresh(addr: usize, block: &mut [u8], n: usize) {
 #[inline]
 pub fn check(addr: usize, block: &mut [u8], n: usize) -> Option<usize> {
     let pat = pattern(addr).to_le();
+    #[cfg(target_arch = "x86_64")]
+    if (block.as_ptr() as usize | block.len()).is_multiple_of(16) {
+        if sse2::intact(pat, block, n) {
+            return None;
+        }
+        return find_change(pat, block, n);
+    }
     let (p, words) = tail(block, n)?;
     // SAFETY: as in `write`; only reads.
     let acc = unsafe {
@@ -106,6 +117,89 @@ pub fn check(addr: usize, block: &mut [u8], n: usize) -> Option<usize> {
     find_change(pat, block, n)
 }
 
+/// The canary a vector at a time, for blocks that start 16-byte aligned and are a
+/// multiple of 16 bytes long (every small slot and large block): from the vector that
+/// holds offset `n` to the end, the first vector masked below `n`. The pattern has a
+/// period of 8 bytes and starts at an aligned word, so every aligned vector of the
+/// canary is the pattern twice. A canary is at most a few vectors, so this is a short
+/// loop with no set-up, where the word loop was vectorised with a prologue and a tail.
+#[cfg(target_arch = "x86_64")]
+mod sse2 {
+    use core::arch::x86_64::{
+        __m128i, _mm_and_si128, _mm_cmpeq_epi8, _mm_load_si128, _mm_loadu_si128, _mm_movemask_epi8,
+        _mm_or_si128, _mm_set1_epi64x, _mm_setzero_si128, _mm_store_si128, _mm_xor_si128,
+    };
+
+    /// 16 zero bytes then 16 0xFF bytes: the 16 bytes at `16 - r` keep all but the
+    /// first `r` bytes of a vector.
+    static KEEP: [u8; 32] = {
+        let mut t = [0u8; 32];
+        let mut i = 16;
+        while i < 32 {
+            t[i] = 0xFF;
+            i += 1;
+        }
+        t
+    };
+
+    /// The mask of the bytes of the vector at `n & !15` that are canary (at or past `n`).
+    #[inline]
+    fn keep(n: usize) -> __m128i {
+        let r = n % 16;
+        // SAFETY: SSE2 is part of x86-64; reads 16 bytes at `16 - r` (1..=16) of the
+        // 32-byte table.
+        unsafe { _mm_loadu_si128(KEEP[16 - r..].as_ptr().cast::<__m128i>()) }
+    }
+
+    /// Writes the canary over `block[n..]` of an all-zero block (`block` 16-byte
+    /// aligned, a multiple of 16 bytes long: checked by the caller).
+    #[inline]
+    pub fn write_fresh(pat: u64, block: &mut [u8], n: usize) {
+        let len = block.len();
+        let mut i = n & !15;
+        if i >= len {
+            return;
+        }
+        let p = block.as_mut_ptr();
+        // SAFETY: SSE2 is part of x86-64; every store writes the aligned vector at
+        // `i < len` (a multiple of 16), inside `block`, which we borrow mutably. The
+        // first one keeps the user bytes zero, as they are.
+        unsafe {
+            let v = _mm_set1_epi64x(pat as i64);
+            _mm_store_si128(p.add(i).cast::<__m128i>(), _mm_and_si128(v, keep(n)));
+            i += 16;
+            while i < len {
+                _mm_store_si128(p.add(i).cast::<__m128i>(), v);
+                i += 16;
+            }
+        }
+    }
+
+    /// True when the canary in `block[n..]` is intact (`block` as for `write_fresh`).
+    #[inline]
+    pub fn intact(pat: u64, block: &[u8], n: usize) -> bool {
+        let len = block.len();
+        let mut i = n & !15;
+        if i >= len {
+            return true;
+        }
+        let p = block.as_ptr();
+        // SAFETY: SSE2 is part of x86-64; every load reads the aligned vector at
+        // `i < len` (a multiple of 16), inside `block`.
+        unsafe {
+            let v = _mm_set1_epi64x(pat as i64);
+            let ld = |i: usize| _mm_xor_si128(_mm_load_si128(p.add(i).cast::<__m128i>()), v);
+            let mut acc = _mm_and_si128(ld(i), keep(n));
+            i += 16;
+            while i < len {
+                acc = _mm_or_si128(acc, ld(i));
+                i += 16;
+            }
+            _mm_movemask_epi8(_mm_cmpeq_epi8(acc, _mm_setzero_si128())) == 0xFFFF
+        }
+    }
+}
+
 /// Where [`check`] found a change: the offset of the first changed canary byte.
 #[cold]
 #[inline(never)]
@@ -118,32 +212,58 @@ fn find_change(pat: u64, block: &[u8], n: usize) -> Option<usize> {
 mod tests {
     use super::*;
 
+    #[repr(align(16))]
+    struct Buf([u8; 80]);
+
     #[test]
     fn detects_one_changed_byte() {
         // No `init` here: this test binary's own malloc is the hardened one, and a new
         // secret would invalidate the canaries of every live block.
-        let mut buf = [0u64; 8];
-        // SAFETY: viewing a `[u64; 8]` as 64 bytes.
-        let t = unsafe { core::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<u8>(), 64) };
-        for n in [0, 1, 7, 8, 13, 40, 63, 64] {
+        // Offset 0: 16-byte aligned, lengths 64 and 80 (the vector path); offset 8:
+        // word aligned only (the word path).
+        for (off, len) in [(0, 64), (0, 80), (8, 64), (8, 72)] {
+            let mut a = Buf([0; 80]);
+            let mut b = Buf([0; 80]);
+            one_block(&mut a.0[off..off + len], &mut b.0[off..off + len]);
+        }
+        // The vector and word paths write the same bytes.
+        let mut a = Buf([0; 80]);
+        let mut b = Buf([0; 80]);
+        for n in 0..=64 {
+            a.0.fill(0);
+            b.0.fill(0);
+            write_fresh(0x2000, &mut a.0[..64], n);
+            write(0x2000, &mut b.0[..64], n);
+            assert_eq!(a.0, b.0, "{n}");
+        }
+        assert_ne!(pattern(0x1000), pattern(0x1010));
+    }
+
+    fn one_block(t: &mut [u8], zb: &mut [u8]) {
+        let len = t.len();
+        for n in [0, 1, 7, 8, 13, 15, 16, 17, 40, 63, len - 1, len] {
             t.fill(0x55);
             write(0x1000, t, n);
             assert!(t[..n].iter().all(|&b| b == 0x55), "user bytes kept");
             assert_eq!(check(0x1000, t, n), None, "{n}");
-            let mut z = [0u64; 8];
-            // SAFETY: viewing a `[u64; 8]` as 64 bytes.
-            let zb = unsafe { core::slice::from_raw_parts_mut(z.as_mut_ptr().cast::<u8>(), 64) };
+            zb.fill(0);
             write_fresh(0x1000, zb, n);
             assert!(zb[..n].iter().all(|&b| b == 0), "user bytes stay zero");
             assert_eq!(check(0x1000, zb, n), None, "{n}");
-            if n < 64 {
-                t[n] ^= 1;
-                assert_eq!(check(0x1000, t, n), Some(n));
-                t[n] ^= 1;
-                t[63] ^= 0x80;
-                assert_eq!(check(0x1000, t, n), Some(63));
+            for i in n..len {
+                t[i] ^= 1;
+                assert_eq!(check(0x1000, t, n), Some(i), "{n} {i}");
+                t[i] ^= 1;
+            }
+            if n < len {
+                t[len - 1] ^= 0x80;
+                assert_eq!(check(0x1000, t, n), Some(len - 1));
+                t[len - 1] ^= 0x80;
+            }
+            if n > 0 {
+                t[n - 1] ^= 0xFF;
+                assert_eq!(check(0x1000, t, n), None, "user byte {n} is not canary");
             }
         }
-        assert_ne!(pattern(0x1000), pattern(0x1010));
     }
 }
