@@ -373,7 +373,7 @@ unsafe fn alloc_slow_inner(heap: *mut Heap, c: SizeClass) -> *mut u8 {
                 // touched: use them before carving (touching) fresh pages of this one,
                 // which waits at the back of the partial list.
                 let next = (*bin).partial;
-                if !next.is_null() && !(*next).free.is_null() && has_fresh_area(span) {
+                if !next.is_null() && !(*next).free.is_null() && fresh_blocks(span) > 0 {
                     partial_unlink(bin, next);
                     (*span).used -= USED_CURRENT;
                     partial_push_back(bin, span);
@@ -404,17 +404,17 @@ unsafe fn alloc_slow_inner(heap: *mut Heap, c: SizeClass) -> *mut u8 {
     }
 }
 
-/// Whether a span has never-used area left to carve.
+/// Never-used blocks left to carve in a span.
 ///
 /// # Safety
 /// `span` is a small span owned by the caller's heap.
-unsafe fn has_fresh_area(span: *mut Span) -> bool {
+unsafe fn fresh_blocks(span: *mut Span) -> usize {
     // SAFETY: caller's contract.
     unsafe {
         let bs = (*span).block_size as usize;
         let start = Segment::span_start(span) as usize;
         let end = start + ((*span).slice_count as usize * SLICE_SIZE) / bs * bs;
-        (*span).bump as usize + bs <= end
+        (end - (*span).bump as usize) / bs
     }
 }
 
@@ -425,13 +425,11 @@ unsafe fn has_fresh_area(span: *mut Span) -> bool {
 unsafe fn carve(span: *mut Span) -> bool {
     // SAFETY: caller's contract; the carved blocks lie inside the span.
     unsafe {
-        let bs = (*span).block_size as usize;
-        let start = Segment::span_start(span) as usize;
-        let end = start + ((*span).slice_count as usize * SLICE_SIZE) / bs * bs;
-        let avail = (end - (*span).bump as usize) / bs;
+        let avail = fresh_blocks(span);
         if avail == 0 {
             return false;
         }
+        let bs = (*span).block_size as usize;
         let n = avail.min((CARVE_BYTES / bs).max(1));
         let first = (*span).bump;
         for i in 0..n - 1 {
