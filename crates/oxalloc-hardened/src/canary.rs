@@ -71,7 +71,7 @@ pub fn write(addr: usize, block: &mut [u8], n: usize) {
 /// [`write`] for a slot known to be all zero (a free slot: fresh from the kernel, or
 /// zeroed on free and checked when it left the quarantine): the user bytes need not be
 /// kept, so nothing is read and a cold slot costs no load stall.
-#[inline]
+#[inline(always)]
 pub fn write_fresh(addr: usize, block: &mut [u8], n: usize) {
     let pat = pattern(addr).to_le();
     #[cfg(target_arch = "x86_64")]

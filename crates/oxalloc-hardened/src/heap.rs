@@ -1392,8 +1392,8 @@ fn alloc_large(n: usize, align: usize, zero: bool, stack: &Stack) -> usize {
     LARGE.with(|l| l.alloc(n.max(1), align.max(16), zero, stack))
 }
 
-/// Allocates; 0 on failure (the caller sets errno).
-#[inline]
+/// Allocates; 0 on failure (the caller sets errno). Inlined into each export.
+#[inline(always)]
 pub fn alloc(n: usize, align: usize, zero: bool, marker: usize) -> usize {
     if n > MAX_REQUEST || !align.is_power_of_two() || !ensure_init() {
         return 0;

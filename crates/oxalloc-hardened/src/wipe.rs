@@ -1,5 +1,6 @@
 //! Zeroing a freed slot and checking that a quarantined slot is still all zero: the
 //! two whole-slot passes of `ZERO_ON_FREE`, done inline with 32-byte AVX2 operations
+//! (inline assembly)
 //! where the CPU has them (checked once at start-up, [`init`]) and 16-byte SSE2 ones
 //! otherwise (slots start 16-byte aligned and are a multiple of 16 bytes long), four
 //! vectors per step and no one-vector tail loop. Compared with the generic loops (a
@@ -125,94 +126,131 @@ mod sse2 {
     }
 }
 
+/// The AVX2 passes as inline assembly rather than `#[target_feature]` functions: those
+/// cannot be inlined into the (baseline x86-64) allocator paths, and the call, with
+/// the registers saved around it, cost as much as the loop. The assembly names every
+/// vector register as clobbered (it uses `ymm0..3` and ends with `vzeroupper`, which
+/// clears the upper halves of all of them), so no vector value of the caller is lost
+/// even in a build with AVX enabled.
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use core::arch::x86_64::{
-        __m256i, _mm256_loadu_si256, _mm256_or_si256, _mm256_setzero_si256, _mm256_storeu_si256,
-        _mm256_testz_si256,
-    };
-
-    /// `b` is at least 32 bytes long; unaligned 32-byte loads: steps of four, then the
-    /// last four (overlapping); below 128 bytes, the first and last 64 (overlapping).
+    /// True when every byte of `b` is zero. `b` is at least 32 bytes long; unaligned
+    /// 32-byte loads: steps of four, then the last four (overlapping); below 128
+    /// bytes, the first and last 64 (overlapping).
     ///
     /// # Safety
     /// The CPU supports AVX2.
-    #[target_feature(enable = "avx2")]
+    #[inline(always)]
     pub unsafe fn is_zero(b: &[u8]) -> bool {
-        let len = b.len();
-        let p = b.as_ptr();
-        // SAFETY: every load reads 32 bytes at an offset at most `len - 32`, inside `b`.
-        let ld = |off: usize| unsafe { _mm256_loadu_si256(p.add(off).cast::<__m256i>()) };
-        let (mut a0, mut a1, mut a2, mut a3);
-        if len >= 128 {
-            (a0, a1, a2, a3) = (ld(len - 128), ld(len - 96), ld(len - 64), ld(len - 32));
-            let mut i = 0;
-            while i + 128 < len {
-                a0 = _mm256_or_si256(a0, ld(i));
-                a1 = _mm256_or_si256(a1, ld(i + 32));
-                a2 = _mm256_or_si256(a2, ld(i + 64));
-                a3 = _mm256_or_si256(a3, ld(i + 96));
-                i += 128;
-            }
-        } else if len > 64 {
-            (a0, a1, a2, a3) = (ld(0), ld(32), ld(len - 64), ld(len - 32));
-        } else {
-            (a0, a1) = (ld(0), ld(len - 32));
-            (a2, a3) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+        debug_assert!(b.len() >= 32);
+        let zero: u8;
+        // SAFETY: every load reads 32 bytes between `p` and `p + len`, inside `b`
+        // (`len >= 32`); AVX2 is available (caller's contract); writes only the named
+        // registers and the flags.
+        unsafe {
+            core::arch::asm!(
+                "lea {end}, [{p} + {len}]",
+                "cmp {len}, 128",
+                "jb 3f",
+                "lea {q}, [{end} - 128]",
+                "vmovdqu ymm0, ymmword ptr [{q}]",
+                "vmovdqu ymm1, ymmword ptr [{q} + 32]",
+                "vmovdqu ymm2, ymmword ptr [{q} + 64]",
+                "vmovdqu ymm3, ymmword ptr [{q} + 96]",
+                "cmp {p}, {q}",
+                "jae 2f",
+                "5:",
+                "vpor ymm0, ymm0, ymmword ptr [{p}]",
+                "vpor ymm1, ymm1, ymmword ptr [{p} + 32]",
+                "vpor ymm2, ymm2, ymmword ptr [{p} + 64]",
+                "vpor ymm3, ymm3, ymmword ptr [{p} + 96]",
+                "add {p}, 128",
+                "cmp {p}, {q}",
+                "jb 5b",
+                "2:",
+                "vpor ymm0, ymm0, ymm1",
+                "vpor ymm2, ymm2, ymm3",
+                "vpor ymm0, ymm0, ymm2",
+                "jmp 4f",
+                "3:",
+                "vmovdqu ymm0, ymmword ptr [{p}]",
+                "vpor ymm0, ymm0, ymmword ptr [{end} - 32]",
+                "cmp {len}, 64",
+                "jbe 4f",
+                "vpor ymm0, ymm0, ymmword ptr [{p} + 32]",
+                "vpor ymm0, ymm0, ymmword ptr [{end} - 64]",
+                "4:",
+                "vptest ymm0, ymm0",
+                "setz {zero}",
+                "vzeroupper",
+                p = inout(reg) b.as_ptr() => _,
+                len = in(reg) b.len(),
+                end = out(reg) _,
+                q = out(reg) _,
+                zero = out(reg_byte) zero,
+                out("xmm0") _, out("xmm1") _, out("xmm2") _, out("xmm3") _,
+                out("xmm4") _, out("xmm5") _, out("xmm6") _, out("xmm7") _,
+                out("xmm8") _, out("xmm9") _, out("xmm10") _, out("xmm11") _,
+                out("xmm12") _, out("xmm13") _, out("xmm14") _, out("xmm15") _,
+                options(pure, readonly, nostack),
+            );
         }
-        let a = _mm256_or_si256(_mm256_or_si256(a0, a1), _mm256_or_si256(a2, a3));
-        _mm256_testz_si256(a, a) == 1
+        zero != 0
     }
 
-    /// `b` is at least 32 bytes long; unaligned 32-byte stores, laid out like
-    /// [`is_zero`]'s loads.
+    /// Sets every byte of `b` to zero. `b` is at least 32 bytes long; unaligned
+    /// 32-byte stores, laid out like [`is_zero`]'s loads.
     ///
     /// # Safety
     /// The CPU supports AVX2.
-    #[target_feature(enable = "avx2")]
+    #[inline(always)]
     pub unsafe fn zero(b: &mut [u8]) {
-        let len = b.len();
-        let p = b.as_mut_ptr();
-        let z = _mm256_setzero_si256();
-        // SAFETY: every store writes 32 bytes at an offset at most `len - 32`, inside
-        // `b`, which we borrow mutably.
-        let st = |off: usize| unsafe { _mm256_storeu_si256(p.add(off).cast::<__m256i>(), z) };
-        if len >= 128 {
-            if len > 128 {
-                // The loop in assembly: written with intrinsics, the compiler turns it
-                // into a `memset` call.
-                // SAFETY: stores 128 bytes at `p + i` for `i = 0, 128, ...` while
-                // `i + 128 < len`, inside `b`; touches only the named registers and
-                // the flags.
-                unsafe {
-                    core::arch::asm!(
-                        "2:",
-                        "vmovdqu ymmword ptr [{p}], {z}",
-                        "vmovdqu ymmword ptr [{p} + 32], {z}",
-                        "vmovdqu ymmword ptr [{p} + 64], {z}",
-                        "vmovdqu ymmword ptr [{p} + 96], {z}",
-                        "add {p}, 128",
-                        "cmp {p}, {end}",
-                        "jb 2b",
-                        p = inout(reg) p => _,
-                        end = in(reg) p.add(len - 128),
-                        z = in(ymm_reg) z,
-                        options(nostack),
-                    );
-                }
-            }
-            st(len - 128);
-            st(len - 96);
-            st(len - 64);
-            st(len - 32);
-        } else if len > 64 {
-            st(0);
-            st(32);
-            st(len - 64);
-            st(len - 32);
-        } else {
-            st(0);
-            st(len - 32);
+        debug_assert!(b.len() >= 32);
+        // SAFETY: every store writes 32 bytes between `p` and `p + len`, inside `b`
+        // (`len >= 32`), which we borrow mutably; AVX2 is available (caller's
+        // contract); writes only the named registers and the flags.
+        unsafe {
+            core::arch::asm!(
+                "vpxor xmm0, xmm0, xmm0",
+                "lea {end}, [{p} + {len}]",
+                "cmp {len}, 128",
+                "jb 3f",
+                "lea {q}, [{end} - 128]",
+                "cmp {p}, {q}",
+                "jae 2f",
+                "5:",
+                "vmovdqu ymmword ptr [{p}], ymm0",
+                "vmovdqu ymmword ptr [{p} + 32], ymm0",
+                "vmovdqu ymmword ptr [{p} + 64], ymm0",
+                "vmovdqu ymmword ptr [{p} + 96], ymm0",
+                "add {p}, 128",
+                "cmp {p}, {q}",
+                "jb 5b",
+                "2:",
+                "vmovdqu ymmword ptr [{q}], ymm0",
+                "vmovdqu ymmword ptr [{q} + 32], ymm0",
+                "vmovdqu ymmword ptr [{q} + 64], ymm0",
+                "vmovdqu ymmword ptr [{q} + 96], ymm0",
+                "jmp 4f",
+                "3:",
+                "vmovdqu ymmword ptr [{p}], ymm0",
+                "vmovdqu ymmword ptr [{end} - 32], ymm0",
+                "cmp {len}, 64",
+                "jbe 4f",
+                "vmovdqu ymmword ptr [{p} + 32], ymm0",
+                "vmovdqu ymmword ptr [{end} - 64], ymm0",
+                "4:",
+                "vzeroupper",
+                p = inout(reg) b.as_mut_ptr() => _,
+                len = in(reg) b.len(),
+                end = out(reg) _,
+                q = out(reg) _,
+                out("xmm0") _, out("xmm1") _, out("xmm2") _, out("xmm3") _,
+                out("xmm4") _, out("xmm5") _, out("xmm6") _, out("xmm7") _,
+                out("xmm8") _, out("xmm9") _, out("xmm10") _, out("xmm11") _,
+                out("xmm12") _, out("xmm13") _, out("xmm14") _, out("xmm15") _,
+                options(nostack),
+            );
         }
     }
 }
