@@ -93,6 +93,14 @@ pub extern "C" fn ox_stats_json(fd: i32) {
     oxalloc_core::stats::write_json(fd);
 }
 
+// The library calls libc (mmap, pthread keys, memset...), so it must name libc.so.6 as a
+// dependency: without the entry, a preloaded library that depends on liboxalloc.so gets it
+// relocated before libc, and glibc refuses its IFUNC symbols (memset). The libc crate only
+// links libc itself when its `std` feature is off, which a workspace build may turn on.
+#[cfg(all(not(test), target_arch = "x86_64", target_os = "linux"))]
+#[link(name = "c")]
+unsafe extern "C" {}
+
 /// Rust allocations inside the library (none today) use oxalloc itself.
 #[cfg(all(not(test), target_arch = "x86_64", target_os = "linux"))]
 #[global_allocator]

@@ -5,9 +5,11 @@
 //! output and that oxalloc really served its allocations (`liboxalloc.so` in the
 //! child's `/proc/self/maps`, or a statistics file written by the library at exit).
 //!
-//! The library is built once per test process with `cargo build -p oxalloc-capi
-//! --release` into the same target directory as this test (the release profile is
-//! what programs get; `cargo test` itself does not build the cdylib). Every tool the
+//! The library is built once per test process with `cargo build --workspace --release`
+//! into the same target directory as this test: the library as the README's build makes
+//! it (cargo unifies dependency features across the workspace, so `-p oxalloc-capi`
+//! alone can link differently), and a no-op after `scripts/test.sh`'s own build.
+//! `cargo test` itself does not build the cdylib. Every tool the
 //! tests need (`cc`, `g++`, `python3`, `sqlite3`, `git`, `perl`) must be installed: a
 //! missing one fails its test with the Debian package to install, it is never skipped.
 
@@ -53,14 +55,14 @@ fn lib_dir() -> &'static Path {
             .expect("target dir above the test executable");
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let status = Command::new(&cargo)
-            .args(["build", "-p", "oxalloc-capi", "--release", "--target-dir"])
+            .args(["build", "--workspace", "--release", "--target-dir"])
             .arg(target)
             .current_dir(workspace())
             .status()
-            .expect("running cargo build -p oxalloc-capi --release");
+            .expect("running cargo build --workspace --release");
         assert!(
             status.success(),
-            "cargo build -p oxalloc-capi --release failed: {status}"
+            "cargo build --workspace --release failed: {status}"
         );
         let dir = target.join("release");
         for f in ["liboxalloc.so", "liboxalloc.a"] {
@@ -300,6 +302,55 @@ fn c_api_shared() {
         Duration::from_secs(120),
     );
     assert_checks_passed(&success(&out, "api_test (shared)"), "api_test");
+}
+
+/// A preloaded wrapper library that itself links liboxalloc.so (tests/c/preload_wrapper.c)
+/// runs real programs: liboxalloc.so then loads after the program's libc, so it must name
+/// libc.so.6 as its own dependency, or glibc relocates it first and aborts on its IFUNC
+/// references ("Relink ... for IFUNC symbol `memset`").
+#[test]
+fn preloaded_wrapper_that_links_liboxalloc() {
+    let dir = scratch("preload_wrapper");
+    let mut link = vec!["-shared".to_string(), "-fPIC".to_string()];
+    link.extend(shared_link());
+    let wrapper = cc("preload_wrapper.c", &dir, "libwrapper.so", &strs(&link));
+    let needed = run(
+        Command::new(tool("readelf", "binutils"))
+            .args(["-d"])
+            .arg(so()),
+        Duration::from_secs(30),
+    );
+    assert!(
+        success(&needed, "readelf -d liboxalloc.so").contains("[libc.so.6]"),
+        "liboxalloc.so does not declare its libc dependency"
+    );
+    let python = tool("python3", "python3").display().to_string();
+    let script = "print(sum(len(str(i)) for i in range(100000)))";
+    let perl = tool("perl", "perl").display().to_string();
+    let perl_script = "my %h; $h{$_} = 'x' x ($_ % 100) for 1..50000; print scalar(keys %h)";
+    for program in [
+        &[&python, "-c", script][..],
+        &[&perl, "-e", perl_script][..],
+    ] {
+        let out = run(
+            Command::new(program[0])
+                .args(&program[1..])
+                .env("LD_PRELOAD", &wrapper),
+            Duration::from_secs(60),
+        );
+        success(&out, &format!("{program:?} under the wrapper"));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let calls: u64 = stderr
+            .split("preload_wrapper: ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("the wrapper did not run in {program:?}: {stderr}"));
+        assert!(
+            calls > 0,
+            "no allocation went through the wrapper in {program:?}"
+        );
+    }
 }
 
 #[test]
