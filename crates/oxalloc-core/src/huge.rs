@@ -153,12 +153,6 @@ pub static HUGE: Mutex<HugeHeap> = Mutex::new(HugeHeap {
     last_active_ns: 0,
 });
 
-/// How many purge delays huge allocation must pause before its free runs count as
-/// stale: huge blocks come sparsely (a program's big strings and arrays, a few per
-/// phase), and one purge delay of quiet between two of them purged and unmapped the
-/// region every time, only to map and fault it in again (python row: 520 MiB unmapped
-/// -> 8 MiB, page faults -10%).
-const QUIET_DELAYS: u64 = 10;
 /// While the program keeps allocating huge blocks, a free run is purged only after
 /// this many purge delays.
 const BUSY_DELAYS: u64 = 100;
@@ -454,7 +448,7 @@ impl HugeHeap {
 
     /// Purges stale dirty runs (all with `force`), then unmaps regions that hold no
     /// block and no resident page. Returns bytes released. A run is stale once huge
-    /// allocation has paused for [`QUIET_DELAYS`] purge delays, or, while the program keeps
+    /// allocation has paused for the purge delay, or, while the program keeps
     /// allocating, once it has waited [`BUSY_DELAYS`] delays: a program that churns
     /// big buffers reuses them within moments, and one that stops gets them back soon.
     fn purge(&mut self, force: bool) -> usize {
@@ -462,7 +456,7 @@ impl HugeHeap {
         let delay_ns = crate::options::PURGE_DELAY_MS
             .get()
             .saturating_mul(1_000_000);
-        let quiet = now.wrapping_sub(self.last_active_ns) >= delay_ns.saturating_mul(QUIET_DELAYS);
+        let quiet = now.wrapping_sub(self.last_active_ns) >= delay_ns;
         let max_age = if quiet {
             delay_ns
         } else {
