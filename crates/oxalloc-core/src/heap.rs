@@ -374,11 +374,9 @@ unsafe fn alloc_slow_inner(heap: *mut Heap, c: SizeClass) -> *mut u8 {
                 // which waits at the back of the partial list.
                 let next = (*bin).partial;
                 if !next.is_null() && !(*next).free.is_null() && fresh_blocks(span) > 0 {
-                    partial_unlink(bin, next);
                     (*span).used -= USED_CURRENT;
                     partial_push_back(bin, span);
-                    (*next).used += USED_CURRENT;
-                    set_current(heap, c, next);
+                    promote(heap, c, next);
                     continue;
                 }
                 if carve(span) {
@@ -390,9 +388,7 @@ unsafe fn alloc_slow_inner(heap: *mut Heap, c: SizeClass) -> *mut u8 {
             }
             let next = (*bin).partial;
             if !next.is_null() {
-                partial_unlink(bin, next);
-                (*next).used += USED_CURRENT;
-                set_current(heap, c, next);
+                promote(heap, c, next);
                 continue;
             }
             let fresh = take_small_span(heap, c);
@@ -401,6 +397,19 @@ unsafe fn alloc_slow_inner(heap: *mut Heap, c: SizeClass) -> *mut u8 {
             }
             set_current(heap, c, fresh);
         }
+    }
+}
+
+/// Takes a span off the partial list of class `c` and makes it the current span.
+///
+/// # Safety
+/// `heap` is the calling thread's heap and `span` is in its partial list of class `c`.
+unsafe fn promote(heap: *mut Heap, c: SizeClass, span: *mut Span) {
+    // SAFETY: caller's contract.
+    unsafe {
+        partial_unlink(bin(heap, c.index()), span);
+        (*span).used += USED_CURRENT;
+        set_current(heap, c, span);
     }
 }
 
@@ -659,21 +668,22 @@ unsafe fn release_one(heap: *mut Heap, span: *mut Span) {
 unsafe fn free_local_slow(heap: *mut Heap, span: *mut Span) {
     // SAFETY: caller's contract: the span and its bin are this thread's.
     unsafe {
-        let bin = bin(heap, (*span).class as usize);
+        let c = SizeClass((*span).class);
+        let bin = bin(heap, c.index());
         // A span on the remote stack stays until the drain has taken it off; the drain
         // then finds it empty and releases it.
         if (*span).used & USED_FULL != 0 {
             (*span).used &= !USED_FULL;
             if (*span).used == 0 && may_release(span) {
                 release_span(span);
-                release_idle_current(heap, bin);
+                release_idle_current(heap, c);
             } else {
                 partial_push(bin, span);
             }
         } else if (*span).used == 0 && (*bin).current != span && may_release(span) {
             partial_unlink(bin, span);
             release_span(span);
-            release_idle_current(heap, bin);
+            release_idle_current(heap, c);
         }
     }
 }
@@ -684,17 +694,26 @@ unsafe fn free_local_slow(heap: *mut Heap, span: *mut Span) {
 /// pages per size class.
 ///
 /// # Safety
-/// `bin` is a bin of `heap`, the calling thread's heap.
-unsafe fn release_idle_current(heap: *mut Heap, bin: *mut Bin) {
+/// `heap` is the calling thread's heap and `c` a valid class.
+unsafe fn release_idle_current(heap: *mut Heap, c: SizeClass) {
     // SAFETY: caller's contract: the bin and its spans are this thread's.
     unsafe {
-        let cur = (*bin).current;
-        if cur != empty_span()
-            && (*cur).used == USED_CURRENT
-            && (*bin).partial.is_null()
-            && may_release(cur)
-        {
-            set_current(heap, SizeClass((*cur).class), empty_span());
+        if (*bin(heap, c.index())).partial.is_null() {
+            release_current_if_empty(heap, c);
+        }
+    }
+}
+
+/// Gives the current span of class `c` back to the central pool if it holds no block.
+///
+/// # Safety
+/// `heap` is the calling thread's heap (or held exclusively) and `c` a valid class.
+unsafe fn release_current_if_empty(heap: *mut Heap, c: SizeClass) {
+    // SAFETY: caller's contract: the bin and its spans are this heap's.
+    unsafe {
+        let cur = (*bin(heap, c.index())).current;
+        if cur != empty_span() && (*cur).used == USED_CURRENT && may_release(cur) {
+            set_current(heap, c, empty_span());
             (*cur).used = 0;
             release_span(cur);
         }
@@ -1100,11 +1119,7 @@ pub unsafe fn collect(heap: *mut Heap) {
             let cur = (*bin).current;
             if cur != empty_span() {
                 take_remote_into(heap, cur);
-                if (*cur).used == USED_CURRENT && may_release(cur) {
-                    set_current(heap, SizeClass(c as u8), empty_span());
-                    (*cur).used = 0;
-                    release_span(cur);
-                }
+                release_current_if_empty(heap, SizeClass(c as u8));
             }
             let mut s = (*bin).partial;
             while !s.is_null() {

@@ -232,11 +232,13 @@ impl SlotMeta {
     #[inline]
     fn stack_slot(&self) -> Option<&'static [AtomicUsize; STACK_DEPTH]> {
         let stacks = INFO[self.c].stacks.load(Ordering::Relaxed);
+        if stacks == 0 {
+            return None;
+        }
         // SAFETY: the stack array, when there is one, is committed for every opened
         // slab like the others (`idx` was checked against the opened slabs), never
         // unmapped, and made of atomics.
-        (stacks != 0)
-            .then(|| unsafe { &*(stacks as *const [AtomicUsize; STACK_DEPTH]).add(self.idx) })
+        Some(unsafe { &*(stacks as *const [AtomicUsize; STACK_DEPTH]).add(self.idx) })
     }
 
     fn stack(&self) -> Option<Stack> {

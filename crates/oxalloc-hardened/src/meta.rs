@@ -272,15 +272,20 @@ impl ClassMeta {
 mod tests {
     use super::*;
 
-    #[test]
-    fn pick_free_fills_windows_in_order_at_random_within() {
-        let mut m = SlabMeta {
+    /// A slab record before `open`.
+    fn unopened() -> SlabMeta {
+        SlabMeta {
             taken: [0; WORDS],
             free_slots: 0,
             next_partial: 0,
             on_partial: false,
             avail: 0,
-        };
+        }
+    }
+
+    #[test]
+    fn pick_free_fills_windows_in_order_at_random_within() {
+        let mut m = unopened();
         m.open(100);
         let mut state = 0x1234_5678_9abc_def1u64;
         for win in 0..100usize.div_ceil(8) {
@@ -324,13 +329,7 @@ mod tests {
 
     #[test]
     fn pick_free_skips_taken_and_out_of_range_slots() {
-        let mut m = SlabMeta {
-            taken: [0; WORDS],
-            free_slots: 0,
-            next_partial: 0,
-            on_partial: false,
-            avail: 0,
-        };
+        let mut m = unopened();
         m.open(99);
         assert_eq!(m.avail, 0b11);
         for i in 0..99 {
