@@ -1,49 +1,42 @@
-//! The hardened heap: per-thread caches in front of the shared size classes (each
-//! behind its own lock, a [`Shard`]), the large blocks behind another lock, and the
-//! operations the C and C++ layers call (`alloc`, `free`, `realloc`, `usable_size`)
-//! with their checks.
+//! The hardened heap: the operations the C and C++ layers call (`alloc`, `free`,
+//! `realloc`, `usable_size`) with their checks, over three kinds of blocks:
 //!
-//! **Slot states.** Every small slot has a state byte (out of line, an atomic):
-//! [`LIVE`] (handed out, not freed), [`USED`] (handed out at least once) and
-//! [`QUARANTINED`] (freed, zeroed, waiting). Every check of a pointer reads it without a
-//! lock, and a free *claims* the block with one atomic swap, so of two frees of the
-//! same block exactly one finds it live, whichever threads they run on; a slot that sits
-//! free in some thread's magazine is not live either, so freeing it is caught
-//! (`never handed out`, or `double free` if it was handed out before).
+//! * **small** (up to 64 KiB - 16, alignment up to 16): blocks of the core allocator
+//!   (its size classes, per-thread heaps and fast paths), with [`small`]'s canary and
+//!   size word after the user's bytes and a state byte per block in the out-of-line
+//!   [`shadow`]; freed blocks are zeroed and wait in the freeing thread's quarantine
+//!   ring ([`thread`]) before they go back to the core;
+//! * **large** (and over-aligned): mappings of their own with guard pages, in a table
+//!   behind [`LARGE`]'s lock;
+//! * **zero-size**: slots of a reservation that is never accessible ([`zero_size`]).
 //!
-//! **Per-thread front end** ([`crate::thread`]). Per size class, a thread keeps a
-//! magazine of free slots taken from the shared slabs in batches under the class lock,
-//! and a batch of blocks it freed; when the batch is full, it enters the class's shared
-//! FIFO quarantine under one lock acquisition, and the blocks that this pushes out are
-//! checked (still all zero, else `write after free`) outside the lock and refill the
-//! magazine. So a `malloc` takes no lock unless its magazine is empty, and a `free`
-//! none until its batch is full. The shared pool's slab bitmaps (`taken`) change only
-//! under the class lock; no code path holds two shard locks at once (only the fork
-//! handlers, which take them all in a fixed order).
+//! Every pointer handed to a freeing function is validated before anything changes:
+//! a small block must be 16-byte aligned and its state byte `LIVE`, which the free
+//! *claims* (compare-and-swap to `QUARANTINED`), so of two frees of a block, on any
+//! threads, exactly one succeeds; anything else goes to a cold report path that finds
+//! out what the pointer is (interior, never handed out, freed, not ours). Then the
+//! canary is checked, the block zeroed and quarantined. Every report goes through
+//! [`report::fatal`], which never returns.
 //!
-//! Every pointer handed to a freeing function is validated before anything changes
-//! (apart from the claim): it must be the start of a live slot of an opened slab
-//! (small region, decoded from the address alone) or the user address of a live large
-//! block (hash table). Then the canary is checked, the block zeroed and quarantined.
-//! Any failure is reported through [`report::fatal`], which never returns.
-//!
-//! Stacks for leak reports are captured before any lock is taken: the unwinder may take
-//! the loader lock, and a thread inside `dlopen` may be waiting for ours.
+//! Stacks for leak reports (`OXALLOC_LEAKS=1`) are captured before any lock is taken
+//! (the unwinder may take the loader lock); small blocks' stacks live in a table
+//! behind [`SITES`]'s lock, used only in leak mode.
 
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 use crate::backtrace::{self, Stack};
 use crate::canary;
 use crate::large::{self, Entry};
 use crate::lock::Lock;
-use crate::meta::{set_bit, ClassMeta};
 use crate::mitigations::{self as mt, OPTIONS, STACK_DEPTH};
 use crate::quarantine::Ring;
-use crate::region::{self, geometry_cached as geo, Geometry, NUM_CLASSES, REGION_BYTES};
 use crate::report::{self, Kind, Msg};
-use crate::thread::{self, ClassCache, MAG_MAX, Q_MAX};
+use crate::shadow;
+use crate::small::{self, Place};
+use crate::thread::{self, QRing, Quarantined, RING_MAX};
 use crate::wipe;
+use crate::zero_size::{self, Slot};
 use oxalloc_sys::PAGE_SIZE;
 
 /// Requests above this fail with ENOMEM at once (as in glibc: `PTRDIFF_MAX`).
@@ -113,30 +106,6 @@ pub struct Expect {
     pub align: Option<usize>,
 }
 
-/// State bit: the slot is handed out and not freed.
-pub const LIVE: u8 = 1;
-/// State bit: the slot was handed out at least once.
-pub const USED: u8 = 2;
-/// State bit: the slot was freed and waits in a quarantine (a thread's batch or its
-/// class's ring).
-pub const QUARANTINED: u8 = 4;
-/// A slot id is `slab << SLOT_BITS | slot` (slots per slab are at most 2^11, slabs per
-/// class below 2^21, so ids fit in a `u32`).
-pub const SLOT_BITS: u32 = 11;
-
-#[inline]
-fn slot_id(slab: usize, slot: usize) -> u32 {
-    (slab << SLOT_BITS | slot) as u32
-}
-
-#[inline]
-fn split_id(id: u32) -> (usize, usize) {
-    (
-        (id >> SLOT_BITS) as usize,
-        (id & ((1 << SLOT_BITS) - 1)) as usize,
-    )
-}
-
 /// A lock and the state it guards, alone on its cache line(s) so that two shards
 /// used by two threads never share a line.
 #[repr(align(128))]
@@ -170,118 +139,6 @@ impl<T> Shard<T> {
     }
 }
 
-/// One size class's shared state: its slabs' pool bitmaps, quarantine and counters.
-pub struct Class {
-    idx: usize,
-    slabs: usize,
-    partial: u32,
-    meta: ClassMeta,
-    quarantine: Ring,
-    rng: u64,
-    mapped_bytes: usize,
-}
-
-impl Class {
-    const fn new() -> Class {
-        Class {
-            idx: 0,
-            slabs: 0,
-            partial: 0,
-            meta: ClassMeta::empty(),
-            quarantine: Ring::empty(),
-            rng: 0,
-            mapped_bytes: 0,
-        }
-    }
-}
-
-/// What every thread may read about a class without its lock: the number of opened
-/// slabs (published after their metadata is committed), the per-slot arrays, and the
-/// front end's capacities. Set once at initialisation, except `slabs`.
-pub struct ClassInfo {
-    slabs: AtomicUsize,
-    states: AtomicUsize,
-    sizes: AtomicUsize,
-    stacks: AtomicUsize,
-    mag_cap: AtomicU32,
-    q_batch: AtomicU32,
-}
-
-static INFO: [ClassInfo; NUM_CLASSES] = [const {
-    ClassInfo {
-        slabs: AtomicUsize::new(0),
-        states: AtomicUsize::new(0),
-        sizes: AtomicUsize::new(0),
-        stacks: AtomicUsize::new(0),
-        mag_cap: AtomicU32::new(0),
-        q_batch: AtomicU32::new(0),
-    }
-}; NUM_CLASSES];
-
-/// The out-of-line metadata of one slot.
-struct SlotMeta {
-    state: &'static AtomicU8,
-    size: &'static AtomicU32,
-    /// Class and index of the slot, to find its stack (leak mode) only when wanted.
-    c: usize,
-    idx: usize,
-}
-
-impl SlotMeta {
-    /// The slot's stack record (leak mode only).
-    #[inline]
-    fn stack_slot(&self) -> Option<&'static [AtomicUsize; STACK_DEPTH]> {
-        let stacks = INFO[self.c].stacks.load(Ordering::Relaxed);
-        if stacks == 0 {
-            return None;
-        }
-        // SAFETY: the stack array, when there is one, is committed for every opened
-        // slab like the others (`idx` was checked against the opened slabs), never
-        // unmapped, and made of atomics.
-        Some(unsafe { &*(stacks as *const [AtomicUsize; STACK_DEPTH]).add(self.idx) })
-    }
-
-    fn stack(&self) -> Option<Stack> {
-        self.stack_slot()
-            .map(|s| core::array::from_fn(|i| s[i].load(Ordering::Relaxed)))
-    }
-}
-
-/// The metadata of slot `slot` of slab `slab` of class `c`, or `None` when the slab is
-/// not open or the slot is past the slab's last (a bad index never touches memory
-/// outside the arrays).
-#[inline]
-fn checked_meta(c: usize, slab: usize, slot: usize) -> Option<SlotMeta> {
-    let info = &INFO[c];
-    let slots = geo(c).slots;
-    if slab >= info.slabs.load(Ordering::Acquire) || slot >= slots {
-        return None;
-    }
-    let idx = slab * slots + slot;
-    let (states, sizes) = (
-        info.states.load(Ordering::Relaxed),
-        info.sizes.load(Ordering::Relaxed),
-    );
-    // SAFETY: the arrays are committed for every opened slab before the slab count is
-    // published (checked above), are zero-initialised (valid atomics) and never
-    // unmapped; the element types are atomics, so sharing them is sound.
-    unsafe {
-        Some(SlotMeta {
-            state: &*(states as *const AtomicU8).add(idx),
-            size: &*(sizes as *const AtomicU32).add(idx),
-            c,
-            idx,
-        })
-    }
-}
-
-/// The metadata of slot `slot` of slab `slab` of class `c`; the slab must be open
-/// (checked: a bad index aborts rather than touch memory outside the arrays).
-#[inline]
-fn slot_meta(c: usize, slab: usize, slot: usize) -> SlotMeta {
-    checked_meta(c, slab, slot).expect("slot of an opened slab")
-}
-
 /// The large blocks: the address table, their quarantine and counters.
 pub struct Large {
     table: large::Table,
@@ -290,9 +147,6 @@ pub struct Large {
     live_blocks: usize,
     mapped_bytes: usize,
 }
-
-/// The size classes, each behind its own lock.
-pub static CLASSES: [Shard<Class>; NUM_CLASSES] = [const { Shard::new(Class::new()) }; NUM_CLASSES];
 
 /// The large blocks, behind their lock.
 pub static LARGE: Shard<Large> = Shard::new(Large {
@@ -303,17 +157,32 @@ pub static LARGE: Shard<Large> = Shard::new(Large {
     mapped_bytes: 0,
 });
 
-/// Live small bytes and blocks of threads without a cache (wrapping counters).
-static DIRECT_BYTES: AtomicUsize = AtomicUsize::new(0);
-static DIRECT_BLOCKS: AtomicUsize = AtomicUsize::new(0);
+/// The quarantine of threads that have no record (their exit hook ran, or no record
+/// could be mapped), and their counters.
+pub struct Orphans {
+    ring: QRing,
+    live_bytes: usize,
+    live_blocks: usize,
+}
+
+/// Quarantine and counters of threads without a record, behind their lock.
+pub static ORPHANS: Shard<Orphans> = Shard::new(Orphans {
+    ring: QRing::new(),
+    live_bytes: 0,
+    live_blocks: 0,
+});
+
+/// Leak mode: the allocation stack of every live small and zero-size block, by address.
+pub static SITES: Shard<large::Table> = Shard::new(large::Table::empty());
 
 /// Serialises initialisation.
 static INIT: Lock = Lock::new();
-/// Start of the small-block reservation (set once, before `READY` becomes 1).
-static SMALL_BASE: AtomicUsize = AtomicUsize::new(0);
 /// 0: not initialised, 1: ready, 2: initialisation failed (every allocation fails).
 static READY: AtomicU32 = AtomicU32::new(0);
 static ATFORK_DONE: AtomicBool = AtomicBool::new(false);
+/// Quarantine limits per thread (from the options), set before `READY`.
+static Q_BLOCKS: AtomicUsize = AtomicUsize::new(0);
+static Q_BYTES: AtomicUsize = AtomicUsize::new(0);
 
 /// Makes sure the allocator is set up; false if it could not be (out of address space).
 #[inline]
@@ -333,77 +202,30 @@ fn init_slow() -> bool {
         let ok = init_all();
         READY.store(if ok { 1 } else { 2 }, Ordering::Release);
     }
-    let ok = READY.load(Ordering::Relaxed) == 1;
     INIT.unlock();
-    // Outside the lock: pthread_atfork may allocate, which now simply works.
-    if ok && !ATFORK_DONE.swap(true, Ordering::AcqRel) {
+    if READY.load(Ordering::Acquire) == 1 && !ATFORK_DONE.swap(true, Ordering::AcqRel) {
+        // Outside INIT: registering may allocate (glibc's atfork list), and that
+        // allocation must find the heap ready.
         oxalloc_sys::atfork(fork_prepare, fork_parent, fork_child);
     }
-    ok
-}
-
-/// Quarantine length of class `c`: `OXALLOC_QUARANTINE` blocks, at most
-/// `OXALLOC_QUARANTINE_BYTES` of slots (but never fewer than
-/// [`mt::MIN_CLASS_QUARANTINE`]); none for the inaccessible `malloc(0)` class.
-pub fn quarantine_len(c: usize, blocks: usize, bytes: usize) -> usize {
-    if c == 0 || blocks == 0 {
-        return 0;
-    }
-    (bytes / geo(c).stride)
-        .max(mt::MIN_CLASS_QUARANTINE)
-        .min(blocks)
-}
-
-/// Bytes of slots a thread's magazine of one class holds at most.
-const MAG_BYTES: usize = 8 * 1024;
-/// Bytes of slots a thread's quarantine batch of one class holds at most.
-const Q_BYTES: usize = 4 * 1024;
-
-/// (magazine capacity, quarantine batch) of class `c` whose ring holds `ring` blocks:
-/// a batch of 0 sends freed blocks straight to the magazine (no quarantine).
-pub fn front_caps(c: usize, ring: usize) -> (usize, usize) {
-    let stride = geo(c).stride;
-    let mag = (MAG_BYTES / stride).clamp(2, MAG_MAX);
-    let q = if mt::QUARANTINE && ring > 0 {
-        (Q_BYTES / stride).clamp(1, Q_MAX).min(ring)
-    } else {
-        0
-    };
-    (mag, q)
+    READY.load(Ordering::Acquire) == 1
 }
 
 fn init_all() -> bool {
     crate::keep_exit_hook();
     OPTIONS.load();
     wipe::init();
-    let secret = oxalloc_sys::random_u64();
-    canary::init(secret);
-    let Some(base) = oxalloc_sys::reserve(NUM_CLASSES * REGION_BYTES) else {
+    canary::init(oxalloc_sys::random_u64());
+    Q_BLOCKS.store(
+        OPTIONS.quarantine.load(Ordering::Relaxed).min(RING_MAX - 1),
+        Ordering::Relaxed,
+    );
+    Q_BYTES.store(
+        OPTIONS.quarantine_bytes.load(Ordering::Relaxed),
+        Ordering::Relaxed,
+    );
+    if !shadow::init() || !zero_size::init() {
         return false;
-    };
-    SMALL_BASE.store(base.as_ptr() as usize, Ordering::Relaxed);
-    let leaks = OPTIONS.leaks();
-    let q_blocks = OPTIONS.quarantine.load(Ordering::Relaxed);
-    let q_bytes = OPTIONS.quarantine_bytes.load(Ordering::Relaxed);
-    for (c, shard) in CLASSES.iter().enumerate() {
-        let ring = quarantine_len(c, q_blocks, q_bytes);
-        let ok = shard.with(|cl| {
-            let g = geo(c);
-            cl.idx = c;
-            cl.rng = (secret ^ (c as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)).rotate_left(17) | 1;
-            cl.meta.reserve(g.max_slabs, g.slots, leaks) && cl.quarantine.init(ring)
-        });
-        if !ok {
-            return false;
-        }
-        let info = &INFO[c];
-        let (states, sizes, stacks) = shard.with(|cl| cl.meta.bases());
-        info.states.store(states, Ordering::Relaxed);
-        info.sizes.store(sizes, Ordering::Relaxed);
-        info.stacks.store(stacks, Ordering::Relaxed);
-        let (mag, q) = front_caps(c, ring);
-        info.mag_cap.store(mag as u32, Ordering::Relaxed);
-        info.q_batch.store(q as u32, Ordering::Relaxed);
     }
     // Before READY: a thread that finds the heap ready finds the exit key too.
     thread::init_key();
@@ -413,21 +235,22 @@ fn init_all() -> bool {
     })
 }
 
-// Lock order: the thread registry, INIT, the classes in order, the large blocks. No
-// other path holds two of them.
+// Lock order: the thread registry, INIT, the orphans, the sites, the zero-size
+// slots, the large blocks. No other path holds two of them. (The core allocator
+// has fork handlers of its own.)
 extern "C" fn fork_prepare() {
     thread::REGISTRY.lock.lock();
     INIT.lock();
-    for s in &CLASSES {
-        s.lock.lock();
-    }
+    ORPHANS.lock.lock();
+    SITES.lock.lock();
+    zero_size::LOCK.lock();
     LARGE.lock.lock();
 }
 fn fork_release() {
     LARGE.lock.unlock();
-    for s in CLASSES.iter().rev() {
-        s.lock.unlock();
-    }
+    zero_size::LOCK.unlock();
+    SITES.lock.unlock();
+    ORPHANS.lock.unlock();
     INIT.unlock();
     thread::REGISTRY.lock.unlock();
 }
@@ -436,17 +259,15 @@ extern "C" fn fork_parent() {
 }
 extern "C" fn fork_child() {
     // The child has only the forking thread, which took the locks in `fork_prepare`.
-    // Its own cache is consistent (it was inside fork, not malloc). The caches of the
-    // threads that did not survive may have been caught mid-update, so they are left
-    // alone: their slots stay out of the pool (at most a magazine and a batch per
-    // class and thread), and nothing in them is live.
+    // The records of the threads that did not survive may have been caught
+    // mid-update, so they are left alone: their quarantined blocks stay out of use.
     fork_release();
 }
 
 /// A view of `len` bytes at `addr`.
 ///
 /// # Safety
-/// The range is mapped read-write by this allocator (an opened slab or a large block's
+/// The range is mapped read-write by this allocator (a small block or a large block's
 /// data pages) and not aliased by a live Rust reference.
 unsafe fn bytes<'a>(addr: usize, len: usize) -> &'a mut [u8] {
     // SAFETY: caller's contract.
@@ -456,7 +277,7 @@ unsafe fn bytes<'a>(addr: usize, len: usize) -> &'a mut [u8] {
 /// The offset of the first non-zero byte of a range of our memory, if any. The common
 /// case (all zero) is one branch-free OR over the range, which the compiler vectorises.
 #[inline]
-fn first_nonzero(b: &[u8]) -> Option<usize> {
+pub fn first_nonzero(b: &[u8]) -> Option<usize> {
     let (head, words, tail) = if (b.as_ptr() as usize | b.len()).is_multiple_of(8) {
         // SAFETY: the range is 8-byte aligned and a whole number of words long (tested
         // just above); every bit pattern is a valid `u64`.
@@ -474,39 +295,22 @@ fn first_nonzero(b: &[u8]) -> Option<usize> {
     b.iter().position(|&x| x != 0)
 }
 
-/// Asks the CPU to start loading the first cache lines of `[addr, addr + len)`; never
-/// faults, changes nothing.
-#[inline]
-fn prefetch(addr: usize, len: usize) {
-    #[cfg(target_arch = "x86_64")]
-    for k in 0..len.min(512).div_ceil(64) {
-        // SAFETY: a prefetch is a hint: it reads nothing into the program and cannot
-        // fault, whatever the address.
-        unsafe {
-            core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
-                addr.wrapping_add(64 * k) as *const i8,
-            )
-        };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (addr, len);
-}
-
 /// A block found by validation.
 #[derive(Clone, Copy)]
 pub enum Block {
-    /// A slot in the small region.
+    /// A small block (on the core allocator).
     Small {
-        /// Class index.
-        class: usize,
-        /// Slab index.
-        slab: usize,
-        /// Slot index.
-        slot: usize,
         /// User address.
         addr: usize,
         /// Requested size.
         size: usize,
+        /// Block length (class size + [`ROOM`]).
+        len: usize,
+    },
+    /// A zero-size block.
+    Zero {
+        /// Its address.
+        addr: usize,
     },
     /// A large block: its table index and a copy of its entry.
     Large {
@@ -522,29 +326,24 @@ impl Block {
     pub fn size(&self) -> usize {
         match *self {
             Block::Small { size, .. } => size,
+            Block::Zero { .. } => 0,
             Block::Large { e, .. } => e.size,
         }
     }
     /// The block's capacity as the class (or page-rounded mapping) gives it.
     pub fn class_size(&self) -> usize {
         match *self {
-            Block::Small { class, .. } => geo(class).size,
+            Block::Small { len, .. } => small::class_of_len(len),
+            Block::Zero { .. } => 0,
             Block::Large { e, .. } => e.total - 2 * PAGE_SIZE,
         }
     }
     fn align(&self) -> usize {
         match *self {
-            Block::Small { .. } => 16,
+            Block::Small { .. } | Block::Zero { .. } => 16,
             Block::Large { e, .. } => e.align,
         }
     }
-}
-
-/// The small class whose region holds `p`, if any.
-#[inline]
-fn small_class(base: usize, p: usize) -> Option<usize> {
-    let off = p.wrapping_sub(base);
-    (off < NUM_CLASSES * REGION_BYTES).then_some(off / REGION_BYTES)
 }
 
 /// Reports: releases `held` (the lock the caller holds, if any) first.
@@ -553,6 +352,14 @@ fn die(held: Option<&Lock>, m: Msg, marker: usize, allocated: Option<&Stack>) ->
         Some(l) => report::fatal(l, m, marker, allocated),
         None => report::fatal_unlocked(m, marker, allocated),
     }
+}
+
+/// The allocation stack of the small or zero-size block at `p` (leak mode only).
+fn site_of(p: usize) -> Option<Stack> {
+    if !OPTIONS.leaks() {
+        return None;
+    }
+    SITES.with(|t| t.find(p).and_then(|i| t.at(i).map(|e| e.stack)))
 }
 
 #[cold]
@@ -640,235 +447,6 @@ fn mismatch(
     die(held, m, marker, None)
 }
 
-impl Class {
-    fn held(&self) -> &'static Lock {
-        &CLASSES[self.idx].lock
-    }
-
-    #[inline]
-    fn random(&mut self) -> u64 {
-        crate::mitigations::xorshift64_star(&mut self.rng)
-    }
-
-    // ---------------------------------------------------------------- the pool
-
-    fn open_slab(&mut self, base: usize, g: &Geometry) -> bool {
-        let c = self.idx;
-        let k = self.slabs;
-        if k >= g.max_slabs || !self.meta.ensure_slab(k) {
-            return false;
-        }
-        if c != 0 {
-            let start = region::slab_addr(base, c, k);
-            // SAFETY: the slab lies in our small-region reservation and was never
-            // opened; its guard page (after `slab_bytes`) stays closed.
-            if !unsafe { oxalloc_sys::protect(start as *mut u8, g.slab_bytes, true) } {
-                return false;
-            }
-            self.mapped_bytes += g.slab_bytes;
-        }
-        self.slabs = k + 1;
-        // The slab's metadata is committed: other threads may now look at its slots.
-        INFO[c].slabs.store(k + 1, Ordering::Release);
-        let head = self.partial;
-        let m = self.meta.slab(k);
-        m.open(g.slots);
-        m.free_slots = g.slots as u32;
-        m.on_partial = true;
-        m.next_partial = head;
-        self.partial = (k + 1) as u32;
-        true
-    }
-
-    /// Takes up to `out.len()` free slots out of the pool, each picked at random within
-    /// its slab; returns how many (fewer only when out of memory).
-    fn take(&mut self, base: usize, out: &mut [u32]) -> usize {
-        let g = geo(self.idx);
-        let mut got = 0;
-        while got < out.len() {
-            if self.partial == 0 && !self.open_slab(base, g) {
-                break;
-            }
-            let r = if mt::RANDOM_SLOTS { self.random() } else { 0 };
-            let k = self.partial as usize - 1;
-            let m = self.meta.slab(k);
-            let Some(i) = m.pick_free(g.slots, g.window, r) else {
-                // The free count said otherwise: our own metadata is inconsistent.
-                let mut msg = report::headline(Kind::InvalidPointer, 0);
-                msg.str(": internal error, slab metadata inconsistent");
-                report::fatal(self.held(), msg, 0, None);
-            };
-            set_bit(&mut m.taken, i, true);
-            m.free_slots -= 1;
-            if m.free_slots == 0 {
-                self.partial = m.next_partial;
-                m.next_partial = 0;
-                m.on_partial = false;
-            }
-            out[got] = slot_id(k, i);
-            got += 1;
-        }
-        got
-    }
-
-    /// Gives a free (not live, not quarantined, all zero) slot back to the pool.
-    fn put(&mut self, id: u32) {
-        let (slab, slot) = split_id(id);
-        let head = self.partial;
-        let m = self.meta.slab(slab);
-        set_bit(&mut m.taken, slot, false);
-        m.mark_free(slot);
-        m.free_slots += 1;
-        if !m.on_partial {
-            m.on_partial = true;
-            m.next_partial = head;
-            self.partial = (slab + 1) as u32;
-        }
-    }
-
-    /// Checks every block in this class's ring now.
-    fn check_quarantine(&mut self, base: usize, marker: usize) {
-        if !mt::ZERO_ON_FREE {
-            return;
-        }
-        let g = geo(self.idx);
-        for i in 0..self.quarantine.len() {
-            let id = self.quarantine.get(i) as u32;
-            let (slab, slot) = split_id(id);
-            let addr = region::slot_addr(base, self.idx, slab, slot);
-            // SAFETY: quarantined slots lie in opened slabs and are not live.
-            let s = unsafe { bytes(addr, g.stride) };
-            if let Some(off) = first_nonzero(s) {
-                let held = Some(self.held());
-                write_after_free(base, self.idx, id, off, ("by ", CHECK.name), held, marker);
-            }
-        }
-    }
-}
-
-// -------------------------------------------------------------------- small blocks
-
-/// Hands out slot `id` of class `c` (taken from the pool, all zero) for `n` bytes.
-#[inline(always)]
-fn finish_alloc(base: usize, c: usize, id: u32, n: usize, zero: bool, stack: &Stack) -> usize {
-    let (slab, slot) = split_id(id);
-    let sm = slot_meta(c, slab, slot);
-    sm.size.store(n as u32, Ordering::Relaxed);
-    if let Some(s) = sm.stack_slot() {
-        for (w, &ip) in s.iter().zip(stack) {
-            w.store(ip, Ordering::Relaxed);
-        }
-    }
-    let addr = region::slot_addr(base, c, slab, slot);
-    if c != 0 {
-        // Every free slot is all zero (fresh from the kernel, or zeroed on free and
-        // checked when it left the quarantine), so `calloc` needs nothing more.
-        // SAFETY: the slot lies in an opened slab and is not live: this thread took it
-        // from the pool or its own magazine, so no reference to it exists.
-        let s = unsafe { bytes(addr, geo(c).stride) };
-        if mt::CANARY {
-            canary::write_fresh(addr, s, n);
-        }
-        if zero && !mt::ZERO_ON_FREE {
-            s[..n].fill(0);
-        }
-        if !zero && OPTIONS.junk() {
-            s[..n].fill(mt::JUNK_BYTE);
-        }
-    }
-    // Release: whoever sees the slot live sees its size, stack and canary.
-    sm.state.store(LIVE | USED, Ordering::Release);
-    addr
-}
-
-/// Allocates a block of class `c` for `n` bytes; 0 when out of memory.
-#[inline(always)]
-fn alloc_small(base: usize, c: usize, n: usize, zero: bool, stack: &Stack) -> usize {
-    let t = thread::current();
-    if t.is_null() {
-        return alloc_direct(base, c, n, zero, stack);
-    }
-    // SAFETY: the record belongs to the calling thread alone (its TLS word names it).
-    let t = unsafe { &mut *t };
-    let r = t.random();
-    let cc = &mut t.classes[c];
-    if cc.mag_len == 0 && !refill(base, c, cc) {
-        return 0;
-    }
-    // A random entry of the magazine (no division: the high half of a product).
-    let len = cc.mag_len as usize;
-    let j = if mt::RANDOM_SLOTS {
-        (((r >> 32) * len as u64) >> 32) as usize
-    } else {
-        len - 1
-    };
-    let id = cc.mag[j];
-    cc.mag[j] = cc.mag[len - 1];
-    cc.mag_len -= 1;
-    t.count(n, 1);
-    finish_alloc(base, c, id, n, zero, stack)
-}
-
-/// Fills half an empty magazine from the pool, under the class lock.
-#[inline(never)]
-fn refill(base: usize, c: usize, cc: &mut ClassCache) -> bool {
-    let want = (INFO[c].mag_cap.load(Ordering::Relaxed) as usize / 2).max(1);
-    let got = CLASSES[c].with(|cl| cl.take(base, &mut cc.mag[..want]));
-    cc.mag_len = got as u32;
-    got > 0
-}
-
-/// Without a thread cache: one slot straight from the pool.
-#[cold]
-fn alloc_direct(base: usize, c: usize, n: usize, zero: bool, stack: &Stack) -> usize {
-    let mut id = [0u32];
-    if CLASSES[c].with(|cl| cl.take(base, &mut id)) == 0 {
-        return 0;
-    }
-    DIRECT_BYTES.fetch_add(n, Ordering::Relaxed);
-    DIRECT_BLOCKS.fetch_add(1, Ordering::Relaxed);
-    finish_alloc(base, c, id[0], n, zero, stack)
-}
-
-/// Finds the live block of class `c` that starts at `p`, or reports the misuse. With
-/// `claim` (a free), the block is atomically marked freed at the same time, so no
-/// other free can also find it live. The reports are out of line, so this inlines.
-#[inline(always)]
-fn validate_small(base: usize, c: usize, p: usize, op: Op, marker: usize, claim: bool) -> Block {
-    let pl = region::place(base, p).expect("inside the small region");
-    let g = geo(c);
-    let sm = match checked_meta(c, pl.slab, pl.slot) {
-        Some(sm) if pl.offset == 0 => sm,
-        _ => bad_place(base, c, p, op, marker),
-    };
-    let old = if claim {
-        sm.state.swap(USED | QUARANTINED, Ordering::AcqRel)
-    } else {
-        sm.state.load(Ordering::Acquire)
-    };
-    let size = sm.size.load(Ordering::Relaxed) as usize;
-    if old & LIVE == 0 {
-        // (A claim changed the state of a slot that was not live: the process ends
-        // with this report, so it does not matter.)
-        not_live(c, p, op, marker, &sm, old, size);
-    }
-    if mt::CANARY && c != 0 {
-        // SAFETY: the slot is live in an opened slab; we only read its tail.
-        let slot = unsafe { bytes(p, g.stride) };
-        if let Some(off) = canary::check(p, slot, size) {
-            let st = sm.stack().unwrap_or([0; STACK_DEPTH]);
-            overflow(None, p, size, g.size, off, op, marker, &st);
-        }
-    }
-    Block::Small {
-        class: c,
-        slab: pl.slab,
-        slot: pl.slot,
-        addr: p,
-        size,
-    }
-}
-
 fn invalid_kind(op: Op) -> Kind {
     if op.frees {
         Kind::InvalidFree
@@ -877,94 +455,137 @@ fn invalid_kind(op: Op) -> Kind {
     }
 }
 
-/// Reports `p` in class `c`'s region that is not the start of a slot of an opened
-/// slab (guard page, unopened slab, past the last slot, interior or unaligned).
+/// The core handed out a block that is live or quarantined: its free list was
+/// corrupted (a write after free into a block that had left the quarantine).
 #[cold]
 #[inline(never)]
-fn bad_place(base: usize, c: usize, p: usize, op: Op, marker: usize) -> ! {
-    let pl = region::place(base, p).expect("inside the small region");
-    let g = geo(c);
-    let invalid = invalid_kind(op);
-    let Some(sm) = checked_meta(c, pl.slab, pl.slot) else {
-        let mut m = report::headline(invalid, p);
-        report::within(&mut m, op.name);
-        m.str(": never handed out by malloc (");
-        if pl.in_span >= g.slab_bytes {
-            m.str("a guard page");
-        } else if pl.slab >= INFO[c].slabs.load(Ordering::Acquire) {
-            m.str("a slab not yet in use");
+pub fn handed_out_twice(p: usize, len: usize, live: bool) -> ! {
+    let mut m = report::headline(Kind::WriteAfterFree, p);
+    report::block(&mut m, 0, small::class_of_len(len));
+    m.str(": the free list handed out a block that is ")
+        .str(if live {
+            "still live"
         } else {
-            m.str("past the last slot of its slab");
-        }
-        m.str(" of size class ").num(g.size as u64).str(")");
-        report::fatal_unlocked(m, marker, None);
-    };
-    let start = p - pl.offset;
-    let live = sm.state.load(Ordering::Acquire) & LIVE != 0;
-    let size = sm.size.load(Ordering::Relaxed) as usize;
-    let mut m = report::headline(invalid, p);
-    report::within(&mut m, op.name);
-    if !p.is_multiple_of(16) {
-        m.str(": unaligned pointer, ");
-    } else {
-        m.str(": interior pointer, ");
-    }
-    m.num(pl.offset as u64).str(" bytes into the ");
-    m.str(if live { "live" } else { "free" });
-    m.str(" block at ").hex(start as u64);
-    report::block(&mut m, if live { size } else { 0 }, g.size);
-    let stack = sm.stack().filter(|_| live);
-    report::fatal_unlocked(m, marker, stack.as_ref());
+            "in the quarantine"
+        })
+        .str(" (a freed block's link was overwritten)");
+    report::fatal_unlocked(m, crate::stack_marker!(), None)
 }
 
-/// Reports a pointer to a slot that is not live (state `old`): a double free (or use
-/// after free) if it was handed out before, else a slot never handed out.
+/// Validates the small block at `p` (in a core segment); with `claim`, it is
+/// `QUARANTINED` afterwards (the caller frees it).
+#[inline(always)]
+fn validate_small(p: usize, op: Op, marker: usize, claim: bool) -> Option<Block> {
+    match small::claim(p, claim) {
+        Ok(true) => {}
+        Ok(false) => return None,
+        Err(state) => bad_small(p, op, marker, state),
+    }
+    let len = small::len_of(p);
+    // SAFETY: the block is live (or just claimed by us): its bytes are the program's
+    // until we free it, and the program called us with it.
+    let block = unsafe { bytes(p, len) };
+    let Some(size) = small::recorded_size(p, block) else {
+        let off = len - 8;
+        overflow(
+            None,
+            p,
+            0,
+            small::class_of_len(len),
+            off,
+            op,
+            marker,
+            &site(p),
+        );
+    };
+    if mt::CANARY {
+        if let Some(off) = small::check_seal(p, block, size) {
+            overflow(
+                None,
+                p,
+                size,
+                small::class_of_len(len),
+                off,
+                op,
+                marker,
+                &site(p),
+            );
+        }
+    }
+    Some(Block::Small { addr: p, size, len })
+}
+
+/// The leak-mode stack of `p`, or an empty one.
+fn site(p: usize) -> Stack {
+    site_of(p).unwrap_or([0; STACK_DEPTH])
+}
+
+/// Reports a pointer into a core segment that is not a live block's start.
 #[cold]
 #[inline(never)]
-fn not_live(c: usize, p: usize, op: Op, marker: usize, sm: &SlotMeta, old: u8, size: usize) -> ! {
-    let g = geo(c);
-    let mut m;
-    let used = old & USED != 0;
-    if used {
+fn bad_small(p: usize, op: Op, marker: usize, _state: u8) -> ! {
+    let Place { start, len, state } = small::place(p);
+    let invalid = invalid_kind(op);
+    if len == 0 {
+        let mut m = report::headline(invalid, p);
+        report::within(&mut m, op.name);
+        m.str(": never handed out by malloc (not in a block of the heap)");
+        report::fatal_unlocked(m, marker, None);
+    }
+    let class = small::class_of_len(len);
+    if start != p {
+        let live = state == shadow::LIVE;
+        let size = if live {
+            // SAFETY: a live block's bytes are readable; we read its size word only.
+            let block = unsafe { bytes(start, len) };
+            small::recorded_size(start, block).unwrap_or(0)
+        } else {
+            0
+        };
+        let mut m = report::headline(invalid, p);
+        report::within(&mut m, op.name);
+        if !p.is_multiple_of(16) {
+            m.str(": unaligned pointer, ");
+        } else {
+            m.str(": interior pointer, ");
+        }
+        m.num((p - start) as u64).str(" bytes into the ");
+        m.str(if live { "live" } else { "free" });
+        m.str(" block at ").hex(start as u64);
+        report::block(&mut m, size, class);
+        let st = if live { site_of(start) } else { None };
+        report::fatal_unlocked(m, marker, st.as_ref());
+    }
+    if state == shadow::QUARANTINED || state == shadow::FREED {
         let kind = if op.frees {
             Kind::DoubleFree
         } else {
             Kind::UseAfterFree
         };
-        m = report::headline(kind, p);
-        report::block(&mut m, size, g.size);
+        let mut m = report::headline(kind, p);
+        // The size is gone (the block was zeroed); the class is what is known.
+        report::block(&mut m, class, class);
         report::within(&mut m, op.name);
         m.str(": the block was already freed");
-    } else {
-        m = report::headline(invalid_kind(op), p);
-        report::within(&mut m, op.name);
-        m.str(": a slot never handed out by malloc (size class ")
-            .num(g.size as u64)
-            .str(")");
+        report::fatal_unlocked(m, marker, None);
     }
-    let stack = sm.stack().filter(|_| used);
-    report::fatal_unlocked(m, marker, stack.as_ref());
+    let mut m = report::headline(invalid, p);
+    report::within(&mut m, op.name);
+    m.str(": a slot never handed out by malloc (size class ")
+        .num(class as u64)
+        .str(")");
+    report::fatal_unlocked(m, marker, None)
 }
 
-/// Reports a write after free into the quarantined slot `id` of class `c`.
-fn write_after_free(
-    base: usize,
-    c: usize,
-    id: u32,
-    off: usize,
-    how: (&str, &str),
-    held: Option<&Lock>,
-    marker: usize,
-) -> ! {
-    let (slab, slot) = split_id(id);
-    let g = geo(c);
-    let addr = region::slot_addr(base, c, slab, slot);
-    // SAFETY: quarantined slots lie in opened slabs and are not live.
-    let byte = unsafe { bytes(addr, g.stride) }[off];
-    let sm = slot_meta(c, slab, slot);
-    let size = sm.size.load(Ordering::Relaxed) as usize;
-    let mut m = report::headline(Kind::WriteAfterFree, addr);
-    report::block(&mut m, size, g.size);
+/// A block that left the quarantine was not all zero: report the write after free.
+#[cold]
+#[inline(never)]
+fn written_after_free(q: Quarantined, off: usize, how: (&str, &str), marker: usize) -> ! {
+    // SAFETY: the block is quarantined (ours); we read one byte.
+    let byte = unsafe { bytes(q.addr, q.len) }[off];
+    let class = small::class_of_len(q.len);
+    let mut m = report::headline(Kind::WriteAfterFree, q.addr);
+    report::block(&mut m, class, class);
     m.str(": byte ")
         .num(off as u64)
         .str(" of the freed block is ")
@@ -973,213 +594,166 @@ fn write_after_free(
         .str(how.0)
         .str(how.1)
         .str("())");
-    die(held, m, marker, sm.stack().as_ref())
+    report::fatal_unlocked(m, marker, None)
 }
 
-/// [`leave_quarantine`] found a non-zero byte in block `id` of class `c`: report it.
-#[cold]
-#[inline(never)]
-fn written_after_free(
-    base: usize,
-    c: usize,
-    id: u32,
-    held: Option<&Lock>,
-    op: Op,
-    marker: usize,
-) -> ! {
-    let (slab, slot) = split_id(id);
-    let addr = region::slot_addr(base, c, slab, slot);
-    // SAFETY: quarantined slots lie in opened slabs and are not live.
-    let s = unsafe { bytes(addr, geo(c).stride) };
-    let off = first_nonzero(s).unwrap_or(0);
-    let how = ("when it left the quarantine, in ", op.name);
-    write_after_free(base, c, id, off, how, held, marker)
-}
-
-/// Block `id` of class `c` leaves the quarantine: it must still be all zero. It is
-/// then free (no longer quarantined), owned by the caller.
+/// A block leaves the quarantine: checked, then back to the core.
 #[inline(always)]
-fn leave_quarantine(base: usize, c: usize, id: u32, held: Option<&Lock>, op: Op, marker: usize) {
-    let (slab, slot) = split_id(id);
-    let addr = region::slot_addr(base, c, slab, slot);
-    leave_quarantine_at(base, c, id, addr, held, op, marker);
-}
-
-/// [`leave_quarantine`] with the slot's address already known.
-#[inline(always)]
-fn leave_quarantine_at(
-    base: usize,
-    c: usize,
-    id: u32,
-    addr: usize,
-    held: Option<&Lock>,
-    op: Op,
-    marker: usize,
-) {
-    let (slab, slot) = split_id(id);
-    if c != 0 && mt::ZERO_ON_FREE {
-        // SAFETY: quarantined slots lie in opened slabs and are not live.
-        let s = unsafe { bytes(addr, geo(c).stride) };
-        if !wipe::is_zero(s) {
-            written_after_free(base, c, id, held, op, marker);
-        }
+fn leave(q: Quarantined, op: Op, marker: usize) {
+    if let Err(off) = small::unquarantine(q.addr, q.len) {
+        written_after_free(
+            q,
+            off,
+            ("when it left the quarantine, in ", op.name),
+            marker,
+        );
     }
-    slot_meta(c, slab, slot)
-        .state
-        .store(USED, Ordering::Relaxed);
 }
 
-/// Frees a validated (claimed) small block: zero, then the thread's quarantine batch.
+/// Pushes a freed block into `ring`, first letting out the oldest ones while the ring
+/// is over its limits.
 #[inline(always)]
-fn release_small(base: usize, b: Block, op: Op, marker: usize) {
-    let Block::Small {
-        class: c,
-        slab,
-        slot,
-        addr,
-        size,
-    } = b
-    else {
-        unreachable!("small blocks only");
-    };
-    if c != 0 && mt::ZERO_ON_FREE {
-        // SAFETY: the slot lies in an opened slab; the program gave it back and we
-        // claimed it, so nothing else refers to it.
-        wipe::zero(unsafe { bytes(addr, geo(c).stride) });
+fn quarantine(ring: &mut QRing, q: Quarantined, op: Op, marker: usize) {
+    let max_blocks = Q_BLOCKS.load(Ordering::Relaxed);
+    let max_bytes = Q_BYTES.load(Ordering::Relaxed);
+    if max_blocks == 0 {
+        return leave(q, op, marker);
     }
-    let id = slot_id(slab, slot);
+    ring.push(q);
+    while ring.len() > max_blocks || (ring.bytes > max_bytes && ring.len() > 1) {
+        let old = ring.pop().expect("not empty");
+        leave(old, op, marker);
+    }
+}
+
+/// Frees a validated (claimed) small block: zero it, then the quarantine.
+#[inline(always)]
+fn release_small(addr: usize, size: usize, len: usize, op: Op, marker: usize) {
+    if OPTIONS.leaks() {
+        forget_site(addr);
+    }
+    if mt::ZERO_ON_FREE {
+        // SAFETY: the block is claimed (QUARANTINED): nothing else refers to it.
+        wipe::zero(unsafe { bytes(addr, len) });
+    }
+    let q = Quarantined { addr, len };
     let t = thread::current();
     if t.is_null() {
-        return release_direct(base, c, id, size, op, marker);
+        return ORPHANS.with(|o| {
+            o.live_bytes = o.live_bytes.wrapping_sub(size);
+            o.live_blocks = o.live_blocks.wrapping_sub(1);
+            quarantine(&mut o.ring, q, op, marker)
+        });
     }
     // SAFETY: the record belongs to the calling thread alone.
     let t = unsafe { &mut *t };
     t.count(size.wrapping_neg(), usize::MAX);
-    let qb = INFO[c].q_batch.load(Ordering::Relaxed) as usize;
-    let cc = &mut t.classes[c];
-    if qb == 0 {
-        leave_quarantine(base, c, id, None, op, marker);
-        to_mag(c, cc, &[id]);
-        return;
-    }
-    cc.q[cc.q_len as usize] = id;
-    cc.q_len += 1;
-    if cc.q_len as usize >= qb {
-        flush(base, c, cc, op, marker);
-    }
+    quarantine(&mut t.ring, q, op, marker);
 }
 
-/// Moves a thread's quarantine batch of class `c` into the class's ring (one lock);
-/// the blocks it pushes out are checked outside the lock and go to the magazine.
+/// Leak mode: drops the stack of a freed small or zero-size block.
 #[inline(never)]
-fn flush(base: usize, c: usize, cc: &mut ClassCache, op: Op, marker: usize) {
-    let n = cc.q_len as usize;
-    let mut out = [0u32; Q_MAX];
-    let evicted = CLASSES[c].with(|cl| cl.quarantine.push_many(&cc.q[..n], &mut out));
-    cc.q_len = 0;
-    let out = &out[..evicted];
-    let stride = geo(c).stride;
-    let mut addrs = [0usize; Q_MAX];
-    for (a, &id) in addrs.iter_mut().zip(out) {
-        let (slab, slot) = split_id(id);
-        *a = region::slot_addr(base, c, slab, slot);
-        prefetch(*a, stride);
-    }
-    for (&a, &id) in addrs.iter().zip(out) {
-        leave_quarantine_at(base, c, id, a, None, op, marker);
-    }
-    to_mag(c, cc, out);
-}
-
-/// Puts free slots into the magazine; what does not fit goes back to the pool.
-#[inline]
-fn to_mag(c: usize, cc: &mut ClassCache, ids: &[u32]) {
-    let cap = INFO[c].mag_cap.load(Ordering::Relaxed) as usize;
-    let room = cap.saturating_sub(cc.mag_len as usize).min(ids.len());
-    let len = cc.mag_len as usize;
-    cc.mag[len..len + room].copy_from_slice(&ids[..room]);
-    cc.mag_len += room as u32;
-    if room < ids.len() {
-        give_back(c, &ids[room..]);
-    }
-}
-
-/// Returns free slots to the pool, under the class lock.
-#[inline(never)]
-fn give_back(c: usize, ids: &[u32]) {
-    CLASSES[c].with(|cl| {
-        for &id in ids {
-            cl.put(id);
+fn forget_site(p: usize) {
+    SITES.with(|t| {
+        if let Some(i) = t.find(p) {
+            t.remove(i);
         }
     });
 }
 
-/// Without a thread cache: straight into the ring, under the lock.
-#[cold]
-fn release_direct(base: usize, c: usize, id: u32, size: usize, op: Op, marker: usize) {
-    DIRECT_BYTES.fetch_sub(size, Ordering::Relaxed);
-    DIRECT_BLOCKS.fetch_sub(1, Ordering::Relaxed);
-    CLASSES[c].with(|cl| {
-        let out = if mt::QUARANTINE {
-            cl.quarantine.push(id as usize)
-        } else {
-            Some(id as usize)
-        };
-        if let Some(old) = out {
-            leave_quarantine(base, c, old as u32, Some(cl.held()), op, marker);
-            cl.put(old as u32);
-        }
+/// Leak mode: records the stack of a new small or zero-size block.
+#[inline(never)]
+fn remember_site(p: usize, size: usize, stack: &Stack) {
+    SITES.with(|t| {
+        t.insert(Entry {
+            ptr: p,
+            base: p,
+            total: 0,
+            size,
+            align: 16,
+            freed: false,
+            stack: *stack,
+        })
     });
 }
 
-/// Hands a thread's cache back (thread exit): its quarantine batches enter the rings,
-/// its magazines go back to the pool.
+/// Sends every block of `ring` back to the core (each checked on the way).
+fn drain(ring: &mut QRing, op: Op, marker: usize) {
+    while let Some(q) = ring.pop() {
+        leave(q, op, marker);
+    }
+}
+
+/// A thread is exiting: its quarantined blocks go back to the core after their check.
 pub fn drain_cache(t: &mut thread::Cache) {
-    let base = SMALL_BASE.load(Ordering::Relaxed);
-    let marker = crate::stack_marker!();
-    for (c, cc) in t.classes.iter_mut().enumerate() {
-        if cc.q_len != 0 {
-            flush(base, c, cc, THREAD_EXIT, marker);
-        }
-        if cc.mag_len != 0 {
-            give_back(c, &cc.mag[..cc.mag_len as usize]);
-            cc.mag_len = 0;
+    drain(&mut t.ring, THREAD_EXIT, crate::stack_marker!());
+}
+
+/// Checks every block of `ring` (all zero) without letting it out.
+fn check_ring(ring: &QRing, marker: usize) {
+    for i in 0..ring.len() {
+        let q = ring.get(i);
+        // SAFETY: the block is quarantined: ours; we only read it.
+        let b = unsafe { bytes(q.addr, q.len) };
+        if !wipe::is_zero(b) {
+            let off = first_nonzero(b).unwrap_or(0);
+            written_after_free(q, off, ("by ", CHECK.name), marker);
         }
     }
 }
 
-/// Resizes in place when the new size stays in this class.
-fn resize_in_place(b: &Block, n: usize) -> bool {
-    let Block::Small {
-        class,
-        slab,
-        slot,
-        addr,
-        size,
-    } = *b
-    else {
-        return false;
+/// Allocates a small block for `n` bytes.
+#[inline(always)]
+fn alloc_small(n: usize, zero: bool, stack: &Stack) -> usize {
+    let Some((p, len)) = small::alloc(n) else {
+        return 0;
     };
-    if class == 0 || n == 0 || n > region::MAX_SMALL_REQUEST || region::class_of(n) != class {
-        return false;
+    if zero || OPTIONS.junk() {
+        let fill = if zero { 0 } else { mt::JUNK_BYTE };
+        // SAFETY: the block is ours, `len >= n` bytes.
+        let block = unsafe { bytes(p, len) };
+        block[..n].fill(fill);
     }
-    let g = geo(class);
-    slot_meta(class, slab, slot)
-        .size
-        .store(n as u32, Ordering::Relaxed);
-    // SAFETY: the live slot lies in an opened slab; the program handed it to us.
-    let s = unsafe { bytes(addr, g.stride) };
-    if n > size && OPTIONS.junk() {
-        s[size..n].fill(mt::JUNK_BYTE);
-    } else if n > size {
-        s[size..n].fill(0);
-    }
-    if mt::CANARY {
-        canary::write(addr, s, n);
+    if stack[0] != 0 {
+        remember_site(p, n, stack);
     }
     let t = thread::current();
     if t.is_null() {
-        DIRECT_BYTES.fetch_add(n.wrapping_sub(size), Ordering::Relaxed);
+        ORPHANS.with(|o| {
+            o.live_bytes = o.live_bytes.wrapping_add(n);
+            o.live_blocks = o.live_blocks.wrapping_add(1);
+        });
+    } else {
+        // SAFETY: the record belongs to the calling thread alone.
+        unsafe { &*t }.count(n, 1);
+    }
+    p
+}
+
+/// Resizes in place when the new size fits the block (and is not much smaller).
+fn resize_in_place(b: &Block, n: usize) -> bool {
+    let Block::Small { addr, size, len } = *b else {
+        return false;
+    };
+    if n == 0 || n > small::MAX_SMALL_REQUEST || small::block_len(n) != len {
+        return false;
+    }
+    // SAFETY: the live block is the program's, which handed it to us.
+    let s = unsafe { bytes(addr, len) };
+    if n > size {
+        s[size..n].fill(if OPTIONS.junk() { mt::JUNK_BYTE } else { 0 });
+    }
+    small::seal(addr, s, n);
+    if OPTIONS.leaks() {
+        SITES.with(|t| {
+            if let Some(e) = t.find(addr).and_then(|i| t.at(i)) {
+                e.size = n;
+            }
+        });
+    }
+    let t = thread::current();
+    if t.is_null() {
+        ORPHANS.with(|o| o.live_bytes = o.live_bytes.wrapping_add(n.wrapping_sub(size)));
     } else {
         // SAFETY: the record belongs to the calling thread alone.
         unsafe { &*t }.count(n.wrapping_sub(size), 0);
@@ -1187,19 +761,42 @@ fn resize_in_place(b: &Block, n: usize) -> bool {
     true
 }
 
-/// Calls `f(size, stack)` for every live small block of class `c`.
-fn for_each_live_small(c: usize, f: &mut impl FnMut(usize, &Stack)) {
-    let none = [0; STACK_DEPTH];
-    let g = geo(c);
-    for k in 0..INFO[c].slabs.load(Ordering::Acquire) {
-        for i in 0..g.slots {
-            let sm = slot_meta(c, k, i);
-            if sm.state.load(Ordering::Acquire) & LIVE != 0 {
-                let size = sm.size.load(Ordering::Relaxed) as usize;
-                f(size, &sm.stack().unwrap_or(none));
-            }
-        }
+/// A zero-size block.
+#[inline(never)]
+fn alloc_zero(stack: &Stack) -> usize {
+    let p = zero_size::alloc();
+    if p != 0 && stack[0] != 0 {
+        remember_site(p, 0, stack);
     }
+    p
+}
+
+/// Validates a pointer into the zero-size slots (claiming it with `claim`).
+#[cold]
+fn validate_zero(p: usize, op: Op, marker: usize, claim: bool, slot: Slot) -> Block {
+    let kind = match slot {
+        Slot::Live => {
+            if claim && OPTIONS.leaks() {
+                forget_site(p);
+            }
+            return Block::Zero { addr: p };
+        }
+        Slot::Freed if op.frees => Kind::DoubleFree,
+        Slot::Freed => Kind::UseAfterFree,
+        _ => invalid_kind(op),
+    };
+    let mut m = report::headline(kind, p);
+    report::block(&mut m, 0, 0);
+    report::within(&mut m, op.name);
+    match slot {
+        Slot::Freed => m.str(": the block was already freed"),
+        Slot::Inside(off) => m
+            .str(": interior pointer, ")
+            .num(off as u64)
+            .str(" bytes into a malloc(0) block"),
+        _ => m.str(": a malloc(0) slot never handed out"),
+    };
+    report::fatal_unlocked(m, marker, None)
 }
 
 impl Large {
@@ -1380,9 +977,11 @@ pub fn alloc_stack(marker: usize) -> Stack {
 /// Allocates `n` bytes aligned to `align` with the given stack (initialised already).
 #[inline(always)]
 fn alloc_in(n: usize, align: usize, zero: bool, stack: &Stack) -> usize {
-    if align <= 16 && n <= region::MAX_SMALL_REQUEST {
-        let base = SMALL_BASE.load(Ordering::Relaxed);
-        alloc_small(base, region::class_of(n), n, zero, stack)
+    if align <= 16 && n <= small::MAX_SMALL_REQUEST {
+        if n == 0 {
+            return alloc_zero(stack);
+        }
+        alloc_small(n, zero, stack)
     } else {
         alloc_large(n, align, zero, stack)
     }
@@ -1403,8 +1002,6 @@ pub fn alloc(n: usize, align: usize, zero: bool, marker: usize) -> usize {
     if OPTIONS.leaks() {
         return alloc_traced(n, align, zero, marker);
     }
-    // No stack is recorded for small blocks outside leak mode (there is no stack
-    // array), and a large block's entry gets zeroes.
     alloc_in(n, align, zero, &NO_STACK)
 }
 
@@ -1446,13 +1043,15 @@ fn with_block<R>(
     f_small: impl FnOnce(Block) -> R,
     f_large: impl FnOnce(&mut Large, Block) -> R,
 ) -> R {
-    let base = SMALL_BASE.load(Ordering::Relaxed);
-    match small_class(base, p) {
-        Some(c) => f_small(validate_small(base, c, p, op, marker, false)),
-        None => LARGE.with(|l| {
+    if let Some(b) = validate_small(p, op, marker, false) {
+        return f_small(b);
+    }
+    match zero_size::check(p, false) {
+        Slot::Outside => LARGE.with(|l| {
             let b = l.validate(p, op, marker);
             f_large(l, b)
         }),
+        slot => f_small(validate_zero(p, op, marker, false, slot)),
     }
 }
 
@@ -1464,31 +1063,33 @@ pub fn free(p: usize, op: Op, x: Expect, marker: usize) {
         return;
     }
     ensure_init_for(p, op, marker);
-    let base = SMALL_BASE.load(Ordering::Relaxed);
-    match small_class(base, p) {
-        Some(c) => {
-            // The canary (the slot's tail) is about to be read, after the metadata:
-            // start loading its line now so the waits overlap.
-            let stride = geo(c).stride;
-            if stride > 64 {
-                prefetch(p.wrapping_add(stride - 16 - 64) & !63, 128);
-            }
-            let b = validate_small(base, c, p, op, marker, true);
+    match validate_small(p, op, marker, true) {
+        Some(b) => {
             check_expect(None, &b, p, x, op, marker);
-            release_small(base, b, op, marker);
+            let Block::Small { addr, size, len } = b else {
+                unreachable!("small");
+            };
+            release_small(addr, size, len, op, marker);
         }
-        None => free_large(p, op, x, marker),
+        None => free_other(p, op, x, marker),
     }
 }
 
-/// [`free`] of anything outside the small region: a large block, or a bad pointer.
+/// [`free`] of anything outside the core's segments: a zero-size or large block, or
+/// a bad pointer.
 #[inline(never)]
-fn free_large(p: usize, op: Op, x: Expect, marker: usize) {
-    LARGE.with(|l| {
-        let b = l.validate(p, op, marker);
-        check_expect(Some(&LARGE.lock), &b, p, x, op, marker);
-        l.release(b);
-    })
+fn free_other(p: usize, op: Op, x: Expect, marker: usize) {
+    match zero_size::check(p, true) {
+        Slot::Outside => LARGE.with(|l| {
+            let b = l.validate(p, op, marker);
+            check_expect(Some(&LARGE.lock), &b, p, x, op, marker);
+            l.release(b);
+        }),
+        slot => {
+            let b = validate_zero(p, op, marker, true, slot);
+            check_expect(None, &b, p, x, op, marker);
+        }
+    }
 }
 
 /// `realloc` semantics (glibc): null `p` allocates, size 0 frees and returns null, a
@@ -1507,9 +1108,9 @@ pub fn realloc(p: usize, n: usize, marker: usize) -> usize {
         with_block(p, REALLOC, marker, |_| (), |_, _| ());
         return 0;
     }
-    // In place when the class stays the same; else the old size, to copy. The block
-    // is validated (canary included) here and again when it is freed below; no lock
-    // is held while the new block is allocated, so no two locks are ever held at once.
+    // In place when the block length stays the same; else the old size, to copy. The
+    // block is validated (canary included) here and again when it is freed below; no
+    // lock is held while the new block is allocated.
     let resized = with_block(
         p,
         REALLOC,
@@ -1542,67 +1143,63 @@ pub fn usable_size(p: usize, marker: usize) -> usize {
     with_block(p, USABLE_SIZE, marker, |b| b.size(), |_, b| b.size())
 }
 
-/// Validates every quarantine now; returns the number of blocks checked. The calling
-/// thread's batches enter the rings first (their blocks are checked with them); other
-/// threads' batches (at most [`Q_MAX`] blocks per class) are checked when they fill
-/// up or when their thread exits.
+/// Validates the calling thread's quarantine and the orphans' now; returns the number
+/// of blocks checked. Other threads' rings are checked as their blocks leave them and
+/// when the threads exit.
 pub fn check_now(marker: usize) -> usize {
     if !ensure_init() {
         return 0;
     }
-    let base = SMALL_BASE.load(Ordering::Relaxed);
+    let mut n = 0;
     let t = thread::current();
     if !t.is_null() {
         // SAFETY: the record belongs to the calling thread alone.
-        let t = unsafe { &mut *t };
-        for (c, cc) in t.classes.iter_mut().enumerate() {
-            if cc.q_len != 0 {
-                flush(base, c, cc, CHECK, marker);
-            }
-        }
+        let t = unsafe { &*t };
+        check_ring(&t.ring, marker);
+        n += t.ring.len();
     }
-    CLASSES
-        .iter()
-        .map(|s| {
-            s.with(|cl| {
-                cl.check_quarantine(base, marker);
-                cl.quarantine.len()
-            })
-        })
-        .sum()
+    n + ORPHANS.with(|o| {
+        check_ring(&o.ring, marker);
+        o.ring.len()
+    })
 }
 
-/// Totals: (live bytes, live blocks, mapped bytes). Without a lock for the small
-/// blocks' counters, so blocks allocated or freed meanwhile may or may not count.
+/// Totals: (live bytes, live blocks, mapped bytes). Without a lock for the threads'
+/// counters, so blocks allocated or freed meanwhile may or may not count.
 pub fn totals() -> (usize, usize, usize) {
     let (lb, ln, lm) = LARGE.with(|l| (l.live_bytes, l.live_blocks, l.mapped_bytes));
-    let mut bytes = lb.wrapping_add(DIRECT_BYTES.load(Ordering::Relaxed));
-    let mut blocks = ln.wrapping_add(DIRECT_BLOCKS.load(Ordering::Relaxed));
+    let (ob, on) = ORPHANS.with(|o| (o.live_bytes, o.live_blocks));
+    let mut bytes = lb.wrapping_add(ob);
+    let mut blocks = ln
+        .wrapping_add(on)
+        .wrapping_add(zero_size::LIVE_COUNT.load(Ordering::Relaxed));
     thread::for_each(|t| {
         bytes = bytes.wrapping_add(t.live_bytes.load(Ordering::Relaxed));
         blocks = blocks.wrapping_add(t.live_blocks.load(Ordering::Relaxed));
     });
-    let mut mapped = lm;
-    for s in &CLASSES {
-        mapped += s.with(|cl| cl.mapped_bytes);
-    }
+    let mapped = lm + oxalloc_core::api::mallinfo2().arena;
     // A racing reader may see a free counted before its allocation: never negative.
     let fix = |v: usize| if v > isize::MAX as usize { 0 } else { v };
     (fix(bytes), fix(blocks), mapped)
 }
 
-/// Calls `f(size, stack)` for every live block (leak reports): small blocks from their
-/// state bytes (no lock), large ones under the large lock; `f` must not allocate.
+/// Calls `f(size, stack)` for every live block whose stack is known (leak mode: every
+/// block), small and zero-size ones from the site table, large ones from theirs; `f`
+/// must not allocate.
 pub fn for_each_live(mut f: impl FnMut(usize, &Stack)) {
-    for c in 0..NUM_CLASSES {
-        for_each_live_small(c, &mut f);
-    }
+    SITES.with(|t| {
+        for i in 0..t.capacity() {
+            if let Some(e) = t.at(i) {
+                f(e.size, &e.stack);
+            }
+        }
+    });
     LARGE.with(|l| l.for_each_live(&mut f));
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{first_nonzero, front_caps, quarantine_len, slot_id, split_id};
+    use super::first_nonzero;
 
     #[test]
     fn finds_first_nonzero_byte() {
@@ -1618,35 +1215,5 @@ mod tests {
         assert_eq!(first_nonzero(t), None);
         t[511] = 0x80;
         assert_eq!(first_nonzero(t), Some(511));
-    }
-
-    #[test]
-    fn quarantine_is_bounded_per_class() {
-        let g = |c| crate::region::geometry_cached(c).stride;
-        assert_eq!(quarantine_len(0, 4096, 64 << 10), 0, "malloc(0) class");
-        assert_eq!(quarantine_len(3, 0, 64 << 10), 0, "disabled");
-        assert_eq!(quarantine_len(1, 4096, 64 << 10), (64 << 10) / g(1));
-        assert_eq!(quarantine_len(1, 100, 64 << 10), 100, "block cap");
-        let last = crate::region::NUM_CLASSES - 1;
-        assert_eq!(
-            quarantine_len(last, 4096, 64 << 10),
-            crate::mitigations::MIN_CLASS_QUARANTINE
-        );
-    }
-
-    #[test]
-    fn slot_ids_round_trip_and_front_caps_are_bounded() {
-        for (slab, slot) in [(0, 0), (1, 2047), (233_000, 5), ((1 << 21) - 1, 2047)] {
-            assert_eq!(split_id(slot_id(slab, slot)), (slab, slot));
-        }
-        for c in 0..crate::region::NUM_CLASSES {
-            let g = crate::region::geometry_cached(c);
-            assert!(g.max_slabs < 1 << 21 && g.slots <= 1 << 11);
-            let (mag, q) = front_caps(c, 1000);
-            assert!((2..=super::MAG_MAX).contains(&mag));
-            assert!(q <= super::Q_MAX);
-            assert_eq!(front_caps(c, 0).1, 0, "no quarantine, no batch");
-        }
-        assert_eq!(front_caps(1, 10).1, 10, "batch within the ring");
     }
 }

@@ -30,17 +30,19 @@ pub mod cxx;
 #[rustfmt::skip]
 #[path = "../../oxalloc-core/src/fmt.rs"]
 pub mod fmt;
+pub mod arena;
 pub mod heap;
 pub mod large;
 pub mod leaks;
 pub mod lock;
-pub mod meta;
 pub mod mitigations;
 pub mod quarantine;
-pub mod region;
 pub mod report;
+pub mod shadow;
+pub mod small;
 pub mod thread;
 pub mod wipe;
+pub mod zero_size;
 
 use core::alloc::{GlobalAlloc, Layout};
 

@@ -6,7 +6,7 @@
 //! The ring lives in its own mapping, away from user data. Used under its class lock.
 #![forbid(unsafe_code)]
 
-use crate::meta::Arena;
+use crate::arena::Arena;
 
 /// A fixed-capacity FIFO of addresses.
 pub struct Ring {

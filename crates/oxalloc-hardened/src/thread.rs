@@ -1,18 +1,16 @@
-//! Per-thread caches: the front end that lets most `malloc`s and `free`s of small
-//! blocks run without taking their size class's lock.
+//! Per-thread records: each thread's quarantine ring and counters, so a `free` takes
+//! no lock (the core allocator underneath has its own per-thread heaps).
 //!
 //! Each thread gets a [`Cache`] record (its own `mmap`, never freed, reused after the
-//! thread exits) with, per size class, a **magazine** of free slots reserved from the
-//! shared slabs and a **quarantine batch** of blocks it freed (zeroed, waiting to go
-//! into the class's shared quarantine). Both are filled and emptied in batches under
-//! the class lock ([`crate::heap`] does that); everything else is thread-local.
+//! thread exits) holding a FIFO ring of the blocks it freed (zeroed, waiting to go
+//! back to the core) and its live-block counters.
 //!
 //! The record's address sits in an initial-exec TLS word (one `mov %fs:`), as in the
 //! core allocator: 0 means "no record yet", [`NO_CACHE`] means "use the locked paths"
 //! (the thread already exited, or no record could be had). Thread exit is learnt from
-//! a `pthread` key destructor (Rust's TLS destructors may call `calloc`), which hands
-//! the record's slots and quarantined blocks back ([`crate::heap::drain_cache`]) and
-//! puts the record on the free list.
+//! a `pthread` key destructor (Rust's TLS destructors may call `calloc`), which sends
+//! the ring's blocks back to the core after their check ([`crate::heap::drain_cache`])
+//! and puts the record on the free list.
 #![allow(unsafe_code)]
 
 use core::cell::UnsafeCell;
@@ -21,35 +19,98 @@ use core::ptr;
 use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
 use crate::lock::Lock;
-use crate::region::NUM_CLASSES;
 
-/// Most free slots a thread keeps per class (fewer for big classes, see
-/// [`crate::heap`]'s capacities).
-pub const MAG_MAX: usize = 64;
-/// Most freed blocks a thread batches per class before they enter the shared quarantine.
-pub const Q_MAX: usize = 32;
+/// Most blocks a thread's quarantine ring can hold (`OXALLOC_QUARANTINE` is capped
+/// to this).
+pub const RING_MAX: usize = 8192;
 /// TLS value of a thread that must use the locked paths.
 const NO_CACHE: usize = 1;
 
-/// One thread's cache of one size class. Slots are named by their id,
-/// `slab << SLOT_BITS | slot` ([`crate::heap::SLOT_BITS`]).
+/// A FIFO of quarantined blocks, each entry `address | length << 47`.
 #[repr(C)]
-pub struct ClassCache {
-    /// Entries of `mag` in use.
-    pub mag_len: u32,
-    /// Entries of `q` in use.
-    pub q_len: u32,
-    /// Free slots reserved for this thread (neither live nor quarantined; all zero).
-    pub mag: [u32; MAG_MAX],
-    /// Blocks this thread freed (zeroed), not yet in the shared quarantine.
-    pub q: [u32; Q_MAX],
+pub struct QRing {
+    head: u32,
+    len: u32,
+    /// Bytes of the blocks in the ring.
+    pub bytes: usize,
+    buf: [usize; RING_MAX],
+}
+
+/// A quarantined block: its address and length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quarantined {
+    /// Address.
+    pub addr: usize,
+    /// Block length.
+    pub len: usize,
+}
+
+impl QRing {
+    /// An empty ring.
+    pub const fn new() -> QRing {
+        QRing {
+            head: 0,
+            len: 0,
+            bytes: 0,
+            buf: [0; RING_MAX],
+        }
+    }
+
+    /// Blocks in the ring.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// True when the ring holds no block.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Adds a block (the caller makes room first: `len() < RING_MAX`).
+    #[inline(always)]
+    pub fn push(&mut self, q: Quarantined) {
+        debug_assert!(self.len() < RING_MAX && q.addr >> 47 == 0 && q.len <= 1 << 17);
+        let tail = (self.head as usize + self.len as usize) % RING_MAX;
+        self.buf[tail] = q.addr | q.len << 47;
+        self.len += 1;
+        self.bytes += q.len;
+    }
+
+    /// Removes the oldest block.
+    #[inline(always)]
+    pub fn pop(&mut self) -> Option<Quarantined> {
+        if self.len == 0 {
+            return None;
+        }
+        let q = self.get(0);
+        self.head = ((self.head as usize + 1) % RING_MAX) as u32;
+        self.len -= 1;
+        self.bytes -= q.len;
+        Some(q)
+    }
+
+    /// The `i`-th oldest block (`i < len()`).
+    #[inline(always)]
+    pub fn get(&self, i: usize) -> Quarantined {
+        let e = self.buf[(self.head as usize + i) % RING_MAX];
+        Quarantined {
+            addr: e & ((1 << 47) - 1),
+            len: e >> 47,
+        }
+    }
+}
+
+impl Default for QRing {
+    fn default() -> QRing {
+        QRing::new()
+    }
 }
 
 /// A thread's record.
 #[repr(C)]
 pub struct Cache {
-    /// xorshift state for the random choice within the magazine.
-    pub rng: u64,
     /// Bytes allocated minus bytes freed by this thread (wrapping: frees of other
     /// threads' blocks count here), written only by the owner.
     pub live_bytes: AtomicUsize,
@@ -57,17 +118,11 @@ pub struct Cache {
     pub live_blocks: AtomicUsize,
     next_all: *mut Cache,
     next_free: *mut Cache,
-    /// Per size class.
-    pub classes: [ClassCache; NUM_CLASSES],
+    /// The blocks this thread freed, zeroed, waiting to go back to the core.
+    pub ring: QRing,
 }
 
 impl Cache {
-    /// A random number (xorshift64*).
-    #[inline]
-    pub fn random(&mut self) -> u64 {
-        crate::mitigations::xorshift64_star(&mut self.rng)
-    }
-
     /// Adds `bytes` (which may be a wrapped negative) and `blocks` to the counters.
     #[inline]
     pub fn count(&self, bytes: usize, blocks: usize) {
@@ -173,11 +228,7 @@ fn acquire() -> *mut Cache {
         return ptr::null_mut();
     };
     let c = mem.as_ptr().cast::<Cache>();
-    // SAFETY: a fresh zeroed mapping big enough for a record; all-zero is a valid
-    // empty record; nobody else can see it yet.
-    unsafe {
-        (*c).rng = oxalloc_sys::random_u64() | 1;
-    }
+    // A fresh zeroed mapping big enough for a record: all-zero is a valid empty record.
     let mut head = ALL.load(Ordering::Relaxed);
     loop {
         // SAFETY: not yet published; ours.

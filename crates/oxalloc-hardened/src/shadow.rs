@@ -1,0 +1,95 @@
+//! The shadow: one state byte per 16-byte granule of the core allocator's segments,
+//! kept out of line (its own mappings), so user data can never change it.
+//!
+//! Only the byte of a block's first granule means anything: [`LIVE`] while the block
+//! is handed out, [`QUARANTINED`] from its `free` until it leaves the quarantine,
+//! [`FREED`] after that; [`NEVER`] (zero) for every granule that never started a
+//! block we handed out. A `free` claims its block with one compare-and-swap from
+//! `LIVE` to `QUARANTINED`: of two frees of a block, on any threads, exactly one wins,
+//! and anything else (an interior pointer, a slot never handed out, a freed block) is
+//! not `LIVE` and goes to the report path.
+//!
+//! A segment's shadow is 256 KiB (1/16 of its 4 MiB), mapped when its first block is
+//! handed out and found through a table indexed by segment number (one entry per
+//! 4 MiB of the 47-bit address space, 256 MiB of address space of which only the
+//! pages of live segments are touched). Shadows are never unmapped: when the core
+//! returns a segment to the OS and later maps one at the same address, the old bytes
+//! still say `FREED` or `NEVER` (a segment is released only when none of its blocks is
+//! live or quarantined), which is what they mean for the new segment too.
+#![allow(unsafe_code)]
+
+use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use oxalloc_core::segment::{SEGMENT_MASK, SEGMENT_SHIFT, SEGMENT_SIZE};
+
+/// Never the start of a block we handed out.
+pub const NEVER: u8 = 0;
+/// A live block starts here.
+pub const LIVE: u8 = 1;
+/// A freed block waiting in the quarantine starts here.
+pub const QUARANTINED: u8 = 2;
+/// A block that was freed (and left the quarantine) started here.
+pub const FREED: u8 = 3;
+
+/// Bytes per state byte.
+pub const GRANULE: usize = 16;
+const SHADOW_BYTES: usize = SEGMENT_SIZE / GRANULE;
+const TABLE_ENTRIES: usize = 1 << (47 - SEGMENT_SHIFT);
+
+/// Address of the table of per-segment shadows (0 until [`init`]).
+static TABLE: AtomicUsize = AtomicUsize::new(0);
+
+/// Maps the table; false if the kernel refuses.
+pub fn init() -> bool {
+    if TABLE.load(Ordering::Acquire) != 0 {
+        return true;
+    }
+    let Some(t) = oxalloc_sys::map(TABLE_ENTRIES * core::mem::size_of::<usize>()) else {
+        return false;
+    };
+    TABLE.store(t.as_ptr() as usize, Ordering::Release);
+    true
+}
+
+/// The table entry for the segment holding `p` (`p` below 2^47).
+#[inline(always)]
+fn entry(p: usize) -> &'static AtomicUsize {
+    let t = TABLE.load(Ordering::Relaxed);
+    debug_assert!(t != 0 && p >> 47 == 0);
+    // SAFETY: the table is mapped before any block exists (init), never unmapped, and
+    // has an entry for every segment number of the 47-bit address space; the callers
+    // pass addresses the segment map says are ours, so below 2^47.
+    unsafe { &*(t as *const AtomicUsize).add(p >> SEGMENT_SHIFT) }
+}
+
+/// The state byte of the granule at `p`, if its segment has a shadow.
+#[inline(always)]
+pub fn get(p: usize) -> Option<&'static AtomicU8> {
+    let s = entry(p).load(Ordering::Acquire);
+    if s == 0 {
+        return None;
+    }
+    // SAFETY: a shadow covers its whole segment and is never unmapped.
+    Some(unsafe { &*((s + ((p & SEGMENT_MASK) / GRANULE)) as *const AtomicU8) })
+}
+
+/// The state byte of the granule at `p`, mapping its segment's shadow if needed;
+/// `None` only when the kernel refuses the memory.
+#[inline(always)]
+pub fn get_or_map(p: usize) -> Option<&'static AtomicU8> {
+    match get(p) {
+        Some(s) => Some(s),
+        None => map_for(p),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn map_for(p: usize) -> Option<&'static AtomicU8> {
+    let fresh = oxalloc_sys::map(SHADOW_BYTES)?.as_ptr() as usize;
+    if let Err(_other) = entry(p).compare_exchange(0, fresh, Ordering::AcqRel, Ordering::Acquire) {
+        // Another thread mapped it first (two threads' first blocks in one segment).
+        // SAFETY: `fresh` is our own mapping, never published.
+        unsafe { oxalloc_sys::unmap(fresh as *mut u8, SHADOW_BYTES) };
+    }
+    get(p)
+}
