@@ -94,6 +94,14 @@ int main(int argc, char **argv) {
     } else if (!strcmp(c, "free_aligned_sized_wrong_size")) {
         void *a = aligned_alloc(64, 128);
         free_aligned_sized(a, 64, 64);
+    } else if (!strcmp(c, "freelist_foreign") || !strcmp(c, "freelist_interior")) {
+        /* Run with OXALLOC_QUARANTINE=0: the freed block goes straight back to the
+         * allocator's free list, linked through its first word; overwrite the link. */
+        free(p);
+        *(char **)p = !strcmp(c, "freelist_foreign") ? static_buf : p + 16;
+        char *a = malloc(SMALL); /* p again */
+        char *b = malloc(SMALL); /* whatever the overwritten link says */
+        sink = a[0] + b[0];
     } else if (!strcmp(c, "malloc0_access")) {
         char *z = malloc(0);
         sink = z[0];

@@ -455,21 +455,17 @@ fn invalid_kind(op: Op) -> Kind {
     }
 }
 
-/// The core handed out a block that is live or quarantined: its free list was
-/// corrupted (a write after free into a block that had left the quarantine).
+/// The core's free list handed out `p`, which is not a free block of it: a freed
+/// block's link was overwritten (a write after free after the quarantine, or an
+/// overflow into a free neighbour).
 #[cold]
 #[inline(never)]
-pub fn handed_out_twice(p: usize, len: usize, live: bool) -> ! {
+pub fn corrupt_free_list(p: usize, what: &str, marker: usize) -> ! {
     let mut m = report::headline(Kind::WriteAfterFree, p);
-    report::block(&mut m, 0, small::class_of_len(len));
-    m.str(": the free list handed out a block that is ")
-        .str(if live {
-            "still live"
-        } else {
-            "in the quarantine"
-        })
+    m.str(" in malloc(): the free list handed out a block that is ")
+        .str(what)
         .str(" (a freed block's link was overwritten)");
-    report::fatal_unlocked(m, crate::stack_marker!(), None)
+    report::fatal_unlocked(m, marker, None)
 }
 
 /// Validates the small block at `p` (in a core segment); with `claim`, it is
@@ -482,10 +478,8 @@ fn validate_small(p: usize, op: Op, marker: usize, claim: bool) -> Option<Block>
         Err(state) => bad_small(p, op, marker, state),
     }
     let len = small::len_of(p);
-    // SAFETY: the block is live (or just claimed by us): its bytes are the program's
-    // until we free it, and the program called us with it.
-    let block = unsafe { bytes(p, len) };
-    let Some(size) = small::recorded_size(p, block) else {
+    let pat = small::pattern(p);
+    let Some(size) = small::recorded_size(p, len, pat) else {
         let off = len - 8;
         overflow(
             None,
@@ -498,19 +492,18 @@ fn validate_small(p: usize, op: Op, marker: usize, claim: bool) -> Option<Block>
             &site(p),
         );
     };
-    if mt::CANARY {
-        if let Some(off) = small::check_seal(p, block, size) {
-            overflow(
-                None,
-                p,
-                size,
-                small::class_of_len(len),
-                off,
-                op,
-                marker,
-                &site(p),
-            );
-        }
+    if mt::CANARY && !small::sealed(p, len, size, pat) {
+        let off = small::first_change(p, len, size, pat);
+        overflow(
+            None,
+            p,
+            size,
+            small::class_of_len(len),
+            off,
+            op,
+            marker,
+            &site(p),
+        );
     }
     Some(Block::Small { addr: p, size, len })
 }
@@ -536,9 +529,7 @@ fn bad_small(p: usize, op: Op, marker: usize, _state: u8) -> ! {
     if start != p {
         let live = state == shadow::LIVE;
         let size = if live {
-            // SAFETY: a live block's bytes are readable; we read its size word only.
-            let block = unsafe { bytes(start, len) };
-            small::recorded_size(start, block).unwrap_or(0)
+            small::recorded_size(start, len, small::pattern(start)).unwrap_or(0)
         } else {
             0
         };
@@ -704,8 +695,8 @@ fn check_ring(ring: &QRing, marker: usize) {
 
 /// Allocates a small block for `n` bytes.
 #[inline(always)]
-fn alloc_small(n: usize, zero: bool, stack: &Stack) -> usize {
-    let Some((p, len)) = small::alloc(n) else {
+fn alloc_small(n: usize, zero: bool, stack: &Stack, marker: usize) -> usize {
+    let Some((p, len)) = small::alloc(n, marker) else {
         return 0;
     };
     if zero || OPTIONS.junk() {
@@ -743,7 +734,7 @@ fn resize_in_place(b: &Block, n: usize) -> bool {
     if n > size {
         s[size..n].fill(if OPTIONS.junk() { mt::JUNK_BYTE } else { 0 });
     }
-    small::seal(addr, s, n);
+    small::seal(addr, len, n, small::pattern(addr));
     if OPTIONS.leaks() {
         SITES.with(|t| {
             if let Some(e) = t.find(addr).and_then(|i| t.at(i)) {
@@ -976,12 +967,12 @@ pub fn alloc_stack(marker: usize) -> Stack {
 
 /// Allocates `n` bytes aligned to `align` with the given stack (initialised already).
 #[inline(always)]
-fn alloc_in(n: usize, align: usize, zero: bool, stack: &Stack) -> usize {
+fn alloc_in(n: usize, align: usize, zero: bool, stack: &Stack, marker: usize) -> usize {
     if align <= 16 && n <= small::MAX_SMALL_REQUEST {
         if n == 0 {
             return alloc_zero(stack);
         }
-        alloc_small(n, zero, stack)
+        alloc_small(n, zero, stack, marker)
     } else {
         alloc_large(n, align, zero, stack)
     }
@@ -1002,7 +993,7 @@ pub fn alloc(n: usize, align: usize, zero: bool, marker: usize) -> usize {
     if OPTIONS.leaks() {
         return alloc_traced(n, align, zero, marker);
     }
-    alloc_in(n, align, zero, &NO_STACK)
+    alloc_in(n, align, zero, &NO_STACK, marker)
 }
 
 /// The empty stack of blocks allocated outside leak mode.
@@ -1012,7 +1003,7 @@ static NO_STACK: Stack = [0; STACK_DEPTH];
 #[inline(never)]
 fn alloc_traced(n: usize, align: usize, zero: bool, marker: usize) -> usize {
     let stack = backtrace::capture(marker);
-    alloc_in(n, align, zero, &stack)
+    alloc_in(n, align, zero, &stack, marker)
 }
 
 /// Before any block exists, every pointer given to a free-family function is invalid.
@@ -1122,7 +1113,7 @@ pub fn realloc(p: usize, n: usize, marker: usize) -> usize {
         return p;
     };
     let stack = alloc_stack(marker);
-    let q = alloc_in(n, 16, false, &stack);
+    let q = alloc_in(n, 16, false, &stack, marker);
     if q == 0 {
         return 0;
     }

@@ -8,52 +8,28 @@
 
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-/// One step of xorshift64* on `state` (seeded from the kernel's random bytes by the
-/// caller): the random slot choice of `RANDOM_SLOTS`, fast enough for every malloc.
-#[inline]
-pub fn xorshift64_star(state: &mut u64) -> u64 {
-    let mut x = *state;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *state = x;
-    x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-}
-
 /// A canary after each small block (and in the slack of large ones), keyed by a
 /// per-process secret and the block address; checked on free and realloc.
 pub const CANARY: bool = true;
 /// Freed small blocks are zeroed at once, so no secret lingers in freed memory.
 pub const ZERO_ON_FREE: bool = true;
-/// Freed small blocks wait in a FIFO quarantine before reuse; on leaving it they must
-/// still be all zero, or a write after free is reported.
-pub const QUARANTINE: bool = true;
 /// Freed large blocks are made inaccessible (and their pages discarded), then wait in a
 /// quarantine before their address space is unmapped, so a late access faults and a
 /// second free is recognised as a double free.
 pub const LARGE_QUARANTINE: bool = true;
-/// Slots are picked at random within a slab, so the next address is not predictable.
-pub const RANDOM_SLOTS: bool = true;
-/// Guard pages after every slab and around every large block.
-pub const GUARD_PAGES: bool = true;
-/// Every pointer passed to a free-family function is validated against the
-/// out-of-line slot bitmaps: double, invalid, interior and unaligned frees are caught.
-pub const CHECK_FREE: bool = true;
 /// `free_sized`, `free_aligned_sized` and C++ sized/aligned delete must name the size
 /// and alignment the block was allocated with.
 pub const CHECK_SIZED_FREE: bool = true;
 
 /// The junk byte written over fresh blocks when `OXALLOC_JUNK=1`.
 pub const JUNK_BYTE: u8 = 0xAA;
-/// Default quarantine length per size class, in blocks (`OXALLOC_QUARANTINE=<n>`).
+/// Default quarantine length per thread, in blocks (`OXALLOC_QUARANTINE=<n>`; 0 turns
+/// the delay off: a freed block is checked and goes back at once).
 pub const DEFAULT_QUARANTINE_BLOCKS: usize = 4096;
-/// Default quarantine size per size class, in bytes of slots
-/// (`OXALLOC_QUARANTINE_BYTES=<n>`): small classes hold up to
-/// [`DEFAULT_QUARANTINE_BLOCKS`], large ones fewer, so the quarantine's memory stays
-/// bounded whatever the sizes.
+/// Default quarantine size per thread, in bytes of blocks
+/// (`OXALLOC_QUARANTINE_BYTES=<n>`), so the memory it holds stays bounded whatever
+/// the sizes (the newest block always stays, even if it alone is bigger).
 pub const DEFAULT_QUARANTINE_BYTES: usize = 64 * 1024;
-/// The fewest blocks a class's quarantine holds (unless it is turned off).
-pub const MIN_CLASS_QUARANTINE: usize = 8;
 /// Default quarantine length in large blocks (`OXALLOC_LARGE_QUARANTINE=<n>`).
 pub const DEFAULT_LARGE_QUARANTINE_BLOCKS: usize = 256;
 /// Return addresses kept per allocation for leak reports.
@@ -65,9 +41,10 @@ pub struct Options {
     pub junk: AtomicBool,
     /// `OXALLOC_LEAKS=1`: record allocation stacks and report live blocks at exit.
     pub leaks: AtomicBool,
-    /// `OXALLOC_QUARANTINE=<n>`: small-block quarantine length per class (0 turns it off).
+    /// `OXALLOC_QUARANTINE=<n>`: small-block quarantine length per thread (0 turns it
+    /// off).
     pub quarantine: AtomicUsize,
-    /// `OXALLOC_QUARANTINE_BYTES=<n>`: small-block quarantine bytes per class.
+    /// `OXALLOC_QUARANTINE_BYTES=<n>`: small-block quarantine bytes per thread.
     pub quarantine_bytes: AtomicUsize,
     /// `OXALLOC_LARGE_QUARANTINE=<n>`: large-block quarantine length.
     pub large_quarantine: AtomicUsize,
@@ -86,8 +63,10 @@ fn flag(name: &[u8]) -> Option<bool> {
     oxalloc_sys::env_var(name).map(|v| matches!(v, b"1" | b"yes" | b"true" | b"on"))
 }
 
-fn number(name: &[u8]) -> Option<usize> {
-    let v = oxalloc_sys::env_var(name)?;
+fn parse_decimal(v: &[u8]) -> Option<usize> {
+    if v.is_empty() {
+        return None;
+    }
     let mut n: usize = 0;
     for &b in v {
         if !b.is_ascii_digit() {
@@ -96,6 +75,23 @@ fn number(name: &[u8]) -> Option<usize> {
         n = n.checked_mul(10)?.checked_add((b - b'0') as usize)?;
     }
     Some(n)
+}
+
+/// The decimal value of variable `name`, if set; a value that is not a number is
+/// reported once on stderr and ignored (the default stays).
+fn number(name: &[u8]) -> Option<usize> {
+    let v = oxalloc_sys::env_var(name)?;
+    let parsed = parse_decimal(v);
+    if parsed.is_none() {
+        let mut m = crate::fmt::Buf::<256>::new();
+        m.str("oxalloc: ignoring ")
+            .bytes(name)
+            .str("=")
+            .bytes(&v[..v.len().min(64)])
+            .str(": not a number (the default is used)\n");
+        oxalloc_sys::write_stderr(m.as_bytes());
+    }
+    parsed
 }
 
 impl Options {
@@ -128,5 +124,19 @@ impl Options {
     #[inline]
     pub fn leaks(&self) -> bool {
         self.leaks.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_decimal;
+
+    #[test]
+    fn parses_decimal_numbers_only() {
+        assert_eq!(parse_decimal(b"4096"), Some(4096));
+        assert_eq!(parse_decimal(b"0"), Some(0));
+        for bad in [&b""[..], b"12k", b"-1", b" 5", b"99999999999999999999999"] {
+            assert_eq!(parse_decimal(bad), None, "{:?}", bad);
+        }
     }
 }

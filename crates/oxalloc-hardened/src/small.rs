@@ -22,7 +22,7 @@ use core::sync::atomic::Ordering;
 
 use oxalloc_core::heap as core_heap;
 use oxalloc_core::segment::{Owner, Segment, SpanKind, SEGMENT_MAP, SLICE_SIZE};
-use oxalloc_core::size_class::{SizeClass, MAX_SMALL};
+use oxalloc_core::size_class::{SizeClass, MAX_SMALL, NUM_CLASSES};
 
 use crate::canary;
 use crate::shadow::{self, FREED, LIVE, NEVER, QUARANTINED};
@@ -54,50 +54,104 @@ pub unsafe fn bytes<'a>(p: usize, len: usize) -> &'a mut [u8] {
     unsafe { core::slice::from_raw_parts_mut(p as *mut u8, len) }
 }
 
-/// Writes the canary and the size word of a block of `block.len()` bytes holding `n`.
+/// The canary pattern of the block at `p` as stored (byte `i` of the block's canary
+/// area is byte `i % 8` of this word in memory order).
 #[inline(always)]
-pub fn seal(p: usize, block: &mut [u8], n: usize) {
-    let len = block.len();
-    canary::write(p, &mut block[..len - ROOM], n);
-    let pat = canary::pattern(p).to_le();
-    let (_, tail) = block.split_at_mut(len - ROOM);
-    tail[..8].copy_from_slice(&pat.to_ne_bytes());
-    tail[8..].copy_from_slice(&(pat ^ n as u64).to_ne_bytes());
+pub fn pattern(p: usize) -> u64 {
+    canary::pattern(p).to_le()
 }
 
-/// The requested size recorded in a block, or `None` if the size word was overwritten.
+/// The pattern as a word stored at an offset congruent to `n` modulo 8.
 #[inline(always)]
-pub fn recorded_size(p: usize, block: &[u8]) -> Option<usize> {
-    let len = block.len();
-    let w = u64::from_ne_bytes(block[len - 8..].try_into().expect("8 bytes"));
-    let n = (w ^ canary::pattern(p).to_le()) as usize;
+fn pattern_at(pat: u64, n: usize) -> u64 {
+    // Little-endian: the word at offset `n` holds pattern bytes n % 8, n % 8 + 1, ...
+    pat.rotate_right(8 * (n % 8) as u32)
+}
+
+/// Writes the canary over `[n, len - 8)` of the block at `p` and the encoded size `n`
+/// in its last word. A word at a time, unaligned, from `n` (the user's bytes below `n`
+/// are not touched); the last canary word may reach into the final 16 bytes, which
+/// are written after it.
+#[inline(always)]
+pub fn seal(p: usize, len: usize, n: usize, pat: u64) {
+    debug_assert!(n + ROOM <= len && len.is_multiple_of(16));
+    let end = len - ROOM;
+    let w = pattern_at(pat, n);
+    let mut off = n;
+    while off < end {
+        // SAFETY: `off + 8 <= len - 8`: inside the block, which the caller owns.
+        unsafe { ((p + off) as *mut u64).write_unaligned(w) };
+        off += 8;
+    }
+    // SAFETY: the last 16 bytes of the block (16-byte aligned).
+    unsafe {
+        ((p + end) as *mut u64).write(pat);
+        ((p + end + 8) as *mut u64).write(pat ^ n as u64);
+    }
+}
+
+/// The requested size recorded in the block at `p`, or `None` if its size word was
+/// overwritten (it must decode to a size that leaves [`ROOM`] bytes).
+#[inline(always)]
+pub fn recorded_size(p: usize, len: usize, pat: u64) -> Option<usize> {
+    // SAFETY: the last word of a block the caller may read.
+    let w = unsafe { ((p + len - 8) as *const u64).read() };
+    let n = (w ^ pat) as usize;
     (n <= len - ROOM).then_some(n)
 }
 
-/// Checks the canary of a block holding `n`: the offset of the first changed byte.
+/// True when the canary of the block at `p` holding `n` bytes is intact.
 #[inline(always)]
-pub fn check_seal(p: usize, block: &mut [u8], n: usize) -> Option<usize> {
-    let len = block.len();
-    if let Some(off) = canary::check(p, &mut block[..len - ROOM], n) {
-        return Some(off);
+pub fn sealed(p: usize, len: usize, n: usize, pat: u64) -> bool {
+    let end = len - ROOM;
+    let w = pattern_at(pat, n);
+    let mut acc = 0;
+    let mut off = n;
+    while off < end {
+        // SAFETY: inside the block (see `seal`); the last word read may overlap the
+        // final 16 bytes, whose first word holds the pattern at the same phase.
+        acc |= unsafe { ((p + off) as *const u64).read_unaligned() } ^ w;
+        off += 8;
     }
-    let pat = canary::pattern(p).to_le();
-    let w = u64::from_ne_bytes(block[len - ROOM..len - 8].try_into().expect("8 bytes"));
-    if w != pat {
-        let first = (w ^ pat).trailing_zeros() as usize / 8;
-        return Some(len - ROOM + first);
-    }
-    None
+    // SAFETY: as in `seal`.
+    acc |= unsafe { ((p + end) as *const u64).read() } ^ pat;
+    acc == 0
 }
 
-/// A block the core just handed out, for `n` bytes; 0 if the core has no memory.
+/// The offset of the first changed canary byte of a block whose canary is not intact.
+#[cold]
+pub fn first_change(p: usize, len: usize, n: usize, pat: u64) -> usize {
+    let pat = pat.to_ne_bytes();
+    // SAFETY: the block's bytes, which the caller may read.
+    let block = unsafe { bytes(p, len) };
+    (n..len - 8).find(|&i| block[i] != pat[i % 8]).unwrap_or(n)
+}
+
+/// A block the core just handed out, for `n` bytes; `None` if the core has no memory.
 /// Returns the block and its length; the state byte is `LIVE` and the block sealed.
+///
+/// The core's free lists link blocks through their first word, which a write after
+/// free (after the quarantine) could change; so before handing a block out we check
+/// that it lies in a core segment, at a block boundary of a small span whose blocks
+/// hold the request, and is neither live nor quarantined.
 #[inline(always)]
-pub fn alloc(n: usize) -> Option<(usize, usize)> {
-    let len = block_len(n);
+pub fn alloc(n: usize, marker: usize) -> Option<(usize, usize)> {
     let p = core_heap::alloc(n + ROOM) as usize;
     if p == 0 {
         return None;
+    }
+    if SEGMENT_MAP.owner(p) != Owner::Normal {
+        crate::heap::corrupt_free_list(p, "outside the heap", marker);
+    }
+    // SAFETY: `p` lies in a live normal segment (the map says so); the records are
+    // mapped for as long as the segment is.
+    let (span, len, class) = unsafe {
+        let span = Segment::span_of(Segment::of(p), p);
+        (span, (*span).block_size as usize, (*span).class)
+    };
+    let off = p.wrapping_sub(Segment::span_start(span) as usize);
+    if len < n + ROOM || off >= (1 << 22) || !on_boundary(off, len, class) {
+        crate::heap::corrupt_free_list(p, "not a block of its size class", marker);
     }
     let Some(state) = shadow::get_or_map(p) else {
         // SAFETY: the core just gave us `p`; nobody else has it.
@@ -106,15 +160,45 @@ pub fn alloc(n: usize) -> Option<(usize, usize)> {
     };
     let old = state.load(Ordering::Relaxed);
     if old == LIVE || old == QUARANTINED {
-        crate::heap::handed_out_twice(p, len, old == LIVE);
+        crate::heap::corrupt_free_list(
+            p,
+            if old == LIVE {
+                "still live"
+            } else {
+                "in the quarantine"
+            },
+            marker,
+        );
     }
     state.store(LIVE, Ordering::Release);
-    // SAFETY: the core gave us `len` bytes at `p`.
-    let block = unsafe { bytes(p, len) };
-    // The core's free-list link (or old data of a recycled span): not the user's.
-    block[..8].fill(0);
-    seal(p, block, n);
+    // SAFETY: the block is ours; its first word is the core's free-list link (or old
+    // data of a recycled span), not the user's.
+    unsafe { (p as *mut u64).write(0) };
+    seal(p, len, n, pattern(p));
     Some((p, len))
+}
+
+/// `ceil(2^40 / size)` for every core class, so a block-boundary test is one
+/// multiplication (offsets within a span are below 2^22, so the quotient is exact).
+static RECIPROCALS: [u64; NUM_CLASSES] = {
+    let mut t = [0u64; NUM_CLASSES];
+    let mut c = 0;
+    while c < NUM_CLASSES {
+        let size = SizeClass(c as u8).size() as u64;
+        t[c] = (1u64 << 40).div_ceil(size);
+        c += 1;
+    }
+    t
+};
+
+/// True when `off` (below 2^22) is a multiple of `len`, the size of class `class`.
+#[inline(always)]
+fn on_boundary(off: usize, len: usize, class: u8) -> bool {
+    let Some(&r) = RECIPROCALS.get(class as usize) else {
+        return false;
+    };
+    let q = (off as u64 * r) >> 40;
+    q as usize * len == off
 }
 
 /// The length of the block at `p`, which is `LIVE` or `QUARANTINED` (so its span is a

@@ -32,6 +32,16 @@ fn junk_fill_shows_uninitialised_reads() {
     assert!(!out.status.success());
 }
 
+#[test]
+fn a_bad_option_value_is_reported_once_and_the_default_used() {
+    let prog = build("clean", "cc", "clean.c", &["-lpthread"]);
+    let out = run(&prog, &[], true, &[("OXALLOC_QUARANTINE", "lots")]);
+    expect_ok(&out, "bad option");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let msg = "oxalloc: ignoring OXALLOC_QUARANTINE=lots: not a number (the default is used)";
+    assert_eq!(err.matches(msg).count(), 1, "stderr:\n{err}");
+}
+
 fn have(tool: &str) -> bool {
     Command::new(tool).arg("--version").output().is_ok()
 }

@@ -197,6 +197,29 @@ fn each_misuse_is_reported_under_ld_preload() {
 }
 
 #[test]
+fn overwritten_free_list_link_is_caught_before_malloc_returns_it() {
+    let prog = build("misuse", "cc", "misuse.c", &[]);
+    let no_quarantine = [("OXALLOC_QUARANTINE", "0")];
+    let out = run(&prog, &["freelist_foreign"], true, &no_quarantine);
+    expect_signal(
+        &out,
+        SIGABRT,
+        &[
+            "write after free of 0x",
+            "in malloc(): the free list handed out a block that is outside the heap",
+        ],
+        "freelist_foreign",
+    );
+    let out = run(&prog, &["freelist_interior"], true, &no_quarantine);
+    expect_signal(
+        &out,
+        SIGABRT,
+        &["in malloc(): the free list handed out a block that is not a block of its size class"],
+        "freelist_interior",
+    );
+}
+
+#[test]
 fn misuse_is_reported_when_linked_statically() {
     let lib = static_lib();
     let lib = lib.to_str().unwrap();

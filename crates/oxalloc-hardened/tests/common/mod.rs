@@ -17,14 +17,17 @@ pub fn profile_dir() -> PathBuf {
 }
 
 /// A library of this crate: `cargo build` puts it in `target/<profile>`, while
-/// `cargo test` leaves it in `target/<profile>/deps`.
+/// `cargo test` leaves it in `target/<profile>/deps`; the newer of the two is the one
+/// built from the current source (an older `cargo build` copy may be stale).
 fn built_lib(name: &str) -> PathBuf {
     let dir = profile_dir();
-    let p = [dir.join(name), dir.join("deps").join(name)]
+    let modified = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    [dir.join(name), dir.join("deps").join(name)]
         .into_iter()
-        .find(|p| p.exists())
-        .unwrap_or_else(|| panic!("{name} missing in {} (and its deps/)", dir.display()));
-    p
+        .filter_map(|p| modified(&p).map(|t| (t, p)))
+        .max_by_key(|(t, _)| *t)
+        .map(|(_, p)| p)
+        .unwrap_or_else(|| panic!("{name} missing in {} (and its deps/)", dir.display()))
 }
 
 /// The shared library, `liboxalloc_hardened.so`.
