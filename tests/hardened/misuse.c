@@ -17,8 +17,8 @@ static char static_buf[64] __attribute__((aligned(16)));
 static volatile char sink;
 
 static void cycle_quarantine(void) {
-    /* Enough frees to push every quarantined block out: the quarantine is per size
-     * class (at most 4096 blocks each), so free blocks of the freed block's size. */
+    /* Enough frees to push every quarantined block out of the thread's quarantine
+     * (at most 4096 blocks / 64 KiB). */
     for (int i = 0; i < 10000; i++) {
         void *q = malloc(32);
         free(q);
@@ -46,8 +46,8 @@ int main(int argc, char **argv) {
     } else if (!strcmp(c, "unaligned_small") || !strcmp(c, "unaligned_large")) {
         free(p + 1);
     } else if (!strcmp(c, "never_handed_out")) {
-        /* A neighbouring slot (the class-48 stride is 64 bytes) of the slab, which
-         * malloc never returned (or the guard page, if p is the slab's last slot). */
+        /* The neighbouring block (a 48-byte request takes a 64-byte block), which
+         * malloc never returned. */
         free(p + 64);
     } else if (!strcmp(c, "write_after_free_small")) {
         free(p);

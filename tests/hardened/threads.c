@@ -1,18 +1,18 @@
-/* Threads under the hardened library's per-thread caches. argv[1] picks the case:
- *   clean            cross-thread frees, threads that exit holding cached slots and
- *                    quarantined blocks, reuse of what they handed back, fork from a
+/* Threads under the hardened library's per-thread quarantines. argv[1] picks the case:
+ *   clean            cross-thread frees, threads that exit holding quarantined
+ *                    blocks, reuse of what they handed back, fork from a
  *                    threaded process, ox_hardened_check; leaks 5 x 777 bytes from an
  *                    exited thread (for the leak report); exits 0.
  *   double_free      a block freed on one thread, then again on another.
- *   never_handed_out a neighbouring slot of a live block freed from a second thread
- *                    while the first still holds its magazine.
- *   recycled_slot    a block freed, pushed out of the quarantine into the freeing
- *                    thread's magazine (free, never handed out again), then freed
- *                    again from another thread.
+ *   never_handed_out a neighbouring block of a live one, never handed out, freed from
+ *                    a second thread while the first is alive.
+ *   recycled_slot    a block freed, pushed out of the quarantine back to the heap
+ *                    (free, not handed out again yet), then freed again from another
+ *                    thread.
  *   overflow         a 1-byte overflow of a block allocated on one thread, found when
  *                    another frees it.
  *   write_after_free a write into a block freed by a thread that then exits: its
- *                    quarantine batch is handed back and checked.
+ *                    quarantine is checked as the thread exits.
  *   usable_size      malloc_usable_size from a second thread of a block the first freed.
  */
 #include <malloc.h>
@@ -82,8 +82,7 @@ static void *mixer(void *arg) {
         }
     }
     for (int k = 0; k < 128; k++) free(local[k]);
-    /* Exit holding a magazine and a quarantine batch per class used, and one block
-     * that main frees. */
+    /* Exit with blocks in the quarantine, and one block that main frees. */
     return malloc(1);
 }
 
@@ -104,12 +103,12 @@ static void *alloc_and_wait(void *arg) {
     memset(g_ptr, 1, 48);
     if (arg) {
         free(g_ptr);
-        /* Push it out of the quarantine (the class-48 ring holds 1024 blocks): it
-         * lands in this thread's magazine or back in the shared pool. */
+        /* Push it out of this thread's quarantine (4096 blocks / 64 KiB): it goes
+         * back to the heap's free list. */
         for (int i = 0; i < 3000; i++) free(malloc(48));
     }
     pthread_barrier_wait(&bar); /* the block is ready */
-    pthread_barrier_wait(&bar); /* keep the cache alive while the other thread acts */
+    pthread_barrier_wait(&bar); /* stay alive while the other thread acts */
     return NULL;
 }
 

@@ -156,7 +156,7 @@ pub extern "C" fn ox_hardened_check() -> usize {
 
 pub use oxalloc_sys::Mallinfo2;
 
-/// `mallinfo2(3)`: `arena` = bytes mapped for blocks (opened slabs and large mappings),
+/// `mallinfo2(3)`: `arena` = bytes mapped for blocks (the core's segments and large mappings),
 /// `uordblks` = bytes in live blocks, `fordblks` = mapped bytes not in live blocks.
 #[unsafe(no_mangle)]
 pub extern "C" fn mallinfo2() -> Mallinfo2 {

@@ -2,18 +2,19 @@
 //!
 //! Built as `liboxalloc_hardened.so` (for `LD_PRELOAD`) and `liboxalloc_hardened.a`,
 //! exporting the whole C allocator family and every C++ `operator new`/`delete`, and as
-//! an rlib with the [`Hardened`] `GlobalAlloc`. It shares the platform layer
-//! (`oxalloc-sys`), the size-class table and the formatting code with the fast allocator but none of its heap
-//! code: the default build pays nothing for any of this.
+//! an rlib with the [`Hardened`] `GlobalAlloc`. Small blocks come from the fast
+//! allocator's heaps (`oxalloc-core`), with every check in this crate around them: the
+//! default build has no hardened code path and pays nothing for any of this.
 //!
 //! Layout (one idea per module):
 //! * `mitigations`: the named mitigations and runtime options;
-//! * `region`: the small-block region, slabs of fixed slots, guard pages;
-//! * `meta`: out-of-line slot bitmaps, sizes and stacks;
-//! * `canary`, `quarantine`, `wipe`: overflow and use-after-free detection;
-//! * `large`: large blocks in their own guarded mappings;
-//! * `heap`: the per-class locks, the slot states and the checked operations;
-//! * `thread`: the per-thread caches (magazines, quarantine batches) and thread exit;
+//! * `small`: small blocks on the core allocator's heaps, their canary and size word;
+//! * `shadow`: the out-of-line state byte of every block;
+//! * `zero_size`: `malloc(0)` slots that fault on any access;
+//! * `canary`, `wipe`: overflow and use-after-free detection (patterns, zeroing);
+//! * `large`, `quarantine`, `arena`: large blocks in their own guarded mappings;
+//! * `heap`: the checked operations and the reports' classification;
+//! * `thread`: the per-thread quarantine rings and thread exit;
 //! * `report`, `backtrace`, `leaks`: what the user sees;
 //! * `capi`, `cxx`: the exported C and C++ functions.
 //!
@@ -24,12 +25,8 @@ pub mod backtrace;
 pub mod canary;
 pub mod capi;
 pub mod cxx;
-/// Fixed-buffer formatting, shared with the core allocator by source (`#[path]`), so
-/// this crate builds independently of the core's heap code.
-/// (`rustfmt::skip`: formatting this crate must not rewrite the core's file.)
-#[rustfmt::skip]
-#[path = "../../oxalloc-core/src/fmt.rs"]
-pub mod fmt;
+/// Fixed-buffer formatting (the core allocator's).
+pub use oxalloc_core::fmt;
 pub mod arena;
 pub mod heap;
 pub mod large;

@@ -1,5 +1,6 @@
-//! The hardened allocator's lock (one per size class, one for the large blocks, one
-//! for the thread registry): a futex mutex (0 free, 1 held, 2 held with sleepers), the
+//! The hardened allocator's lock (for the large blocks, the leak-mode stack table,
+//! the zero-size slots, the shared quarantine of threads without a record and the
+//! thread registry): a futex mutex (0 free, 1 held, 2 held with sleepers), the
 //! classic three-state design from Drepper's "Futexes Are Tricky".
 //!
 //! Re-entry (the allocator calling malloc while it holds the lock, e.g. from a libc

@@ -1,9 +1,8 @@
-//! The quarantine: a FIFO ring of freed block addresses. A freed block is zeroed and
-//! waits here for `capacity` further frees before it can be reused, so a dangling
-//! pointer keeps pointing at zeroes for a long while, and a write through it is caught
-//! when the block leaves the ring (the block must still be all zero).
+//! The large blocks' quarantine: a FIFO ring of freed block addresses. A freed large
+//! block is made inaccessible and waits here for `capacity` further large frees before
+//! its mapping is unmapped, so a dangling pointer faults and a second free is known.
 //!
-//! The ring lives in its own mapping, away from user data. Used under its class lock.
+//! The ring lives in its own mapping, away from user data. Used under the large lock.
 #![forbid(unsafe_code)]
 
 use crate::arena::Arena;
