@@ -1,5 +1,6 @@
 /* Correct use of the whole C API; must exit 0 under the hardened library.
- * argv[1] == "junk": checks that a fresh malloc(64) reads back 0xAA (OXALLOC_JUNK=1). */
+ * argv[1] == "junk": checks that a fresh malloc(64) reads back 0xAA (OXALLOC_JUNK=1).
+ * argv[1] == "order": prints how random the order of 256 fresh blocks is. */
 #include <errno.h>
 #include <malloc.h>
 #include <pthread.h>
@@ -41,6 +42,25 @@ int main(int argc, char **argv) {
         for (int i = 0; i < 64; i++) CHECK(z[i] == 0);
         free(p); free(z);
         puts("junk ok");
+        return 0;
+    }
+    if (argc > 1 && !strcmp(argv[1], "order")) {
+        /* 256 blocks of 200 bytes (224-byte blocks: 216 with the canary room) in a row:
+         * print how many came right after the previous one, and the order of their
+         * offsets from the lowest, as a hash. */
+        enum { N = 256 };
+        static char *b[N];
+        for (int i = 0; i < N; i++) b[i] = malloc(200);
+        char *lo = b[0];
+        for (int i = 1; i < N; i++) if (b[i] < lo) lo = b[i];
+        int next = 0;
+        unsigned long long h = 1469598103934665603ull;
+        for (int i = 0; i < N; i++) {
+            if (i > 0 && b[i] - b[i - 1] == 224) next++;
+            h = (h ^ (unsigned long long)(b[i] - lo)) * 1099511628211ull;
+        }
+        printf("adjacent %d order %llx\n", next, h);
+        for (int i = 0; i < N; i++) free(b[i]);
         return 0;
     }
     /* malloc(0): unique, freeable. */

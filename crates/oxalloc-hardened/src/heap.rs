@@ -678,6 +678,7 @@ fn drain(ring: &mut QRing, op: Op, marker: usize) {
 /// A thread is exiting: its quarantined blocks go back to the core after their check.
 pub fn drain_cache(t: &mut thread::Cache) {
     drain(&mut t.ring, THREAD_EXIT, crate::stack_marker!());
+    small::return_stash(t);
 }
 
 /// Checks every block of `ring` (all zero) without letting it out.
@@ -696,7 +697,10 @@ fn check_ring(ring: &QRing, marker: usize) {
 /// Allocates a small block for `n` bytes.
 #[inline(always)]
 fn alloc_small(n: usize, zero: bool, stack: &Stack, marker: usize) -> usize {
-    let Some((p, len)) = small::alloc(n, marker) else {
+    let t = thread::current();
+    // SAFETY: a non-null record belongs to the calling thread alone.
+    let mut rec = (!t.is_null()).then(|| unsafe { &mut *t });
+    let Some((p, len)) = small::alloc(n, marker, rec.as_deref_mut()) else {
         return 0;
     };
     if zero || OPTIONS.junk() {
@@ -708,15 +712,12 @@ fn alloc_small(n: usize, zero: bool, stack: &Stack, marker: usize) -> usize {
     if stack[0] != 0 {
         remember_site(p, n, stack);
     }
-    let t = thread::current();
-    if t.is_null() {
-        ORPHANS.with(|o| {
+    match rec {
+        Some(r) => r.count(n, 1),
+        None => ORPHANS.with(|o| {
             o.live_bytes = o.live_bytes.wrapping_add(n);
             o.live_blocks = o.live_blocks.wrapping_add(1);
-        });
-    } else {
-        // SAFETY: the record belongs to the calling thread alone.
-        unsafe { &*t }.count(n, 1);
+        }),
     }
     p
 }

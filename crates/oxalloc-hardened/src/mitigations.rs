@@ -8,6 +8,18 @@
 
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+/// One step of xorshift64* on `state` (seeded from the kernel's random bytes): the
+/// random choice of `RANDOM_ORDER`, fast enough for every malloc.
+#[inline]
+pub fn xorshift64_star(state: &mut u64) -> u64 {
+    let mut x = *state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+}
+
 /// A canary after each small block (and in the slack of large ones), keyed by a
 /// per-process secret and the block address; checked on free and realloc.
 pub const CANARY: bool = true;
@@ -17,6 +29,10 @@ pub const ZERO_ON_FREE: bool = true;
 /// quarantine before their address space is unmapped, so a late access faults and a
 /// second free is recognised as a double free.
 pub const LARGE_QUARANTINE: bool = true;
+/// Small blocks (up to 1 KiB) are handed out in a random order: each thread keeps a
+/// few blocks per class and returns a random one of them, so the address of the next
+/// block is not predictable from the last.
+pub const RANDOM_ORDER: bool = true;
 /// `free_sized`, `free_aligned_sized` and C++ sized/aligned delete must name the size
 /// and alignment the block was allocated with.
 pub const CHECK_SIZED_FREE: bool = true;

@@ -18,14 +18,16 @@
 //! twice is caught.
 #![allow(unsafe_code)]
 
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU8, Ordering};
 
 use oxalloc_core::heap as core_heap;
 use oxalloc_core::segment::{Owner, Segment, SpanKind, SEGMENT_MAP, SLICE_SIZE};
 use oxalloc_core::size_class::{SizeClass, MAX_SMALL, NUM_CLASSES};
 
 use crate::canary;
+use crate::mitigations as mt;
 use crate::shadow::{self, FREED, LIVE, NEVER, QUARANTINED};
+use crate::thread::{Cache, STASH, STASH_CLASSES};
 
 /// Spare bytes every block has after the requested size: canary and size word.
 pub const ROOM: usize = 16;
@@ -127,15 +129,41 @@ pub fn first_change(p: usize, len: usize, n: usize, pat: u64) -> usize {
     (n..len - 8).find(|&i| block[i] != pat[i % 8]).unwrap_or(n)
 }
 
-/// A block the core just handed out, for `n` bytes; `None` if the core has no memory.
-/// Returns the block and its length; the state byte is `LIVE` and the block sealed.
+/// A block for `n` bytes: `None` if the core has no memory. Returns the block and its
+/// length; the state byte is `LIVE` and the block sealed. With the thread's record `t`,
+/// small classes go through its stash (random order).
+#[inline(always)]
+pub fn alloc(n: usize, marker: usize, t: Option<&mut Cache>) -> Option<(usize, usize)> {
+    let (mut p, len, class, mut state) = take(n, marker)?;
+    if let Some(t) = t.filter(|_| mt::RANDOM_ORDER && (class as usize) < STASH_CLASSES) {
+        let r = t.random() as usize;
+        let slot = &mut t.stash[class as usize][r % STASH];
+        let held = core::mem::replace(slot, p);
+        if held != 0 {
+            p = held;
+            state = shadow::get(p).expect("a stashed block's segment has a shadow");
+        } else {
+            // The slot was empty (the class's first uses): keep this block, take another.
+            (p, _, _, state) = take(n, marker)?;
+        }
+    }
+    state.store(LIVE, Ordering::Release);
+    // SAFETY: the block is ours; its first word is the core's free-list link (or old
+    // data of a recycled span), not the user's.
+    unsafe { (p as *mut u64).write(0) };
+    seal(p, len, n, pattern(p));
+    Some((p, len))
+}
+
+/// A block from the core for `n` bytes, validated, not yet `LIVE`: (address, length,
+/// core class, state byte).
 ///
-/// The core's free lists link blocks through their first word, which a write after
-/// free (after the quarantine) could change; so before handing a block out we check
+/// The core's free lists link free blocks through their first word, which a write
+/// after free (after the quarantine) could change; so before a block is used we check
 /// that it lies in a core segment, at a block boundary of a small span whose blocks
 /// hold the request, and is neither live nor quarantined.
 #[inline(always)]
-pub fn alloc(n: usize, marker: usize) -> Option<(usize, usize)> {
+fn take(n: usize, marker: usize) -> Option<(usize, usize, u8, &'static AtomicU8)> {
     let p = core_heap::alloc(n + ROOM) as usize;
     if p == 0 {
         return None;
@@ -160,22 +188,26 @@ pub fn alloc(n: usize, marker: usize) -> Option<(usize, usize)> {
     };
     let old = state.load(Ordering::Relaxed);
     if old == LIVE || old == QUARANTINED {
-        crate::heap::corrupt_free_list(
-            p,
-            if old == LIVE {
-                "still live"
-            } else {
-                "in the quarantine"
-            },
-            marker,
-        );
+        let what = if old == LIVE {
+            "still live"
+        } else {
+            "in the quarantine"
+        };
+        crate::heap::corrupt_free_list(p, what, marker);
     }
-    state.store(LIVE, Ordering::Release);
-    // SAFETY: the block is ours; its first word is the core's free-list link (or old
-    // data of a recycled span), not the user's.
-    unsafe { (p as *mut u64).write(0) };
-    seal(p, len, n, pattern(p));
-    Some((p, len))
+    Some((p, len, class, state))
+}
+
+/// A thread is exiting: the blocks of its stash go back to the core (never handed
+/// out, so no check).
+pub fn return_stash(t: &mut Cache) {
+    for slot in t.stash.iter_mut().flatten() {
+        let p = core::mem::take(slot);
+        if p != 0 {
+            // SAFETY: the core handed out `p` and it never left the stash.
+            unsafe { core_heap::free(p as *mut u8) };
+        }
+    }
 }
 
 /// `ceil(2^40 / size)` for every core class, so a block-boundary test is one

@@ -19,6 +19,7 @@ use core::ptr;
 use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
 use crate::lock::Lock;
+use oxalloc_core::size_class::SizeClass;
 
 /// Most blocks a thread's quarantine ring can hold (`OXALLOC_QUARANTINE` is capped
 /// to this).
@@ -118,11 +119,29 @@ pub struct Cache {
     pub live_blocks: AtomicUsize,
     next_all: *mut Cache,
     next_free: *mut Cache,
+    /// xorshift64* state for the stash's random choice (seeded from the kernel).
+    pub rng: u64,
+    /// Per small size class, blocks taken from the core and not yet handed out: each
+    /// `malloc` puts the core's block in a random slot and returns the one that was
+    /// there, so the order in which addresses come back is not predictable.
+    pub stash: [[usize; STASH]; STASH_CLASSES],
     /// The blocks this thread freed, zeroed, waiting to go back to the core.
     pub ring: QRing,
 }
 
+/// Blocks a thread's stash holds per class.
+pub const STASH: usize = 4;
+/// Classes with a stash: those up to 1 KiB (most allocations; bigger blocks would make
+/// the stash hold too much memory).
+pub const STASH_CLASSES: usize = SizeClass::of(1024).index() + 1;
+
 impl Cache {
+    /// A random number.
+    #[inline(always)]
+    pub fn random(&mut self) -> u64 {
+        crate::mitigations::xorshift64_star(&mut self.rng)
+    }
+
     /// Adds `bytes` (which may be a wrapped negative) and `blocks` to the counters.
     #[inline]
     pub fn count(&self, bytes: usize, blocks: usize) {
@@ -228,7 +247,9 @@ fn acquire() -> *mut Cache {
         return ptr::null_mut();
     };
     let c = mem.as_ptr().cast::<Cache>();
-    // A fresh zeroed mapping big enough for a record: all-zero is a valid empty record.
+    // SAFETY: a fresh zeroed mapping big enough for a record (all-zero is a valid
+    // empty one) that nobody else can see yet.
+    unsafe { (*c).rng = oxalloc_sys::random_u64() | 1 };
     let mut head = ALL.load(Ordering::Relaxed);
     loop {
         // SAFETY: not yet published; ours.

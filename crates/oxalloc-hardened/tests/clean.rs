@@ -33,6 +33,34 @@ fn junk_fill_shows_uninitialised_reads() {
 }
 
 #[test]
+fn small_blocks_come_in_a_random_order() {
+    let prog = build("clean", "cc", "clean.c", &["-lpthread"]);
+    let orders: Vec<(u32, String)> = (0..2)
+        .map(|_| {
+            let out = run(&prog, &["order"], true, &[]);
+            expect_ok(&out, "order");
+            let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            // "adjacent N order HASH"
+            let w: Vec<&str> = line.split_whitespace().collect();
+            assert_eq!(w.len(), 4, "{line}");
+            (w[1].parse().unwrap(), w[3].to_string())
+        })
+        .collect();
+    for (adjacent, _) in &orders {
+        // In the core's order (fresh blocks in address order) nearly all 255 pairs
+        // would be adjacent.
+        assert!(
+            *adjacent < 128,
+            "{adjacent} of 255 blocks followed the previous one"
+        );
+    }
+    assert_ne!(
+        orders[0].1, orders[1].1,
+        "two runs handed out blocks in the same order"
+    );
+}
+
+#[test]
 fn a_bad_option_value_is_reported_once_and_the_default_used() {
     let prog = build("clean", "cc", "clean.c", &["-lpthread"]);
     let out = run(&prog, &[], true, &[("OXALLOC_QUARANTINE", "lots")]);
