@@ -27,15 +27,19 @@ pub const RING_MAX: usize = 8192;
 /// TLS value of a thread that must use the locked paths.
 const NO_CACHE: usize = 1;
 
-/// A FIFO of quarantined blocks, each entry `address | length << 47`.
+/// A FIFO of quarantined blocks, each entry `address | length << 47`; `head` and
+/// `tail` count pops and pushes (wrapping), so the length is their difference.
 #[repr(C)]
 pub struct QRing {
     head: u32,
-    len: u32,
+    tail: u32,
     /// Bytes of the blocks in the ring.
     pub bytes: usize,
     buf: [usize; RING_MAX],
 }
+
+const RING_MASK: u32 = RING_MAX as u32 - 1;
+const _: () = assert!(RING_MAX.is_power_of_two());
 
 /// A quarantined block: its address and length.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,43 +55,41 @@ impl QRing {
     pub const fn new() -> QRing {
         QRing {
             head: 0,
-            len: 0,
+            tail: 0,
             bytes: 0,
             buf: [0; RING_MAX],
         }
     }
 
     /// Blocks in the ring.
-    #[inline]
+    #[inline(always)]
     pub fn len(&self) -> usize {
-        self.len as usize
+        self.tail.wrapping_sub(self.head) as usize
     }
 
     /// True when the ring holds no block.
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
     }
 
     /// Adds a block (the caller makes room first: `len() < RING_MAX`).
     #[inline(always)]
     pub fn push(&mut self, q: Quarantined) {
         debug_assert!(self.len() < RING_MAX && q.addr >> 47 == 0 && q.len <= 1 << 17);
-        let tail = (self.head as usize + self.len as usize) % RING_MAX;
-        self.buf[tail] = q.addr | q.len << 47;
-        self.len += 1;
+        self.buf[(self.tail & RING_MASK) as usize] = q.addr | q.len << 47;
+        self.tail = self.tail.wrapping_add(1);
         self.bytes += q.len;
     }
 
     /// Removes the oldest block.
     #[inline(always)]
     pub fn pop(&mut self) -> Option<Quarantined> {
-        if self.len == 0 {
+        if self.head == self.tail {
             return None;
         }
         let q = self.get(0);
-        self.head = ((self.head as usize + 1) % RING_MAX) as u32;
-        self.len -= 1;
+        self.head = self.head.wrapping_add(1);
         self.bytes -= q.len;
         Some(q)
     }
@@ -95,7 +97,7 @@ impl QRing {
     /// The `i`-th oldest block (`i < len()`).
     #[inline(always)]
     pub fn get(&self, i: usize) -> Quarantined {
-        let e = self.buf[(self.head as usize + i) % RING_MAX];
+        let e = self.buf[(self.head.wrapping_add(i as u32) & RING_MASK) as usize];
         Quarantined {
             addr: e & ((1 << 47) - 1),
             len: e >> 47,
@@ -314,4 +316,36 @@ mod slot {
         super::NO_CACHE
     }
     pub fn set(_v: usize) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{QRing, Quarantined, RING_MAX};
+
+    #[test]
+    fn ring_is_fifo_across_wrap_around_and_counts_bytes() {
+        let mut r = Box::new(QRing::new());
+        let q = |i: usize| Quarantined {
+            addr: 0x7000_0000_0000 + 16 * i,
+            len: 16 * (1 + i % 7),
+        };
+        let mut next_out = 0;
+        // Three times round the ring, holding up to 1000 blocks.
+        for i in 0..3 * RING_MAX {
+            r.push(q(i));
+            if r.len() > 1000 {
+                assert_eq!(r.pop(), Some(q(next_out)));
+                next_out += 1;
+            }
+        }
+        assert_eq!(r.len(), 1000);
+        assert_eq!(r.get(0), q(next_out));
+        let bytes: usize = (next_out..3 * RING_MAX).map(|i| q(i).len).sum();
+        assert_eq!(r.bytes, bytes);
+        while let Some(b) = r.pop() {
+            assert_eq!(b, q(next_out));
+            next_out += 1;
+        }
+        assert!(r.is_empty() && r.bytes == 0);
+    }
 }
