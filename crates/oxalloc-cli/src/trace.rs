@@ -83,6 +83,19 @@ pub fn main(a: Args) -> Result<u8> {
     };
     progress.finish();
     let wall_ms = t0.elapsed().as_millis() as u64;
+    // A short program (or one slowed down by a busy machine) may exit before any
+    // sample saw its statistics page; the page outlives it, so read it once more.
+    if !samples.iter().any(|s| s.in_use_bytes.is_some()) {
+        if let Some(o) = shm_path.as_deref().and_then(shm::read) {
+            samples.push(Sample {
+                t_ms: wall_ms,
+                rss_bytes: samples.last().map_or(exit.peak_rss_bytes, |s| s.rss_bytes),
+                in_use_bytes: Some(o.in_use_bytes),
+                mapped_bytes: Some(o.mapped_bytes),
+                cached_bytes: Some(o.cached_dirty_bytes),
+            });
+        }
+    }
 
     let times: Vec<u64> = samples.iter().map(|s| s.t_ms).collect();
     let mut series = vec![Series {

@@ -606,6 +606,25 @@ fn trace_with_oxalloc_adds_the_allocator_series() {
     assert!(parse_bytes(peak) > 48 << 20, "{peak}");
 }
 
+#[test]
+fn trace_of_a_program_that_exits_between_samples_still_shows_the_allocator() {
+    let Some(lib) = fake_lib() else { return };
+    let html = tmp("trace-short.html");
+    // The first sample comes before the program has started; the next one, two seconds
+    // later, after it has exited: only the statistics page read after exit is left.
+    let o = bin()
+        .env("OXALLOC_LIB", lib)
+        .args(["trace", "--interval-ms", "2000", "--html"])
+        .arg(&html)
+        .args(["--", "true"])
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(out.contains("oxalloc in use"), "{out}");
+    assert!(!out.contains("RSS only"), "{out}");
+}
+
 // ---------------------------------------------------------------- leaks
 
 #[test]
