@@ -1,5 +1,6 @@
 /* One misuse per run, selected by argv[1]. Each case must end in SIGABRT with an
  * oxalloc report (or SIGSEGV where a guard page / freed large block is touched). */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,6 +103,12 @@ int main(int argc, char **argv) {
         char *a = malloc(SMALL); /* p again */
         char *b = malloc(SMALL); /* whatever the overwritten link says */
         sink = a[0] + b[0];
+    } else if (!strcmp(c, "underflow_into_metadata")) {
+        /* The last byte before the heap's first data slice (64 KiB into the 4 MiB
+         * segment that holds p), where an underflow out of the first block would
+         * land: inaccessible, so the write faults. */
+        char *seg = (char *)((uintptr_t)p & ~(uintptr_t)((4u << 20) - 1));
+        seg[(64 << 10) - 1] = 1;
     } else if (!strcmp(c, "malloc0_access")) {
         char *z = malloc(0);
         sink = z[0];

@@ -30,7 +30,7 @@
 
 use crate::heap::Heap;
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicU8, Ordering};
 
 /// log2 of the slice size.
 pub const SLICE_SHIFT: usize = 16;
@@ -217,6 +217,10 @@ pub struct Segment {
     pub prev: *mut Segment,
     /// The segment lies in the program break (`OXALLOC_PAGE_SOURCE=brk`).
     pub from_brk: bool,
+    /// Not used by the core: set by a layer above it (the hardened build) once it has
+    /// made the unused rest of slice 0, between this header and the first data slice,
+    /// inaccessible. False in every freshly mapped segment.
+    pub guarded: AtomicBool,
     /// One record per slice.
     pub spans: [Span; SLICES],
 }

@@ -21,7 +21,9 @@
 use core::sync::atomic::{AtomicU8, Ordering};
 
 use oxalloc_core::heap as core_heap;
-use oxalloc_core::segment::{Owner, Segment, SpanKind, SEGMENT_MAP, SLICE_SIZE};
+use oxalloc_core::segment::{
+    Owner, Segment, SpanKind, SEGMENT_HEADER_BYTES, SEGMENT_MAP, SLICE_SIZE,
+};
 use oxalloc_core::size_class::{SizeClass, MAX_SMALL, NUM_CLASSES};
 
 use crate::canary;
@@ -171,10 +173,15 @@ fn take(n: usize, marker: usize) -> Option<(usize, usize, u8, &'static AtomicU8)
     if SEGMENT_MAP.owner(p) != Owner::Normal {
         crate::heap::corrupt_free_list(p, "outside the heap", marker);
     }
-    // SAFETY: `p` lies in a live normal segment (the map says so); the records are
+    let seg = Segment::of(p);
+    // SAFETY: `p` lies in a live normal segment (the map says so); its header is
     // mapped for as long as the segment is.
+    if !unsafe { &(*seg).guarded }.load(Ordering::Relaxed) {
+        guard_header(seg);
+    }
+    // SAFETY: as above; the records are mapped for as long as the segment is.
     let (span, len, class) = unsafe {
-        let span = Segment::span_of(Segment::of(p), p);
+        let span = Segment::span_of(seg, p);
         (span, (*span).block_size as usize, (*span).class)
     };
     let off = p.wrapping_sub(Segment::span_start(span) as usize);
@@ -196,6 +203,23 @@ fn take(n: usize, marker: usize) -> Option<(usize, usize, u8, &'static AtomicU8)
         crate::heap::corrupt_free_list(p, what, marker);
     }
     Some((p, len, class, state))
+}
+
+/// Makes the unused rest of a core segment's first slice, between its header (the
+/// span records) and the first block, inaccessible: an underflow out of the first
+/// data slice faults there at once instead of reaching the allocator's records. Once
+/// per segment (a segment mapped again at the same address starts unguarded).
+#[cold]
+#[inline(never)]
+fn guard_header(seg: *mut Segment) {
+    let start = seg as usize + SEGMENT_HEADER_BYTES;
+    // SAFETY: the range lies in slice 0 of a live segment of the core, which never
+    // uses it (its header ends at SEGMENT_HEADER_BYTES, data starts at slice 1); page
+    // aligned. Several threads may do this at once: the result is the same.
+    unsafe {
+        oxalloc_sys::protect(start as *mut u8, SLICE_SIZE - SEGMENT_HEADER_BYTES, false);
+        (*seg).guarded.store(true, Ordering::Relaxed);
+    }
 }
 
 /// A thread is exiting: the blocks of its stash go back to the core (never handed

@@ -173,6 +173,7 @@ const CASES: &[(&str, i32, &[&str])] = &[
         SIGABRT,
         &["size mismatch of 0x", "in free_aligned_sized()"],
     ),
+    ("underflow_into_metadata", SIGSEGV, &[]),
     ("malloc0_access", SIGSEGV, &[]),
     (
         "malloc0_double_free",
