@@ -33,7 +33,7 @@ use crate::mitigations::{self as mt, OPTIONS, STACK_DEPTH};
 use crate::quarantine::Ring;
 use crate::report::{self, Kind, Msg};
 use crate::shadow;
-use crate::small::{self, Place};
+use crate::small::{self, bytes, Place};
 use crate::thread::{self, QRing, Quarantined, RING_MAX};
 use crate::wipe;
 use crate::zero_size::{self, Slot};
@@ -264,16 +264,6 @@ extern "C" fn fork_child() {
     fork_release();
 }
 
-/// A view of `len` bytes at `addr`.
-///
-/// # Safety
-/// The range is mapped read-write by this allocator (a small block or a large block's
-/// data pages) and not aliased by a live Rust reference.
-unsafe fn bytes<'a>(addr: usize, len: usize) -> &'a mut [u8] {
-    // SAFETY: caller's contract.
-    unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, len) }
-}
-
 /// The offset of the first non-zero byte of a range of our memory, if any. The common
 /// case (all zero) is one branch-free OR over the range, which the compiler vectorises.
 #[inline]
@@ -472,10 +462,10 @@ pub fn corrupt_free_list(p: usize, what: &str, marker: usize) -> ! {
 /// `QUARANTINED` afterwards (the caller frees it).
 #[inline(always)]
 fn validate_small(p: usize, op: Op, marker: usize, claim: bool) -> Option<Block> {
-    match small::claim(p, claim) {
+    match small::check_live(p, claim) {
         Ok(true) => {}
         Ok(false) => return None,
-        Err(state) => bad_small(p, op, marker, state),
+        Err(_) => bad_small(p, op, marker),
     }
     let len = small::len_of(p);
     let pat = small::pattern(p);
@@ -516,7 +506,7 @@ fn site(p: usize) -> Stack {
 /// Reports a pointer into a core segment that is not a live block's start.
 #[cold]
 #[inline(never)]
-fn bad_small(p: usize, op: Op, marker: usize, _state: u8) -> ! {
+fn bad_small(p: usize, op: Op, marker: usize) -> ! {
     let Place { start, len, state } = small::place(p);
     let invalid = invalid_kind(op);
     if len == 0 {

@@ -13,9 +13,9 @@
 //! ([`crate::thread`]). A block leaves the ring after the thread's next
 //! `OXALLOC_QUARANTINE` frees (or bytes): it must still be all zero, or a write after
 //! free is reported; then it goes back to the core (`FREED`). The core's free lists
-//! link blocks through their first word; a block the core hands out must not be
-//! `LIVE` or `QUARANTINED`, so a corrupted link that makes the core hand out a block
-//! twice is caught.
+//! link blocks through their first word, so every block the core hands out is
+//! validated before `malloc` returns it (see [`alloc`]): an overwritten link is
+//! reported, never followed into the program's hands.
 #![allow(unsafe_code)]
 
 use core::sync::atomic::{AtomicU8, Ordering};
@@ -266,18 +266,19 @@ pub fn len_of(p: usize) -> usize {
     unsafe { (*Segment::span_of(Segment::of(p), p)).block_size as usize }
 }
 
-/// Claims `p` for freeing: true if it was a live block of ours (now `QUARANTINED`);
-/// false if it is not in a core segment at all (maybe a large block). Anything else
-/// (`Err`) is a misuse for the caller to report.
+/// Checks that `p` is a live block of ours: `Ok(true)` if it is (and, with
+/// `and_claim`, it is now `QUARANTINED`: the caller frees it); `Ok(false)` if it is
+/// not in a core segment at all (maybe a large block). Anything else (`Err(state)`)
+/// is a misuse for the caller to report.
 #[inline(always)]
-pub fn claim(p: usize, really: bool) -> Result<bool, u8> {
+pub fn check_live(p: usize, and_claim: bool) -> Result<bool, u8> {
     if SEGMENT_MAP.owner(p) != Owner::Normal {
         return Ok(false);
     }
     let Some(state) = shadow::get(p).filter(|_| p.is_multiple_of(16)) else {
         return Err(NEVER);
     };
-    let r = if really {
+    let r = if and_claim {
         state.compare_exchange(LIVE, QUARANTINED, Ordering::AcqRel, Ordering::Acquire)
     } else {
         match state.load(Ordering::Acquire) {
@@ -313,8 +314,9 @@ pub fn place(p: usize) -> Place {
     if p - (seg as usize) < SLICE_SIZE {
         return none; // the segment header
     }
-    // SAFETY: the segment is live; every slice record names a head (for slices of
-    // free spans, too: the record of a free span's first slice).
+    // SAFETY: the segment is live, so its slice records are mapped; a head is null
+    // (never used) or a record of this segment (a stale one for a slice of a free
+    // span only makes the report less precise).
     let span = unsafe { Segment::span_of(seg, p) };
     if span.is_null() {
         return none;
