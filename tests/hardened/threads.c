@@ -150,7 +150,10 @@ static void *write_after_free_and_exit(void *arg) {
 static void *overflow_writer(void *arg) {
     (void)arg;
     char *p = malloc(40);
-    memset(p, 1, 41);
+    /* One byte too many. An even value: canary bytes are odd (never zero), so this
+     * byte can never happen to equal the one it overwrites (an odd value would, one
+     * time in 128). */
+    memset(p, 2, 41);
     return p;
 }
 
