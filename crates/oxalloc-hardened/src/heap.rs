@@ -926,10 +926,7 @@ impl Large {
         self.live_blocks -= 1;
         self.live_bytes -= e.size;
         // SAFETY: the mapping is the block's own; the program gave it back.
-        unsafe {
-            oxalloc_sys::protect(e.base as *mut u8, e.total, false);
-            oxalloc_sys::discard(e.base as *mut u8, e.total);
-        }
+        unsafe { oxalloc_sys::decommit(e.base as *mut u8, e.total) };
         self.mapped_bytes -= e.total;
         if !mt::LARGE_QUARANTINE {
             self.unmap(idx);

@@ -160,6 +160,17 @@ pub unsafe fn discard(ptr: *mut u8, len: usize) -> bool {
     !unsafe { VirtualAlloc(p, len, MEM_COMMIT, PAGE_READWRITE) }.is_null()
 }
 
+/// Turns a committed range back into a reservation: its pages are freed and any
+/// access faults, until [`protect`] opens it again.
+///
+/// # Safety
+/// The range is page aligned, mapped by us, and nothing in it is used again until it
+/// is opened again (or released).
+pub unsafe fn decommit(ptr: *mut u8, len: usize) -> bool {
+    // SAFETY: caller's contract: nothing in the range is used any more.
+    unsafe { VirtualFree(ptr.cast::<c_void>(), len, MEM_DECOMMIT) != 0 }
+}
+
 /// Makes a range inaccessible or read-write (committing it if it was only reserved).
 ///
 /// # Safety
