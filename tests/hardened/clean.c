@@ -103,6 +103,26 @@ int main(int argc, char **argv) {
         CHECK(q && (uintptr_t)q % a == 0);
         free(q);
     }
+    /* Many small over-aligned blocks share pages (a size class whose blocks are
+     * multiples of the alignment), rather than taking a guarded mapping each. */
+    {
+        enum { N = 1000 };
+        static char *blk[N];
+        size_t pages = 0;
+        for (int i = 0; i < N; i++) {
+            blk[i] = aligned_alloc(64, 64);
+            CHECK(blk[i] && (uintptr_t)blk[i] % 64 == 0);
+            memset(blk[i], 7, 64);
+            int seen = 0;
+            for (int j = 0; j < i && !seen; j++)
+                seen = ((uintptr_t)blk[j] >> 12) == ((uintptr_t)blk[i] >> 12);
+            pages += !seen;
+        }
+        CHECK(pages < N / 4);
+        for (int i = 0; i < N; i++) {
+            if (free_aligned_sized) free_aligned_sized(blk[i], 64, 64); else free(blk[i]);
+        }
+    }
     void *q;
     CHECK(posix_memalign(&q, 3, 10) == EINVAL);
     CHECK(aligned_alloc(3, 10) == NULL && errno == EINVAL);

@@ -109,6 +109,10 @@ int main(int argc, char **argv) {
          * land: inaccessible, so the write faults. */
         char *seg = (char *)((uintptr_t)p & ~(uintptr_t)((4u << 20) - 1));
         seg[(64 << 10) - 1] = 1;
+    } else if (!strcmp(c, "overflow_aligned")) {
+        char *a = aligned_alloc(64, 40);
+        a[40] = 'X'; /* one byte past the end of an over-aligned small block */
+        free(a);
     } else if (!strcmp(c, "malloc0_access")) {
         char *z = malloc(0);
         sink = z[0];

@@ -294,8 +294,10 @@ pub enum Block {
         addr: usize,
         /// Requested size.
         size: usize,
-        /// Block length (class size + [`ROOM`]).
+        /// Block length (class size + 16 spare bytes).
         len: usize,
+        /// The alignment it was allocated with (16 unless asked for more).
+        align: usize,
     },
     /// A zero-size block.
     Zero {
@@ -330,7 +332,8 @@ impl Block {
     }
     fn align(&self) -> usize {
         match *self {
-            Block::Small { .. } | Block::Zero { .. } => 16,
+            Block::Small { align, .. } => align,
+            Block::Zero { .. } => 16,
             Block::Large { e, .. } => e.align,
         }
     }
@@ -469,7 +472,7 @@ fn validate_small(p: usize, op: Op, marker: usize, claim: bool) -> Option<Block>
     }
     let len = small::len_of(p);
     let pat = small::pattern(p);
-    let Some(size) = small::recorded_size(p, len, pat) else {
+    let Some((size, align)) = small::recorded(p, len, pat) else {
         let off = len - 8;
         overflow(
             None,
@@ -495,7 +498,12 @@ fn validate_small(p: usize, op: Op, marker: usize, claim: bool) -> Option<Block>
             &site(p),
         );
     }
-    Some(Block::Small { addr: p, size, len })
+    Some(Block::Small {
+        addr: p,
+        size,
+        len,
+        align,
+    })
 }
 
 /// The leak-mode stack of `p`, or an empty one.
@@ -519,7 +527,7 @@ fn bad_small(p: usize, op: Op, marker: usize) -> ! {
     if start != p {
         let live = state == shadow::LIVE;
         let size = if live {
-            small::recorded_size(start, len, small::pattern(start)).unwrap_or(0)
+            small::recorded(start, len, small::pattern(start)).map_or(0, |(n, _)| n)
         } else {
             0
         };
@@ -695,11 +703,11 @@ fn check_ring(ring: &QRing, marker: usize) {
 
 /// Allocates a small block for `n` bytes.
 #[inline(always)]
-fn alloc_small(n: usize, zero: bool, stack: &Stack, marker: usize) -> usize {
+fn alloc_small(n: usize, align: usize, zero: bool, stack: &Stack, marker: usize) -> usize {
     let t = thread::current();
     // SAFETY: a non-null record belongs to the calling thread alone.
     let mut rec = (!t.is_null()).then(|| unsafe { &mut *t });
-    let Some((p, _)) = small::alloc(n, marker, rec.as_deref_mut()) else {
+    let Some((p, _)) = small::alloc(n, align, marker, rec.as_deref_mut()) else {
         return 0;
     };
     if zero || OPTIONS.junk() {
@@ -736,7 +744,13 @@ fn count_orphan(n: usize) {
 
 /// Resizes in place when the new size fits the block (and is not much smaller).
 fn resize_in_place(b: &Block, n: usize) -> bool {
-    let Block::Small { addr, size, len } = *b else {
+    let Block::Small {
+        addr,
+        size,
+        len,
+        align,
+    } = *b
+    else {
         return false;
     };
     if n == 0 || n > small::MAX_SMALL_REQUEST || small::block_len(n) != len {
@@ -747,7 +761,7 @@ fn resize_in_place(b: &Block, n: usize) -> bool {
     if n > size {
         s[size..n].fill(if OPTIONS.junk() { mt::JUNK_BYTE } else { 0 });
     }
-    small::seal(addr, len, n, small::pattern(addr));
+    small::seal(addr, len, n, align, small::pattern(addr));
     if OPTIONS.leaks() {
         SITES.with(|t| {
             if let Some(e) = t.find(addr).and_then(|i| t.at(i)) {
@@ -978,17 +992,18 @@ pub fn alloc_stack(marker: usize) -> Stack {
 /// Allocates `n` bytes aligned to `align` with the given stack (initialised already).
 #[inline(always)]
 fn alloc_in(n: usize, align: usize, zero: bool, stack: &Stack, marker: usize) -> usize {
-    if align <= 16 && n <= small::MAX_SMALL_REQUEST {
-        if n == 0 {
-            return alloc_zero(stack);
-        }
-        alloc_small(n, zero, stack, marker)
+    if n == 0 && align <= 16 {
+        return alloc_zero(stack);
+    }
+    if small::fits(n, align) {
+        alloc_small(n, align, zero, stack, marker)
     } else {
         alloc_large(n, align, zero, stack)
     }
 }
 
-/// A large block (or an aligned one), under the large lock.
+/// A large block (or one aligned beyond what a small class gives), under the large
+/// lock.
 #[inline(never)]
 fn alloc_large(n: usize, align: usize, zero: bool, stack: &Stack) -> usize {
     LARGE.with(|l| l.alloc(n.max(1), align.max(16), zero, stack))
@@ -1067,7 +1082,10 @@ pub fn free(p: usize, op: Op, x: Expect, marker: usize) {
     match validate_small(p, op, marker, true) {
         Some(b) => {
             check_expect(None, &b, p, x, op, marker);
-            let Block::Small { addr, size, len } = b else {
+            let Block::Small {
+                addr, size, len, ..
+            } = b
+            else {
                 unreachable!("small");
             };
             release_small(addr, size, len, op, marker);

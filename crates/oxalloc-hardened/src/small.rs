@@ -42,6 +42,15 @@ pub fn block_len(n: usize) -> usize {
     SizeClass::of(n + ROOM).size()
 }
 
+/// True when a request of `n` bytes aligned to `align` is served here: up to
+/// [`MAX_SMALL_REQUEST`], and for alignments above 16 only when a core class has
+/// blocks that are multiples of `align` and hold `n + ROOM` (the core then serves
+/// it from that class; anything else gets a guarded mapping of its own).
+#[inline(always)]
+pub fn fits(n: usize, align: usize) -> bool {
+    n <= MAX_SMALL_REQUEST && (align <= 16 || SizeClass::aligned(n + ROOM, align).is_some())
+}
+
 /// What reports call the class: the most a block of this length can hold.
 #[inline(always)]
 pub fn class_of_len(len: usize) -> usize {
@@ -72,13 +81,13 @@ fn pattern_at(pat: u64, n: usize) -> u64 {
     pat.rotate_right(8 * (n % 8) as u32)
 }
 
-/// Writes the canary over `[n, len - 8)` of the block at `p` and the encoded size `n`
-/// in its last word. A word at a time, unaligned, from `n` (the user's bytes below `n`
-/// are not touched); the last canary word may reach into the final 16 bytes, which
-/// are written after it.
+/// Writes the canary over `[n, len - 8)` of the block at `p`, and in its last word
+/// the requested size `n` and alignment `align`, encoded with the pattern. A word at a
+/// time, unaligned, from `n` (the user's bytes below `n` are not touched); the last
+/// canary word may reach into the final 16 bytes, which are written after it.
 #[inline(always)]
-pub fn seal(p: usize, len: usize, n: usize, pat: u64) {
-    debug_assert!(n + ROOM <= len && len.is_multiple_of(16));
+pub fn seal(p: usize, len: usize, n: usize, align: usize, pat: u64) {
+    debug_assert!(n + ROOM <= len && len.is_multiple_of(16) && align.is_power_of_two());
     let end = len - ROOM;
     let w = pattern_at(pat, n);
     let mut off = n;
@@ -87,21 +96,24 @@ pub fn seal(p: usize, len: usize, n: usize, pat: u64) {
         unsafe { ((p + off) as *mut u64).write_unaligned(w) };
         off += 8;
     }
+    let record = n as u64 | (align.max(16).trailing_zeros() as u64) << 32;
     // SAFETY: the last 16 bytes of the block (16-byte aligned).
     unsafe {
         ((p + end) as *mut u64).write(pat);
-        ((p + end + 8) as *mut u64).write(pat ^ n as u64);
+        ((p + end + 8) as *mut u64).write(pat ^ record);
     }
 }
 
-/// The requested size recorded in the block at `p`, or `None` if its size word was
-/// overwritten (it must decode to a size that leaves [`ROOM`] bytes).
+/// The requested size and alignment recorded in the block at `p`, or `None` if its
+/// size word was overwritten (it must decode to a size that leaves [`ROOM`] bytes and
+/// an alignment from 16 to 64 KiB).
 #[inline(always)]
-pub fn recorded_size(p: usize, len: usize, pat: u64) -> Option<usize> {
+pub fn recorded(p: usize, len: usize, pat: u64) -> Option<(usize, usize)> {
     // SAFETY: the last word of a block the caller may read.
     let w = unsafe { ((p + len - 8) as *const u64).read() };
-    let n = (w ^ pat) as usize;
-    (n <= len - ROOM).then_some(n)
+    let v = w ^ pat;
+    let (n, lg) = ((v & 0xFFFF_FFFF) as usize, v >> 32);
+    (n <= len - ROOM && (4..=16).contains(&lg)).then_some((n, 1 << lg))
 }
 
 /// True when the canary of the block at `p` holding `n` bytes is intact.
@@ -131,12 +143,19 @@ pub fn first_change(p: usize, len: usize, n: usize, pat: u64) -> usize {
     (n..len - 8).find(|&i| block[i] != pat[i % 8]).unwrap_or(n)
 }
 
-/// A block for `n` bytes: `None` if the core has no memory. Returns the block and its
-/// length; the state byte is `LIVE` and the block sealed. With the thread's record `t`,
-/// small classes go through its stash (random order).
+/// A block for `n` bytes aligned to `align` (16, or more when [`fits`] said so):
+/// `None` if the core has no memory. Returns the block and its length; the state
+/// byte is `LIVE` and the block sealed. With the thread's record `t`, small classes go
+/// through its stash (random order; every block of a class an aligned request maps
+/// to is aligned, so stashed blocks serve it too).
 #[inline(always)]
-pub fn alloc(n: usize, marker: usize, t: Option<&mut Cache>) -> Option<(usize, usize)> {
-    let (mut p, len, class, mut state) = take(n, marker)?;
+pub fn alloc(
+    n: usize,
+    align: usize,
+    marker: usize,
+    t: Option<&mut Cache>,
+) -> Option<(usize, usize)> {
+    let (mut p, len, class, mut state) = take(n, align, marker)?;
     if let Some(t) = t.filter(|_| mt::RANDOM_ORDER && (class as usize) < STASH_CLASSES) {
         let r = t.random() as usize;
         let slot = &mut t.stash[class as usize][r % STASH];
@@ -146,14 +165,14 @@ pub fn alloc(n: usize, marker: usize, t: Option<&mut Cache>) -> Option<(usize, u
             state = shadow::get(p).expect("a stashed block's segment has a shadow");
         } else {
             // The slot was empty (the class's first uses): keep this block, take another.
-            (p, _, _, state) = take(n, marker)?;
+            (p, _, _, state) = take(n, align, marker)?;
         }
     }
     state.store(LIVE, Ordering::Release);
     // SAFETY: the block is ours; its first word is the core's free-list link (or old
     // data of a recycled span), not the user's.
     unsafe { (p as *mut u64).write(0) };
-    seal(p, len, n, pattern(p));
+    seal(p, len, n, align, pattern(p));
     Some((p, len))
 }
 
@@ -165,8 +184,12 @@ pub fn alloc(n: usize, marker: usize, t: Option<&mut Cache>) -> Option<(usize, u
 /// that it lies in a core segment, at a block boundary of a small span whose blocks
 /// hold the request, and is neither live nor quarantined.
 #[inline(always)]
-fn take(n: usize, marker: usize) -> Option<(usize, usize, u8, &'static AtomicU8)> {
-    let p = core_heap::alloc(n + ROOM) as usize;
+fn take(n: usize, align: usize, marker: usize) -> Option<(usize, usize, u8, &'static AtomicU8)> {
+    let p = if align <= 16 {
+        core_heap::alloc(n + ROOM)
+    } else {
+        core_heap::alloc_aligned(n + ROOM, align)
+    } as usize;
     if p == 0 {
         return None;
     }
@@ -185,7 +208,7 @@ fn take(n: usize, marker: usize) -> Option<(usize, usize, u8, &'static AtomicU8)
         (span, (*span).block_size as usize, (*span).class)
     };
     let off = p.wrapping_sub(Segment::span_start(span) as usize);
-    if len < n + ROOM || off >= (1 << 22) || !on_boundary(off, len, class) {
+    if len < n + ROOM || off >= (1 << 22) || !on_boundary(off, len, class) || p % align != 0 {
         crate::heap::corrupt_free_list(p, "not a block of its size class", marker);
     }
     let Some(state) = shadow::get_or_map(p) else {

@@ -107,6 +107,15 @@ const CASES: &[(&str, i32, &[&str])] = &[
     ),
     ("overflow_large", SIGSEGV, &[]),
     (
+        "overflow_aligned",
+        SIGABRT,
+        &[
+            "heap overflow of 0x",
+            "(size 40, class 48)",
+            "1 bytes past its end",
+        ],
+    ),
+    (
         "usable_size_bad",
         SIGABRT,
         &[
