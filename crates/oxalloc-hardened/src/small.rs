@@ -208,7 +208,11 @@ fn take(n: usize, align: usize, marker: usize) -> Option<(usize, usize, u8, &'st
         (span, (*span).block_size as usize, (*span).class)
     };
     let off = p.wrapping_sub(Segment::span_start(span) as usize);
-    if len < n + ROOM || off >= (1 << 22) || !on_boundary(off, len, class) || p % align != 0 {
+    if len < n + ROOM
+        || off >= (1 << 22)
+        || !on_boundary(off, len, class)
+        || !p.is_multiple_of(align)
+    {
         crate::heap::corrupt_free_list(p, "not a block of its size class", marker);
     }
     let Some(state) = shadow::get_or_map(p) else {
