@@ -1,6 +1,7 @@
 /* Correct use of the whole C API; must exit 0 under the hardened library.
  * argv[1] == "junk": checks that a fresh malloc(64) reads back 0xAA (OXALLOC_JUNK=1).
- * argv[1] == "order": prints how random the order of 256 fresh blocks is. */
+ * argv[1] == "order": prints how random the order of 256 fresh blocks is.
+ * argv[1] == "trim": prints what malloc_trim gave back after a burst of frees. */
 #include <errno.h>
 #include <malloc.h>
 #include <pthread.h>
@@ -34,6 +35,15 @@ static void *worker(void *arg) {
     return NULL;
 }
 
+/* Resident set size in KiB, from /proc/self/statm (pages). */
+static long rss_kib(void) {
+    FILE *f = fopen("/proc/self/statm", "r");
+    long size = 0, resident = 0;
+    CHECK(f && fscanf(f, "%ld %ld", &size, &resident) == 2);
+    fclose(f);
+    return resident * 4;
+}
+
 int main(int argc, char **argv) {
     if (argc > 1 && !strcmp(argv[1], "junk")) {
         unsigned char *p = malloc(64);
@@ -42,6 +52,23 @@ int main(int argc, char **argv) {
         for (int i = 0; i < 64; i++) CHECK(z[i] == 0);
         free(p); free(z);
         puts("junk ok");
+        return 0;
+    }
+    if (argc > 1 && !strcmp(argv[1], "trim")) {
+        /* Run with a long purge delay and no background purging, so freed memory stays
+         * resident until malloc_trim gives it back. Prints the RSS drop in KiB. */
+        enum { N = 20000 };
+        static char *b[N];
+        for (int i = 0; i < N; i++) {
+            b[i] = malloc(1000);
+            CHECK(b[i]);
+            memset(b[i], 1, 1000);
+        }
+        for (int i = 0; i < N; i++) free(b[i]);
+        long before = rss_kib();
+        int released = malloc_trim(0);
+        long after = rss_kib();
+        printf("trim released %d drop %ld\n", released, before - after);
         return 0;
     }
     if (argc > 1 && !strcmp(argv[1], "order")) {

@@ -61,6 +61,26 @@ fn small_blocks_come_in_a_random_order() {
 }
 
 #[test]
+fn malloc_trim_gives_freed_memory_back_to_the_os() {
+    let prog = build("clean", "cc", "clean.c", &["-lpthread"]);
+    // Freed memory stays resident (no purge before a minute, no background purging)
+    // until malloc_trim asks the heaps for it.
+    let env = [
+        ("OXALLOC_PURGE_DELAY_MS", "60000"),
+        ("OXALLOC_BACKGROUND_PURGE", "0"),
+    ];
+    let out = run(&prog, &["trim"], true, &env);
+    expect_ok(&out, "trim");
+    let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    // "trim released R drop KIB"
+    let w: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(w.len(), 5, "{line}");
+    assert_eq!(w[2], "1", "malloc_trim released nothing: {line}");
+    let drop_kib: i64 = w[4].parse().unwrap();
+    assert!(drop_kib >= 2048, "RSS fell by only {drop_kib} KiB: {line}");
+}
+
+#[test]
 fn a_bad_option_value_is_reported_once_and_the_default_used() {
     let prog = build("clean", "cc", "clean.c", &["-lpthread"]);
     let out = run(&prog, &[], true, &[("OXALLOC_QUARANTINE", "lots")]);
