@@ -35,11 +35,6 @@ impl Arena {
         }
     }
 
-    /// Start address (0 if nothing is reserved).
-    pub fn base(&self) -> usize {
-        self.base
-    }
-
     /// Makes sure the first `bytes` bytes are committed.
     pub fn ensure(&mut self, bytes: usize) -> bool {
         if bytes <= self.committed {
@@ -59,19 +54,6 @@ impl Arena {
         true
     }
 
-    /// The first `n` elements of the arena seen as an array of `T`.
-    ///
-    /// Panics (aborts) if they are not all committed.
-    #[inline]
-    pub fn slice<T>(&mut self, n: usize) -> &mut [T] {
-        assert!(n * core::mem::size_of::<T>() <= self.committed);
-        // The elements lie in committed, read-write memory of this arena (checked
-        // above), zero-initialised by the kernel; every `T` used here is valid when
-        // all zero, and the arena's base is page aligned.
-        // SAFETY: as just said; the owner's lock and `&mut self` make it unique.
-        unsafe { core::slice::from_raw_parts_mut(self.base as *mut T, n) }
-    }
-
     /// Element `i` of the arena seen as an array of `T`.
     ///
     /// Panics (aborts) if the element is not committed, so a bad index can never touch
@@ -83,7 +65,7 @@ impl Arena {
         let p = (self.base + i * size) as *mut T;
         // The element lies in committed, read-write memory of this arena (checked
         // above), which is zero-initialised by the kernel, and every `T` used here
-        // (integers, arrays of them, `SlabMeta`) is valid when all zero.
+        // (addresses) is valid when all zero.
         // SAFETY: as just said; the owner's lock and `&mut self` make it unique.
         unsafe { &mut *p }
     }

@@ -1,8 +1,8 @@
-//! Canaries: the bytes after a block's requested size, up to the end of its slot (at
-//! least 16 bytes, since every slot has 16 spare bytes after its class size), are filled
-//! with a pattern derived from a per-process secret and the block's address, a word at
-//! a time. A heap
-//! overflow by even one byte changes them, and `free`/`realloc` notice.
+//! Canaries: the bytes after a block's requested size are filled with a pattern derived
+//! from a per-process secret and the block's address. A heap overflow by even one byte
+//! changes them, and `free`/`realloc` notice. [`pattern`] serves every block (small
+//! blocks write and check theirs in `crate::small`, with the size word); [`write`] and
+//! [`check`] fill and check the slack of large blocks.
 //!
 //! The pattern differs per block (address mixed in), so an attacker who learns one
 //! canary cannot forge another, and a copy of a neighbour's bytes does not pass.
@@ -47,7 +47,7 @@ fn tail(block: &mut [u8], n: usize) -> Option<(*mut u8, usize)> {
     Some((block[first..].as_mut_ptr(), (len - first) / 8))
 }
 
-/// Writes the canary over `block[n..]`, where `block` is the whole slot of the block at
+/// Writes the canary over `block[n..]`, where `block` is the whole block at
 /// `addr` (user bytes first). Byte `i` of the canary area gets byte `i % 8` of the
 /// pattern, written a word at a time.
 #[inline]
@@ -62,28 +62,6 @@ pub fn write(addr: usize, block: &mut [u8], n: usize) {
     unsafe {
         let w0 = p.cast::<u64>().read_unaligned();
         p.cast::<u64>().write_unaligned((w0 & keep) | (pat & !keep));
-        for i in 1..words {
-            p.add(8 * i).cast::<u64>().write_unaligned(pat);
-        }
-    }
-}
-
-/// [`write`] for a slot known to be all zero (a free slot: fresh from the kernel, or
-/// zeroed on free and checked when it left the quarantine): the user bytes need not be
-/// kept, so nothing is read and a cold slot costs no load stall.
-#[inline(always)]
-pub fn write_fresh(addr: usize, block: &mut [u8], n: usize) {
-    let pat = pattern(addr).to_le();
-    #[cfg(target_arch = "x86_64")]
-    if (block.as_ptr() as usize | block.len()).is_multiple_of(16) {
-        return sse2::write_fresh(pat, block, n);
-    }
-    let Some((p, words)) = tail(block, n) else {
-        return;
-    };
-    // SAFETY: as in `write`.
-    unsafe {
-        p.cast::<u64>().write_unaligned(pat & !user_mask(n));
         for i in 1..words {
             p.add(8 * i).cast::<u64>().write_unaligned(pat);
         }
@@ -118,7 +96,7 @@ pub fn check(addr: usize, block: &mut [u8], n: usize) -> Option<usize> {
 }
 
 /// The canary a vector at a time, for blocks that start 16-byte aligned and are a
-/// multiple of 16 bytes long (every small slot and large block): from the vector that
+/// multiple of 16 bytes long (large blocks' slack): from the vector that
 /// holds offset `n` to the end, the first vector masked below `n`. The pattern has a
 /// period of 8 bytes and starts at an aligned word, so every aligned vector of the
 /// canary is the pattern twice. A canary is at most a few vectors, so this is a short
@@ -127,7 +105,7 @@ pub fn check(addr: usize, block: &mut [u8], n: usize) -> Option<usize> {
 mod sse2 {
     use core::arch::x86_64::{
         __m128i, _mm_and_si128, _mm_cmpeq_epi8, _mm_load_si128, _mm_loadu_si128, _mm_movemask_epi8,
-        _mm_or_si128, _mm_set1_epi64x, _mm_setzero_si128, _mm_store_si128, _mm_xor_si128,
+        _mm_or_si128, _mm_set1_epi64x, _mm_setzero_si128, _mm_xor_si128,
     };
 
     /// 16 zero bytes then 16 0xFF bytes: the 16 bytes at `16 - r` keep all but the
@@ -151,31 +129,8 @@ mod sse2 {
         unsafe { _mm_loadu_si128(KEEP[16 - r..].as_ptr().cast::<__m128i>()) }
     }
 
-    /// Writes the canary over `block[n..]` of an all-zero block (`block` 16-byte
-    /// aligned, a multiple of 16 bytes long: checked by the caller).
-    #[inline]
-    pub fn write_fresh(pat: u64, block: &mut [u8], n: usize) {
-        let len = block.len();
-        let mut i = n & !15;
-        if i >= len {
-            return;
-        }
-        let p = block.as_mut_ptr();
-        // SAFETY: SSE2 is part of x86-64; every store writes the aligned vector at
-        // `i < len` (a multiple of 16), inside `block`, which we borrow mutably. The
-        // first one keeps the user bytes zero, as they are.
-        unsafe {
-            let v = _mm_set1_epi64x(pat as i64);
-            _mm_store_si128(p.add(i).cast::<__m128i>(), _mm_and_si128(v, keep(n)));
-            i += 16;
-            while i < len {
-                _mm_store_si128(p.add(i).cast::<__m128i>(), v);
-                i += 16;
-            }
-        }
-    }
-
-    /// True when the canary in `block[n..]` is intact (`block` as for `write_fresh`).
+    /// True when the canary in `block[n..]` is intact (`block` 16-byte aligned, a
+    /// multiple of 16 bytes long: checked by the caller).
     #[inline]
     pub fn intact(pat: u64, block: &[u8], n: usize) -> bool {
         let len = block.len();
@@ -223,33 +178,18 @@ mod tests {
         // word aligned only (the word path).
         for (off, len) in [(0, 64), (0, 80), (8, 64), (8, 72)] {
             let mut a = Buf([0; 80]);
-            let mut b = Buf([0; 80]);
-            one_block(&mut a.0[off..off + len], &mut b.0[off..off + len]);
-        }
-        // The vector and word paths write the same bytes.
-        let mut a = Buf([0; 80]);
-        let mut b = Buf([0; 80]);
-        for n in 0..=64 {
-            a.0.fill(0);
-            b.0.fill(0);
-            write_fresh(0x2000, &mut a.0[..64], n);
-            write(0x2000, &mut b.0[..64], n);
-            assert_eq!(a.0, b.0, "{n}");
+            one_block(&mut a.0[off..off + len]);
         }
         assert_ne!(pattern(0x1000), pattern(0x1010));
     }
 
-    fn one_block(t: &mut [u8], zb: &mut [u8]) {
+    fn one_block(t: &mut [u8]) {
         let len = t.len();
         for n in [0, 1, 7, 8, 13, 15, 16, 17, 40, 63, len - 1, len] {
             t.fill(0x55);
             write(0x1000, t, n);
             assert!(t[..n].iter().all(|&b| b == 0x55), "user bytes kept");
             assert_eq!(check(0x1000, t, n), None, "{n}");
-            zb.fill(0);
-            write_fresh(0x1000, zb, n);
-            assert!(zb[..n].iter().all(|&b| b == 0), "user bytes stay zero");
-            assert_eq!(check(0x1000, zb, n), None, "{n}");
             for i in n..len {
                 t[i] ^= 1;
                 assert_eq!(check(0x1000, t, n), Some(i), "{n} {i}");

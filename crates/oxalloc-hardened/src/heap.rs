@@ -23,7 +23,7 @@
 //! behind [`SITES`]'s lock, used only in leak mode.
 
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use crate::backtrace::{self, Stack};
 use crate::canary;
@@ -34,7 +34,7 @@ use crate::quarantine::Ring;
 use crate::report::{self, Kind, Msg};
 use crate::shadow;
 use crate::small::{self, bytes, Place};
-use crate::thread::{self, QRing, Quarantined, RING_MAX};
+use crate::thread::{self, QRing, Quarantined};
 use crate::wipe;
 use crate::zero_size::{self, Slot};
 use oxalloc_sys::PAGE_SIZE;
@@ -180,9 +180,6 @@ static INIT: Lock = Lock::new();
 /// 0: not initialised, 1: ready, 2: initialisation failed (every allocation fails).
 static READY: AtomicU32 = AtomicU32::new(0);
 static ATFORK_DONE: AtomicBool = AtomicBool::new(false);
-/// Quarantine limits per thread (from the options), set before `READY`.
-static Q_BLOCKS: AtomicUsize = AtomicUsize::new(0);
-static Q_BYTES: AtomicUsize = AtomicUsize::new(0);
 
 /// Makes sure the allocator is set up; false if it could not be (out of address space).
 #[inline]
@@ -216,14 +213,6 @@ fn init_all() -> bool {
     OPTIONS.load();
     wipe::init();
     canary::init(oxalloc_sys::random_u64());
-    Q_BLOCKS.store(
-        OPTIONS.quarantine.load(Ordering::Relaxed).min(RING_MAX - 1),
-        Ordering::Relaxed,
-    );
-    Q_BYTES.store(
-        OPTIONS.quarantine_bytes.load(Ordering::Relaxed),
-        Ordering::Relaxed,
-    );
     if !shadow::init() || !zero_size::init() {
         return false;
     }
@@ -300,10 +289,7 @@ pub enum Block {
         align: usize,
     },
     /// A zero-size block.
-    Zero {
-        /// Its address.
-        addr: usize,
-    },
+    Zero,
     /// A large block: its table index and a copy of its entry.
     Large {
         /// Table index.
@@ -318,7 +304,7 @@ impl Block {
     pub fn size(&self) -> usize {
         match *self {
             Block::Small { size, .. } => size,
-            Block::Zero { .. } => 0,
+            Block::Zero => 0,
             Block::Large { e, .. } => e.size,
         }
     }
@@ -326,14 +312,14 @@ impl Block {
     pub fn class_size(&self) -> usize {
         match *self {
             Block::Small { len, .. } => small::class_of_len(len),
-            Block::Zero { .. } => 0,
+            Block::Zero => 0,
             Block::Large { e, .. } => e.total - 2 * PAGE_SIZE,
         }
     }
     fn align(&self) -> usize {
         match *self {
             Block::Small { align, .. } => align,
-            Block::Zero { .. } => 16,
+            Block::Zero => 16,
             Block::Large { e, .. } => e.align,
         }
     }
@@ -603,8 +589,8 @@ fn leave(q: Quarantined, op: Op, marker: usize) {
 /// is over its limits.
 #[inline(always)]
 fn quarantine(ring: &mut QRing, q: Quarantined, op: Op, marker: usize) {
-    let max_blocks = Q_BLOCKS.load(Ordering::Relaxed);
-    let max_bytes = Q_BYTES.load(Ordering::Relaxed);
+    let max_blocks = OPTIONS.quarantine.load(Ordering::Relaxed);
+    let max_bytes = OPTIONS.quarantine_bytes.load(Ordering::Relaxed);
     if max_blocks == 0 {
         return leave(q, op, marker);
     }
@@ -797,7 +783,7 @@ fn validate_zero(p: usize, op: Op, marker: usize, claim: bool, slot: Slot) -> Bl
             if claim && OPTIONS.leaks() {
                 forget_site(p);
             }
-            return Block::Zero { addr: p };
+            return Block::Zero;
         }
         Slot::Freed if op.frees => Kind::DoubleFree,
         Slot::Freed => Kind::UseAfterFree,

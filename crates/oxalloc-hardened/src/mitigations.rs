@@ -120,7 +120,10 @@ impl Options {
             self.leaks.store(v, Ordering::Relaxed);
         }
         if let Some(n) = number(b"OXALLOC_QUARANTINE") {
-            self.quarantine.store(n.min(1 << 20), Ordering::Relaxed);
+            // The ring holds at most RING_MAX - 1 blocks (it takes the new one before it
+            // lets the oldest out).
+            let most = crate::thread::RING_MAX - 1;
+            self.quarantine.store(n.min(most), Ordering::Relaxed);
         }
         if let Some(n) = number(b"OXALLOC_QUARANTINE_BYTES") {
             self.quarantine_bytes

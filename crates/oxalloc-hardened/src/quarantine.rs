@@ -58,49 +58,6 @@ impl Ring {
         None
     }
 
-    /// [`Ring::push`] of every entry of `ids` in order; the entries pushed out go to
-    /// `out` (which has room for `ids.len()`); returns how many. The ring's buffer is
-    /// bounds-checked once, not per entry.
-    #[inline]
-    pub fn push_many(&mut self, ids: &[u32], out: &mut [u32]) -> usize {
-        if self.capacity == 0 {
-            out[..ids.len()].copy_from_slice(ids);
-            return ids.len();
-        }
-        let cap = self.capacity;
-        let (mut head, mut len) = (self.head, self.len);
-        let buf = self.buf.slice::<usize>(cap);
-        let mut e = 0;
-        for &id in ids {
-            if len == cap {
-                out[e] = core::mem::replace(&mut buf[head], id as usize) as u32;
-                e += 1;
-                head = if head + 1 == cap { 0 } else { head + 1 };
-            } else {
-                let tail = if head + len >= cap {
-                    head + len - cap
-                } else {
-                    head + len
-                };
-                buf[tail] = id as usize;
-                len += 1;
-            }
-        }
-        (self.head, self.len) = (head, len);
-        e
-    }
-
-    /// Removes and returns the oldest entry.
-    pub fn pop(&mut self) -> Option<usize> {
-        if self.len == 0 {
-            return None;
-        }
-        let v = *self.buf.get::<usize>(self.head);
-        self.head = self.wrap(self.head + 1);
-        self.len -= 1;
-        Some(v)
-    }
-
     /// `i % capacity` for `i < 2 * capacity`, without a division.
     #[inline]
     fn wrap(&self, i: usize) -> usize {
@@ -110,28 +67,6 @@ impl Ring {
             i
         }
     }
-
-    /// Number of entries.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// True when empty.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// The oldest entry, if any.
-    #[inline]
-    pub fn oldest(&mut self) -> Option<usize> {
-        (self.len != 0).then(|| *self.buf.get::<usize>(self.head))
-    }
-
-    /// The `i`-th oldest entry (`i < len`).
-    pub fn get(&mut self, i: usize) -> usize {
-        let idx = self.wrap(self.head + i);
-        *self.buf.get::<usize>(idx)
-    }
 }
 
 #[cfg(test)]
@@ -139,30 +74,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn push_many_is_push_in_order() {
-        for cap in [0usize, 1, 3, 8] {
-            let (mut a, mut b) = (Ring::empty(), Ring::empty());
-            assert!(a.init(cap) && b.init(cap));
-            let mut next = 1u32;
-            for batch in [0usize, 1, 2, 5, 7, 3, 8, 1] {
-                let ids: [u32; 8] = core::array::from_fn(|i| next + i as u32);
-                next += batch as u32;
-                let mut out = [0u32; 8];
-                let e = b.push_many(&ids[..batch], &mut out);
-                let mut want = [0u32; 8];
-                let mut w = 0;
-                for &id in &ids[..batch] {
-                    if let Some(old) = a.push(id as usize) {
-                        want[w] = old as u32;
-                        w += 1;
-                    }
-                }
-                assert_eq!(&out[..e], &want[..w], "cap {cap} batch {batch}");
-                assert_eq!(a.len(), b.len());
-                for i in 0..a.len() {
-                    assert_eq!(a.get(i), b.get(i));
-                }
-            }
+    fn push_lets_out_the_oldest_once_full() {
+        let mut r = Ring::empty();
+        assert!(r.init(3));
+        for a in 1..=3 {
+            assert_eq!(r.push(a), None);
         }
+        for a in 4..=10 {
+            assert_eq!(r.push(a), Some(a - 3), "FIFO across wrap-around");
+        }
+        let mut none = Ring::empty();
+        assert!(none.init(0));
+        assert_eq!(none.push(7), Some(7), "no room: let out at once");
     }
 }
