@@ -5,7 +5,10 @@
 //! One operation frees the block in a random slot and allocates a new one there (writing its
 //! first bytes). Every [`HANDOFF_EVERY`] operations a thread moves [`HANDOFF`] of its blocks to
 //! the next thread's mailbox and adopts whatever its own mailbox holds, so blocks allocated
-//! on one thread are later freed on another, as in a server whose requests migrate.
+//! on one thread are later freed on another, as in a server whose requests migrate. A
+//! thread that has finished closes its mailbox (freeing what is in it) and gets no more
+//! blocks: otherwise the working set grows with every hand-off to a finished neighbour,
+//! and peak RSS measures how unevenly the scheduler ran the threads, not the allocator.
 //!
 //! The total number of operations is fixed and split among the threads, so on enough cores
 //! the wall time falls with the thread count; throughput is operations per second.
@@ -21,11 +24,22 @@ pub const HANDOFF_EVERY: u64 = 2048;
 /// Blocks moved per hand-off.
 pub const HANDOFF: usize = 32;
 
+/// Blocks handed to a thread, and whether it has finished.
+#[derive(Default)]
+struct Mailbox {
+    blocks: Vec<Block>,
+    closed: bool,
+}
+
+fn lock(m: &Mutex<Mailbox>) -> std::sync::MutexGuard<'_, Mailbox> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Runs the workload; see the module docs.
 pub fn run(threads: usize, scale: f64) -> WorkOutput {
     let total_ops = scaled(20_000_000, scale, 10_000);
     let per_thread = total_ops / threads as u64;
-    let mailboxes: Vec<Mutex<Vec<Block>>> = (0..threads).map(|_| Mutex::new(Vec::new())).collect();
+    let mailboxes: Vec<Mutex<Mailbox>> = (0..threads).map(|_| Mutex::default()).collect();
     let (_, secs) = timed_threads(threads, |t| {
         let mut rng = Rng::new(0x1A750 + t as u64);
         let new_block = |rng: &mut Rng| {
@@ -41,10 +55,7 @@ pub fn run(threads: usize, scale: f64) -> WorkOutput {
             if op % HANDOFF_EVERY == HANDOFF_EVERY - 1 {
                 let next = (t + 1) % threads;
                 let start = rng.below(SLOTS - HANDOFF);
-                let adopted: Vec<Block> = {
-                    let mut mine = mailboxes[t].lock().unwrap_or_else(|e| e.into_inner());
-                    std::mem::take(&mut *mine)
-                };
+                let adopted: Vec<Block> = std::mem::take(&mut lock(&mailboxes[t]).blocks);
                 let mut adopted = adopted.into_iter();
                 let outgoing: Vec<Block> = (start..start + HANDOFF)
                     .filter_map(|j| {
@@ -53,12 +64,18 @@ pub fn run(threads: usize, scale: f64) -> WorkOutput {
                     })
                     .collect();
                 drop(adopted); // surplus adopted blocks are freed here, on this thread
-                mailboxes[next]
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .extend(outgoing);
+                let mut theirs = lock(&mailboxes[next]);
+                if !theirs.closed {
+                    theirs.blocks.extend(outgoing);
+                } // else `outgoing` is freed here: the neighbour has finished
             }
         }
+        let last = {
+            let mut mine = lock(&mailboxes[t]);
+            mine.closed = true;
+            std::mem::take(&mut mine.blocks)
+        };
+        drop(last);
         drop(slots);
     });
     drop(mailboxes);
