@@ -225,9 +225,9 @@ unsafe fn set_current(h: *mut Heap, c: SizeClass, span: *mut Span) {
     // SAFETY: caller's contract; direct entries are below DIRECT_SLOTS.
     unsafe {
         (*bin(h, c.index())).current = span;
-        for i in c.direct_entries() {
-            *(&raw mut (*h).direct).cast::<*mut Span>().add(i) = span;
-        }
+        let entries = c.direct_entries();
+        let direct = (&raw mut (*h).direct).cast::<*mut Span>().add(entries.start);
+        core::slice::from_raw_parts_mut(direct, entries.len()).fill(span);
     }
 }
 
@@ -373,7 +373,7 @@ unsafe fn alloc_slow_inner(heap: *mut Heap, c: SizeClass) -> *mut u8 {
                 // touched: use them before carving (touching) fresh pages of this one,
                 // which waits at the back of the partial list.
                 let next = (*bin).partial;
-                if !next.is_null() && !(*next).free.is_null() && fresh_blocks(span) > 0 {
+                if !next.is_null() && !(*next).free.is_null() && has_fresh_block(span) {
                     (*span).used -= USED_CURRENT;
                     partial_push_back(bin, span);
                     promote(heap, c, next);
@@ -382,9 +382,12 @@ unsafe fn alloc_slow_inner(heap: *mut Heap, c: SizeClass) -> *mut u8 {
                 if carve(span) {
                     return pop(span);
                 }
-                // Every block is out: park the span until a free brings it back.
+                // Every block is out: park the span until a free brings it back. The
+                // direct table keeps naming it (its free list is empty, so the fast
+                // path comes back here) until the next current span is set, below:
+                // one pass over the table per switch instead of two.
                 (*span).used = ((*span).used - USED_CURRENT) | USED_FULL;
-                set_current(heap, c, empty_span());
+                (*bin).current = empty_span();
             }
             let next = (*bin).partial;
             if !next.is_null() {
@@ -393,6 +396,7 @@ unsafe fn alloc_slow_inner(heap: *mut Heap, c: SizeClass) -> *mut u8 {
             }
             let fresh = take_small_span(heap, c);
             if fresh.is_null() {
+                set_current(heap, c, empty_span());
                 return ptr::null_mut();
             }
             set_current(heap, c, fresh);
@@ -427,6 +431,19 @@ unsafe fn fresh_blocks(span: *mut Span) -> usize {
     }
 }
 
+/// Whether a span has a never-used block left: [`fresh_blocks`] `> 0` without its two
+/// divisions (tens of cycles on the path that switches spans).
+///
+/// # Safety
+/// As for [`fresh_blocks`].
+unsafe fn has_fresh_block(span: *mut Span) -> bool {
+    // SAFETY: caller's contract.
+    unsafe {
+        let end = Segment::span_start(span) as usize + (*span).slice_count as usize * SLICE_SIZE;
+        (*span).bump as usize + (*span).block_size as usize <= end
+    }
+}
+
 /// Links up to `CARVE_BYTES` of a span's never-used area into its free list.
 ///
 /// # Safety
@@ -434,10 +451,10 @@ unsafe fn fresh_blocks(span: *mut Span) -> usize {
 unsafe fn carve(span: *mut Span) -> bool {
     // SAFETY: caller's contract; the carved blocks lie inside the span.
     unsafe {
-        let avail = fresh_blocks(span);
-        if avail == 0 {
-            return false;
+        if !has_fresh_block(span) {
+            return false; // the common case once a span is fully carved: no division
         }
+        let avail = fresh_blocks(span);
         let bs = (*span).block_size as usize;
         let n = avail.min((CARVE_BYTES / bs).max(1));
         let first = (*span).bump;
