@@ -226,7 +226,9 @@ unsafe fn set_current(h: *mut Heap, c: SizeClass, span: *mut Span) {
     unsafe {
         (*bin(h, c.index())).current = span;
         let entries = c.direct_entries();
-        let direct = (&raw mut (*h).direct).cast::<*mut Span>().add(entries.start);
+        let direct = (&raw mut (*h).direct)
+            .cast::<*mut Span>()
+            .add(entries.start);
         core::slice::from_raw_parts_mut(direct, entries.len()).fill(span);
     }
 }
