@@ -787,9 +787,9 @@ unsafe fn gather(heap: *mut Heap, span: *mut Span, b: *mut Block) {
     // SAFETY: caller's contract; `pending` is touched by the owning thread only.
     unsafe {
         let a = span as usize;
-        // Span records are 128 bytes apart; mix in the segment so that the same slice
+        // Span records are 256 bytes apart; mix in the segment so that the same slice
         // of two segments does not collide.
-        let i = ((a >> 7) ^ (a >> SEGMENT_SHIFT)) % PENDING_SPANS;
+        let i = ((a >> 8) ^ (a >> SEGMENT_SHIFT)) % PENDING_SPANS;
         let e = &mut (*heap).pending[i];
         if e.span == span {
             (*b).next = e.head;

@@ -83,9 +83,15 @@ pub enum SpanKind {
     Large = 2,
 }
 
-/// The record for one slice; meaningful in the first slice of a span. Two cache lines:
-/// the owner's fast paths touch only the first; other threads' frees the second.
-#[repr(C, align(64))]
+/// The record for one slice; meaningful in the first slice of a span. Three cache
+/// lines: the first holds what the owner's fast paths write (free list, count), the
+/// second what every thread reads and nobody writes while the span is in use (head,
+/// owner, kind, block size), the third what other threads' frees write (the remote
+/// list) and the central pool's bookkeeping. A free from another thread reads only the
+/// second line, so it does not pull the first away from an owner that is allocating
+/// from the same span (the producer/consumer pattern). The record is padded to 256
+/// bytes so that `free` finds it with a shift and a mask (192 would cost a multiply).
+#[repr(C, align(256))]
 pub struct Span {
     /// Owner's list of free blocks (small spans).
     pub free: *mut Block,
@@ -93,36 +99,36 @@ pub struct Span {
     /// [`USED_CURRENT`] while the span is its bin's current span (so a free never sees 0
     /// there and stays on the fast path), [`USED_FULL`] while it is parked full.
     pub used: u32,
-    /// Block size in bytes (small spans).
-    pub block_size: u32,
+    /// Owner's note: the span left the remote stack with its remote list left in place
+    /// (it still had local blocks), so the notified flag is set but means nothing.
+    pub remote_kept: bool,
     /// Next never-used byte; blocks are carved from here lazily, up to the last whole
     /// block of the span.
     pub bump: *mut u8,
-    /// The heap that owns this span (small spans); null otherwise.
-    pub owner: *mut Heap,
-    /// List links: heap partial list, or central free bin (`prev` is in line 2).
+    /// List links: heap partial list, or central free bin (`prev` is in line 3).
     pub next: *mut Span,
-    /// For every slice of a span in use: the span's first slice record, so `free`
-    /// finds its span with one load. In a free span, set in its first and last slice.
-    pub head: *mut Span,
     /// Blocks handed out from this span since it was last folded into its owner
     /// heap's counters (small spans; written by the owner, read by reports).
     pub allocs: AtomicU64,
+    _line1_end: [u8; 24],
+
+    /// For every slice of a span in use: the span's first slice record, so `free`
+    /// finds its span with one load. In a free span, set in its first and last slice.
+    pub head: *mut Span,
+    /// The heap that owns this span (small spans); null otherwise.
+    pub owner: *mut Heap,
+    /// Block size in bytes (small spans).
+    pub block_size: u32,
     /// Slices in the span (first slice only).
     pub slice_count: u8,
     /// What the span holds.
     pub kind: SpanKind,
     /// Size class index (small spans).
     pub class: u8,
-    /// Free span whose pages may still be resident (not yet purged).
-    pub dirty: bool,
-    /// The memory is known to read as zero (fresh or purged, never handed out since).
-    pub zero: bool,
-    /// Owner's note: the span left the remote stack with its remote list left in place
-    /// (it still had local blocks), so the notified flag is set but means nothing.
-    pub remote_kept: bool,
+    _line2_end: [u8; 41],
+
     /// Blocks of this span freed by other threads, as one word (see [`RemoteList`]):
-    /// pushed with a CAS by any thread, taken whole by the owner. In the second cache
+    /// pushed with a CAS by any thread, taken whole by the owner. In the third cache
     /// line, so those CASes do not contend with the owner's fast-path fields.
     pub remote: AtomicU64,
     /// Link in the owner heap's stack of spans that have remote frees to collect.
@@ -131,6 +137,10 @@ pub struct Span {
     pub prev: *mut Span,
     /// When a free span became free (ns), for delayed purging.
     pub freed_at_ns: u64,
+    /// Free span whose pages may still be resident (not yet purged).
+    pub dirty: bool,
+    /// The memory is known to read as zero (fresh or purged, never handed out since).
+    pub zero: bool,
 }
 
 /// The word behind [`Span::remote`]: the list head in the low 48 bits, the number of
@@ -191,6 +201,8 @@ pub static EMPTY_SPAN: Span = Span {
     next: ptr::null_mut(),
     head: ptr::null_mut(),
     allocs: AtomicU64::new(0),
+    _line1_end: [0; 24],
+    _line2_end: [0; 41],
     slice_count: 0,
     kind: SpanKind::Free,
     class: 0,
@@ -228,9 +240,11 @@ pub struct Segment {
 /// Size of the segment header, rounded to whole pages.
 pub const SEGMENT_HEADER_BYTES: usize = core::mem::size_of::<Segment>().next_multiple_of(4096);
 const _: () = assert!(SEGMENT_HEADER_BYTES <= SLICE_SIZE);
-const _: () = assert!(core::mem::size_of::<Span>() == 128);
-const _: () = assert!(core::mem::offset_of!(Span, remote) == 64);
-const _: () = assert!(core::mem::offset_of!(Span, remote_kept) < 64);
+const _: () = assert!(core::mem::size_of::<Span>() == 256);
+const _: () = assert!(core::mem::offset_of!(Span, allocs) < 64);
+const _: () = assert!(core::mem::offset_of!(Span, head) == 64);
+const _: () = assert!(core::mem::offset_of!(Span, class) < 128);
+const _: () = assert!(core::mem::offset_of!(Span, remote) == 128);
 
 impl Segment {
     /// The segment a pointer into it belongs to.
