@@ -415,9 +415,70 @@ unsafe fn alloc_slow_inner(heap: *mut Heap, c: SizeClass) -> *mut u8 {
 unsafe fn promote(heap: *mut Heap, c: SizeClass, span: *mut Span) {
     // SAFETY: caller's contract.
     unsafe {
+        order_by_address(span);
         partial_unlink(bin(heap, c.index()), span);
         (*span).used += USED_CURRENT;
         set_current(heap, c, span);
+    }
+}
+
+/// Free lists shorter than this are left in the order they were freed: ordering costs
+/// a pass over the list and a scan of a bitmap, worth it only if many blocks follow.
+const ORDER_MIN_BLOCKS: usize = 64;
+/// 16-byte granules in a single-slice span: one bit each in [`order_by_address`].
+const ORDER_GRANULES: usize = SLICE_SIZE / 16;
+
+/// Reorders the free list of a single-slice span by ascending address, so that the
+/// blocks `malloc` hands out next lie one after another. A free list is LIFO: after a
+/// while consecutive `malloc`s return blocks scattered over the span, and a program
+/// that walks what it allocated in order (a garbage collector, a list, a tree) jumps
+/// around and gets no help from the hardware prefetcher; Python ran 10% slower for it.
+/// One pass over the list sets a bit per free block, one scan of the bitmap relinks
+/// them: O(blocks), done when a span with many free blocks becomes current again.
+///
+/// # Safety
+/// `span` is a small span owned by the calling thread's heap, neither current nor
+/// parked (its `used` carries no flag).
+unsafe fn order_by_address(span: *mut Span) {
+    // SAFETY: caller's contract: the free list is ours, and every block on it lies in
+    // the span, 16-byte aligned, so its granule index is below ORDER_GRANULES.
+    unsafe {
+        if (*span).slice_count != 1 {
+            return; // big blocks, few of them: their order matters little
+        }
+        // Blocks on the free list: carved ones not handed out (`used` has no flag on a
+        // partial span), counted in bytes to spare a division and a walk.
+        let start = Segment::span_start(span) as usize;
+        let bs = (*span).block_size as usize;
+        let free_bytes = ((*span).bump as usize - start).saturating_sub((*span).used as usize * bs);
+        if free_bytes < ORDER_MIN_BLOCKS * bs {
+            return;
+        }
+        let mut bits = [0u64; ORDER_GRANULES / 64];
+        let mut b = (*span).free;
+        while !b.is_null() {
+            let g = (b as usize - start) >> 4;
+            bits[g / 64] |= 1 << (g % 64);
+            b = (*b).next;
+        }
+        let mut head: *mut Block = ptr::null_mut();
+        let mut tail: *mut Block = ptr::null_mut();
+        for (w, &word) in bits.iter().enumerate() {
+            let mut word = word;
+            while word != 0 {
+                let g = w * 64 + word.trailing_zeros() as usize;
+                word &= word - 1;
+                let blk = (start + (g << 4)) as *mut Block;
+                if tail.is_null() {
+                    head = blk;
+                } else {
+                    (*tail).next = blk;
+                }
+                tail = blk;
+            }
+        }
+        (*tail).next = ptr::null_mut();
+        (*span).free = head;
     }
 }
 

@@ -1,5 +1,7 @@
 //! A heap reuses blocks freed into its other spans before it carves fresh pages of its
-//! current span: freed memory is already resident, fresh pages would add to RSS.
+//! current span: freed memory is already resident, fresh pages would add to RSS. And a
+//! span that comes back with many free blocks hands them out by address, not in the
+//! scrambled order they were freed in.
 
 use oxalloc_core::api;
 
@@ -29,6 +31,40 @@ fn freed_blocks_in_other_spans_come_before_fresh_pages() {
         for p in first.iter().chain([&b0, &b1]) {
             // SAFETY: every block is live and freed once (first[5] is live again as `reused`).
             unsafe { api::free(*p as *mut u8) };
+        }
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
+fn a_span_with_many_free_blocks_hands_them_out_by_address() {
+    std::thread::spawn(|| {
+        const SIZE: usize = 256; // 256 blocks per 64 KiB span
+        let first: Vec<usize> = (0..256).map(|_| api::malloc(SIZE) as usize).collect();
+        let span = first[0] >> 16;
+        assert!(first.iter().all(|&p| p >> 16 == span), "one full span");
+        let next = api::malloc(SIZE) as usize; // opens a second span
+        assert_ne!(next >> 16, span);
+        // Free 200 blocks of the full span in a scrambled order (97 is odd, so i * 97
+        // mod 256 visits distinct blocks); a LIFO free list would hand them back in the
+        // reverse of that order.
+        let freed: Vec<usize> = (0..200).map(|i| first[i * 97 % 256]).collect();
+        for &p in &freed {
+            // SAFETY: live blocks of this thread, each freed once.
+            unsafe { api::free(p as *mut u8) };
+        }
+        let again: Vec<usize> = (0..215).map(|_| api::malloc(SIZE) as usize).collect();
+        let reused: Vec<usize> = again.iter().copied().filter(|&p| p >> 16 == span).collect();
+        assert_eq!(reused.len(), 200, "every freed block is reused");
+        assert!(
+            reused.windows(2).all(|w| w[0] < w[1]),
+            "freed blocks come back in address order"
+        );
+        let kept = (0..256).filter(|i| !(0..200).any(|j| j * 97 % 256 == *i));
+        for p in kept.map(|i| first[i]).chain([next]).chain(again) {
+            // SAFETY: every block is live and freed once.
+            unsafe { api::free(p as *mut u8) };
         }
     })
     .join()
