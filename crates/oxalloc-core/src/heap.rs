@@ -477,7 +477,9 @@ unsafe fn order_by_address(span: *mut Span) {
                 tail = blk;
             }
         }
-        (*tail).next = ptr::null_mut();
+        if !tail.is_null() {
+            (*tail).next = ptr::null_mut();
+        }
         (*span).free = head;
     }
 }
