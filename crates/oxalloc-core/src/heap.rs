@@ -484,31 +484,34 @@ unsafe fn order_by_address(span: *mut Span) {
     }
 }
 
-/// Never-used blocks left to carve in a span.
+/// The address just past a span's last byte. Blocks are carved from the start at
+/// multiples of the block size, so the never-used blocks are the whole ones between
+/// `bump` and here.
 ///
 /// # Safety
 /// `span` is a small span owned by the caller's heap.
-unsafe fn fresh_blocks(span: *mut Span) -> usize {
+unsafe fn span_end(span: *mut Span) -> usize {
     // SAFETY: caller's contract.
-    unsafe {
-        let bs = (*span).block_size as usize;
-        let start = Segment::span_start(span) as usize;
-        let end = start + ((*span).slice_count as usize * SLICE_SIZE) / bs * bs;
-        (end - (*span).bump as usize) / bs
-    }
+    unsafe { Segment::span_start(span) as usize + (*span).slice_count as usize * SLICE_SIZE }
 }
 
-/// Whether a span has a never-used block left: [`fresh_blocks`] `> 0` without its two
-/// divisions (tens of cycles on the path that switches spans).
+/// Never-used blocks left to carve in a span.
 ///
 /// # Safety
-/// As for [`fresh_blocks`].
+/// As for [`span_end`].
+unsafe fn fresh_blocks(span: *mut Span) -> usize {
+    // SAFETY: caller's contract.
+    unsafe { (span_end(span) - (*span).bump as usize) / (*span).block_size as usize }
+}
+
+/// Whether a span has a never-used block left: [`fresh_blocks`] `> 0` without its
+/// division (tens of cycles on the path that switches spans).
+///
+/// # Safety
+/// As for [`span_end`].
 unsafe fn has_fresh_block(span: *mut Span) -> bool {
     // SAFETY: caller's contract.
-    unsafe {
-        let end = Segment::span_start(span) as usize + (*span).slice_count as usize * SLICE_SIZE;
-        (*span).bump as usize + (*span).block_size as usize <= end
-    }
+    unsafe { (*span).bump as usize + (*span).block_size as usize <= span_end(span) }
 }
 
 /// Links up to `CARVE_BYTES` of a span's never-used area into its free list.
