@@ -1,7 +1,8 @@
 //! A heap reuses blocks freed into its other spans before it carves fresh pages of its
 //! current span: freed memory is already resident, fresh pages would add to RSS. And a
 //! span that comes back with many free blocks hands them out by address, not in the
-//! scrambled order they were freed in.
+//! scrambled order they were freed in. Among spans with free blocks, the lowest comes
+//! first, so allocation stays packed and high spans can empty.
 
 use oxalloc_core::api;
 
@@ -65,6 +66,44 @@ fn a_span_with_many_free_blocks_hands_them_out_by_address() {
         for p in kept.map(|i| first[i]).chain([next]).chain(again) {
             // SAFETY: every block is live and freed once.
             unsafe { api::free(p as *mut u8) };
+        }
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
+fn spans_with_free_blocks_are_used_lowest_address_first() {
+    std::thread::spawn(|| {
+        const SIZE: usize = 2048; // 32 blocks per 64 KiB span, carved 2 per 4 KiB page
+        const SPANS: usize = 4;
+        let full: Vec<usize> = (0..32 * SPANS)
+            .map(|_| api::malloc(SIZE) as usize)
+            .collect();
+        assert!(full.iter().all(|&p| p != 0));
+        let mut spans: Vec<usize> = full.iter().map(|&p| p >> 16).collect();
+        spans.dedup();
+        assert_eq!(spans.len(), SPANS, "{SPANS} full spans");
+        // Open a fifth span and use up the page it carved, so the next malloc has to
+        // choose among the spans with free blocks.
+        let fifth: Vec<usize> = (0..2).map(|_| api::malloc(SIZE) as usize).collect();
+        assert!(fifth.iter().all(|&p| p != 0 && !spans.contains(&(p >> 16))));
+        // One block freed in each full span, lowest address first: a list that takes
+        // the most recently refilled span would hand them back highest first.
+        let mut one_per_span: Vec<usize> = spans
+            .iter()
+            .map(|&s| *full.iter().find(|&&p| p >> 16 == s).unwrap())
+            .collect();
+        one_per_span.sort_unstable();
+        for &p in &one_per_span {
+            // SAFETY: live blocks of this thread, each freed once.
+            unsafe { api::free(p as *mut u8) };
+        }
+        let again: Vec<usize> = (0..SPANS).map(|_| api::malloc(SIZE) as usize).collect();
+        assert_eq!(again, one_per_span, "lowest span first");
+        for p in full.iter().chain(&fifth) {
+            // SAFETY: every block is live (the freed ones are live again) and freed once.
+            unsafe { api::free(*p as *mut u8) };
         }
     })
     .join()
