@@ -312,6 +312,10 @@ impl Central {
             return None;
         };
         let seg = base.as_ptr().cast::<Segment>();
+        if options::HUGE_PAGES.on() {
+            // SAFETY: the segment was mapped (or taken from the break) just above.
+            unsafe { oxalloc_sys::prefer_huge_pages(base.as_ptr(), SEGMENT_SIZE) };
+        }
         // SAFETY: the memory is fresh, zeroed, 4 MiB aligned and ours alone; an
         // all-zero Span record is valid (null pointers, kind Free).
         unsafe {

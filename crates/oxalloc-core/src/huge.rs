@@ -286,6 +286,10 @@ impl HugeHeap {
             None => return None,
         };
         let r = base.as_ptr().cast::<Region>();
+        if crate::options::HUGE_PAGES.on() {
+            // SAFETY: the region was mapped just above.
+            unsafe { oxalloc_sys::prefer_huge_pages(base.as_ptr(), len) };
+        }
         let total = len >> UNIT_SHIFT;
         let first = Region::header_units(total);
         // SAFETY: the memory is fresh, zeroed, 4 MiB aligned and ours alone; the header

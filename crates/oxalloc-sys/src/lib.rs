@@ -103,6 +103,18 @@ pub unsafe fn discard(ptr: *mut u8, len: usize) -> bool {
     unsafe { rustix::mm::madvise(ptr.cast(), len, Advice::LinuxDontNeed).is_ok() }
 }
 
+/// Asks the kernel to back a range with transparent huge pages (`MADV_HUGEPAGE`),
+/// which matters where THP is in `madvise` mode (Debian's default). Returns false if
+/// the kernel refused (THP not built in).
+///
+/// # Safety
+/// The range is page aligned and mapped by us.
+#[cfg(target_os = "linux")]
+pub unsafe fn prefer_huge_pages(ptr: *mut u8, len: usize) -> bool {
+    // SAFETY: caller's contract; the advice only changes how later faults are served.
+    unsafe { rustix::mm::madvise(ptr.cast(), len, Advice::LinuxHugepage).is_ok() }
+}
+
 /// Makes a range inaccessible (`PROT_NONE`) or read-write again.
 ///
 /// # Safety

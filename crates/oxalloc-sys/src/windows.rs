@@ -145,6 +145,14 @@ pub unsafe fn unmap(ptr: *mut u8, len: usize) {
     }
 }
 
+/// Large pages on Windows need a privilege and memory committed up front: not used.
+///
+/// # Safety
+/// The range is page aligned and mapped by us.
+pub unsafe fn prefer_huge_pages(_ptr: *mut u8, _len: usize) -> bool {
+    false
+}
+
 /// Returns the physical pages to the system; the range stays usable and reads back
 /// as zeroes (decommit, then commit again).
 ///
