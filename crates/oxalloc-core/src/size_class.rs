@@ -19,10 +19,14 @@ pub const NUM_CLASSES: usize = 8 + 8 * 3 + 4 * 6;
 const FIRST_COARSE_CLASS: usize = 8 + 8 * 3;
 /// Requests up to this size take spans of a single 64 KiB slice.
 const SINGLE_SLICE_MAX: usize = 8 * 1024;
-/// Minimum number of blocks a multi-slice span holds, so big classes still amortise
-/// their trip to the central pool; few, because every class in use keeps a partly
-/// used span, and for the big classes that span is most of what a heap holds idle.
-const MIN_BLOCKS_PER_SPAN: usize = 4;
+/// Minimum number of blocks a multi-slice span holds: one, so a big class's span is as
+/// small as the tail rule allows (a 64 KiB block gets one slice, a 40 KiB block two
+/// slices for three). Every class in use keeps a partly used span, and for the big
+/// classes that span is most of what a heap holds idle: with 4, `realloc` growth peaked
+/// at 31.6 MiB instead of 29.9, at the same speed (a heap keeps its current span when it
+/// empties, so a program that frees and allocates one big block in turn stays off the
+/// central lock).
+const MIN_BLOCKS_PER_SPAN: usize = 1;
 
 /// Sizes up to this are looked up in `SMALL_TABLE`.
 const TABLE_MAX: usize = 1024;
