@@ -27,8 +27,16 @@ if ((${#missing[@]})); then
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-if ! command -v cargo >/dev/null 2>&1; then
-  echo "setup: cargo not found; install Rust (stable) with rustup first" >&2
-  exit 1
+# Rust: stable from rustup (Debian's packaged rustc is older than the 1.87 we need),
+# into ~/.cargo unless a cargo is already on PATH or there.
+if ! command -v cargo >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/cargo" ]; then
+  echo "setup: installing Rust (stable) with rustup"
+  if ! command -v curl >/dev/null 2>&1; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends curl ca-certificates >/dev/null
+  fi
+  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs |
+    sh -s -- -y --profile minimal --default-toolchain stable >/dev/null
 fi
 echo "setup: all set"

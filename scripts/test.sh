@@ -5,5 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# A Rust that setup.sh just installed lives in ~/.cargo/bin, not yet on this PATH.
+export PATH="$PATH:$HOME/.cargo/bin"
 cargo build --release --workspace
 cargo test --workspace
