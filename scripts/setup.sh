@@ -2,13 +2,14 @@
 # Installs what building and testing oxalloc needs on a fresh Debian machine:
 # a C/C++ toolchain and nasm for the C, C++ and assembly tests, the real programs the
 # tests run under the allocator, the peer allocators the benchmark compares with, and
-# Chromium for the map page screenshot test. Safe to run again: it installs only
+# Chromium for the map page screenshot test, and stable Rust (rustup) when no cargo
+# is found. Safe to run again: it installs only
 # what is missing. Needs root (or sudo) for apt-get.
 set -euo pipefail
 
 packages=(
   build-essential g++ nasm pkg-config
-  python3 sqlite3 git perl
+  python3 sqlite3 git perl curl ca-certificates
   libmimalloc2.0 libjemalloc2 libtcmalloc-minimal4
   chromium valgrind hyperfine
 )
@@ -31,11 +32,6 @@ fi
 # into ~/.cargo unless a cargo is already on PATH or there.
 if ! command -v cargo >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/cargo" ]; then
   echo "setup: installing Rust (stable) with rustup"
-  if ! command -v curl >/dev/null 2>&1; then
-    sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends curl ca-certificates >/dev/null
-  fi
   curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs |
     sh -s -- -y --profile minimal --default-toolchain stable >/dev/null
 fi
