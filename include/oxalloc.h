@@ -21,6 +21,7 @@
 #define OXALLOC_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -54,6 +55,18 @@ void *ox_pvalloc(size_t size);
 size_t ox_malloc_usable_size(void *ptr);
 int ox_malloc_trim(size_t pad);
 struct ox_mallinfo2 ox_mallinfo2(void);
+/* glibc's extras. ox_mallinfo returns glibc's `struct mallinfo` (ten ints, each capped
+ * at INT_MAX); ox_mallopt accepts glibc's parameters and ignores them (returns 1; 0 for an
+ * unknown one): oxalloc is tuned by its OXALLOC_* variables; ox_malloc_stats prints the
+ * statistics summary on stderr; ox_malloc_info writes glibc-style XML to a FILE *
+ * (`options` must be 0). */
+struct ox_mallinfo {
+    int arena, ordblks, smblks, hblks, hblkhd, usmblks, fsmblks, uordblks, fordblks, keepcost;
+};
+struct ox_mallinfo ox_mallinfo(void);
+int ox_mallopt(int param, int value);
+void ox_malloc_stats(void);
+int ox_malloc_info(int options, FILE *stream);
 /* C23: `size` (and `alignment`) must be those the block was allocated with. */
 void ox_free_sized(void *ptr, size_t size);
 void ox_free_aligned_sized(void *ptr, size_t alignment, size_t size);

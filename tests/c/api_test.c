@@ -21,6 +21,10 @@
  *     dirty (filled with 0xAB);
  *   - malloc_trim(0), mallinfo2 (arena >= uordblks, peak >= in use), free_sized,
  *     free_aligned_sized, ox_stats_json (valid output with "allocs":), ox_stats_print;
+ *   - glibc's extras under both names: mallinfo (ints, arena >= uordblks > 0), mallopt
+ *     (glibc's parameters accepted, an unknown one refused), malloc_info (XML with a
+ *     `<system type="current">` size > 0; options != 0 -> -1, EINVAL), malloc_stats
+ *     (the summary, on stderr);
  *   - that the standard names are oxalloc's: ox_malloc_usable_size knows their blocks;
  *   - content integrity: 4096 slots, 150000 random malloc/realloc/free operations on
  *     blocks of random sizes filled with per-block patterns, each checked before reuse.
@@ -423,6 +427,70 @@ static void test_stats(void)
     ox_stats_print();
 }
 
+/* Reads a whole stream back from its start, NUL-terminated (free the result). */
+static char *read_back(FILE *f)
+{
+    fflush(f);
+    long len = lseek(fileno(f), 0, SEEK_END);
+    char *buf = calloc(1, len > 0 ? (size_t)len + 1 : 1);
+    if (len > 0 && pread(fileno(f), buf, (size_t)len, 0) != len)
+        buf[0] = 0;
+    return buf;
+}
+
+static void test_glibc_extras(void)
+{
+    void *live = malloc(200000);
+    memset(live, 1, 200000);
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+    struct mallinfo m = mallinfo();
+#pragma GCC diagnostic pop
+    struct ox_mallinfo o = ox_mallinfo();
+    CHECK(m.uordblks > 0 && m.arena >= m.uordblks, "mallinfo: arena %d uordblks %d", m.arena, m.uordblks);
+    CHECK(o.uordblks > 0 && o.arena >= o.uordblks, "ox_mallinfo: arena %d uordblks %d", o.arena, o.uordblks);
+
+    CHECK(mallopt(M_ARENA_MAX, 2) == 1 && mallopt(M_MMAP_THRESHOLD, 1 << 20) == 1, "mallopt refused a glibc parameter");
+    CHECK(ox_mallopt(M_TRIM_THRESHOLD, 0) == 1, "ox_mallopt refused M_TRIM_THRESHOLD");
+    CHECK(mallopt(12345, 1) == 0 && ox_mallopt(-100, 1) == 0, "mallopt accepted an unknown parameter");
+
+    int (*infos[])(int, FILE *) = {malloc_info, ox_malloc_info};
+    for (int k = 0; k < 2; k++) {
+        FILE *f = tmpfile();
+        CHECK(f != NULL, "tmpfile");
+        if (!f)
+            continue;
+        CHECK(infos[k](0, f) == 0, "malloc_info #%d failed", k);
+        char *xml = read_back(f);
+        char *cur = strstr(xml, "<system type=\"current\" size=\"");
+        CHECK(strncmp(xml, "<malloc version=\"1\">", 20) == 0 && strstr(xml, "</malloc>\n"), "malloc_info #%d: %.200s", k, xml);
+        CHECK(cur && strtoull(cur + 29, NULL, 10) > 0, "malloc_info #%d: no current size > 0: %.300s", k, xml);
+        free(xml);
+        errno = 0;
+        CHECK(infos[k](1, f) == -1 && errno == EINVAL, "malloc_info #%d with options 1: not EINVAL", k);
+        fclose(f);
+    }
+
+    void (*stats[])(void) = {malloc_stats, ox_malloc_stats};
+    for (int k = 0; k < 2; k++) {
+        FILE *f = tmpfile();
+        if (!f)
+            continue;
+        fflush(stderr);
+        int saved = dup(2);
+        dup2(fileno(f), 2);
+        stats[k]();
+        fflush(stderr);
+        dup2(saved, 2);
+        close(saved);
+        char *text = read_back(f);
+        CHECK(strstr(text, "allocations") != NULL, "malloc_stats #%d printed: %.200s", k, text);
+        free(text);
+        fclose(f);
+    }
+    free(live);
+}
+
 /* Random malloc/realloc/free on many blocks, each with its own pattern. */
 #define SLOTS 4096
 static struct {
@@ -520,5 +588,6 @@ int main(int argc, char **argv)
     }
     test_mallinfo();
     test_stats();
+    test_glibc_extras();
     return finish("api_test");
 }

@@ -74,6 +74,15 @@ export! {
     fn malloc_trim / ox_malloc_trim(pad: usize) -> i32 => api::malloc_trim(pad);
     /// `mallinfo2(3)`.
     fn mallinfo2 / ox_mallinfo2() -> api::Mallinfo2 => api::mallinfo2();
+    /// `mallinfo(3)` (glibc's older, `int` version of `mallinfo2`).
+    fn mallinfo / ox_mallinfo() -> api::Mallinfo => api::mallinfo();
+    /// `mallopt(3)`: glibc's parameters are accepted and ignored.
+    fn mallopt / ox_mallopt(param: i32, value: i32) -> i32 => api::mallopt(param, value);
+    /// `malloc_stats(3)`: the statistics summary on stderr.
+    fn malloc_stats / ox_malloc_stats() => api::stats_print();
+    /// `malloc_info(3)`: XML on a `FILE *`.
+    fn malloc_info / ox_malloc_info(options: i32, stream: *mut c_void) -> i32 =>
+        api::malloc_info(options, stream);
     /// C23 `free_sized`.
     fn free_sized / ox_free_sized(p: *mut c_void, size: usize) => api::free_sized(p.cast(), size);
     /// C23 `free_aligned_sized`.

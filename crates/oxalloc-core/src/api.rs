@@ -7,6 +7,7 @@
 #![allow(unsafe_code)]
 
 use crate::heap;
+use core::ffi::c_void;
 use oxalloc_sys::{set_errno, EINVAL, ENOMEM, PAGE_SIZE};
 
 /// Largest request we try: anything above cannot be mapped in a 47-bit address space,
@@ -195,6 +196,79 @@ pub fn mallinfo2() -> Mallinfo2 {
         keepcost: g.cached_bytes.load(Relaxed) as usize,
         ..Mallinfo2::default()
     }
+}
+
+pub use oxalloc_sys::Mallinfo;
+
+/// `mallinfo`: [`mallinfo2`] in glibc's older `int` fields, capped at `INT_MAX`.
+pub fn mallinfo() -> Mallinfo {
+    mallinfo2().into()
+}
+
+/// `mallopt`: glibc's parameters (`M_MXFAST` = 1, `M_TRIM_THRESHOLD` .. `M_ARENA_MAX`
+/// = -1 .. -8) are accepted and change nothing (1): oxalloc is tuned by its `OXALLOC_*`
+/// variables (purge delay, cache cap) instead. Any other parameter is an error (0),
+/// as in glibc.
+pub fn mallopt(param: i32, _value: i32) -> i32 {
+    matches!(param, 1 | -8..=-1) as i32
+}
+
+/// `malloc_info` for an allocator whose figures are `m` and `peak_mapped`: writes them to `stream`
+/// as XML in the layout of glibc's: one `<malloc>` element with `<total>`, `<system>`
+/// and `<aspace>` entries (no per-arena `<heap>`: oxalloc has no arenas). `options` must
+/// be 0, as in glibc: otherwise `EINVAL` and -1. -1 if the stream refuses the write.
+///
+/// # Safety
+/// `stream` is a valid `FILE *` open for writing.
+pub unsafe fn write_malloc_info(
+    options: i32,
+    stream: *mut c_void,
+    m: Mallinfo2,
+    peak_mapped: usize,
+) -> i32 {
+    if options != 0 {
+        set_errno(EINVAL);
+        return -1;
+    }
+    fn entry(b: &mut crate::fmt::Buf<1024>, tag: &str, kind: &str, size: usize) {
+        b.str("<")
+            .str(tag)
+            .str(" type=\"")
+            .str(kind)
+            .str("\" size=\"");
+        b.num(size as u64).str("\"/>\n");
+    }
+    let mut b: crate::fmt::Buf<1024> = crate::fmt::Buf::new();
+    b.str("<malloc version=\"1\">\n");
+    // Directly mapped blocks: their count (their bytes are in "in-use").
+    b.str("<total type=\"mmap\" count=\"")
+        .num(m.hblks as u64)
+        .str("\"/>\n");
+    entry(&mut b, "total", "in-use", m.uordblks);
+    entry(&mut b, "total", "free", m.fordblks);
+    entry(&mut b, "total", "unpurged", m.keepcost);
+    entry(&mut b, "system", "current", m.arena);
+    entry(&mut b, "system", "max", peak_mapped.max(m.arena));
+    entry(&mut b, "aspace", "total", m.arena);
+    b.str("</malloc>\n");
+    // SAFETY: caller's contract.
+    if unsafe { oxalloc_sys::write_stream(stream, b.as_bytes()) } {
+        0
+    } else {
+        -1
+    }
+}
+
+/// `malloc_info`: [`mallinfo2`]'s figures and the peak of mapped memory as XML; see
+/// [`write_malloc_info`].
+///
+/// # Safety
+/// As for [`write_malloc_info`].
+pub unsafe fn malloc_info(options: i32, stream: *mut c_void) -> i32 {
+    use core::sync::atomic::Ordering::Relaxed;
+    let peak = crate::stats::GLOBAL.peak_mapped_bytes.load(Relaxed) as usize;
+    // SAFETY: caller's contract.
+    unsafe { write_malloc_info(options, stream, mallinfo2(), peak) }
 }
 
 /// `free_sized`: C23; the size is a hint we do not need.

@@ -172,3 +172,23 @@ pub extern "C" fn mallinfo2() -> Mallinfo2 {
         ..Mallinfo2::default()
     }
 }
+
+/// `mallinfo(3)`: [`mallinfo2`] in glibc's older `int` fields, capped at `INT_MAX`.
+#[unsafe(no_mangle)]
+pub extern "C" fn mallinfo() -> oxalloc_sys::Mallinfo {
+    mallinfo2().into()
+}
+
+/// `mallopt(3)`: glibc's parameters are accepted and change nothing (1), others 0.
+#[unsafe(no_mangle)]
+pub extern "C" fn mallopt(param: i32, value: i32) -> i32 {
+    oxalloc_core::api::mallopt(param, value)
+}
+
+/// `malloc_info(3)`: [`mallinfo2`]'s figures as XML on a `FILE *` (no peak is kept, so
+/// `<system type="max">` is the current figure).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn malloc_info(options: i32, stream: *mut c_void) -> i32 {
+    // SAFETY: the caller passes a `FILE *` open for writing (the C contract).
+    unsafe { oxalloc_core::api::write_malloc_info(options, stream, mallinfo2(), 0) }
+}

@@ -358,6 +358,61 @@ pub struct Mallinfo2 {
     pub keepcost: usize,
 }
 
+/// glibc's older `struct mallinfo`: the fields of [`Mallinfo2`] as `int`, each capped at
+/// `INT_MAX` (glibc wraps them instead, which is why `mallinfo2` exists).
+#[repr(C)]
+#[derive(Default, Debug, Clone, Copy)]
+pub struct Mallinfo {
+    /// See [`Mallinfo2`].
+    pub arena: i32,
+    /// See [`Mallinfo2`].
+    pub ordblks: i32,
+    /// See [`Mallinfo2`].
+    pub smblks: i32,
+    /// See [`Mallinfo2`].
+    pub hblks: i32,
+    /// See [`Mallinfo2`].
+    pub hblkhd: i32,
+    /// See [`Mallinfo2`].
+    pub usmblks: i32,
+    /// See [`Mallinfo2`].
+    pub fsmblks: i32,
+    /// See [`Mallinfo2`].
+    pub uordblks: i32,
+    /// See [`Mallinfo2`].
+    pub fordblks: i32,
+    /// See [`Mallinfo2`].
+    pub keepcost: i32,
+}
+
+impl From<Mallinfo2> for Mallinfo {
+    fn from(m: Mallinfo2) -> Mallinfo {
+        let cap = |v: usize| v.min(i32::MAX as usize) as i32;
+        Mallinfo {
+            arena: cap(m.arena),
+            ordblks: cap(m.ordblks),
+            smblks: cap(m.smblks),
+            hblks: cap(m.hblks),
+            hblkhd: cap(m.hblkhd),
+            usmblks: cap(m.usmblks),
+            fsmblks: cap(m.fsmblks),
+            uordblks: cap(m.uordblks),
+            fordblks: cap(m.fordblks),
+            keepcost: cap(m.keepcost),
+        }
+    }
+}
+
+/// Writes `bytes` to a C stdio stream (`FILE *`); false on a short write.
+///
+/// # Safety
+/// `stream` is a valid `FILE *` open for writing.
+#[cfg(target_os = "linux")]
+pub unsafe fn write_stream(stream: *mut c_void, bytes: &[u8]) -> bool {
+    // SAFETY: caller's contract; `bytes` is valid for its length.
+    unsafe { libc::fwrite(bytes.as_ptr().cast(), 1, bytes.len(), stream.cast()) == bytes.len() }
+}
+
 /// The calling thread's `errno`.
 #[cfg(target_os = "linux")]
 pub fn errno() -> i32 {
