@@ -12,6 +12,7 @@
 //! - [`suite`]: the cases, and how each case becomes a command line;
 //! - [`stats`]: median, ratio to the best peer, geometric mean (pure);
 //! - [`report`]: text tables, CSV, JSON; [`svg`]: the chart; [`machine`]: machine info;
+//! - [`targets`]: the performance targets, met or missed, from one run's results;
 //! - [`workloads`]: the workload code that runs *inside* the child (one module each), using
 //!   the C allocator through `libc::malloc`/`free` or Rust `std` (which calls malloc), so
 //!   `LD_PRELOAD` decides which allocator serves it;
@@ -32,6 +33,7 @@ pub mod rust_native;
 pub mod stats;
 pub mod suite;
 pub mod svg;
+pub mod targets;
 pub mod workloads;
 
 /// The line prefix a workload child prints before its JSON result on stdout.

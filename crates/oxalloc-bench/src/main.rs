@@ -13,7 +13,7 @@ use oxalloc_bench::allocators::{self, Allocator, HARDENED_SET, KNOWN};
 use oxalloc_bench::report::{self, AllocInfo, Record, Results, Run};
 use oxalloc_bench::suite::{self, Ctx, Kind};
 use oxalloc_bench::workloads::{self, WorkOutput};
-use oxalloc_bench::{instructions, machine, stats, svg};
+use oxalloc_bench::{instructions, machine, stats, svg, targets};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -409,6 +409,7 @@ fn run_suite(mut args: RunArgs) -> i32 {
     report::fill_ratios(&mut records);
     let names: Vec<String> = live.iter().map(|a| a.name.to_string()).collect();
     let summary = report::summarize(&records, &names);
+    let targets = targets::check(&records, &summary);
     let results = Results {
         machine,
         command: std::env::args().collect::<Vec<_>>().join(" "),
@@ -429,6 +430,7 @@ fn run_suite(mut args: RunArgs) -> i32 {
             .collect(),
         records,
         summary,
+        targets,
     };
     let m = &results.machine;
     println!(
@@ -446,6 +448,7 @@ fn run_suite(mut args: RunArgs) -> i32 {
         }
     }
     print!("{}", report::render(&results));
+    print!("{}", targets::render(&results.targets));
     if let Some(base) = &args.vs {
         print!("{}", vs_summary(&results.records, &names, base));
     }

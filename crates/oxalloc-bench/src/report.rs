@@ -127,6 +127,9 @@ pub struct Results {
     pub records: Vec<Record>,
     /// Per-allocator summaries.
     pub summary: Vec<Summary>,
+    /// The performance targets, met or missed (absent in files from before they were).
+    #[serde(default)]
+    pub targets: Vec<crate::targets::Target>,
 }
 
 /// Case ids in first-seen order.

@@ -1,0 +1,275 @@
+//! The suite's performance targets, checked against one run: each met or missed, with
+//! its figure. A row over its limit also shows the range of its runs, oxalloc's and the
+//! best peer's, so that a reader can tell a real gap from this machine's noise (rows here
+//! swing 20-40% between runs; ranges that overlap mean the run proves little).
+//!
+//! The targets (issue 4): time geometric mean at most 0.95x the best peer's on each row
+//! and no row slower than 1.25x; peak-RSS geometric mean no higher than the leanest
+//! peer's and no row above 1.25x; after the burst-then-idle run, RSS within 10% of what
+//! it was before. (Instructions per malloc/free pair: `oxalloc-bench instructions`.)
+
+use crate::report::{Record, Summary, TIME_SUMMARY_EXCLUDED};
+use crate::stats::SUBJECT;
+use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
+
+/// Largest geometric mean of time ratios.
+pub const TIME_GEOMEAN_MAX: f64 = 0.95;
+/// Largest time or peak-RSS ratio on any row.
+pub const ROW_MAX: f64 = 1.25;
+/// Largest RSS after the burst and the idle second, over RSS before the burst.
+pub const BURST_AFTER_MAX: f64 = 1.10;
+
+/// One target's verdict.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Target {
+    /// What is asked.
+    pub goal: String,
+    /// What this run measured.
+    pub figure: String,
+    /// Whether the figure meets the goal.
+    pub met: bool,
+}
+
+/// The targets for [`SUBJECT`]; empty when it or every peer is absent from the run.
+pub fn check(records: &[Record], summary: &[Summary]) -> Vec<Target> {
+    let Some(me) = summary
+        .iter()
+        .find(|s| s.allocator == SUBJECT && s.rows > 0)
+    else {
+        return Vec::new();
+    };
+    let peers: Vec<&Summary> = summary
+        .iter()
+        .filter(|s| s.allocator != SUBJECT && s.rows > 0)
+        .collect();
+    if peers.is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    if let Some(g) = me.time_geomean {
+        let fastest = best_summary(&peers, |s| s.time_geomean);
+        out.push(Target {
+            goal: format!("time geomean <= {TIME_GEOMEAN_MAX:.2}x the best peer of each row"),
+            figure: format!(
+                "{g:.2}x{}",
+                fastest.map_or(String::new(), |(a, v)| format!(
+                    " (fastest peer overall: {a} {v:.2}x)"
+                ))
+            ),
+            met: g <= TIME_GEOMEAN_MAX,
+        });
+    }
+    out.push(rows_target(
+        records,
+        "time",
+        |r| r.wall_ratio,
+        |r| r.wall_s,
+        "s",
+    ));
+    if let (Some(g), Some((lean, lv))) = (me.rss_geomean, best_summary(&peers, |s| s.rss_geomean)) {
+        out.push(Target {
+            goal: "peak-RSS geomean <= the leanest peer's".into(),
+            figure: format!("{g:.2}x (leanest peer: {lean} {lv:.2}x)"),
+            met: g <= lv,
+        });
+    }
+    out.push(rows_target(
+        records,
+        "peak-RSS",
+        |r| r.rss_ratio,
+        |r| r.peak_rss_mib,
+        "MiB",
+    ));
+    let burst = records
+        .iter()
+        .find(|r| r.allocator == SUBJECT && r.workload == "burst-idle");
+    if let Some(after) = burst.and_then(|r| r.extra.get("after_over_before")) {
+        let mib = |k: &str| {
+            burst
+                .and_then(|r| r.extra.get(k))
+                .copied()
+                .unwrap_or(f64::NAN)
+        };
+        out.push(Target {
+            goal: format!(
+                "RSS after burst-then-idle within {:.0}% of before",
+                (BURST_AFTER_MAX - 1.0) * 100.0
+            ),
+            figure: format!(
+                "{after:.2}x ({:.1} -> {:.1} MiB)",
+                mib("rss_before_mib"),
+                mib("rss_after_mib")
+            ),
+            met: *after <= BURST_AFTER_MAX,
+        });
+    }
+    out
+}
+
+/// The peer with the smallest value of `get`, and that value.
+fn best_summary<'a>(
+    peers: &[&'a Summary],
+    get: impl Fn(&Summary) -> Option<f64>,
+) -> Option<(&'a str, f64)> {
+    peers
+        .iter()
+        .filter_map(|s| get(s).map(|v| (s.allocator.as_str(), v)))
+        .min_by(|x, y| x.1.total_cmp(&y.1))
+}
+
+/// "No row above `ROW_MAX`" for one metric: the worst row when met, else every row over
+/// the limit with the run ranges of oxalloc and of the row's best peer.
+fn rows_target(
+    records: &[Record],
+    what: &str,
+    ratio: fn(&Record) -> Option<f64>,
+    value: fn(&crate::report::Run) -> f64,
+    unit: &str,
+) -> Target {
+    let mine: Vec<(&Record, f64)> = records
+        .iter()
+        .filter(|r| r.allocator == SUBJECT)
+        .filter(|r| what != "time" || !TIME_SUMMARY_EXCLUDED.contains(&r.workload.as_str()))
+        .filter_map(|r| ratio(r).map(|x| (r, x)))
+        .collect();
+    let goal = format!("no {what} row above {ROW_MAX:.2}x its best peer");
+    let over: Vec<&(&Record, f64)> = mine.iter().filter(|(_, x)| *x > ROW_MAX).collect();
+    if over.is_empty() {
+        let worst = mine.iter().max_by(|a, b| a.1.total_cmp(&b.1));
+        return Target {
+            goal,
+            figure: worst.map_or("no rows".into(), |(r, x)| {
+                format!("worst {} {x:.2}x", r.case)
+            }),
+            met: true,
+        };
+    }
+    let mut figure = String::new();
+    for (r, x) in over {
+        if !figure.is_empty() {
+            figure.push_str("; ");
+        }
+        let _ = write!(
+            figure,
+            "{} {x:.2}x ({SUBJECT} {}",
+            r.case,
+            range(r, value, unit)
+        );
+        let peer = records
+            .iter()
+            .filter(|p| p.case == r.case && p.allocator != SUBJECT && !p.runs.is_empty())
+            .min_by(|a, b| {
+                let m = |p: &Record| p.runs.iter().map(value).fold(f64::INFINITY, f64::min);
+                m(a).total_cmp(&m(b))
+            });
+        if let Some(p) = peer {
+            let _ = write!(figure, ", {} {}", p.allocator, range(p, value, unit));
+        }
+        figure.push(')');
+    }
+    Target {
+        goal,
+        figure,
+        met: false,
+    }
+}
+
+/// "min-max unit" over a record's runs.
+fn range(r: &Record, value: fn(&crate::report::Run) -> f64, unit: &str) -> String {
+    let vals: Vec<f64> = r.runs.iter().map(value).collect();
+    let lo = vals.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = vals.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let digits = if unit == "s" { 3 } else { 1 };
+    format!("{lo:.digits$}-{hi:.digits$} {unit}")
+}
+
+/// The targets as text, one line each.
+pub fn render(targets: &[Target]) -> String {
+    if targets.is_empty() {
+        return String::new();
+    }
+    let mut s = format!("\nTargets for {SUBJECT} (instructions per malloc/free pair: `oxalloc-bench instructions`)\n");
+    for t in targets {
+        let verdict = if t.met { "met   " } else { "MISSED" };
+        let _ = writeln!(s, "  {verdict}  {}: {}", t.goal, t.figure);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{fill_ratios, summarize, Run};
+
+    fn rec(case: &str, alloc: &str, walls: &[f64], rss: f64) -> Record {
+        let mut r = Record {
+            case: case.into(),
+            workload: case.split('/').next().unwrap().into(),
+            threads: 1,
+            allocator: alloc.into(),
+            runs: walls
+                .iter()
+                .map(|&w| Run {
+                    wall_s: w,
+                    peak_rss_mib: rss,
+                    ..Run::default()
+                })
+                .collect(),
+            ..Record::default()
+        };
+        r.summarize_runs();
+        r
+    }
+
+    fn targets(mut v: Vec<Record>) -> Vec<Target> {
+        fill_ratios(&mut v);
+        let s = summarize(&v, &["oxalloc".into(), "glibc".into(), "tcmalloc".into()]);
+        check(&v, &s)
+    }
+
+    #[test]
+    fn a_slow_row_is_missed_with_both_run_ranges() {
+        let t = targets(vec![
+            rec("a", "oxalloc", &[1.0, 1.4, 1.5], 10.0),
+            rec("a", "glibc", &[2.0], 10.0),
+            rec("a", "tcmalloc", &[1.0, 1.1, 1.2], 12.0),
+            rec("b", "oxalloc", &[0.5], 10.0),
+            rec("b", "glibc", &[1.0], 9.0),
+            rec("b", "tcmalloc", &[1.0], 12.0),
+        ]);
+        // Time: a = 1.4/1.1 = 1.27x, b = 0.5x; geomean 0.80x.
+        assert!(t[0].met, "{t:?}");
+        assert_eq!(t[0].figure, "0.80x (fastest peer overall: tcmalloc 1.00x)");
+        let rows = &t[1];
+        assert!(!rows.met);
+        assert_eq!(
+            rows.figure,
+            "a 1.27x (oxalloc 1.000-1.500 s, tcmalloc 1.000-1.200 s)"
+        );
+        // RSS: a 1.00x, b 1.11x; glibc's own geomean is 1.00x, so ours is higher.
+        assert!(!t[2].met, "{t:?}");
+        assert!(t[3].met && t[3].figure == "worst b 1.11x", "{t:?}");
+    }
+
+    #[test]
+    fn burst_idle_is_checked_and_left_out_of_time_rows() {
+        let mut b = rec("burst-idle", "oxalloc", &[5.0], 100.0);
+        b.extra.insert("after_over_before".into(), 1.2);
+        b.extra.insert("rss_before_mib".into(), 3.0);
+        b.extra.insert("rss_after_mib".into(), 3.6);
+        let t = targets(vec![b, rec("burst-idle", "glibc", &[1.0], 100.0)]);
+        let burst = t.iter().find(|x| x.goal.contains("burst")).unwrap();
+        assert!(!burst.met);
+        assert_eq!(burst.figure, "1.20x (3.0 -> 3.6 MiB)");
+        let time_rows = t.iter().find(|x| x.goal.starts_with("no time")).unwrap();
+        assert!(time_rows.met && time_rows.figure == "no rows", "{t:?}");
+    }
+
+    #[test]
+    fn nothing_without_oxalloc_or_peers() {
+        assert!(targets(vec![rec("a", "glibc", &[1.0], 1.0)]).is_empty());
+        assert!(targets(vec![rec("a", "oxalloc", &[1.0], 1.0)]).is_empty());
+        assert_eq!(render(&[]), "");
+    }
+}
