@@ -175,12 +175,15 @@ fn rows_target(
     }
 }
 
-/// "min-max unit" over a record's runs.
+/// "min-max unit" over a record's runs (one value when there was one run: `--quick`).
 fn range(r: &Record, value: fn(&crate::report::Run) -> f64, unit: &str) -> String {
     let vals: Vec<f64> = r.runs.iter().map(value).collect();
     let lo = vals.iter().copied().fold(f64::INFINITY, f64::min);
     let hi = vals.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let digits = if unit == "s" { 3 } else { 1 };
+    if vals.len() == 1 {
+        return format!("{lo:.digits$} {unit} in its only run");
+    }
     format!("{lo:.digits$}-{hi:.digits$} {unit}")
 }
 
@@ -250,6 +253,18 @@ mod tests {
         // RSS: a 1.00x, b 1.11x; glibc's own geomean is 1.00x, so ours is higher.
         assert!(!t[2].met, "{t:?}");
         assert!(t[3].met && t[3].figure == "worst b 1.11x", "{t:?}");
+    }
+
+    #[test]
+    fn a_single_run_is_named_as_such() {
+        let t = targets(vec![
+            rec("a", "oxalloc", &[2.0], 1.0),
+            rec("a", "glibc", &[1.0], 1.0),
+        ]);
+        assert_eq!(
+            t[1].figure,
+            "a 2.00x (oxalloc 2.000 s in its only run, glibc 1.000 s in its only run)"
+        );
     }
 
     #[test]
