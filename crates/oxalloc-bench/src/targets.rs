@@ -119,7 +119,8 @@ fn best_summary<'a>(
 }
 
 /// "No row above `ROW_MAX`" for one metric: the worst row when met, else every row over
-/// the limit with the run ranges of oxalloc and of the row's best peer.
+/// the limit with the run ranges of oxalloc and of the row's best peer. Ratios get three
+/// decimals here, so that 1.2516 does not read as a "1.25x" that missed 1.25x.
 fn rows_target(
     records: &[Record],
     what: &str,
@@ -140,7 +141,7 @@ fn rows_target(
         return Target {
             goal,
             figure: worst.map_or("no rows".into(), |(r, x)| {
-                format!("worst {} {x:.2}x", r.case)
+                format!("worst {} {x:.3}x", r.case)
             }),
             met: true,
         };
@@ -152,7 +153,7 @@ fn rows_target(
         }
         let _ = write!(
             figure,
-            "{} {x:.2}x ({SUBJECT} {}",
+            "{} {x:.3}x ({SUBJECT} {}",
             r.case,
             range(r, value, unit)
         );
@@ -248,11 +249,11 @@ mod tests {
         assert!(!rows.met);
         assert_eq!(
             rows.figure,
-            "a 1.27x (oxalloc 1.000-1.500 s, tcmalloc 1.000-1.200 s)"
+            "a 1.273x (oxalloc 1.000-1.500 s, tcmalloc 1.000-1.200 s)"
         );
         // RSS: a 1.00x, b 1.11x; glibc's own geomean is 1.00x, so ours is higher.
         assert!(!t[2].met, "{t:?}");
-        assert!(t[3].met && t[3].figure == "worst b 1.11x", "{t:?}");
+        assert!(t[3].met && t[3].figure == "worst b 1.111x", "{t:?}");
     }
 
     #[test]
@@ -263,7 +264,7 @@ mod tests {
         ]);
         assert_eq!(
             t[1].figure,
-            "a 2.00x (oxalloc 2.000 s in its only run, glibc 1.000 s in its only run)"
+            "a 2.000x (oxalloc 2.000 s in its only run, glibc 1.000 s in its only run)"
         );
     }
 
