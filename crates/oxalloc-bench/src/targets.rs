@@ -8,7 +8,7 @@
 //! peer's and no row above 1.25x; after the burst-then-idle run, RSS within 10% of what
 //! it was before. (Instructions per malloc/free pair: `oxalloc-bench instructions`.)
 
-use crate::report::{Record, Summary, TIME_SUMMARY_EXCLUDED};
+use crate::report::{Record, Run, Summary, TIME_SUMMARY_EXCLUDED};
 use crate::stats::SUBJECT;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
@@ -60,13 +60,7 @@ pub fn check(records: &[Record], summary: &[Summary]) -> Vec<Target> {
             met: g <= TIME_GEOMEAN_MAX,
         });
     }
-    out.push(rows_target(
-        records,
-        "time",
-        |r| r.wall_ratio,
-        |r| r.wall_s,
-        "s",
-    ));
+    out.push(rows_target(records, &TIME_ROWS, me.time_worst.as_ref()));
     if let (Some(g), Some((lean, lv))) = (me.rss_geomean, best_summary(&peers, |s| s.rss_geomean)) {
         out.push(Target {
             goal: "peak-RSS geomean <= the leanest peer's".into(),
@@ -74,13 +68,7 @@ pub fn check(records: &[Record], summary: &[Summary]) -> Vec<Target> {
             met: g <= lv,
         });
     }
-    out.push(rows_target(
-        records,
-        "peak-RSS",
-        |r| r.rss_ratio,
-        |r| r.peak_rss_mib,
-        "MiB",
-    ));
+    out.push(rows_target(records, &RSS_ROWS, me.rss_worst.as_ref()));
     let burst = records
         .iter()
         .find(|r| r.allocator == SUBJECT && r.workload == "burst-idle");
@@ -118,34 +106,58 @@ fn best_summary<'a>(
         .min_by(|x, y| x.1.total_cmp(&y.1))
 }
 
-/// "No row above `ROW_MAX`" for one metric: the worst row when met, else every row over
-/// the limit with the run ranges of oxalloc and of the row's best peer. Ratios get three
-/// decimals here, so that 1.2516 does not read as a "1.25x" that missed 1.25x.
-fn rows_target(
-    records: &[Record],
-    what: &str,
+/// A per-row metric of the "no row above `ROW_MAX`" targets.
+struct RowMetric {
+    /// Its name in the goal.
+    what: &'static str,
+    /// Workloads the summary leaves out of this metric.
+    excluded: &'static [&'static str],
+    /// A record's ratio to its row's best peer.
     ratio: fn(&Record) -> Option<f64>,
-    value: fn(&crate::report::Run) -> f64,
-    unit: &str,
-) -> Target {
-    let mine: Vec<(&Record, f64)> = records
+    /// One run's value.
+    run_value: fn(&Run) -> f64,
+    /// The value's unit.
+    unit: &'static str,
+}
+
+const TIME_ROWS: RowMetric = RowMetric {
+    what: "time",
+    excluded: &TIME_SUMMARY_EXCLUDED,
+    ratio: |r| r.wall_ratio,
+    run_value: |r| r.wall_s,
+    unit: "s",
+};
+
+const RSS_ROWS: RowMetric = RowMetric {
+    what: "peak-RSS",
+    excluded: &[],
+    ratio: |r| r.rss_ratio,
+    run_value: |r| r.peak_rss_mib,
+    unit: "MiB",
+};
+
+/// "No row above `ROW_MAX`" for one metric: the worst row (from the summary) when met,
+/// else every row over the limit with the run ranges of oxalloc and of the row's best
+/// peer. Ratios get three decimals here, so that 1.2516 does not read as a "1.25x" that
+/// missed 1.25x.
+fn rows_target(records: &[Record], m: &RowMetric, worst: Option<&(f64, String)>) -> Target {
+    let goal = format!("no {} row above {ROW_MAX:.2}x its best peer", m.what);
+    let over: Vec<(&Record, f64)> = records
         .iter()
-        .filter(|r| r.allocator == SUBJECT)
-        .filter(|r| what != "time" || !TIME_SUMMARY_EXCLUDED.contains(&r.workload.as_str()))
-        .filter_map(|r| ratio(r).map(|x| (r, x)))
+        .filter(|r| r.allocator == SUBJECT && !m.excluded.contains(&r.workload.as_str()))
+        .filter_map(|r| (m.ratio)(r).map(|x| (r, x)))
+        .filter(|&(_, x)| x > ROW_MAX)
         .collect();
-    let goal = format!("no {what} row above {ROW_MAX:.2}x its best peer");
-    let over: Vec<&(&Record, f64)> = mine.iter().filter(|(_, x)| *x > ROW_MAX).collect();
     if over.is_empty() {
-        let worst = mine.iter().max_by(|a, b| a.1.total_cmp(&b.1));
         return Target {
             goal,
-            figure: worst.map_or("no rows".into(), |(r, x)| {
-                format!("worst {} {x:.3}x", r.case)
+            figure: worst.map_or("no rows".into(), |(x, case)| {
+                format!("worst {case} {x:.3}x")
             }),
             met: true,
         };
     }
+    let (value, unit) = (m.run_value, m.unit);
     let mut figure = String::new();
     for (r, x) in over {
         if !figure.is_empty() {
@@ -160,10 +172,7 @@ fn rows_target(
         let peer = records
             .iter()
             .filter(|p| p.case == r.case && p.allocator != SUBJECT && !p.runs.is_empty())
-            .min_by(|a, b| {
-                let m = |p: &Record| p.runs.iter().map(value).fold(f64::INFINITY, f64::min);
-                m(a).total_cmp(&m(b))
-            });
+            .min_by(|a, b| run_span(a, value).0.total_cmp(&run_span(b, value).0));
         if let Some(p) = peer {
             let _ = write!(figure, ", {} {}", p.allocator, range(p, value, unit));
         }
@@ -176,13 +185,21 @@ fn rows_target(
     }
 }
 
+/// The lowest and highest value over a record's runs.
+fn run_span(r: &Record, value: fn(&Run) -> f64) -> (f64, f64) {
+    r.runs
+        .iter()
+        .map(value)
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        })
+}
+
 /// "min-max unit" over a record's runs (one value when there was one run: `--quick`).
-fn range(r: &Record, value: fn(&crate::report::Run) -> f64, unit: &str) -> String {
-    let vals: Vec<f64> = r.runs.iter().map(value).collect();
-    let lo = vals.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = vals.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+fn range(r: &Record, value: fn(&Run) -> f64, unit: &str) -> String {
+    let (lo, hi) = run_span(r, value);
     let digits = if unit == "s" { 3 } else { 1 };
-    if vals.len() == 1 {
+    if r.runs.len() == 1 {
         return format!("{lo:.digits$} {unit} in its only run");
     }
     format!("{lo:.digits$}-{hi:.digits$} {unit}")
@@ -204,7 +221,7 @@ pub fn render(targets: &[Target]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{fill_ratios, summarize, Run};
+    use crate::report::{fill_ratios, summarize};
 
     fn rec(case: &str, alloc: &str, walls: &[f64], rss: f64) -> Record {
         let mut r = Record {

@@ -230,26 +230,21 @@ pub unsafe fn write_malloc_info(
         set_errno(EINVAL);
         return -1;
     }
-    fn entry(b: &mut crate::fmt::Buf<1024>, tag: &str, kind: &str, size: usize) {
-        b.str("<")
-            .str(tag)
-            .str(" type=\"")
-            .str(kind)
-            .str("\" size=\"");
-        b.num(size as u64).str("\"/>\n");
+    /// One `<tag type="kind" attr="n"/>` line.
+    fn entry(b: &mut crate::fmt::Buf<1024>, tag: &str, kind: &str, attr: &str, n: usize) {
+        b.str("<").str(tag).str(" type=\"").str(kind).str("\" ");
+        b.str(attr).str("=\"").num(n as u64).str("\"/>\n");
     }
     let mut b: crate::fmt::Buf<1024> = crate::fmt::Buf::new();
     b.str("<malloc version=\"1\">\n");
     // Directly mapped blocks: their count (their bytes are in "in-use").
-    b.str("<total type=\"mmap\" count=\"")
-        .num(m.hblks as u64)
-        .str("\"/>\n");
-    entry(&mut b, "total", "in-use", m.uordblks);
-    entry(&mut b, "total", "free", m.fordblks);
-    entry(&mut b, "total", "unpurged", m.keepcost);
-    entry(&mut b, "system", "current", m.arena);
-    entry(&mut b, "system", "max", peak_mapped.max(m.arena));
-    entry(&mut b, "aspace", "total", m.arena);
+    entry(&mut b, "total", "mmap", "count", m.hblks);
+    entry(&mut b, "total", "in-use", "size", m.uordblks);
+    entry(&mut b, "total", "free", "size", m.fordblks);
+    entry(&mut b, "total", "unpurged", "size", m.keepcost);
+    entry(&mut b, "system", "current", "size", m.arena);
+    entry(&mut b, "system", "max", "size", peak_mapped.max(m.arena));
+    entry(&mut b, "aspace", "total", "size", m.arena);
     b.str("</malloc>\n");
     // SAFETY: caller's contract.
     if unsafe { oxalloc_sys::write_stream(stream, b.as_bytes()) } {
