@@ -52,9 +52,9 @@ pub fn check(records: &[Record], summary: &[Summary]) -> Vec<Target> {
         out.push(Target {
             goal: format!("time geomean <= {TIME_GEOMEAN_MAX:.2}x the best peer of each row"),
             figure: format!(
-                "{g:.2}x{}",
+                "{g:.3}x{}",
                 fastest.map_or(String::new(), |(a, v)| format!(
-                    " (fastest peer overall: {a} {v:.2}x)"
+                    " (fastest peer overall: {a} {v:.3}x)"
                 ))
             ),
             met: g <= TIME_GEOMEAN_MAX,
@@ -64,7 +64,7 @@ pub fn check(records: &[Record], summary: &[Summary]) -> Vec<Target> {
     if let (Some(g), Some((lean, lv))) = (me.rss_geomean, best_summary(&peers, |s| s.rss_geomean)) {
         out.push(Target {
             goal: "peak-RSS geomean <= the leanest peer's".into(),
-            figure: format!("{g:.2}x (leanest peer: {lean} {lv:.2}x)"),
+            figure: format!("{g:.3}x (leanest peer: {lean} {lv:.3}x)"),
             met: g <= lv,
         });
     }
@@ -259,9 +259,12 @@ mod tests {
             rec("b", "glibc", &[1.0], 9.0),
             rec("b", "tcmalloc", &[1.0], 12.0),
         ]);
-        // Time: a = 1.4/1.1 = 1.27x, b = 0.5x; geomean 0.80x.
+        // Time: a = 1.4/1.1 = 1.27x, b = 0.5x; geomean 0.798x.
         assert!(t[0].met, "{t:?}");
-        assert_eq!(t[0].figure, "0.80x (fastest peer overall: tcmalloc 1.00x)");
+        assert_eq!(
+            t[0].figure,
+            "0.798x (fastest peer overall: tcmalloc 1.000x)"
+        );
         let rows = &t[1];
         assert!(!rows.met);
         assert_eq!(
@@ -270,7 +273,22 @@ mod tests {
         );
         // RSS: a 1.00x, b 1.11x; glibc's own geomean is 1.00x, so ours is higher.
         assert!(!t[2].met, "{t:?}");
+        assert_eq!(t[2].figure, "1.054x (leanest peer: glibc 1.000x)");
         assert!(t[3].met && t[3].figure == "worst b 1.111x", "{t:?}");
+    }
+
+    #[test]
+    fn a_geomean_just_over_its_limit_does_not_read_as_the_limit() {
+        // 0.953x would print as "0.95x" with two decimals, beside "MISSED <= 0.95x".
+        let t = targets(vec![
+            rec("a", "oxalloc", &[0.953], 1.0),
+            rec("a", "tcmalloc", &[1.0], 1.0),
+        ]);
+        assert!(!t[0].met, "{t:?}");
+        assert_eq!(
+            t[0].figure,
+            "0.953x (fastest peer overall: tcmalloc 1.000x)"
+        );
     }
 
     #[test]
