@@ -52,10 +52,7 @@ const PENDING_SPANS: usize = 64;
 const PENDING_BLOCKS: u32 = 8;
 /// Only blocks up to this size are gathered, so a thread that frees and then sleeps
 /// keeps at most `PENDING_SPANS * PENDING_BLOCKS` such blocks (256 KiB) from their owner.
-const PENDING_BLOCK_MAX: u32 = 1024;
-/// Bytes gathered for one span before they are handed over: bigger blocks go in
-/// shorter chains, so the bound above holds for them too.
-const PENDING_BYTES: u32 = 4096;
+const PENDING_BLOCK_MAX: u32 = 512;
 
 /// Blocks this thread freed into one span of another heap, not yet handed over: a
 /// chain linked through the blocks, handed over with one CAS.
@@ -66,8 +63,6 @@ pub struct Pending {
     head: *mut Block,
     tail: *mut Block,
     count: u32,
-    /// Blocks after which the chain is handed over.
-    limit: u32,
 }
 
 impl Pending {
@@ -76,7 +71,6 @@ impl Pending {
         head: ptr::null_mut(),
         tail: ptr::null_mut(),
         count: 0,
-        limit: 0,
     };
 }
 
@@ -869,7 +863,7 @@ unsafe fn gather(heap: *mut Heap, span: *mut Span, b: *mut Block) {
             (*b).next = e.head;
             e.head = b;
             e.count += 1;
-            if e.count >= e.limit {
+            if e.count >= PENDING_BLOCKS {
                 hand_over(e);
             }
             return;
@@ -881,10 +875,6 @@ unsafe fn gather(heap: *mut Heap, span: *mut Span, b: *mut Block) {
             head: b,
             tail: b,
             count: 1,
-            limit: match (*span).block_size {
-                bs if bs <= PENDING_BYTES / PENDING_BLOCKS => PENDING_BLOCKS,
-                bs => PENDING_BYTES / bs,
-            },
         };
     }
 }

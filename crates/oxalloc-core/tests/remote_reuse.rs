@@ -25,8 +25,7 @@ fn fill(size: usize) -> Vec<usize> {
 
 #[test]
 fn blocks_freed_by_another_thread_are_reused_by_their_owner() {
-    // 48 and 400 B go back in chains of 8, 1000 B in chains of 4, 3000 B one by one.
-    for size in [48, 400, 1000, 3000] {
+    for size in [48, 400, 3000] {
         // Every span these fill is parked full: only remote frees can bring it back.
         let first = fill(size);
         let mapped = GLOBAL.mapped_bytes.load(Relaxed);
