@@ -118,6 +118,8 @@ struct RowMetric {
     run_value: fn(&Run) -> f64,
     /// The value's unit.
     unit: &'static str,
+    /// Decimals a run's value is shown with.
+    digits: usize,
 }
 
 const TIME_ROWS: RowMetric = RowMetric {
@@ -126,6 +128,7 @@ const TIME_ROWS: RowMetric = RowMetric {
     ratio: |r| r.wall_ratio,
     run_value: |r| r.wall_s,
     unit: "s",
+    digits: 3,
 };
 
 const RSS_ROWS: RowMetric = RowMetric {
@@ -134,6 +137,7 @@ const RSS_ROWS: RowMetric = RowMetric {
     ratio: |r| r.rss_ratio,
     run_value: |r| r.peak_rss_mib,
     unit: "MiB",
+    digits: 1,
 };
 
 /// "No row above `ROW_MAX`" for one metric: the worst row (from the summary) when met,
@@ -157,24 +161,18 @@ fn rows_target(records: &[Record], m: &RowMetric, worst: Option<&(f64, String)>)
             met: true,
         };
     }
-    let (value, unit) = (m.run_value, m.unit);
     let mut figure = String::new();
     for (r, x) in over {
         if !figure.is_empty() {
             figure.push_str("; ");
         }
-        let _ = write!(
-            figure,
-            "{} {x:.3}x ({SUBJECT} {}",
-            r.case,
-            range(r, value, unit)
-        );
+        let _ = write!(figure, "{} {x:.3}x ({SUBJECT} {}", r.case, range(r, m));
         let peer = records
             .iter()
             .filter(|p| p.case == r.case && p.allocator != SUBJECT && !p.runs.is_empty())
-            .min_by(|a, b| run_span(a, value).0.total_cmp(&run_span(b, value).0));
+            .min_by(|a, b| run_span(a, m).0.total_cmp(&run_span(b, m).0));
         if let Some(p) = peer {
-            let _ = write!(figure, ", {} {}", p.allocator, range(p, value, unit));
+            let _ = write!(figure, ", {} {}", p.allocator, range(p, m));
         }
         figure.push(')');
     }
@@ -186,19 +184,19 @@ fn rows_target(records: &[Record], m: &RowMetric, worst: Option<&(f64, String)>)
 }
 
 /// The lowest and highest value over a record's runs.
-fn run_span(r: &Record, value: fn(&Run) -> f64) -> (f64, f64) {
+fn run_span(r: &Record, m: &RowMetric) -> (f64, f64) {
     r.runs
         .iter()
-        .map(value)
+        .map(m.run_value)
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
             (lo.min(v), hi.max(v))
         })
 }
 
 /// "min-max unit" over a record's runs (one value when there was one run: `--quick`).
-fn range(r: &Record, value: fn(&Run) -> f64, unit: &str) -> String {
-    let (lo, hi) = run_span(r, value);
-    let digits = if unit == "s" { 3 } else { 1 };
+fn range(r: &Record, m: &RowMetric) -> String {
+    let (lo, hi) = run_span(r, m);
+    let (digits, unit) = (m.digits, m.unit);
     if r.runs.len() == 1 {
         return format!("{lo:.digits$} {unit} in its only run");
     }
