@@ -7,15 +7,15 @@
 //! slices of a segment do not fragment.
 //!
 //! Memory goes back to the OS here: a free span is *dirty* (its pages may be resident)
-//! until [`Central::purge`] discards it with `MADV_DONTNEED`, once it has been free for
-//! `OXALLOC_PURGE_DELAY_MS`, or at once when dirty memory passes `OXALLOC_CACHE_MAX_MIB`.
-//! A segment that is entirely free and purged is unmapped.
+//! until [`Central::purge`] discards it with `MADV_DONTNEED` when the page-return
+//! policy (`page_return`) says so. A segment that is entirely free is unmapped then.
 //!
 //! Everything here runs under the one [`CENTRAL`] lock, never on a fast path.
 #![allow(unsafe_code)]
 
 use crate::lock::Mutex;
 use crate::options;
+use crate::page_return::{self, Pool};
 use crate::segment::{
     Owner, Segment, Span, SpanKind, FIRST_SLICE, SEGMENT_MAP, SEGMENT_SIZE, SLICES, SLICE_SIZE,
 };
@@ -48,15 +48,10 @@ pub static CENTRAL: Mutex<Central> = Mutex::new(Central {
     brk: crate::page_source::BrkState::new(),
 });
 
-/// How many bytes of free, still-resident memory may wait for the purge delay: the
-/// configured cap, or a quarter of what is in use if that is more, so a program with a
-/// large working set that churns big blocks does not purge and refault on every cycle.
-pub fn cache_cap() -> usize {
-    let configured = options::CACHE_MAX_MIB.get() as usize * (1 << 20);
-    let in_use = GLOBAL
-        .in_use_bytes
-        .load(core::sync::atomic::Ordering::Relaxed) as usize;
-    configured.max(in_use / 4)
+/// The bits of slices `idx..idx + count` in a segment's slice masks.
+fn slice_bits(idx: usize, count: usize) -> u64 {
+    debug_assert!(count < 64 && idx + count <= 64);
+    ((1u64 << count) - 1) << idx
 }
 
 /// A span's slice records, by index within its segment.
@@ -86,27 +81,66 @@ impl Central {
             }
         }
         let bin = mask.trailing_zeros() as usize;
-        let span = self.bins[bin];
         // SAFETY: bins hold only heads of free spans in live segments, under our lock.
-        unsafe {
-            self.unlink(span);
-            let seg = Segment::of(span as usize);
-            let idx = Segment::slice_index(span);
+        let span = unsafe {
+            let (free, from_tail) = self.most_resident(bin, slices);
+            self.unlink(free);
+            let seg = Segment::of(free as usize);
+            let mut idx = Segment::slice_index(free);
             if bin > slices {
-                let rest = slice(seg, idx + slices);
-                (*rest).dirty = (*span).dirty;
-                (*rest).zero = (*span).zero;
-                (*rest).freed_at_ns = (*span).freed_at_ns;
+                let rest = if from_tail {
+                    idx += bin - slices;
+                    free
+                } else {
+                    slice(seg, idx + slices)
+                };
+                (*rest).freed_at_ns = (*free).freed_at_ns;
                 self.insert_free(rest, bin - slices);
             }
+            let span = slice(seg, idx);
+            (*span).kind = SpanKind::Large; // not a free head (a tail cut starts mid-span)
+            (*span).zero = self.claim(seg, idx, slices);
             (*span).slice_count = slices as u8;
             for i in 0..slices {
                 (*slice(seg, idx + i)).head = span;
             }
-        }
+            span
+        };
         stats::add(&GLOBAL.in_use_bytes, slices * SLICE_SIZE);
         stats::raise_peak(&GLOBAL.peak_in_use_bytes, &GLOBAL.in_use_bytes);
+        page_return::note_demand(oxalloc_sys::now_ns());
         Some(span)
+    }
+
+    /// Where to cut `slices` slices from the spans of `bin`: among the first few
+    /// spans of the bin, the one whose cut (from its head or its tail) holds the most
+    /// dirty slices, then the one with the most dirty slices in all. Resident pages
+    /// are used before clean ones, so a program that comes back to its peak reuses what
+    /// it freed instead of faulting in fresh pages while the freed ones wait.
+    ///
+    /// # Safety
+    /// `bin` is not empty; the lock is held (we are `&mut self`).
+    unsafe fn most_resident(&self, bin: usize, slices: usize) -> (*mut Span, bool) {
+        const LOOK: usize = 8;
+        let mut best = (self.bins[bin], false, (0, 0));
+        let mut span = self.bins[bin];
+        let mut looked = 0;
+        while !span.is_null() && looked < LOOK && best.2 .1 < bin as u32 {
+            // SAFETY: caller's contract: listed spans are free heads of live segments.
+            unsafe {
+                let dirty = (*Segment::of(span as usize)).dirty_slices;
+                let idx = Segment::slice_index(span);
+                let head = (dirty & slice_bits(idx, slices)).count_ones();
+                let tail = (dirty & slice_bits(idx + bin - slices, slices)).count_ones();
+                let key = (head.max(tail), (dirty & slice_bits(idx, bin)).count_ones());
+                if key > best.2 {
+                    best = (span, tail > head, key);
+                }
+                span = (*span).next;
+            }
+            looked += 1;
+        }
+        (best.0, best.1)
     }
 
     /// Gives a span back (every block in it free), merging it with free neighbours.
@@ -121,6 +155,8 @@ impl Central {
             let mut idx = Segment::slice_index(span);
             let mut count = (*span).slice_count as usize;
             stats::sub(&GLOBAL.in_use_bytes, count * SLICE_SIZE);
+            (*seg).dirty_slices |= slice_bits(idx, count);
+            self.dirty_bytes += count * SLICE_SIZE;
             let next_idx = idx + count;
             if next_idx < SLICES {
                 let next = slice(seg, next_idx);
@@ -140,12 +176,9 @@ impl Central {
                 }
             }
             let head = slice(seg, idx);
-            // Merged free space counts as dirty as a whole; purging pages that are
-            // already purged costs one cheap madvise.
-            (*head).dirty = true;
-            (*head).zero = false;
             (*head).freed_at_ns = oxalloc_sys::now_ns();
             self.insert_free(head, count);
+            page_return::note_demand((*head).freed_at_ns);
         }
         self.tick();
         if self.dirty_bytes > 0 {
@@ -176,11 +209,10 @@ impl Central {
             let extra = new_slices - have;
             if avail > extra {
                 let rest = slice(seg, next_idx + extra);
-                (*rest).dirty = (*next).dirty;
-                (*rest).zero = (*next).zero;
                 (*rest).freed_at_ns = (*next).freed_at_ns;
                 self.insert_free(rest, avail - extra);
             }
+            self.claim(seg, next_idx, extra);
             (*next).kind = SpanKind::Large;
             for i in have..new_slices {
                 (*slice(seg, idx + i)).head = span;
@@ -189,78 +221,118 @@ impl Central {
             stats::add(&GLOBAL.in_use_bytes, extra * SLICE_SIZE);
             stats::raise_peak(&GLOBAL.peak_in_use_bytes, &GLOBAL.in_use_bytes);
         }
+        page_return::note_demand(oxalloc_sys::now_ns());
         true
     }
 
-    /// Gives free pages back to the OS: dirty spans free for longer than the purge
-    /// delay (all of them with `force`), and segments that are entirely free.
-    /// Returns the bytes given back.
+    /// Gives free pages back to the OS as the page-return policy says: what has
+    /// waited the purge delay beyond what recent demand keeps, and, with `force`,
+    /// everything (`malloc_trim`). Returns the bytes given back.
     pub fn purge(&mut self, force: bool) -> usize {
         let now = oxalloc_sys::now_ns();
-        let delay_ns = options::PURGE_DELAY_MS.get().saturating_mul(1_000_000);
+        if force {
+            return self.purge_down_to(0, 0, now);
+        }
+        let targets = page_return::targets(Pool::Spans, self.dirty_bytes, now);
+        self.purge_down_to(targets.aged, page_return::delay_ns(), now)
+    }
+
+    /// Purges free spans that have waited `min_age_ns`, largest first (small, recently
+    /// freed spans are the likeliest to be reused), until at most `target` dirty bytes
+    /// remain; the last span purged may be purged in part. A whole free segment that
+    /// has waited goes back with `munmap` instead, if it is clean or all of its dirty
+    /// bytes are to go. Returns the bytes given back.
+    fn purge_down_to(&mut self, target: usize, min_age_ns: u64, now: u64) -> usize {
         let mut released = 0;
-        let mut mask = self.nonempty;
-        while mask != 0 {
-            let bin = mask.trailing_zeros() as usize;
-            mask &= mask - 1;
+        for bin in (1..SLICES).rev() {
+            if self.dirty_bytes <= target && bin < SLICES - FIRST_SLICE {
+                break;
+            }
             let mut span = self.bins[bin];
             while !span.is_null() {
                 // SAFETY: spans in the bins are free spans of live segments, ours
                 // under the lock; `next` is read before the span can be unmapped.
                 unsafe {
                     let next = (*span).next;
-                    let old_enough = force || now.wrapping_sub((*span).freed_at_ns) >= delay_ns;
+                    let waited = now.wrapping_sub((*span).freed_at_ns) >= min_age_ns;
+                    let excess = self.dirty_bytes.saturating_sub(target);
                     let whole = bin == SLICES - FIRST_SLICE;
-                    if old_enough && whole && self.can_unmap(span) {
+                    let dirty = Self::dirty_bytes_of(span);
+                    if waited && whole && dirty <= excess && self.can_unmap(span) {
                         released += self.unmap_segment(span);
-                    } else if old_enough {
-                        released += self.purge_span(span);
+                    } else if waited && excess > 0 {
+                        released += self.purge_span(span, excess);
                     }
                     span = next;
                 }
             }
         }
+        page_return::set_dirty(Pool::Spans, self.dirty_bytes);
         released
     }
 
-    /// Purges dirty spans, largest first, until at most `target` dirty bytes remain:
-    /// the cap is enforced without throwing away the spans most likely to be reused
-    /// next (small, recently freed ones).
-    fn purge_down_to(&mut self, target: usize) {
-        let mut bin = SLICES - 1;
-        while bin >= 1 && self.dirty_bytes > target {
-            let mut span = self.bins[bin];
-            while !span.is_null() && self.dirty_bytes > target {
-                // SAFETY: spans in the bins are free spans of live segments, ours
-                // under the lock.
-                unsafe {
-                    self.purge_span(span);
-                    span = (*span).next;
-                }
-            }
-            bin -= 1;
-        }
-    }
-
-    /// Gives a dirty free span's pages back with `MADV_DONTNEED`; returns the bytes
-    /// (0 if it was clean already). Its pages then read as zero.
+    /// Gives at least `want` bytes of a free span's dirty slices back with
+    /// `MADV_DONTNEED` (all of them if it has fewer), from its end (one call per run of
+    /// dirty slices); returns the bytes. Purged slices read as zero.
     ///
     /// # Safety
     /// `span` is the head of a free span in a bin.
-    unsafe fn purge_span(&mut self, span: *mut Span) -> usize {
+    unsafe fn purge_span(&mut self, span: *mut Span, want: usize) -> usize {
         // SAFETY: caller's contract: the span is free, so nothing uses its pages.
         unsafe {
-            if !(*span).dirty {
-                return 0;
+            let seg = Segment::of(span as usize);
+            let idx = Segment::slice_index(span);
+            let mut bits = (*seg).dirty_slices & slice_bits(idx, (*span).slice_count as usize);
+            let mut released = 0;
+            while bits != 0 && released < want {
+                // The highest run of dirty slices, cut to what is still wanted.
+                let end = 64 - bits.leading_zeros() as usize;
+                let run = (bits << (64 - end)).leading_ones() as usize;
+                let run = run.min((want - released).div_ceil(SLICE_SIZE));
+                let first = end - run;
+                bits &= !slice_bits(first, run);
+                (*seg).dirty_slices &= !slice_bits(first, run);
+                oxalloc_sys::discard(Segment::slice_start(seg, first), run * SLICE_SIZE);
+                stats::add(&GLOBAL.purge_calls, 1);
+                released += run * SLICE_SIZE;
             }
-            let len = (*span).slice_count as usize * SLICE_SIZE;
-            oxalloc_sys::discard(Segment::span_start(span), len);
-            (*span).dirty = false;
-            (*span).zero = true;
-            self.dirty_bytes -= len;
-            stats::add(&GLOBAL.purged_bytes, len);
-            stats::add(&GLOBAL.purge_calls, 1);
-            len
+            (*span).dirty = bits != 0;
+            (*span).zero = bits == 0;
+            self.dirty_bytes -= released;
+            stats::add(&GLOBAL.purged_bytes, released);
+            released
+        }
+    }
+
+    /// Dirty bytes of a free span.
+    ///
+    /// # Safety
+    /// `span` is the head of a free span of a live segment.
+    unsafe fn dirty_bytes_of(span: *mut Span) -> usize {
+        // SAFETY: caller's contract.
+        let (mask, count) = unsafe {
+            (
+                (*Segment::of(span as usize)).dirty_slices,
+                (*span).slice_count as usize,
+            )
+        };
+        let bits = mask & slice_bits(Segment::slice_index(span), count);
+        bits.count_ones() as usize * SLICE_SIZE
+    }
+
+    /// Marks `count` slices from `idx` as leaving the pool (no longer free, so no
+    /// longer dirty). Returns whether they all read as zero (never written since they
+    /// were mapped or purged).
+    ///
+    /// # Safety
+    /// `seg` is a live segment and the slices are ours under the lock.
+    unsafe fn claim(&mut self, seg: *mut Segment, idx: usize, count: usize) -> bool {
+        // SAFETY: caller's contract.
+        unsafe {
+            let bits = (*seg).dirty_slices & slice_bits(idx, count);
+            (*seg).dirty_slices &= !bits;
+            self.dirty_bytes -= bits.count_ones() as usize * SLICE_SIZE;
+            bits == 0
         }
     }
 
@@ -284,19 +356,20 @@ impl Central {
         self.segment_count
     }
 
-    /// Periodic work on any central operation: purge what has waited long enough, or
-    /// everything when the dirty cache is over its cap; refresh the live statistics.
+    /// Periodic work on any central operation: purge at once what passes the cache
+    /// cap, and every half purge delay what the policy says has waited long enough;
+    /// refresh the live statistics.
     fn tick(&mut self) {
-        let cap = cache_cap();
-        if self.dirty_bytes > cap {
-            self.purge_down_to(cap / 2);
-        }
         let now = oxalloc_sys::now_ns();
-        let delay_ns = options::PURGE_DELAY_MS.get().saturating_mul(1_000_000);
+        let targets = page_return::targets(Pool::Spans, self.dirty_bytes, now);
+        if self.dirty_bytes > targets.at_once {
+            self.purge_down_to(targets.at_once, 0, now);
+        }
+        let delay_ns = page_return::delay_ns();
         if now.wrapping_sub(self.last_tick_ns) >= delay_ns.max(1_000_000) / 2 {
             self.last_tick_ns = now;
-            if self.dirty_bytes > 0 {
-                self.purge(false);
+            if self.dirty_bytes > targets.aged {
+                self.purge_down_to(targets.aged, delay_ns, now);
             }
             GLOBAL.cached_bytes.store(
                 self.dirty_bytes as u64,
@@ -326,10 +399,8 @@ impl Central {
                 (*self.segments).prev = seg;
             }
             self.segments = seg;
-            let first = slice(seg, FIRST_SLICE);
-            (*first).zero = true;
-            (*first).dirty = false;
-            self.insert_free(first, SLICES - FIRST_SLICE);
+            (*seg).dirty_slices = 0;
+            self.insert_free(slice(seg, FIRST_SLICE), SLICES - FIRST_SLICE);
         }
         self.segment_count += 1;
         SEGMENT_MAP.set(seg as usize, Owner::Normal);
@@ -362,6 +433,7 @@ impl Central {
         unsafe {
             self.unlink(span);
             let seg = Segment::of(span as usize);
+            self.dirty_bytes -= (*seg).dirty_slices.count_ones() as usize * SLICE_SIZE;
             let (prev, next) = ((*seg).prev, (*seg).next);
             if prev.is_null() {
                 self.segments = next;
@@ -400,9 +472,10 @@ impl Central {
                 (*last).head = span;
                 (*last).kind = SpanKind::Free;
             }
-            if (*span).dirty {
-                self.dirty_bytes += count * SLICE_SIZE;
-            }
+            let dirty = (*Segment::of(span as usize)).dirty_slices
+                & slice_bits(Segment::slice_index(span), count);
+            (*span).dirty = dirty != 0;
+            (*span).zero = dirty == 0;
             (*span).prev = ptr::null_mut();
             (*span).next = self.bins[count];
             if !(*span).next.is_null() {
@@ -432,9 +505,6 @@ impl Central {
             }
             if self.bins[count].is_null() {
                 self.nonempty &= !(1 << count);
-            }
-            if (*span).dirty {
-                self.dirty_bytes -= count * SLICE_SIZE;
             }
             (*span).next = ptr::null_mut();
             (*span).prev = ptr::null_mut();

@@ -9,9 +9,9 @@
 //! same, already resident pages. Keeping one mapping per block instead (and giving the
 //! surplus back) made such programs fault every page in again on every round.
 //!
-//! Free runs are *dirty* (pages may be resident) until purged with `MADV_DONTNEED`:
-//! after `OXALLOC_PURGE_DELAY_MS`, or at once, oldest first, while dirty bytes exceed
-//! the cache cap. A region with no block left is unmapped when it is purged.
+//! Free runs are *dirty* (pages may be resident) until purged with `MADV_DONTNEED`,
+//! oldest first, when the page-return policy (`page_return`) says so. A region with
+//! no block left is unmapped when it is purged.
 //!
 //! `free(p)` finds the region from the segment map (each granule's byte says how far
 //! back its region starts) and the record from `p`'s unit; only a run's first record
@@ -21,6 +21,7 @@
 #![allow(unsafe_code)]
 
 use crate::lock::Mutex;
+use crate::page_return::{self, Pool};
 use crate::segment::{SEGMENT_MAP, SEGMENT_SIZE};
 use crate::stats::{self, GLOBAL};
 use core::ptr;
@@ -137,8 +138,6 @@ pub struct HugeHeap {
     regions: *mut Region,
     free: *mut Run,
     dirty_bytes: usize,
-    /// The last huge alloc or free (ns).
-    last_active_ns: u64,
 }
 
 // SAFETY: the raw pointers point into regions only the lock holder touches; the value
@@ -150,12 +149,7 @@ pub static HUGE: Mutex<HugeHeap> = Mutex::new(HugeHeap {
     regions: ptr::null_mut(),
     free: ptr::null_mut(),
     dirty_bytes: 0,
-    last_active_ns: 0,
 });
-
-/// While the program keeps allocating huge blocks, a free run is purged only after
-/// this many purge delays.
-const BUSY_DELAYS: u64 = 100;
 
 impl HugeHeap {
     /// Writes a run's first and last records and, if free, lists it.
@@ -426,15 +420,18 @@ impl HugeHeap {
         }
     }
 
-    /// Purges the oldest dirty runs until at most `cap` bytes are dirty.
-    fn purge_down_to(&mut self, cap: usize) {
-        while self.dirty_bytes > cap {
+    /// Purges the oldest dirty runs that have waited `min_age_ns` until at most
+    /// `target` bytes are dirty. Returns the bytes purged.
+    fn purge_down_to(&mut self, target: usize, min_age_ns: u64, now: u64) -> usize {
+        let mut released = 0;
+        while self.dirty_bytes > target {
             let mut oldest: *mut Run = ptr::null_mut();
             let mut run = self.free;
             while !run.is_null() {
                 // SAFETY: the list holds first records of free runs.
                 unsafe {
                     if (*run).dirty
+                        && now.wrapping_sub((*run).freed_at_ns) >= min_age_ns
                         && (oldest.is_null() || (*run).freed_at_ns < (*oldest).freed_at_ns)
                     {
                         oldest = run;
@@ -443,43 +440,25 @@ impl HugeHeap {
                 }
             }
             if oldest.is_null() {
-                return;
+                break;
             }
             // SAFETY: `oldest` is a listed dirty free run.
-            unsafe { self.purge_run(oldest) };
+            released += unsafe { self.purge_run(oldest) }.0;
         }
+        page_return::set_dirty(Pool::Huge, self.dirty_bytes);
+        released
     }
 
-    /// Purges stale dirty runs (all with `force`), then unmaps regions that hold no
-    /// block and no resident page. Returns bytes released. A run is stale once huge
-    /// allocation has paused for the purge delay, or, while the program keeps
-    /// allocating, once it has waited [`BUSY_DELAYS`] delays: a program that churns
-    /// big buffers reuses them within moments, and one that stops gets them back soon.
+    /// Purges dirty runs as the page-return policy says (all with `force`), then
+    /// unmaps regions that hold no block and no resident page. Returns bytes released.
     fn purge(&mut self, force: bool) -> usize {
         let now = oxalloc_sys::now_ns();
-        let delay_ns = crate::options::PURGE_DELAY_MS
-            .get()
-            .saturating_mul(1_000_000);
-        let quiet = now.wrapping_sub(self.last_active_ns) >= delay_ns;
-        let max_age = if quiet {
-            delay_ns
+        let released = if force {
+            self.purge_down_to(0, 0, now)
         } else {
-            delay_ns.saturating_mul(BUSY_DELAYS)
+            let targets = page_return::targets(Pool::Huge, self.dirty_bytes, now);
+            self.purge_down_to(targets.aged, page_return::delay_ns(), now)
         };
-        let mut released = 0;
-        let mut run = self.free;
-        while !run.is_null() {
-            // SAFETY: the list holds first records of free runs.
-            unsafe {
-                if (*run).dirty && (force || now.wrapping_sub((*run).freed_at_ns) >= max_age) {
-                    let (bytes, next) = self.purge_run(run);
-                    released += bytes;
-                    run = next;
-                } else {
-                    run = (*run).next;
-                }
-            }
-        }
         let mut r = self.regions;
         while !r.is_null() {
             // SAFETY: the region list holds live regions; `next` is read before unmapping.
@@ -547,18 +526,6 @@ impl HugeHeap {
     }
 }
 
-/// How many bytes of free huge memory may stay resident: as much as keeps the
-/// process's footprint (in use plus cached) at or below its peak in-use bytes, or the
-/// central pool's cap if that is more. Caching then never makes RSS exceed what the
-/// program itself once needed, and a program that churns big buffers reuses resident
-/// pages instead of faulting every page in again.
-fn dirty_cap() -> usize {
-    let load =
-        |a: &core::sync::atomic::AtomicU64| a.load(core::sync::atomic::Ordering::Relaxed) as usize;
-    let headroom = load(&GLOBAL.peak_in_use_bytes).saturating_sub(load(&GLOBAL.in_use_bytes));
-    crate::central::cache_cap() + headroom
-}
-
 /// Bytes of free huge memory that may still be resident.
 pub fn cached_bytes() -> usize {
     HUGE.lock().dirty_bytes()
@@ -601,10 +568,10 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
     };
     // SAFETY: best_fit returned a free range of `units` units.
     let block = unsafe { heap.carve(r, from, first, units) };
-    heap.last_active_ns = oxalloc_sys::now_ns();
     drop(heap);
     stats::add(&GLOBAL.in_use_bytes, units * UNIT);
     stats::raise_peak(&GLOBAL.peak_in_use_bytes, &GLOBAL.in_use_bytes);
+    page_return::note_demand(oxalloc_sys::now_ns());
     stats::add(&GLOBAL.huge_allocs, 1);
     stats::add(&GLOBAL.huge_count, 1);
     Region::unit_addr(r, Region::index(r, block)) as *mut u8
@@ -625,9 +592,13 @@ pub unsafe fn free(p: *mut u8) -> bool {
     let len = unsafe { (*run).len };
     // SAFETY: record `i` starts a block and we hold the lock.
     unsafe { heap.release(r, i) };
-    heap.last_active_ns = oxalloc_sys::now_ns();
     stats::sub(&GLOBAL.in_use_bytes, len * UNIT);
-    heap.purge_down_to(dirty_cap());
+    let now = oxalloc_sys::now_ns();
+    page_return::note_demand(now);
+    let targets = page_return::targets(Pool::Huge, heap.dirty_bytes, now);
+    if heap.dirty_bytes > targets.at_once {
+        heap.purge_down_to(targets.at_once, 0, now);
+    }
     let dirty = heap.dirty_bytes > 0;
     drop(heap);
     stats::add(&GLOBAL.huge_frees, 1);
@@ -687,6 +658,7 @@ pub unsafe fn resize(p: *mut u8, new_size: usize) -> bool {
             heap.release(r, h + new_units);
             drop(heap);
             stats::sub(&GLOBAL.in_use_bytes, (len - new_units) * UNIT);
+            page_return::note_demand(oxalloc_sys::now_ns());
             return true;
         }
         if new_units > len {
@@ -705,6 +677,7 @@ pub unsafe fn resize(p: *mut u8, new_size: usize) -> bool {
             drop(heap);
             stats::add(&GLOBAL.in_use_bytes, extra * UNIT);
             stats::raise_peak(&GLOBAL.peak_in_use_bytes, &GLOBAL.in_use_bytes);
+            page_return::note_demand(oxalloc_sys::now_ns());
         }
         true
     }

@@ -22,6 +22,7 @@ pub mod heap;
 mod huge;
 mod lock;
 pub mod options;
+mod page_return;
 mod page_source;
 mod purger;
 pub mod segment;

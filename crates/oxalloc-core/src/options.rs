@@ -80,9 +80,15 @@ pub static PURGE_DELAY_MS: Opt = Opt::num(
 pub static CACHE_MAX_MIB: Opt = Opt::num(
     "CACHE_MAX_MIB",
     8,
-    "most MiB of empty, still-resident pages kept for reuse; beyond it they are purged at once",
+    "most MiB of empty, still-resident pages kept beyond what recent demand keeps; past it they are purged at once",
 );
 
+/// Milliseconds of demand history that decide how much free memory stays resident.
+pub static DEMAND_WINDOW_MS: Opt = Opt::num(
+    "DEMAND_WINDOW_MS",
+    1000,
+    "free pages up to the peak in use of this many recent milliseconds stay resident while the program is active (0: purge on the delay alone)",
+);
 /// Ask for transparent huge pages for the memory mapped from now on.
 pub static HUGE_PAGES: Opt = Opt::flag(
     "HUGE_PAGES",
@@ -106,11 +112,12 @@ pub static PAGE_SOURCE_BRK: Opt = Opt::flag(
 );
 
 /// Every numeric/boolean option, for listing.
-pub static ALL: [&Opt; 6] = [
+pub static ALL: [&Opt; 7] = [
     &SHOW_STATS,
     &VERBOSE,
     &PURGE_DELAY_MS,
     &CACHE_MAX_MIB,
+    &DEMAND_WINDOW_MS,
     &HUGE_PAGES,
     &BACKGROUND_PURGE,
 ];

@@ -6,12 +6,15 @@
 //! (the most common complaint about allocators). The thread is started the first time a
 //! span is given back to the central pool, not at start-up, so programs that never free
 //! much never get it. It sleeps on a futex while nothing is cached, and otherwise wakes
-//! every `OXALLOC_PURGE_DELAY_MS` to purge what has waited that long.
+//! every `OXALLOC_PURGE_DELAY_MS` to purge what the page-return policy (`page_return`)
+//! says is due; while the policy keeps everything cached for recent demand, it wakes
+//! once an epoch of the demand window instead.
 //! `OXALLOC_BACKGROUND_PURGE=0` turns it off (single-threaded sandboxes, `unshare`).
 #![allow(unsafe_code)]
 
 use crate::central::CENTRAL;
 use crate::options;
+use crate::page_return;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 static STARTED: AtomicBool = AtomicBool::new(false);
@@ -49,7 +52,12 @@ extern "C" fn run(_: *mut core::ffi::c_void) -> *mut core::ffi::c_void {
         while WANTED.load(Ordering::Relaxed) == 0 {
             oxalloc_sys::futex_wait(&WANTED, 0);
         }
-        oxalloc_sys::sleep_ms(options::PURGE_DELAY_MS.get().max(1));
+        let pause = if page_return::keeping(oxalloc_sys::now_ns()) {
+            page_return::recheck_ms()
+        } else {
+            options::PURGE_DELAY_MS.get()
+        };
+        oxalloc_sys::sleep_ms(pause.max(1));
         // Clear the flag before looking, so a `wanted()` that races with the check
         // sets it again and nothing is left waiting unseen.
         WANTED.store(0, Ordering::Relaxed);

@@ -137,7 +137,8 @@ pub struct Span {
     pub prev: *mut Span,
     /// When a free span became free (ns), for delayed purging.
     pub freed_at_ns: u64,
-    /// Free span whose pages may still be resident (not yet purged).
+    /// Free span with slices whose pages may still be resident (not yet purged);
+    /// derived from the segment's `dirty_slices` when the span is listed.
     pub dirty: bool,
     /// The memory is known to read as zero (fresh or purged, never handed out since).
     pub zero: bool,
@@ -233,6 +234,10 @@ pub struct Segment {
     /// made the unused rest of slice 0, between this header and the first data slice,
     /// inaccessible. False in every freshly mapped segment.
     pub guarded: AtomicBool,
+    /// Bit `i`: slice `i` is free and may hold resident pages written since it was
+    /// mapped or purged (central's lock guards it). A free slice whose bit is clear
+    /// reads as zero.
+    pub dirty_slices: u64,
     /// One record per slice.
     pub spans: [Span; SLICES],
 }
@@ -302,16 +307,17 @@ impl Segment {
     /// # Safety
     /// `seg` is a live segment and the caller holds the central lock.
     pub unsafe fn census(seg: *mut Segment) -> (u64, u64, u64) {
-        let (mut used, mut dirty, mut purged) = (0, 0, 0);
+        let (mut used, mut free) = (0, 0);
         // SAFETY: caller's contract.
         unsafe {
-            Segment::for_each_span(seg, |s, count| match (s.kind, s.dirty) {
-                (SpanKind::Free, true) => dirty += count,
-                (SpanKind::Free, false) => purged += count,
+            Segment::for_each_span(seg, |s, count| match s.kind {
+                SpanKind::Free => free += count,
                 _ => used += count,
             })
         };
-        (used, dirty, purged)
+        // SAFETY: as above; the mask is exact per slice.
+        let dirty = unsafe { (*seg).dirty_slices }.count_ones() as u64;
+        (used, dirty, free - dirty)
     }
 
     /// Calls `f(owner, class, blocks in use, allocations not yet folded into the
