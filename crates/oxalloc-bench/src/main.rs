@@ -367,10 +367,16 @@ fn run_suite(mut args: RunArgs) -> i32 {
                             peak_rss_mib: o.max_rss_kib as f64 / 1024.0,
                             user_s: o.user_s,
                             sys_s: o.sys_s,
+                            minor_faults: o.minor_faults as f64,
                             throughput_mops: tp,
                             extra: w.map(|w| w.extra).unwrap_or_default(),
                         };
-                        line += &format!("{:>8.3} s {:>9.1} MiB", r.wall_s, r.peak_rss_mib);
+                        line += &format!(
+                            "{:>8.3} s {:>9.1} MiB {:>9} faults",
+                            r.wall_s,
+                            r.peak_rss_mib,
+                            report::kilo(r.minor_faults)
+                        );
                         if let Some(t) = tp {
                             line += &format!(" {t:>9.3} Mops/s");
                         }
