@@ -1,5 +1,6 @@
 //! `oxalloc-bench`: runs every workload under every allocator, each run in its own child
-//! process, and reports wall time, throughput and peak RSS as ratios to the best peer.
+//! process, and reports wall time, throughput, peak RSS and minor page faults as ratios to
+//! the best peer.
 //!
 //! ```text
 //! cargo run --release -p oxalloc-bench -- [--quick] [--only W,..] [--alloc A,..] [--threads 1,2,4,8]
