@@ -174,7 +174,7 @@ fn describe(allocs: &[Allocator]) {
 fn list() -> i32 {
     println!("workloads:");
     for w in suite::WORKLOADS {
-        println!("  {:<14} {}", w.name, w.about);
+        println!("  {:<16} {}", w.name, w.about);
     }
     println!("allocators:");
     let ws = suite::workspace_root();
