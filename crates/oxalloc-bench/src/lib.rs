@@ -2,8 +2,8 @@
 //!
 //! The suite (`src/main.rs`, binary `oxalloc-bench`) plans a set of *cases* (a workload at
 //! a thread count), runs each case under each allocator in a fresh child process, reads the
-//! child's wall time and peak RSS from `wait4`, takes the median of N runs, and reports
-//! tables, CSV, JSON and an SVG chart.
+//! child's wall time, peak RSS and minor page faults from `wait4`, takes the median of N
+//! runs, and reports tables, CSV, JSON and an SVG chart.
 //!
 //! Layout, one idea per module:
 //! - [`allocators`]: which allocators exist and how a process is put under one (`LD_PRELOAD`

@@ -1,5 +1,6 @@
 //! `oxalloc-bench`: runs every workload under every allocator, each run in its own child
-//! process, and reports wall time, throughput and peak RSS as ratios to the best peer.
+//! process, and reports wall time, throughput, peak RSS and minor page faults as ratios to
+//! the best peer.
 //!
 //! ```text
 //! cargo run --release -p oxalloc-bench -- [--quick] [--only W,..] [--alloc A,..] [--threads 1,2,4,8]
@@ -173,7 +174,7 @@ fn describe(allocs: &[Allocator]) {
 fn list() -> i32 {
     println!("workloads:");
     for w in suite::WORKLOADS {
-        println!("  {:<14} {}", w.name, w.about);
+        println!("  {:<16} {}", w.name, w.about);
     }
     println!("allocators:");
     let ws = suite::workspace_root();
@@ -367,10 +368,16 @@ fn run_suite(mut args: RunArgs) -> i32 {
                             peak_rss_mib: o.max_rss_kib as f64 / 1024.0,
                             user_s: o.user_s,
                             sys_s: o.sys_s,
+                            minor_faults: o.minor_faults as f64,
                             throughput_mops: tp,
                             extra: w.map(|w| w.extra).unwrap_or_default(),
                         };
-                        line += &format!("{:>8.3} s {:>9.1} MiB", r.wall_s, r.peak_rss_mib);
+                        line += &format!(
+                            "{:>8.3} s {:>9.1} MiB {:>9} faults",
+                            r.wall_s,
+                            r.peak_rss_mib,
+                            report::kilo(r.minor_faults)
+                        );
                         if let Some(t) = tp {
                             line += &format!(" {t:>9.3} Mops/s");
                         }

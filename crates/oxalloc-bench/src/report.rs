@@ -21,6 +21,9 @@ pub struct Run {
     pub user_s: f64,
     /// System CPU seconds.
     pub sys_s: f64,
+    /// Minor page faults from `wait4` (`ru_minflt`); 0 in files from before it was recorded.
+    #[serde(default)]
+    pub minor_faults: f64,
     /// Operations per second of the measured part, millions (if the workload has one).
     pub throughput_mops: Option<f64>,
     /// Workload-specific numbers.
@@ -44,12 +47,16 @@ pub struct Record {
     pub wall_s: Option<f64>,
     /// Median peak RSS, MiB.
     pub peak_rss_mib: Option<f64>,
+    /// Median minor page faults.
+    pub minor_faults: Option<f64>,
     /// Median throughput, Mops/s.
     pub throughput_mops: Option<f64>,
     /// `wall_s` / best peer's.
     pub wall_ratio: Option<f64>,
     /// `peak_rss_mib` / best peer's.
     pub rss_ratio: Option<f64>,
+    /// `minor_faults` / best peer's.
+    pub fault_ratio: Option<f64>,
     /// `throughput_mops` / best peer's (above 1 is faster).
     pub throughput_ratio: Option<f64>,
     /// Medians of the workload-specific numbers.
@@ -68,6 +75,7 @@ impl Record {
         };
         self.wall_s = stats::median(&col(&|r| Some(r.wall_s)));
         self.peak_rss_mib = stats::median(&col(&|r| Some(r.peak_rss_mib)));
+        self.minor_faults = stats::median(&col(&|r| Some(r.minor_faults)));
         self.throughput_mops = stats::median(&col(&|r| r.throughput_mops));
         let keys: Vec<String> = self
             .runs
@@ -106,6 +114,12 @@ pub struct Summary {
     pub rss_geomean: Option<f64>,
     /// Largest peak-RSS ratio, and its row.
     pub rss_worst: Option<(f64, String)>,
+    /// Geometric mean of minor-fault ratios.
+    #[serde(default)]
+    pub fault_geomean: Option<f64>,
+    /// Largest minor-fault ratio, and its row.
+    #[serde(default)]
+    pub fault_worst: Option<(f64, String)>,
     /// Rows the summary covers.
     pub rows: usize,
 }
@@ -150,15 +164,16 @@ type RatioMetric = (
     fn(&mut Record, Option<f64>),
 );
 
-/// Fills the three ratio fields of every record, row by row.
+/// Fills the four ratio fields of every record, row by row.
 pub fn fill_ratios(records: &mut [Record]) {
     for id in case_ids(records) {
         let idx: Vec<usize> = (0..records.len())
             .filter(|&i| records[i].case == id)
             .collect();
-        let metrics: [RatioMetric; 3] = [
+        let metrics: [RatioMetric; 4] = [
             (|r| r.wall_s, Better::Lower, |r, v| r.wall_ratio = v),
             (|r| r.peak_rss_mib, Better::Lower, |r, v| r.rss_ratio = v),
+            (|r| r.minor_faults, Better::Lower, |r, v| r.fault_ratio = v),
             (
                 |r| r.throughput_mops,
                 Better::Higher,
@@ -178,7 +193,7 @@ pub fn fill_ratios(records: &mut [Record]) {
     }
 }
 
-/// Per-allocator geometric means and worst rows of the time and RSS ratios.
+/// Per-allocator geometric means and worst rows of the time, RSS and minor-fault ratios.
 pub fn summarize(records: &[Record], allocators: &[String]) -> Vec<Summary> {
     allocators
         .iter()
@@ -189,10 +204,13 @@ pub fn summarize(records: &[Record], allocators: &[String]) -> Vec<Summary> {
                 .filter(|r| !TIME_SUMMARY_EXCLUDED.contains(&r.workload.as_str()))
                 .filter_map(|r| r.wall_ratio.map(|x| (x, r.case.clone())))
                 .collect();
-            let rss: Vec<(f64, String)> = mine
-                .iter()
-                .filter_map(|r| r.rss_ratio.map(|x| (x, r.case.clone())))
-                .collect();
+            let ratios = |get: fn(&Record) -> Option<f64>| -> Vec<(f64, String)> {
+                mine.iter()
+                    .filter_map(|r| get(r).map(|x| (x, r.case.clone())))
+                    .collect()
+            };
+            let rss = ratios(|r| r.rss_ratio);
+            let faults = ratios(|r| r.fault_ratio);
             let worst = |v: &[(f64, String)]| v.iter().cloned().max_by(|x, y| x.0.total_cmp(&y.0));
             let vals = |v: &[(f64, String)]| v.iter().map(|x| x.0).collect::<Vec<_>>();
             Summary {
@@ -201,17 +219,45 @@ pub fn summarize(records: &[Record], allocators: &[String]) -> Vec<Summary> {
                 time_worst: worst(&times),
                 rss_geomean: stats::geomean(&vals(&rss)),
                 rss_worst: worst(&rss),
+                fault_geomean: stats::geomean(&vals(&faults)),
+                fault_worst: worst(&faults),
                 rows: mine.iter().filter(|r| r.error.is_none()).count(),
             }
         })
         .collect()
 }
 
-fn cell(value: Option<f64>, ratio: Option<f64>, err: Option<&String>, digits: usize) -> String {
+/// How a table shows a metric's value: its decimals, and a divisor and suffix (`K`).
+#[derive(Clone, Copy)]
+struct Shown {
+    digits: usize,
+    per: f64,
+    suffix: &'static str,
+}
+
+impl Shown {
+    fn fmt(self, v: f64) -> String {
+        let (digits, suffix) = (self.digits, self.suffix);
+        format!("{:.digits$}{suffix}", v / self.per)
+    }
+}
+
+/// Minor page faults in thousands, as the tables show them: `362.1K`.
+pub fn kilo(faults: f64) -> String {
+    KILO.fmt(faults)
+}
+
+const KILO: Shown = Shown {
+    digits: 1,
+    per: 1000.0,
+    suffix: "K",
+};
+
+fn cell(value: Option<f64>, ratio: Option<f64>, err: Option<&String>, shown: Shown) -> String {
     match (value, err) {
         (Some(v), _) => match ratio {
-            Some(r) => format!("{v:.digits$} {r:>5.2}x"),
-            None => format!("{v:.digits$}"),
+            Some(r) => format!("{} {r:>5.2}x", shown.fmt(v)),
+            None => shown.fmt(v),
         },
         (None, Some(e)) if e.starts_with("skipped") => "skip".into(),
         (None, Some(_)) => "FAIL".into(),
@@ -219,7 +265,8 @@ fn cell(value: Option<f64>, ratio: Option<f64>, err: Option<&String>, digits: us
     }
 }
 
-/// The text tables: wall time, peak RSS, throughput, burst-then-idle RSS, failures.
+/// The text tables: wall time, peak RSS, minor page faults, throughput, burst-then-idle
+/// RSS, failures.
 pub fn render(res: &Results) -> String {
     let allocs: Vec<&str> = res
         .allocators
@@ -244,25 +291,53 @@ pub fn render(res: &Results) -> String {
         }
         s.push('\n');
     };
-    type Metric = (fn(&Record) -> (Option<f64>, Option<f64>), usize);
-    let tables: [(&str, Metric, bool); 3] = [
+    type Pair = (Option<f64>, Option<f64>);
+    type Worst = Option<(f64, String)>;
+    let plain = |digits| Shown {
+        digits,
+        per: 1.0,
+        suffix: "",
+    };
+    // Title, the value and ratio of a cell, how the value is shown, whether only rows with
+    // a throughput are shown, and the summary's geomean and worst row (none: no summary).
+    type Table = (
+        &'static str,
+        fn(&Record) -> Pair,
+        Shown,
+        bool,
+        fn(&Summary) -> (Option<f64>, Worst),
+    );
+    let tables: [Table; 4] = [
         (
             "Wall time, s (ratio to the best peer; lower is better)",
-            (|r| (r.wall_s, r.wall_ratio), 3),
+            |r| (r.wall_s, r.wall_ratio),
+            plain(3),
             false,
+            |s| (s.time_geomean, s.time_worst.clone()),
         ),
         (
             "Peak RSS, MiB (ratio to the best peer; lower is better)",
-            (|r| (r.peak_rss_mib, r.rss_ratio), 1),
+            |r| (r.peak_rss_mib, r.rss_ratio),
+            plain(1),
             false,
+            |s| (s.rss_geomean, s.rss_worst.clone()),
+        ),
+        (
+            "Minor page faults (ratio to the best peer; lower is better)",
+            |r| (r.minor_faults, r.fault_ratio),
+            KILO,
+            false,
+            |s| (s.fault_geomean, s.fault_worst.clone()),
         ),
         (
             "Throughput, Mops/s (ratio to the best peer; higher is better)",
-            (|r| (r.throughput_mops, r.throughput_ratio), 3),
+            |r| (r.throughput_mops, r.throughput_ratio),
+            plain(3),
             true,
+            |_| (None, None),
         ),
     ];
-    for (ti, (title, (get, digits), only_tp)) in tables.iter().enumerate() {
+    for (title, get, shown, only_tp, summary) in tables {
         let rows: Vec<&String> = ids
             .iter()
             .filter(|id| {
@@ -281,23 +356,31 @@ pub fn render(res: &Results) -> String {
             for a in &allocs {
                 let c = find(id, a).map_or("-".into(), |r| {
                     let (v, ratio) = get(r);
-                    cell(v, ratio, r.error.as_ref(), *digits)
+                    cell(v, ratio, r.error.as_ref(), shown)
                 });
                 let _ = write!(s, "{c:>CW$}");
             }
             s.push('\n');
         }
-        if ti < 2 {
-            for (label, pick) in [("geomean", 0), ("worst", 1)] {
+        let sums: Vec<(Option<f64>, Worst)> = allocs
+            .iter()
+            .map(|a| {
+                res.summary
+                    .iter()
+                    .find(|x| x.allocator == *a)
+                    .map_or((None, None), summary)
+            })
+            .collect();
+        if sums.iter().any(|x| x.0.is_some()) {
+            for pick_worst in [false, true] {
+                let label = if pick_worst { "worst" } else { "geomean" };
                 let _ = write!(s, "{label:<w0$}");
-                for a in &allocs {
-                    let sm = res.summary.iter().find(|x| x.allocator == *a);
-                    let v = sm.and_then(|sm| match (ti, pick) {
-                        (0, 0) => sm.time_geomean,
-                        (0, _) => sm.time_worst.as_ref().map(|w| w.0),
-                        (_, 0) => sm.rss_geomean,
-                        _ => sm.rss_worst.as_ref().map(|w| w.0),
-                    });
+                for (g, w) in &sums {
+                    let v = if pick_worst {
+                        w.as_ref().map(|w| w.0)
+                    } else {
+                        *g
+                    };
                     let c = v.map_or("-".into(), |v| format!("{v:.2}x"));
                     let _ = write!(s, "{c:>CW$}");
                 }
@@ -366,7 +449,7 @@ fn csv_field(s: &str) -> String {
 }
 
 /// CSV header of [`to_csv`].
-pub const CSV_HEADER: &str = "case,workload,threads,allocator,mode,runs,wall_s,wall_ratio,peak_rss_mib,rss_ratio,throughput_mops,throughput_ratio,rss_before_mib,rss_after_mib,after_over_before,error";
+pub const CSV_HEADER: &str = "case,workload,threads,allocator,mode,runs,wall_s,wall_ratio,peak_rss_mib,rss_ratio,minor_faults,fault_ratio,throughput_mops,throughput_ratio,rss_before_mib,rss_after_mib,after_over_before,error";
 
 /// One line per record, medians and ratios (empty fields where there is no value).
 pub fn to_csv(records: &[Record]) -> String {
@@ -376,7 +459,7 @@ pub fn to_csv(records: &[Record]) -> String {
         let x = |k: &str| opt(r.extra.get(k).copied());
         let _ = writeln!(
             s,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             csv_field(&r.case),
             csv_field(&r.workload),
             r.threads,
@@ -387,6 +470,8 @@ pub fn to_csv(records: &[Record]) -> String {
             opt(r.wall_ratio),
             opt(r.peak_rss_mib),
             opt(r.rss_ratio),
+            opt(r.minor_faults),
+            opt(r.fault_ratio),
             opt(r.throughput_mops),
             opt(r.throughput_ratio),
             x("rss_before_mib"),
@@ -434,6 +519,69 @@ mod tests {
         assert!((s[0].time_geomean.unwrap() - (0.5f64 * 4.0).sqrt()).abs() < 1e-9);
         assert_eq!(s[0].time_worst.as_ref().unwrap().1, "b");
         assert!((s[1].time_geomean.unwrap() - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn fault_column_in_table_csv_and_json() {
+        let mut v = vec![
+            rec("a", "oxalloc", 1.0, 1.0),
+            rec("a", "mimalloc", 1.0, 1.0),
+        ];
+        v[0].runs[0].minor_faults = 362_100.0;
+        v[1].runs[0].minor_faults = 17_000.0;
+        v.iter_mut().for_each(Record::summarize_runs);
+        fill_ratios(&mut v);
+        assert_eq!(v[0].minor_faults, Some(362_100.0));
+        assert!((v[0].fault_ratio.unwrap() - 21.3).abs() < 1e-9);
+        let names = ["oxalloc", "mimalloc"].map(String::from);
+        let summary = summarize(&v, &names);
+        assert!((summary[0].fault_geomean.unwrap() - 21.3).abs() < 1e-9);
+        let res = Results {
+            machine: Machine::default(),
+            command: String::new(),
+            runs: 1,
+            scale: 1.0,
+            allocators: names
+                .iter()
+                .map(|n| AllocInfo {
+                    name: n.clone(),
+                    lib: None,
+                    missing: None,
+                })
+                .collect(),
+            records: v.clone(),
+            summary,
+            targets: Vec::new(),
+        };
+        let text = render(&res);
+        let table: Vec<&str> = text
+            .lines()
+            .skip_while(|l| !l.starts_with("Minor page faults (ratio to the best peer"))
+            .take(5)
+            .collect();
+        assert_eq!(table.len(), 5, "{text}");
+        assert!(table[2].contains("362.1K 21.30x"), "{text}");
+        assert!(table[2].contains("17.0K  1.00x"), "{text}");
+        assert!(table[3].starts_with("geomean") && table[3].contains("21.30x"));
+        assert!(table[4].starts_with("worst"));
+
+        let csv = to_csv(&v);
+        let head: Vec<&str> = CSV_HEADER.split(',').collect();
+        let col = |name: &str| head.iter().position(|h| *h == name).unwrap();
+        let line: Vec<&str> = csv.lines().nth(1).unwrap().split(',').collect();
+        assert_eq!(line.len(), head.len());
+        assert_eq!(line[col("minor_faults")].parse::<f64>(), Ok(362_100.0));
+        assert_eq!(line[col("fault_ratio")].parse::<f64>(), Ok(21.3));
+
+        let json = serde_json::to_string(&res).unwrap();
+        let back: Results = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.records, v);
+        // A file from before the column: runs without `minor_faults` still parse, as 0.
+        let old: Run = serde_json::from_str(
+            r#"{"wall_s":1.0,"peak_rss_mib":2.0,"user_s":0.0,"sys_s":0.0,"throughput_mops":null,"extra":{}}"#,
+        )
+        .unwrap();
+        assert_eq!(old.minor_faults, 0.0);
     }
 
     #[test]

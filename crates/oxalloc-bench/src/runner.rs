@@ -1,5 +1,5 @@
-//! Runs one child process and measures it: wall time from spawn to exit, and peak RSS and
-//! CPU time from the `rusage` that `wait4` returns for that child.
+//! Runs one child process and measures it: wall time from spawn to exit, and peak RSS, minor
+//! page faults and CPU time from the `rusage` that `wait4` returns for that child.
 //!
 //! Peak RSS floor: Linux starts a child's `ru_maxrss` at its parent's resident set (fork
 //! copies the RSS counters; with vfork/posix_spawn exec records the shared mm's high-water
@@ -58,6 +58,9 @@ pub struct Outcome {
     pub user_s: f64,
     /// System CPU seconds.
     pub sys_s: f64,
+    /// Minor page faults of the child (`ru_minflt`): pages it touched first, or touched
+    /// again after they were given back, without I/O.
+    pub minor_faults: u64,
     /// How it ended.
     pub exit: Exit,
     /// Everything it wrote to stdout.
@@ -197,6 +200,7 @@ pub fn run(job: &Job) -> std::io::Result<Outcome> {
         max_rss_kib: ru.ru_maxrss.max(0) as u64,
         user_s: timeval_s(ru.ru_utime),
         sys_s: timeval_s(ru.ru_stime),
+        minor_faults: ru.ru_minflt.max(0) as u64,
         exit,
         stdout: String::from_utf8_lossy(&stdout).into_owned(),
         stderr_tail: String::from_utf8_lossy(tail).into_owned(),
@@ -224,6 +228,7 @@ mod tests {
         assert_eq!(o.stdout.trim(), "hello");
         assert!(o.failure().contains("oops"));
         assert!(o.max_rss_kib > 0);
+        assert!(o.minor_faults > 0, "{o:?}"); // exec alone maps and touches pages
     }
 
     #[test]

@@ -29,8 +29,11 @@ pub enum Threads {
     Each,
     /// One case, at the largest thread count.
     Max,
-    /// Single-threaded.
+    /// Single-threaded (or a fixed shape of its own, like one producer and one consumer).
     One,
+    /// One case per listed thread count, whatever `--threads` says: the shape is part of
+    /// the workload.
+    Fixed(&'static [usize]),
 }
 
 /// A workload of the suite.
@@ -65,7 +68,7 @@ const fn w(
 }
 
 /// Every workload, in table order.
-pub const WORKLOADS: [Workload; 14] = [
+pub const WORKLOADS: [Workload; 19] = [
     w(
         "larson",
         Kind::Work,
@@ -121,6 +124,41 @@ pub const WORKLOADS: [Workload; 14] = [
         Threads::One,
         false,
         "120 MiB of small blocks, all freed, 1 s idle: RSS after vs before",
+    ),
+    w(
+        "realloc-threads",
+        Kind::Work,
+        Threads::Fixed(&[2]),
+        true,
+        "2 threads grow 256 buffers each from 1 B to 64 KiB by 1-25% reallocs, free all, repeat",
+    ),
+    w(
+        "calloc-churn",
+        Kind::Work,
+        Threads::Fixed(&[4]),
+        true,
+        "threads spawned afresh each round: calloc 16-512 B, rare 100x-10000x, windows handed on",
+    ),
+    w(
+        "table-replace",
+        Kind::Work,
+        Threads::Fixed(&[1, 2]),
+        true,
+        "2^18 live blocks a thread, each step replaces a random one (8-1024 B, all written)",
+    ),
+    w(
+        "xchurn",
+        Kind::Work,
+        Threads::Fixed(&[2]),
+        true,
+        "16 B-16 KiB churn, a quarter of the blocks freed by the other thread",
+    ),
+    w(
+        "prodcons",
+        Kind::Work,
+        Threads::One,
+        true,
+        "one thread allocates 16-256 B, another frees, through a bounded SPSC ring",
     ),
     w(
         "python",
@@ -195,6 +233,7 @@ pub fn plan(threads: &[usize], only: &[String]) -> Vec<Case> {
             Threads::Each => threads.to_vec(),
             Threads::Max => vec![max],
             Threads::One => vec![1],
+            Threads::Fixed(counts) => counts.to_vec(),
         };
         for t in counts {
             let id = match w.threads {
@@ -465,6 +504,31 @@ mod tests {
         );
         let ids: Vec<&str> = some.iter().map(|c| c.id.as_str()).collect();
         assert_eq!(ids, ["larson/t1", "larson/t2", "xmalloc/t2", "realloc"]);
+        // Fixed shapes keep their thread counts whatever --threads says.
+        let fixed = plan(
+            &[8],
+            &[
+                "table-replace".into(),
+                "xchurn/t2".into(),
+                "prodcons".into(),
+            ],
+        );
+        let ids: Vec<&str> = fixed.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "table-replace/t1",
+                "table-replace/t2",
+                "xchurn/t2",
+                "prodcons"
+            ]
+        );
+        assert!(all.iter().any(|c| c.id == "realloc-threads/t2"));
+        assert!(all.iter().any(|c| c.id == "calloc-churn/t4"));
+        // Every C workload of the suite is one the child knows.
+        for w in WORKLOADS.iter().filter(|w| w.kind == Kind::Work) {
+            assert!(crate::workloads::NAMES.contains(&w.name), "{}", w.name);
+        }
     }
 
     #[test]

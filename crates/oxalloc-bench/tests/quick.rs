@@ -28,6 +28,7 @@ fn quick_subset_prints_expected_rows_and_writes_files() {
     for want in [
         "Wall time",
         "Peak RSS",
+        "Minor page faults",
         "Throughput",
         "larson/t1",
         "larson/t2",

@@ -8,12 +8,17 @@
 //! by the workload, never by the allocator under test.
 
 pub mod burst_idle;
+pub mod calloc_churn;
 pub mod false_sharing;
 pub mod large;
 pub mod larson;
 pub mod pairs;
 pub mod power_law;
+pub mod prodcons;
 pub mod realloc_growth;
+pub mod realloc_threads;
+pub mod table_replace;
+pub mod xchurn;
 pub mod xmalloc;
 
 use serde::{Deserialize, Serialize};
@@ -53,7 +58,7 @@ impl WorkOutput {
 }
 
 /// Names of the C-allocator workloads this module runs (see [`run`]).
-pub const NAMES: [&str; 9] = [
+pub const NAMES: [&str; 14] = [
     "larson",
     "xmalloc",
     "cache-thrash",
@@ -62,6 +67,11 @@ pub const NAMES: [&str; 9] = [
     "realloc",
     "large",
     "burst-idle",
+    "realloc-threads",
+    "calloc-churn",
+    "table-replace",
+    "xchurn",
+    "prodcons",
     "pairs",
 ];
 
@@ -77,6 +87,11 @@ pub fn run(name: &str, threads: usize, scale: f64, pairs: u64) -> Option<WorkOut
         "realloc" => realloc_growth::run(scale),
         "large" => large::run(scale),
         "burst-idle" => burst_idle::run(scale),
+        "realloc-threads" => realloc_threads::run(threads, scale),
+        "calloc-churn" => calloc_churn::run(threads, scale),
+        "table-replace" => table_replace::run(threads, scale),
+        "xchurn" => xchurn::run(threads, scale),
+        "prodcons" => prodcons::run(scale),
         "pairs" => pairs::run(pairs, 32),
         _ => return None,
     })
@@ -112,6 +127,16 @@ impl Block {
     pub fn new(len: usize) -> Block {
         // SAFETY: malloc has no preconditions; null is handled below.
         let p = unsafe { libc::malloc(len) }.cast::<u8>();
+        match NonNull::new(p) {
+            Some(ptr) => Block { ptr, len },
+            None => out_of_memory(len),
+        }
+    }
+
+    /// `calloc(1, len)` (`len > 0`): zeroed; exits on failure.
+    pub fn zeroed(len: usize) -> Block {
+        // SAFETY: calloc has no preconditions; null is handled below.
+        let p = unsafe { libc::calloc(1, len) }.cast::<u8>();
         match NonNull::new(p) {
             Some(ptr) => Block { ptr, len },
             None => out_of_memory(len),
@@ -264,12 +289,42 @@ mod tests {
     #[test]
     fn every_workload_runs_at_tiny_scale() {
         for name in NAMES {
-            if name == "burst-idle" {
-                continue; // sleeps a second by design
+            if name == "burst-idle" || name == "table-replace" {
+                continue; // sleeps a second by design; fills 2^18 blocks a thread (below)
             }
             let w = run(name, 2, 0.002, 1000).unwrap();
             assert!(w.secs >= 0.0, "{name}");
         }
         assert!(run("nope", 1, 1.0, 0).is_none());
+    }
+
+    /// The workloads of issue 18, each at a tiny scale with the thread count the suite
+    /// gives it: each finishes and reports operations and a time.
+    #[test]
+    fn issue_18_workloads_report_operations() {
+        for (name, threads) in [
+            ("realloc-threads", 2),
+            ("calloc-churn", 4),
+            ("xchurn", 2),
+            ("prodcons", 1),
+        ] {
+            let w = run(name, threads, 0.002, 0).unwrap();
+            assert!(w.ops.is_some_and(|o| o > 0.0), "{name}: {w:?}");
+            assert!(w.secs > 0.0, "{name}: {w:?}");
+        }
+        // The full table (2^18 blocks a thread) is the suite's; a smaller one here.
+        for threads in [1, 2] {
+            let w = table_replace::run_with(threads, 0.002, 4096);
+            assert_eq!(w.ops, Some(10_000.0), "{w:?}");
+            assert!(w.secs > 0.0);
+        }
+    }
+
+    #[test]
+    fn zeroed_blocks_read_as_zero() {
+        let b = Block::zeroed(100_000);
+        // SAFETY: the block holds 100_000 bytes.
+        let bytes = unsafe { std::slice::from_raw_parts(b.as_ptr(), b.len()) };
+        assert!(bytes.iter().all(|&x| x == 0));
     }
 }
