@@ -29,6 +29,8 @@ pub struct Central {
     segments: *mut Segment,
     segment_count: usize,
     dirty_bytes: usize,
+    /// Bytes in spans taken and not given back.
+    in_use: usize,
     last_tick_ns: u64,
     brk: crate::page_source::BrkState,
 }
@@ -44,6 +46,7 @@ pub static CENTRAL: Mutex<Central> = Mutex::new(Central {
     segments: ptr::null_mut(),
     segment_count: 0,
     dirty_bytes: 0,
+    in_use: 0,
     last_tick_ns: 0,
     brk: crate::page_source::BrkState::new(),
 });
@@ -106,9 +109,10 @@ impl Central {
             }
             span
         };
+        self.in_use += slices * SLICE_SIZE;
         stats::add(&GLOBAL.in_use_bytes, slices * SLICE_SIZE);
         stats::raise_peak(&GLOBAL.peak_in_use_bytes, &GLOBAL.in_use_bytes);
-        page_return::note_demand(oxalloc_sys::now_ns());
+        page_return::note_demand(Pool::Spans, self.in_use, oxalloc_sys::now_ns());
         Some(span)
     }
 
@@ -154,6 +158,7 @@ impl Central {
             let seg = Segment::of(span as usize);
             let mut idx = Segment::slice_index(span);
             let mut count = (*span).slice_count as usize;
+            self.in_use -= count * SLICE_SIZE;
             stats::sub(&GLOBAL.in_use_bytes, count * SLICE_SIZE);
             (*seg).dirty_slices |= slice_bits(idx, count);
             self.dirty_bytes += count * SLICE_SIZE;
@@ -178,7 +183,7 @@ impl Central {
             let head = slice(seg, idx);
             (*head).freed_at_ns = oxalloc_sys::now_ns();
             self.insert_free(head, count);
-            page_return::note_demand((*head).freed_at_ns);
+            page_return::note_demand(Pool::Spans, self.in_use, (*head).freed_at_ns);
         }
         self.tick();
         if self.dirty_bytes > 0 {
@@ -218,10 +223,11 @@ impl Central {
                 (*slice(seg, idx + i)).head = span;
             }
             (*span).slice_count = new_slices as u8;
+            self.in_use += extra * SLICE_SIZE;
             stats::add(&GLOBAL.in_use_bytes, extra * SLICE_SIZE);
             stats::raise_peak(&GLOBAL.peak_in_use_bytes, &GLOBAL.in_use_bytes);
         }
-        page_return::note_demand(oxalloc_sys::now_ns());
+        page_return::note_demand(Pool::Spans, self.in_use, oxalloc_sys::now_ns());
         true
     }
 

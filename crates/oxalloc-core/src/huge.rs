@@ -138,6 +138,8 @@ pub struct HugeHeap {
     regions: *mut Region,
     free: *mut Run,
     dirty_bytes: usize,
+    /// Bytes in blocks now.
+    in_use: usize,
 }
 
 // SAFETY: the raw pointers point into regions only the lock holder touches; the value
@@ -149,6 +151,7 @@ pub static HUGE: Mutex<HugeHeap> = Mutex::new(HugeHeap {
     regions: ptr::null_mut(),
     free: ptr::null_mut(),
     dirty_bytes: 0,
+    in_use: 0,
 });
 
 impl HugeHeap {
@@ -346,6 +349,7 @@ impl HugeHeap {
             }
             self.set_run(r, a, units, USED, Pages::block(zero));
             (*r).used_units += units;
+            self.in_use += units * UNIT;
             Region::run(r, a)
         }
     }
@@ -360,6 +364,7 @@ impl HugeHeap {
         // SAFETY: caller's contract.
         unsafe {
             (*r).used_units -= (*Region::run(r, h)).len;
+            self.in_use -= (*Region::run(r, h)).len * UNIT;
             (*Region::run(r, h)).state = FREE;
             (*Region::run(r, h)).dirty = true;
             self.merge(r, h, Pages::freed());
@@ -399,24 +404,36 @@ impl HugeHeap {
         }
     }
 
-    /// Discards a dirty free run's pages and merges it with purged neighbours. Returns
-    /// the next run of the list to look at.
+    /// Discards at least `want` bytes of a dirty free run's pages (all of them if it
+    /// has fewer), from its end, and merges what was discarded with purged neighbours.
+    /// Returns the bytes discarded.
     ///
     /// # Safety
     /// `run` is a listed dirty free run; the lock is held.
-    unsafe fn purge_run(&mut self, run: *mut Run) -> (usize, *mut Run) {
-        // SAFETY: caller's contract; the run holds no block.
+    unsafe fn purge_run(&mut self, run: *mut Run, want: usize) -> usize {
+        // SAFETY: caller's contract; the run holds no block, and every record written
+        // lies inside it.
         unsafe {
             let r = region_of(run as usize);
             let h = Region::index(r, run);
-            let bytes = (*run).len * UNIT;
-            oxalloc_sys::discard(Region::unit_addr(r, h) as *mut u8, bytes);
-            stats::add(&GLOBAL.purged_bytes, bytes);
+            let len = (*run).len;
+            let cut = want.div_ceil(UNIT).clamp(1, len);
+            let start = h + len - cut;
+            oxalloc_sys::discard(Region::unit_addr(r, start) as *mut u8, cut * UNIT);
+            stats::add(&GLOBAL.purged_bytes, cut * UNIT);
             self.unlink(run);
-            // Neighbours merged into it are unlinked too, so restart from the head:
-            // only dirty runs are left to look at, and this one no longer is.
-            self.merge(r, h, Pages::block(true));
-            (bytes, self.free)
+            if cut < len {
+                let rest = Pages {
+                    dirty: true,
+                    zero: false,
+                    freed_at_ns: (*run).freed_at_ns,
+                };
+                self.set_run(r, h, len - cut, FREE, rest);
+                // Unlisted until `merge` lists it with its purged neighbours.
+                self.set_run(r, start, cut, USED, Pages::block(true));
+            }
+            self.merge(r, start, Pages::block(true));
+            cut * UNIT
         }
     }
 
@@ -443,7 +460,7 @@ impl HugeHeap {
                 break;
             }
             // SAFETY: `oldest` is a listed dirty free run.
-            released += unsafe { self.purge_run(oldest) }.0;
+            released += unsafe { self.purge_run(oldest, self.dirty_bytes - target) };
         }
         page_return::set_dirty(Pool::Huge, self.dirty_bytes);
         released
@@ -568,10 +585,10 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
     };
     // SAFETY: best_fit returned a free range of `units` units.
     let block = unsafe { heap.carve(r, from, first, units) };
+    page_return::note_demand(Pool::Huge, heap.in_use, oxalloc_sys::now_ns());
     drop(heap);
     stats::add(&GLOBAL.in_use_bytes, units * UNIT);
     stats::raise_peak(&GLOBAL.peak_in_use_bytes, &GLOBAL.in_use_bytes);
-    page_return::note_demand(oxalloc_sys::now_ns());
     stats::add(&GLOBAL.huge_allocs, 1);
     stats::add(&GLOBAL.huge_count, 1);
     Region::unit_addr(r, Region::index(r, block)) as *mut u8
@@ -594,7 +611,7 @@ pub unsafe fn free(p: *mut u8) -> bool {
     unsafe { heap.release(r, i) };
     stats::sub(&GLOBAL.in_use_bytes, len * UNIT);
     let now = oxalloc_sys::now_ns();
-    page_return::note_demand(now);
+    page_return::note_demand(Pool::Huge, heap.in_use, now);
     let targets = page_return::targets(Pool::Huge, heap.dirty_bytes, now);
     if heap.dirty_bytes > targets.at_once {
         heap.purge_down_to(targets.at_once, 0, now);
@@ -656,9 +673,9 @@ pub unsafe fn resize(p: *mut u8, new_size: usize) -> bool {
             heap.set_run(r, h, new_units, USED, Pages::block(false));
             heap.set_run(r, h + new_units, len - new_units, USED, Pages::block(false));
             heap.release(r, h + new_units);
+            page_return::note_demand(Pool::Huge, heap.in_use, oxalloc_sys::now_ns());
             drop(heap);
             stats::sub(&GLOBAL.in_use_bytes, (len - new_units) * UNIT);
-            page_return::note_demand(oxalloc_sys::now_ns());
             return true;
         }
         if new_units > len {
@@ -674,10 +691,10 @@ pub unsafe fn resize(p: *mut u8, new_size: usize) -> bool {
             heap.carve(r, next, next, extra);
             (*Region::run(r, next)).state = INTERIOR;
             heap.set_run(r, h, new_units, USED, Pages::block(false));
+            page_return::note_demand(Pool::Huge, heap.in_use, oxalloc_sys::now_ns());
             drop(heap);
             stats::add(&GLOBAL.in_use_bytes, extra * UNIT);
             stats::raise_peak(&GLOBAL.peak_in_use_bytes, &GLOBAL.in_use_bytes);
-            page_return::note_demand(oxalloc_sys::now_ns());
         }
         true
     }
