@@ -86,7 +86,7 @@ pub static CACHE_MAX_MIB: Opt = Opt::num(
 /// Milliseconds of demand history that decide how much free memory stays resident.
 pub static DEMAND_WINDOW_MS: Opt = Opt::num(
     "DEMAND_WINDOW_MS",
-    1000,
+    250,
     "free pages up to the peak in use of this many recent milliseconds stay resident while the program is active (0: purge on the delay alone)",
 );
 /// Ask for transparent huge pages for the memory mapped from now on.

@@ -15,9 +15,10 @@
 //! - **Give back what lies above it** once it has waited `OXALLOC_PURGE_DELAY_MS`, and
 //!   at once when it passes the cache cap (`OXALLOC_CACHE_MAX_MIB`, or a quarter of the
 //!   bytes in use if that is more).
-//! - **A quiet program keeps nothing.** When neither pool has seen an allocation or a
-//!   free for a quarter of the window, the recent peak no longer predicts anything: the
-//!   kept memory is purged (by the background thread), so RSS falls after a burst.
+//! - **A quiet pool keeps nothing.** When a pool has seen no allocation or free for a
+//!   quarter of the window, its recent peak no longer predicts anything: its kept
+//!   memory is purged (by the background thread), so RSS falls after a burst, and a
+//!   program that stopped using huge blocks does not keep their pages.
 //! - `malloc_trim(0)` purges everything at once (the pools' `force`).
 //!
 //! Each pool is held to its own demand: spans and huge blocks serve different sizes,
@@ -49,18 +50,21 @@ struct Demand {
     peaks: [AtomicU64; EPOCHS],
     /// Bytes in use in the pool, as last noted.
     in_use: AtomicU64,
+    /// When the pool's current active stretch began (peaks from before a quiet gap are
+    /// stale).
+    active_since_ns: AtomicU64,
+    /// The pool's last allocation or free (ns).
+    last_active_ns: AtomicU64,
 }
 
 static DEMAND: [Demand; 2] = [const {
     Demand {
         peaks: [const { AtomicU64::new(0) }; EPOCHS],
         in_use: AtomicU64::new(0),
+        active_since_ns: AtomicU64::new(0),
+        last_active_ns: AtomicU64::new(0),
     }
 }; 2];
-/// When the current active stretch began (peaks from before a quiet gap are stale).
-static ACTIVE_SINCE_NS: AtomicU64 = AtomicU64::new(0);
-/// The last allocation or free in either pool (ns).
-static LAST_ACTIVE_NS: AtomicU64 = AtomicU64::new(0);
 /// Dirty bytes of each pool, as each last reported them.
 static DIRTY: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
 
@@ -90,8 +94,8 @@ pub fn note_demand(pool: Pool, in_use: usize, now: u64) {
         return;
     }
     let epoch = now / epoch_ns();
-    if now.wrapping_sub(LAST_ACTIVE_NS.swap(now, Relaxed)) >= quiet_ns() {
-        ACTIVE_SINCE_NS.store(now, Relaxed);
+    if now.wrapping_sub(d.last_active_ns.swap(now, Relaxed)) >= quiet_ns() {
+        d.active_since_ns.store(now, Relaxed);
     }
     let units = (in_use as u64 >> UNIT_SHIFT).min(PEAK_MASK);
     let slot = &d.peaks[epoch as usize % EPOCHS];
@@ -109,14 +113,14 @@ pub fn note_demand(pool: Pool, in_use: usize, now: u64) {
 /// window's peak in use minus what is in use now, plus a sixteenth of that peak; 0 once
 /// the program is quiet.
 pub fn keep_bytes(pool: Pool, now: u64) -> usize {
-    if window_ns() == 0 || now.wrapping_sub(LAST_ACTIVE_NS.load(Relaxed)) >= quiet_ns() {
+    let d = &DEMAND[pool as usize];
+    if window_ns() == 0 || now.wrapping_sub(d.last_active_ns.load(Relaxed)) >= quiet_ns() {
         return 0;
     }
-    let d = &DEMAND[pool as usize];
     let epoch = now / epoch_ns();
     let oldest = (epoch + 1)
         .saturating_sub(EPOCHS as u64)
-        .max(ACTIVE_SINCE_NS.load(Relaxed) / epoch_ns());
+        .max(d.active_since_ns.load(Relaxed) / epoch_ns());
     let peak = d
         .peaks
         .iter()
