@@ -1,25 +1,27 @@
-//! The page-return policy: memory freed while the program is active stays resident up
-//! to its recent peak demand (no purge, no refault when it is used again), and goes
-//! back to the OS once the program is quiet. Alone in its own test binary: it reads the
-//! process-wide counters and sets options.
+//! The page-return policy: memory freed while a pool is active stays resident up to
+//! its recent peak demand (no purge, no refault when it is used again), and goes back
+//! to the OS once the pool is quiet. Both pools: large spans (central) and huge blocks.
+//! Alone in its own test binary: it reads the process-wide counters and sets options.
 
 use oxalloc_core::api;
 use oxalloc_core::options;
 use oxalloc_core::stats::GLOBAL;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// 64 blocks of 512 KiB: 32 MiB of large spans, four times the default cache cap.
-const BLOCKS: usize = 64;
-const SIZE: usize = 512 << 10;
+/// 32 MiB a cycle, four times the default cache cap: 64 large spans of 512 KiB, or 8
+/// huge blocks of 4 MiB.
+const CYCLE: usize = 32 << 20;
+const LARGE: usize = 512 << 10;
+const HUGE: usize = 4 << 20;
 
-fn allocate_and_write() -> Vec<usize> {
-    (0..BLOCKS)
+fn allocate_and_write(size: usize) -> Vec<usize> {
+    (0..CYCLE / size)
         .map(|i| {
-            let p = api::malloc(SIZE);
+            let p = api::malloc(size);
             assert!(!p.is_null());
-            // SAFETY: p has SIZE bytes.
-            unsafe { std::ptr::write_bytes(p, i as u8, SIZE) };
+            // SAFETY: p has `size` bytes.
+            unsafe { std::ptr::write_bytes(p, i as u8, size) };
             p as usize
         })
         .collect()
@@ -37,6 +39,40 @@ fn returned() -> u64 {
     GLOBAL.purged_bytes.load(Relaxed) + GLOBAL.unmapped_bytes.load(Relaxed)
 }
 
+/// A cycle freed and allocated again while active keeps its pages; once the pool is
+/// quiet they go back.
+fn kept_while_active_returned_when_quiet(size: usize) {
+    let blocks = allocate_and_write(size);
+    let mapped = GLOBAL.mapped_bytes.load(Relaxed);
+    let before = returned();
+    free_all(&blocks);
+    std::thread::sleep(Duration::from_millis(20)); // 20 purge delays, still active
+    let again = allocate_and_write(size);
+    assert_eq!(
+        returned(),
+        before,
+        "{size} B blocks freed while the pool was active went back to the OS"
+    );
+    assert_eq!(
+        GLOBAL.mapped_bytes.load(Relaxed),
+        mapped,
+        "the second cycle of {size} B blocks mapped new memory instead of reusing the kept pages"
+    );
+
+    // Quiet (a quarter of the window without activity in the pool): it goes back.
+    free_all(&again);
+    let before = returned();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while returned() - before < CYCLE as u64 * 7 / 8 {
+        assert!(
+            Instant::now() < deadline,
+            "quiet for 5 s and only {} of {CYCLE} bytes of {size} B blocks returned",
+            returned() - before,
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn freed_memory_is_kept_while_active_and_returned_when_quiet() {
     // Start the allocator first: options are read from the environment once.
@@ -47,41 +83,12 @@ fn freed_memory_is_kept_while_active_and_returned_when_quiet() {
     options::CACHE_MAX_MIB.set(8);
     options::DEMAND_WINDOW_MS.set(2000);
 
-    // Active: a cycle of 32 MiB freed and allocated again keeps its pages.
-    let blocks = allocate_and_write();
-    let mapped = GLOBAL.mapped_bytes.load(Relaxed);
-    let before = returned();
-    free_all(&blocks);
-    std::thread::sleep(Duration::from_millis(20)); // 20 purge delays, still active
-    let again = allocate_and_write();
-    assert_eq!(
-        returned(),
-        before,
-        "memory freed while the program was active went back to the OS"
-    );
-    assert_eq!(
-        GLOBAL.mapped_bytes.load(Relaxed),
-        mapped,
-        "the second cycle mapped new memory instead of reusing the kept pages"
-    );
-
-    // Quiet (a quarter of the window without allocator activity): it goes back.
-    free_all(&again);
-    let before = returned();
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while returned() - before < (BLOCKS * SIZE) as u64 * 7 / 8 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "quiet for 5 s and only {} of {} bytes returned",
-            returned() - before,
-            BLOCKS * SIZE
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    kept_while_active_returned_when_quiet(LARGE);
+    kept_while_active_returned_when_quiet(HUGE);
 
     // Without a demand window, the cache cap alone rules: a 32 MiB free is purged at once.
     options::DEMAND_WINDOW_MS.set(0);
-    let blocks = allocate_and_write();
+    let blocks = allocate_and_write(LARGE);
     let before = returned();
     free_all(&blocks);
     assert!(
