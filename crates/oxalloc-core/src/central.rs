@@ -77,7 +77,13 @@ impl Central {
         self.tick();
         let mut mask = self.nonempty & (!0u64 << slices);
         if mask == 0 {
-            self.map_segment()?;
+            if self.map_segment().is_none() {
+                // Under an address-space limit, memory kept for demand (free segments
+                // here, free regions of the huge heap) may hold the room we need.
+                self.purge(true);
+                crate::huge::purge_cache(true);
+                self.map_segment()?;
+            }
             mask = self.nonempty & (!0u64 << slices);
             if mask == 0 {
                 return None;

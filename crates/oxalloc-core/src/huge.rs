@@ -569,8 +569,13 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
         }
         None => {
             if heap.map_region(units, align).is_none() {
-                // Free regions may hold the address space a limit leaves us.
+                // Free regions, and free segments of the central pool, may hold the
+                // address space a limit leaves us. (Central is locked without ours
+                // held: trim takes central's lock, then ours.)
                 heap.purge(true);
+                drop(heap);
+                crate::central::CENTRAL.lock().purge(true);
+                heap = HUGE.lock();
                 if heap.map_region(units, align).is_none() {
                     drop(heap);
                     stats::verbose("oxalloc: the OS refused memory for a huge block\n");
