@@ -11,8 +11,9 @@
 //! (Instructions per malloc/free pair: `oxalloc-bench instructions`.)
 //!
 //! A geometric mean here is the one of the summary, over the ratios to each row's best
-//! peer; "at most 0.90x the fastest peer's" compares oxalloc's with the smallest such
-//! geometric mean among the peers.
+//! peer. The time target holds that mean itself to 0.90x (issue 18 measured it at 0.948x:
+//! oxalloc 10% ahead of the best peer of each row, on average); the RSS target compares
+//! it with the smallest such mean among the peers (the leanest peer's).
 
 use crate::report::{Record, Run, Summary, TIME_SUMMARY_EXCLUDED};
 use crate::stats::SUBJECT;
@@ -88,12 +89,16 @@ pub const FAULTS: Metric = Metric {
 
 /// A target of [`TARGETS`].
 pub enum Goal {
-    /// oxalloc's geometric mean of `metric` at most `factor` x the best peer's.
+    /// oxalloc's geometric mean of `metric` at most `factor` x the best peer's, or, with
+    /// `of_rows`, at most `factor` itself (the mean of the ratios to each row's best peer).
     Geomean {
         /// What is measured.
         metric: &'static Metric,
-        /// The limit, as a multiple of the best peer's geometric mean.
+        /// The limit, as a multiple of the best peer's geometric mean or of each row's
+        /// best peer.
         factor: f64,
+        /// Compare with each row's best peer instead of the best peer's mean.
+        of_rows: bool,
     },
     /// On every row, oxalloc's `metric` at most `max` x the best of `against` on the row
     /// (empty: of every peer).
@@ -117,6 +122,7 @@ pub const TARGETS: [Goal; 6] = [
     Goal::Geomean {
         metric: &TIME,
         factor: 0.90,
+        of_rows: true,
     },
     Goal::Rows {
         metric: &TIME,
@@ -126,6 +132,7 @@ pub const TARGETS: [Goal; 6] = [
     Goal::Geomean {
         metric: &RSS,
         factor: 1.0,
+        of_rows: false,
     },
     Goal::Rows {
         metric: &RSS,
@@ -160,7 +167,11 @@ pub fn check(records: &[Record], summary: &[Summary]) -> Vec<Target> {
     TARGETS
         .iter()
         .filter_map(|goal| match goal {
-            Goal::Geomean { metric, factor } => geomean_target(me, &peers, metric, *factor),
+            Goal::Geomean {
+                metric,
+                factor,
+                of_rows,
+            } => geomean_target(me, &peers, metric, *factor, *of_rows),
             Goal::Rows {
                 metric,
                 max,
@@ -173,13 +184,29 @@ pub fn check(records: &[Record], summary: &[Summary]) -> Vec<Target> {
 
 /// oxalloc's geometric mean against the best peer's. Three decimals, so that 0.903 does
 /// not read as a "0.90x" that missed 0.90x.
-fn geomean_target(me: &Summary, peers: &[&Summary], m: &Metric, factor: f64) -> Option<Target> {
+fn geomean_target(
+    me: &Summary,
+    peers: &[&Summary],
+    m: &Metric,
+    factor: f64,
+    of_rows: bool,
+) -> Option<Target> {
     let g = (m.geomean)(me)?;
     let (peer, pv) = peers
         .iter()
         .filter_map(|s| (m.geomean)(s).map(|v| (s.allocator.as_str(), v)))
         .filter(|x| x.1 > 0.0)
         .min_by(|x, y| x.1.total_cmp(&y.1))?;
+    if of_rows {
+        return Some(Target {
+            goal: format!(
+                "{} geomean <= {factor:.2}x the best peer of each row",
+                m.what
+            ),
+            figure: format!("{g:.3}x ({} peer overall: {peer} {pv:.3}x)", m.best),
+            met: g <= factor,
+        });
+    }
     let q = g / pv;
     Some(Target {
         goal: format!("{} geomean <= {factor:.2}x the {} peer's", m.what, m.best),
@@ -348,10 +375,10 @@ mod tests {
         ]);
         // Time: a = 1.4/1.1 = 1.27x, b = 0.5x; geomean 0.798x; tcmalloc's is 1.000x.
         assert!(t[0].met, "{t:?}");
-        assert_eq!(t[0].goal, "time geomean <= 0.90x the fastest peer's");
+        assert_eq!(t[0].goal, "time geomean <= 0.90x the best peer of each row");
         assert_eq!(
             t[0].figure,
-            "0.798x tcmalloc's (oxalloc 0.798x, tcmalloc 1.000x)"
+            "0.798x (fastest peer overall: tcmalloc 1.000x)"
         );
         let rows = &t[1];
         assert!(!rows.met);
@@ -381,8 +408,25 @@ mod tests {
         assert!(!t[0].met, "{t:?}");
         assert_eq!(
             t[0].figure,
-            "0.903x tcmalloc's (oxalloc 0.903x, tcmalloc 1.000x)"
+            "0.903x (fastest peer overall: tcmalloc 1.000x)"
         );
+    }
+
+    #[test]
+    fn the_time_geomean_is_held_to_each_rows_best_peer() {
+        // 0.95x the best peer on both rows; each peer is best on one row only, so the
+        // fastest peer's own mean is 1.049x and 0.95 / 1.049 would pass as 0.906x... of
+        // a mean no peer reaches. The target asks 0.90x of each row's best.
+        let t = targets(vec![
+            rec("a", "oxalloc", &[0.95], 1.0),
+            rec("a", "glibc", &[1.0], 1.0),
+            rec("a", "tcmalloc", &[1.1], 1.0),
+            rec("b", "oxalloc", &[0.95], 1.0),
+            rec("b", "glibc", &[1.1], 1.0),
+            rec("b", "tcmalloc", &[1.0], 1.0),
+        ]);
+        assert!(!t[0].met, "{t:?}");
+        assert!(t[0].figure.starts_with("0.950x"), "{t:?}");
     }
 
     #[test]
