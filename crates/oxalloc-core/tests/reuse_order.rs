@@ -1,8 +1,8 @@
 //! A heap reuses blocks freed into its other spans before it carves fresh pages of its
 //! current span: freed memory is already resident, fresh pages would add to RSS. And a
 //! span that comes back with many free blocks hands them out by address, not in the
-//! scrambled order they were freed in. Among spans with free blocks, the lowest comes
-//! first, so allocation stays packed and high spans can empty.
+//! scrambled order they were freed in. Spans that come back from full queue up in the
+//! order of their first free, so each waits a round and gathers more freed blocks.
 
 use oxalloc_core::api;
 
@@ -73,7 +73,7 @@ fn a_span_with_many_free_blocks_hands_them_out_by_address() {
 }
 
 #[test]
-fn spans_with_free_blocks_are_used_lowest_address_first() {
+fn spans_coming_back_from_full_are_used_in_the_order_they_came_back() {
     std::thread::spawn(|| {
         const SIZE: usize = 2048; // 32 blocks per 64 KiB span, carved 2 per 4 KiB page
         const SPANS: usize = 4;
@@ -88,20 +88,58 @@ fn spans_with_free_blocks_are_used_lowest_address_first() {
         // choose among the spans with free blocks.
         let fifth: Vec<usize> = (0..2).map(|_| api::malloc(SIZE) as usize).collect();
         assert!(fifth.iter().all(|&p| p != 0 && !spans.contains(&(p >> 16))));
-        // One block freed in each full span, lowest address first: a list that takes
-        // the most recently refilled span would hand them back highest first.
+        // One block freed in each full span, not in address order: a list that takes
+        // the most recently refilled span, or the lowest, would hand them back in
+        // another order.
         let mut one_per_span: Vec<usize> = spans
             .iter()
             .map(|&s| *full.iter().find(|&&p| p >> 16 == s).unwrap())
             .collect();
         one_per_span.sort_unstable();
+        one_per_span.swap(0, 2);
+        one_per_span.swap(1, 3);
         for &p in &one_per_span {
             // SAFETY: live blocks of this thread, each freed once.
             unsafe { api::free(p as *mut u8) };
         }
         let again: Vec<usize> = (0..SPANS).map(|_| api::malloc(SIZE) as usize).collect();
-        assert_eq!(again, one_per_span, "lowest span first");
+        assert_eq!(again, one_per_span, "first come back, first used");
         for p in full.iter().chain(&fifth) {
+            // SAFETY: every block is live (the freed ones are live again) and freed once.
+            unsafe { api::free(*p as *mut u8) };
+        }
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
+fn a_span_back_from_full_comes_before_one_set_aside_for_its_fresh_pages() {
+    std::thread::spawn(|| {
+        const SIZE: usize = 2048; // 32 blocks per 64 KiB span, carved 2 per 4 KiB page
+                                  // Two full spans, A and B, then a third, C, with its first page used up.
+        let full: Vec<usize> = (0..64).map(|_| api::malloc(SIZE) as usize).collect();
+        let c: Vec<usize> = (0..2).map(|_| api::malloc(SIZE) as usize).collect();
+        assert!(full.iter().chain(&c).all(|&p| p != 0));
+        let (a, b) = (full[0] >> 16, full[32] >> 16);
+        assert!(full[..32].iter().all(|&p| p >> 16 == a));
+        assert!(full[32..].iter().all(|&p| p >> 16 == b));
+        assert!(c.iter().all(|&p| p >> 16 != a && p >> 16 != b));
+        // A block freed in A: the next malloc takes it and sets C aside (its never-used
+        // pages wait).
+        // SAFETY: live blocks of this thread, each freed once.
+        unsafe { api::free(full[3] as *mut u8) };
+        assert_eq!(api::malloc(SIZE) as usize, full[3]);
+        // A block freed in B: B queues in front of C, so its block comes next, not a
+        // fresh page of C.
+        // SAFETY: as above.
+        unsafe { api::free(full[40] as *mut u8) };
+        assert_eq!(
+            api::malloc(SIZE) as usize,
+            full[40],
+            "a freed block before a fresh page"
+        );
+        for p in full.iter().chain(&c) {
             // SAFETY: every block is live (the freed ones are live again) and freed once.
             unsafe { api::free(*p as *mut u8) };
         }

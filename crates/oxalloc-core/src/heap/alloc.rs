@@ -1,0 +1,433 @@
+//! Allocation: the fast path (pop the current span's free list), and the slow path
+//! that moves a size class to another span: take remote frees, carve never-used
+//! blocks, promote a queued span, or take a fresh one from the central pool.
+#![allow(unsafe_code)]
+
+use super::*;
+
+/// Bytes carved from a span's fresh area at a time: one page, so a span costs resident
+/// memory only as fast as it is used.
+const CARVE_BYTES: usize = 4096;
+
+/// After this many fresh spans, a heap spends a moment collecting abandoned heaps.
+const COLLECT_EVERY: u32 = 32;
+
+/// Allocates `size` bytes, 16-byte aligned. Null with `errno = ENOMEM` when the OS
+/// refuses memory.
+#[inline]
+pub fn alloc(size: usize) -> *mut u8 {
+    if size <= DIRECT_MAX {
+        // SAFETY: as in `alloc_small`; the direct entry is the current span of the
+        // class of `size`, and the index is at most DIRECT_SLOTS - 1.
+        unsafe {
+            let heap = tls::heap();
+            let span = *(&raw mut (*heap).direct)
+                .cast::<*mut Span>()
+                .add(direct_index(size));
+            if (*span).free.is_null() {
+                return alloc_slow(heap, SizeClass::of(size));
+            }
+            return pop(span);
+        }
+    }
+    if size <= MAX_SMALL {
+        // SAFETY: tls::heap() is this thread's heap (or the empty placeholder) and
+        // the class is valid.
+        unsafe { alloc_small(tls::heap(), SizeClass::of(size)) }
+    } else {
+        alloc_large(size, 16)
+    }
+}
+
+/// Allocates `size` bytes aligned to `align` (a power of two).
+pub fn alloc_aligned(size: usize, align: usize) -> *mut u8 {
+    if align <= 16 {
+        return alloc(size);
+    }
+    if align <= SLICE_SIZE {
+        if let Some(c) = SizeClass::aligned(size, align) {
+            // SAFETY: as in `alloc`; blocks of a class that is a multiple of `align`
+            // are aligned because spans start on 64 KiB boundaries.
+            return unsafe { alloc_small(tls::heap(), c) };
+        }
+    }
+    alloc_large(size, align)
+}
+
+/// The allocation fast path: pop the current span's free list.
+///
+/// # Safety
+/// `heap` is the calling thread's heap (or `EMPTY_HEAP`) and `c` a valid class.
+#[inline(always)]
+pub unsafe fn alloc_small(heap: *mut Heap, c: SizeClass) -> *mut u8 {
+    // SAFETY: caller's contract. The current span is the empty sentinel (free list
+    // null, never written) or a span this heap owns, whose free list only we touch.
+    unsafe {
+        let span = (*bin(heap, c.index())).current;
+        if (*span).free.is_null() {
+            return alloc_slow(heap, c);
+        }
+        pop(span)
+    }
+}
+
+/// Pops a block from a span known to have one.
+///
+/// # Safety
+/// `span` is owned by the calling thread's heap and its free list is not empty.
+#[inline(always)]
+unsafe fn pop(span: *mut Span) -> *mut u8 {
+    // SAFETY: caller's contract.
+    unsafe {
+        let b = (*span).free;
+        let next = (*b).next;
+        (*span).free = next;
+        // The next malloc of this class reads `next`'s first word: start loading its
+        // line now (a block taken from a remote list was last written by another core).
+        #[cfg(target_arch = "x86_64")]
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(next.cast::<i8>());
+        (*span).used += 1;
+        stats::bump((*span).allocs.as_ptr());
+        b.cast()
+    }
+}
+
+/// The allocation slow path: set up the thread, collect remote frees, carve fresh
+/// blocks, move to another span, or take a new span from the central pool.
+///
+/// # Safety
+/// As for [`alloc_small`].
+#[cold]
+#[inline(never)]
+unsafe fn alloc_slow(heap: *mut Heap, c: SizeClass) -> *mut u8 {
+    // SAFETY: caller's contract.
+    enomem_if_null(unsafe { alloc_slow_inner(heap, c) })
+}
+
+/// Sets `errno = ENOMEM` when an allocation failed, so the C `malloc` can return the
+/// fast path's result as it is (a tail call, no check of its own).
+#[inline(always)]
+fn enomem_if_null(p: *mut u8) -> *mut u8 {
+    if p.is_null() {
+        oxalloc_sys::set_errno(oxalloc_sys::ENOMEM);
+    }
+    p
+}
+
+/// See [`alloc_slow`].
+///
+/// # Safety
+/// As for [`alloc_small`].
+unsafe fn alloc_slow_inner(heap: *mut Heap, c: SizeClass) -> *mut u8 {
+    if is_empty_heap(heap) {
+        let real = tls::init_thread();
+        if real.is_null() {
+            return tls::with_orphan_heap(|h| {
+                // SAFETY: the orphan heap is ours while the closure runs.
+                unsafe { alloc_small(h, c) }
+            });
+        }
+        // SAFETY: `real` is now this thread's heap.
+        return unsafe { alloc_small(real, c) };
+    }
+    // SAFETY: `heap` is this thread's heap (caller's contract); every span reached
+    // through its bins is owned by it.
+    unsafe {
+        if !AtomicPtr::from_ptr(&raw mut (*heap).remote_spans)
+            .load(Ordering::Relaxed)
+            .is_null()
+        {
+            drain_remote(heap);
+        }
+        let bin = bin(heap, c.index());
+        loop {
+            let span = (*bin).current;
+            if span != empty_span() {
+                if !(*span).free.is_null() || take_remote(span) {
+                    return pop(span);
+                }
+                // Blocks freed into another span of the class are memory already
+                // touched: use them before carving (touching) fresh pages of this one,
+                // which waits at the back of the partial list.
+                let next = (*bin).partial;
+                if !next.is_null() && !(*next).free.is_null() && has_fresh_block(span) {
+                    (*span).used -= USED_CURRENT;
+                    partial_push_set_aside(bin, span);
+                    promote(heap, c, next);
+                    continue;
+                }
+                if carve(span) {
+                    return pop(span);
+                }
+                // Every block is out: park the span until a free brings it back. The
+                // direct table keeps naming it (its free list is empty, so the fast
+                // path comes back here) until the next current span is set, below:
+                // one pass over the table per switch instead of two.
+                (*span).used = ((*span).used - USED_CURRENT) | USED_FULL;
+                (*bin).current = empty_span();
+            }
+            let next = (*bin).partial;
+            if !next.is_null() {
+                promote(heap, c, next);
+                continue;
+            }
+            let fresh = take_small_span(heap, c);
+            if fresh.is_null() {
+                set_current(heap, c, empty_span());
+                return ptr::null_mut();
+            }
+            set_current(heap, c, fresh);
+        }
+    }
+}
+
+/// Takes a span off the partial list of class `c` and makes it the current span.
+///
+/// # Safety
+/// `heap` is the calling thread's heap and `span` is in its partial list of class `c`.
+unsafe fn promote(heap: *mut Heap, c: SizeClass, span: *mut Span) {
+    // SAFETY: caller's contract.
+    unsafe {
+        order_by_address(span);
+        partial_unlink(bin(heap, c.index()), span);
+        (*span).used += USED_CURRENT;
+        set_current(heap, c, span);
+    }
+}
+
+/// Free lists shorter than this are left in the order they were freed: ordering costs
+/// a pass over the list and a scan of a bitmap, worth it only if many blocks follow.
+const ORDER_MIN_BLOCKS: usize = 64;
+
+/// 16-byte granules in a single-slice span: one bit each in [`order_by_address`].
+const ORDER_GRANULES: usize = SLICE_SIZE / 16;
+
+/// Reorders the free list of a single-slice span by ascending address, so that the
+/// blocks `malloc` hands out next lie one after another. A free list is LIFO: after a
+/// while consecutive `malloc`s return blocks scattered over the span, and a program
+/// that walks what it allocated in order (a garbage collector, a list, a tree) jumps
+/// around and gets no help from the hardware prefetcher; Python ran 10% slower for it.
+/// One pass over the list sets a bit per free block, one scan of the bitmap relinks
+/// them: O(blocks), done when a span with many free blocks becomes current again.
+///
+/// # Safety
+/// `span` is a small span owned by the calling thread's heap, neither current nor
+/// parked (its `used` carries no flag).
+unsafe fn order_by_address(span: *mut Span) {
+    // SAFETY: caller's contract: the free list is ours, and every block on it lies in
+    // the span, 16-byte aligned, so its granule index is below ORDER_GRANULES.
+    unsafe {
+        if (*span).slice_count != 1 {
+            return; // big blocks, few of them: their order matters little
+        }
+        // Blocks on the free list: carved ones not handed out (`used` has no flag on a
+        // partial span), counted in bytes to spare a division and a walk.
+        let start = Segment::span_start(span) as usize;
+        let bs = (*span).block_size as usize;
+        let free_bytes = ((*span).bump as usize - start).saturating_sub((*span).used as usize * bs);
+        if free_bytes < ORDER_MIN_BLOCKS * bs {
+            return;
+        }
+        let mut bits = [0u64; ORDER_GRANULES / 64];
+        let mut b = (*span).free;
+        while !b.is_null() {
+            let g = (b as usize - start) >> 4;
+            bits[g / 64] |= 1 << (g % 64);
+            b = (*b).next;
+        }
+        let mut head: *mut Block = ptr::null_mut();
+        let mut tail: *mut Block = ptr::null_mut();
+        for (w, &word) in bits.iter().enumerate() {
+            let mut word = word;
+            while word != 0 {
+                let g = w * 64 + word.trailing_zeros() as usize;
+                word &= word - 1;
+                let blk = (start + (g << 4)) as *mut Block;
+                if tail.is_null() {
+                    head = blk;
+                } else {
+                    (*tail).next = blk;
+                }
+                tail = blk;
+            }
+        }
+        if !tail.is_null() {
+            (*tail).next = ptr::null_mut();
+        }
+        (*span).free = head;
+    }
+}
+
+/// The address just past a span's last byte. Blocks are carved from the start at
+/// multiples of the block size, so the never-used blocks are the whole ones between
+/// `bump` and here.
+///
+/// # Safety
+/// `span` is a small span owned by the caller's heap.
+unsafe fn span_end(span: *mut Span) -> usize {
+    // SAFETY: caller's contract.
+    unsafe { Segment::span_start(span) as usize + (*span).slice_count as usize * SLICE_SIZE }
+}
+
+/// Never-used blocks left to carve in a span.
+///
+/// # Safety
+/// As for [`span_end`].
+unsafe fn fresh_blocks(span: *mut Span) -> usize {
+    // SAFETY: caller's contract.
+    unsafe { (span_end(span) - (*span).bump as usize) / (*span).block_size as usize }
+}
+
+/// Whether a span has a never-used block left: [`fresh_blocks`] `> 0` without its
+/// division (tens of cycles on the path that switches spans).
+///
+/// # Safety
+/// As for [`span_end`].
+unsafe fn has_fresh_block(span: *mut Span) -> bool {
+    // SAFETY: caller's contract.
+    unsafe { (*span).bump as usize + (*span).block_size as usize <= span_end(span) }
+}
+
+/// Links up to `CARVE_BYTES` of a span's never-used area into its free list.
+///
+/// # Safety
+/// `span` is a small span owned by the caller's heap, with an empty free list.
+unsafe fn carve(span: *mut Span) -> bool {
+    // SAFETY: caller's contract; the carved blocks lie inside the span.
+    unsafe {
+        if !has_fresh_block(span) {
+            return false; // the common case once a span is fully carved: no division
+        }
+        let avail = fresh_blocks(span);
+        let bs = (*span).block_size as usize;
+        let n = avail.min((CARVE_BYTES / bs).max(1));
+        let first = (*span).bump;
+        for i in 0..n - 1 {
+            let b = first.add(i * bs).cast::<Block>();
+            (*b).next = first.add((i + 1) * bs).cast();
+        }
+        (*first.add((n - 1) * bs).cast::<Block>()).next = ptr::null_mut();
+        (*span).free = first.cast();
+        (*span).bump = first.add(n * bs);
+        true
+    }
+}
+
+/// Takes a span for class `c` from the central pool and makes it this heap's.
+///
+/// # Safety
+/// `heap` is the calling thread's heap.
+unsafe fn take_small_span(heap: *mut Heap, c: SizeClass) -> *mut Span {
+    // SAFETY: caller's contract.
+    unsafe {
+        (*heap).fresh_spans = (*heap).fresh_spans.wrapping_add(1);
+        if (*heap).fresh_spans.is_multiple_of(COLLECT_EVERY) {
+            tls::collect_one_abandoned();
+        }
+    }
+    let slices = c.span_slices();
+    let Some(span) = CENTRAL.lock().take(slices) else {
+        return ptr::null_mut();
+    };
+    let bs = c.size();
+    let start = Segment::span_start(span);
+    // SAFETY: the span was just taken from the pool; it is ours alone.
+    unsafe {
+        (*span).kind = SpanKind::Small;
+        (*span).class = c.0;
+        (*span).block_size = bs as u32;
+        (*span).owner = heap;
+        (*span).free = ptr::null_mut();
+        (*span).used = USED_CURRENT;
+        (*span).allocs.store(0, Ordering::Relaxed);
+        (*span).bump = start;
+        (*span).next = ptr::null_mut();
+        (*span).prev = ptr::null_mut();
+    }
+    span
+}
+
+/// Allocates a large block (a whole span) or a huge one (from the huge page heap);
+/// null with `errno = ENOMEM` on failure.
+#[inline(never)]
+fn alloc_large(size: usize, align: usize) -> *mut u8 {
+    enomem_if_null(alloc_large_inner(size, align))
+}
+
+/// See [`alloc_large`].
+fn alloc_large_inner(size: usize, align: usize) -> *mut u8 {
+    // Refuse what no 47-bit address space can hold before any size arithmetic.
+    if size > 1 << 46 {
+        return ptr::null_mut();
+    }
+    // At least one byte: with a big alignment and size 0, the aligned pointer could
+    // otherwise land on the first byte after the span, inside its neighbour.
+    let size = size.max(1);
+    let extra = align.saturating_sub(SLICE_SIZE);
+    let Some(need) = size.checked_add(extra) else {
+        return ptr::null_mut();
+    };
+    if need >= HUGE_THRESHOLD {
+        let p = huge::alloc(size, align);
+        if !p.is_null() {
+            count_alloc(HUGE_SLOT);
+        }
+        return p;
+    }
+    let slices = need.div_ceil(SLICE_SIZE);
+    let Some(span) = CENTRAL.lock().take(slices) else {
+        return ptr::null_mut();
+    };
+    // SAFETY: the span was just taken from the pool; it is ours alone.
+    unsafe {
+        (*span).kind = SpanKind::Large;
+        (*span).owner = ptr::null_mut();
+    }
+    stats::add(&GLOBAL.large_allocs, 1);
+    count_alloc(LARGE_SLOT);
+    let start = Segment::span_start(span) as usize;
+    let p = (start + align - 1) & !(align - 1);
+    p as *mut u8
+}
+
+fn count_alloc(slot: usize) {
+    let h = tls::heap();
+    if !is_empty_heap(h) {
+        // SAFETY: `h` is this thread's real heap; only this thread writes its counters.
+        unsafe { stats::bump(&raw mut (*h).stats.allocs[slot]) };
+    }
+}
+
+/// Allocates zeroed memory, skipping the memset where the memory is known to be fresh.
+pub fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
+    let p = alloc_aligned(size, align);
+    if p.is_null() {
+        return p;
+    }
+    // SAFETY: p was just allocated with at least `size` usable bytes.
+    unsafe {
+        if !is_known_zero(p) {
+            ptr::write_bytes(p, 0, size);
+        }
+    }
+    p
+}
+
+/// Whether a freshly allocated block is known to read as zero.
+///
+/// # Safety
+/// `p` was just returned by this allocator and not written yet.
+unsafe fn is_known_zero(p: *mut u8) -> bool {
+    let addr = p as usize;
+    match SEGMENT_MAP.owner(addr) {
+        // SAFETY: caller's contract; the header of a live huge block is mapped.
+        Owner::Huge => unsafe { huge::is_zero(p) },
+        Owner::Normal => {
+            // SAFETY: caller's contract; p lies in a live segment.
+            let span = unsafe { Segment::span_of(Segment::of(addr), addr) };
+            // SAFETY: a large span is ours alone until it is freed.
+            unsafe { (*span).kind == SpanKind::Large && (*span).zero }
+        }
+        Owner::Foreign => false,
+    }
+}

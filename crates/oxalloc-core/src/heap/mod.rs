@@ -1,0 +1,364 @@
+//! Thread heaps: the malloc and free fast paths, and their slow paths.
+//!
+//! Each thread owns one [`Heap`]: for every size class a *current* span it allocates
+//! from and a list of *partial* spans with free blocks. A span that runs out of blocks
+//! leaves the lists (`full`); the next free into it brings it back, at the back of the
+//! queue, so by the time it is current again it has gathered the frees of a whole
+//! round. All of this is touched by the owning thread only, so the fast paths take no
+//! lock and do no atomic read-modify-write:
+//!
+//! * `alloc_small`: pop the current span's free list (load, test, two stores).
+//!   The current span's `used` carries a bias (`USED_CURRENT`), so freeing its last
+//!   block does not look like "span empty" and stays on the fast path.
+//! * `free`: segment-map check, mask to the segment, find the span, compare its owner
+//!   with this thread's heap, push.
+//!
+//! Blocks freed by *other* threads go on their span's `remote` list (one CAS); the
+//! first such free since the owner last looked also puts the span on the owner's
+//! `remote_spans` stack. The list carries its length, so the owner takes a span's
+//! remote blocks whole, as its new free list, without walking them: walking means one
+//! cache miss per block, each on a line another core just wrote. A span whose every
+//! block is free goes back to the central pool, except the current one, which stays
+//! as a cache.
+//!
+//! Large blocks (64 KiB .. 1 MiB) are whole spans from the central pool, and huge ones
+//! (1 MiB and up) have a mapping of their own (`huge.rs`); neither belongs to a heap.
+//!
+//! The parts: `alloc` (malloc and its slow path), `free` (free and its slow path),
+//! `remote` (frees from other threads), `partial` (the queue of spans with free
+//! blocks); this file holds the heap record and what the parts share.
+#![allow(unsafe_code)]
+
+mod alloc;
+mod free;
+mod partial;
+mod remote;
+
+pub use self::alloc::{alloc, alloc_aligned, alloc_small, alloc_zeroed};
+pub use self::free::free;
+use self::free::*;
+use self::partial::*;
+use self::remote::*;
+pub use self::remote::{drain_remote, flush_pending, Pending};
+
+use crate::central::CENTRAL;
+use crate::huge;
+use crate::segment::{
+    free_needs_slow_path, Block, Owner, RemoteList, Segment, Span, SpanKind, EMPTY_SPAN,
+    HUGE_THRESHOLD, SEGMENT_MAP, SEGMENT_SHIFT, SLICE_SIZE, USED_CURRENT, USED_FULL,
+};
+use crate::size_class::{
+    direct_index, SizeClass, DIRECT_MAX, DIRECT_SLOTS, MAX_SMALL, NUM_CLASSES,
+};
+use crate::stats::{self, HeapStats, GLOBAL, HUGE_SLOT, LARGE_SLOT};
+use crate::tls;
+use core::ptr;
+use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, Ordering};
+
+/// One size class of a heap.
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct Bin {
+    /// The span allocations come from; `EMPTY_SPAN` when there is none.
+    pub current: *mut Span,
+    /// Other spans of this class that have free blocks, a queue: those with freed
+    /// blocks in front, in the order they got their first free since they were full;
+    /// those with only never-used area (set aside by `alloc_slow`) at the back.
+    pub partial: *mut Span,
+    /// The last span of `partial`.
+    pub partial_tail: *mut Span,
+    /// The first set-aside span of `partial` (null if none): spans coming back from
+    /// full go in front of it.
+    pub set_aside: *mut Span,
+}
+
+/// A thread's heap. Never freed: when its thread exits it is abandoned and later
+/// adopted, whole, by a new thread.
+#[repr(C)]
+pub struct Heap {
+    /// For requests up to `DIRECT_MAX` bytes, indexed by `direct_index(size)`: the
+    /// current span of their class (a copy of `bins[c].current`), so `malloc` needs
+    /// no class lookup.
+    pub direct: [*mut Span; DIRECT_SLOTS],
+    /// One bin per size class.
+    pub bins: [Bin; NUM_CLASSES],
+    /// Spans with blocks freed by other threads, pushed atomically by those threads
+    /// (see `Span::remote`), taken whole by the owner.
+    pub remote_spans: *mut Span,
+    /// Blocks freed by this thread into other heaps' spans, gathered per span so that
+    /// a run of such frees costs one CAS, not one each.
+    pub pending: [Pending; PENDING_SPANS],
+    /// Counters written by the owner.
+    pub stats: HeapStats,
+    /// Fresh spans taken, for the periodic collection of abandoned heaps.
+    pub fresh_spans: u32,
+    /// Sequence number, for reports.
+    pub id: u64,
+    /// Kernel thread id of the current owner (atomic: reporters read it).
+    pub tid: u64,
+    /// 1 while no thread owns the heap (atomic).
+    pub abandoned: u8,
+    /// Registry: every heap ever made (atomic: reporters walk it without the lock).
+    pub next_all: *mut Heap,
+    /// Registry: abandoned heaps (under the registry lock).
+    pub next_abandoned: *mut Heap,
+}
+
+/// The heap of threads that have not allocated yet. All bins point to `EMPTY_SPAN`,
+/// so the fast path falls through to the slow path, which sets up a real heap. Never
+/// written (it may live in read-only memory).
+pub static EMPTY_HEAP: Heap = Heap {
+    direct: [(&raw const EMPTY_SPAN).cast_mut(); DIRECT_SLOTS],
+    bins: [Bin {
+        current: (&raw const EMPTY_SPAN).cast_mut(),
+        partial: ptr::null_mut(),
+        partial_tail: ptr::null_mut(),
+        set_aside: ptr::null_mut(),
+    }; NUM_CLASSES],
+    remote_spans: ptr::null_mut(),
+    pending: [Pending::NONE; PENDING_SPANS],
+    stats: HeapStats {
+        allocs: [0; NUM_CLASSES + 2],
+        frees: [0; NUM_CLASSES + 2],
+        remote_frees: 0,
+    },
+    fresh_spans: 0,
+    id: 0,
+    tid: 0,
+    abandoned: 0,
+    next_all: ptr::null_mut(),
+    next_abandoned: ptr::null_mut(),
+};
+
+// SAFETY: a heap is touched by its owning thread only, except the fields documented
+// as atomic, which are accessed through atomics.
+
+unsafe impl Sync for Heap {}
+
+#[inline(always)]
+fn empty_span() -> *mut Span {
+    (&raw const EMPTY_SPAN).cast_mut()
+}
+
+/// Whether `h` is the placeholder heap of a thread without one.
+#[inline(always)]
+pub fn is_empty_heap(h: *mut Heap) -> bool {
+    ptr::eq(h, &EMPTY_HEAP)
+}
+
+impl Heap {
+    /// Prepares a zeroed heap record for use.
+    ///
+    /// # Safety
+    /// `h` points to writable, zeroed memory for a `Heap` that no one else uses.
+    pub unsafe fn init(h: *mut Heap, id: u64) {
+        // SAFETY: caller's contract.
+        unsafe {
+            for i in 0..NUM_CLASSES {
+                (*h).bins[i] = Bin {
+                    current: empty_span(),
+                    partial: ptr::null_mut(),
+                    partial_tail: ptr::null_mut(),
+                    set_aside: ptr::null_mut(),
+                };
+            }
+            (*h).direct = [empty_span(); DIRECT_SLOTS];
+            (*h).id = id;
+        }
+    }
+
+    /// (id, owner tid, abandoned) for reports.
+    ///
+    /// # Safety
+    /// `h` is a heap from the registry.
+    pub unsafe fn identity(h: *mut Heap) -> (u64, u64, bool) {
+        // SAFETY: caller's contract; tid and abandoned are read atomically, id never
+        // changes after the heap is published.
+        unsafe {
+            let tid = AtomicU64::from_ptr(&raw mut (*h).tid).load(Ordering::Relaxed);
+            let ab = AtomicU8::from_ptr(&raw mut (*h).abandoned).load(Ordering::Relaxed);
+            ((*h).id, tid, ab != 0)
+        }
+    }
+
+    /// Records the owning thread (0 with `abandoned`).
+    ///
+    /// # Safety
+    /// `h` is a heap from the registry that the caller owns.
+    pub unsafe fn set_owner(h: *mut Heap, tid: u32, abandoned: bool) {
+        // SAFETY: caller's contract; both fields are written atomically.
+        unsafe {
+            AtomicU64::from_ptr(&raw mut (*h).tid).store(tid as u64, Ordering::Relaxed);
+            AtomicU8::from_ptr(&raw mut (*h).abandoned).store(abandoned as u8, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The bin of class `c`.
+///
+/// # Safety
+/// `h` is a valid heap and `c` a valid class.
+#[inline(always)]
+unsafe fn bin(h: *mut Heap, c: usize) -> *mut Bin {
+    debug_assert!(c < NUM_CLASSES);
+    // SAFETY: caller's contract: c < NUM_CLASSES.
+    unsafe { (&raw mut (*h).bins).cast::<Bin>().add(c) }
+}
+
+/// Makes `span` the current span of class `c` (`EMPTY_SPAN` for none), in the bin and
+/// in the direct table.
+///
+/// # Safety
+/// `h` is the calling thread's heap (not `EMPTY_HEAP`) and `c` a valid class.
+#[inline]
+unsafe fn set_current(h: *mut Heap, c: SizeClass, span: *mut Span) {
+    // SAFETY: caller's contract; direct entries are below DIRECT_SLOTS.
+    unsafe {
+        (*bin(h, c.index())).current = span;
+        let entries = c.direct_entries();
+        let direct = (&raw mut (*h).direct)
+            .cast::<*mut Span>()
+            .add(entries.start);
+        core::slice::from_raw_parts_mut(direct, entries.len()).fill(span);
+    }
+}
+
+/// Gives back to the central pool every span of `heap` with no used block: after
+/// draining remote frees, for thread exit and `malloc_trim`.
+///
+/// # Safety
+/// The caller owns `heap` exclusively.
+pub unsafe fn collect(heap: *mut Heap) {
+    // SAFETY: caller's contract.
+    unsafe {
+        flush_pending(heap);
+        drain_remote(heap);
+        for c in 0..NUM_CLASSES {
+            let bin = bin(heap, c);
+            let cur = (*bin).current;
+            if cur != empty_span() {
+                take_remote_into(heap, cur);
+                release_current_if_empty(heap, SizeClass(c as u8));
+            }
+            let mut s = (*bin).partial;
+            while !s.is_null() {
+                let next = (*s).next;
+                // Releases the span if that leaves it empty.
+                take_remote_into(heap, s);
+                s = next;
+            }
+        }
+    }
+}
+
+/// Usable bytes of a block (0 for a pointer that is not ours).
+///
+/// # Safety
+/// `p` is null or a live block of this allocator.
+pub unsafe fn usable_size(p: *mut u8) -> usize {
+    let addr = p as usize;
+    match SEGMENT_MAP.owner(addr) {
+        // SAFETY: caller's contract.
+        Owner::Huge => unsafe { huge::usable(p) },
+        Owner::Foreign => 0,
+        // SAFETY: caller's contract; the span of a live block is stable.
+        Owner::Normal => unsafe {
+            let span = Segment::span_of(Segment::of(addr), addr);
+            match (*span).kind {
+                SpanKind::Small => (*span).block_size as usize,
+                SpanKind::Large => {
+                    Segment::span_start(span) as usize + (*span).slice_count as usize * SLICE_SIZE
+                        - addr
+                }
+                SpanKind::Free => 0,
+            }
+        },
+    }
+}
+
+/// Tries to resize a block without moving it. Returns true if `p` now has at least
+/// `new_size` usable bytes and does not waste more than half of them.
+///
+/// # Safety
+/// `p` is a live block of this allocator.
+pub unsafe fn resize_in_place(p: *mut u8, new_size: usize) -> bool {
+    let addr = p as usize;
+    // SAFETY: caller's contract.
+    let usable = unsafe { usable_size(p) };
+    match SEGMENT_MAP.owner(addr) {
+        Owner::Normal => {
+            // SAFETY: caller's contract; the span of a live block is stable.
+            let span = unsafe { Segment::span_of(Segment::of(addr), addr) };
+            // SAFETY: as above.
+            let kind = unsafe { (*span).kind };
+            match kind {
+                SpanKind::Small => new_size <= usable && (new_size > usable / 2 || usable <= 32),
+                SpanKind::Large => {
+                    if new_size <= usable {
+                        return new_size > MAX_SMALL && new_size > usable / 2;
+                    }
+                    if new_size >= HUGE_THRESHOLD {
+                        return false;
+                    }
+                    let start = Segment::span_start(span) as usize;
+                    let want = (addr - start + new_size).div_ceil(SLICE_SIZE);
+                    // SAFETY: the span is a live large span: ours alone.
+                    unsafe { CENTRAL.lock().grow(span, want) }
+                }
+                SpanKind::Free => false,
+            }
+        }
+        // SAFETY: caller's contract.
+        Owner::Huge => new_size >= HUGE_THRESHOLD / 2 && unsafe { huge::resize(p, new_size) },
+        Owner::Foreign => false,
+    }
+}
+
+/// Resizes a block whose usable size the caller already looked up, moving it if
+/// needed; null (and `p` untouched) on failure. A small block stays where it is while
+/// the new size fits and wastes at most half of it; that is decided here from `usable`
+/// alone, so a string builder's realloc looks its block up once, not three times.
+///
+/// # Safety
+/// `p` is a live block of this allocator with `usable` usable bytes.
+pub unsafe fn realloc(p: *mut u8, usable: usize, new_size: usize) -> *mut u8 {
+    // SAFETY: caller's contract.
+    unsafe {
+        if usable <= MAX_SMALL && new_size <= MAX_SMALL {
+            if new_size <= usable && (new_size > usable / 2 || usable <= 32) {
+                return p;
+            }
+        } else if resize_in_place(p, new_size) {
+            return p;
+        }
+        // A block that grows by moving grows by at least a quarter, so a buffer grown a
+        // few bytes at a time (a string builder) moves O(log n) times, not once per
+        // size class.
+        let grown = if new_size > usable {
+            new_size.max(usable + usable / 4)
+        } else {
+            new_size
+        };
+        let mut q = alloc(grown);
+        if q.is_null() && grown > new_size {
+            q = alloc(new_size);
+        }
+        if q.is_null() {
+            return q;
+        }
+        ptr::copy_nonoverlapping(p, q, usable.min(new_size));
+        free(p);
+        q
+    }
+}
+
+/// Gives every cached free page back to the OS now. Returns the bytes released.
+pub fn trim() -> usize {
+    let h = tls::heap();
+    if !is_empty_heap(h) {
+        // SAFETY: `h` is this thread's heap.
+        unsafe { collect(h) };
+    }
+    tls::collect_all_abandoned();
+    CENTRAL.lock().purge(true) + huge::purge_cache(true)
+}
