@@ -234,11 +234,9 @@ fn json_number(json: &str, key: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-/// Checks that the preloaded library wrote statistics for at least one process of the
-/// run, and that each such process allocated through it. Returns the allocation count.
-fn assert_stats_written(dir: &Path, what: &str) -> u64 {
-    let mut total = 0;
-    let mut files = 0;
+/// The statistics files (`stats-<pid>.json`) in `dir`: name and contents.
+fn stats_files(dir: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).expect("read scratch dir") {
         let path = entry.expect("dir entry").path();
         let name = path
@@ -246,10 +244,22 @@ fn assert_stats_written(dir: &Path, what: &str) -> u64 {
             .unwrap_or_default()
             .to_string_lossy()
             .into_owned();
-        if !(name.starts_with("stats-") && name.ends_with(".json")) {
-            continue;
+        if name.starts_with("stats-") && name.ends_with(".json") {
+            out.push((
+                name,
+                std::fs::read_to_string(&path).expect("read stats file"),
+            ));
         }
-        let json = std::fs::read_to_string(&path).expect("read stats file");
+    }
+    out
+}
+
+/// Checks that the preloaded library wrote statistics for at least one process of the
+/// run, and that each such process allocated through it. Returns the allocation count.
+fn assert_stats_written(dir: &Path, what: &str) -> u64 {
+    let mut total = 0;
+    let mut files = 0;
+    for (name, json) in stats_files(dir) {
         let allocs = json_number(&json, "allocs")
             .unwrap_or_else(|| panic!("{what}: {name} has no \"allocs\": {json}"));
         total += allocs;
@@ -386,6 +396,27 @@ fn threads_stress_preloaded() {
     );
     assert_checks_passed(&success(&out, "threads_stress"), "threads_stress");
     assert_stats_written(&dir, "threads_stress");
+}
+
+#[test]
+fn calloc_reads_zero_across_purges() {
+    let dir = scratch("calloc_purge");
+    let exe = cc("calloc_purge_test.c", &dir, "calloc_purge_test", &[]);
+    let out = run(
+        preloaded(&exe, &dir)
+            .arg("--expect-so")
+            .env("OXALLOC_DEMAND_WINDOW_MS", "20")
+            .env("OXALLOC_PURGE_DELAY_MS", "1"),
+        Duration::from_secs(120),
+    );
+    assert_checks_passed(&success(&out, "calloc_purge_test"), "calloc_purge_test");
+    assert_stats_written(&dir, "calloc_purge_test");
+    // The run must have purged, or it tested nothing about purged memory.
+    let purged: u64 = stats_files(&dir)
+        .iter()
+        .filter_map(|(_, json)| json_number(json, "purged_bytes"))
+        .sum();
+    assert!(purged > 0, "calloc_purge_test: nothing was purged");
 }
 
 // ---------------------------------------------------------------------------------
