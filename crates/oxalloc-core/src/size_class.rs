@@ -17,16 +17,28 @@ pub const MAX_SMALL: usize = 64 * 1024;
 pub const NUM_CLASSES: usize = 8 + 8 * 3 + 4 * 6;
 /// The first class of four steps per doubling (above 1 KiB).
 const FIRST_COARSE_CLASS: usize = 8 + 8 * 3;
-/// Requests up to this size take spans of a single 64 KiB slice.
-const SINGLE_SLICE_MAX: usize = 8 * 1024;
-/// Minimum number of blocks a multi-slice span holds: one, so a big class's span is as
+/// Classes up to this size get spans of at least [`MIN_BLOCKS_PER_SPAN`] blocks: a
+/// single 64 KiB slice up to 4 KiB, two to four slices above.
+///
+/// A class whose span holds few blocks takes a slow path on nearly every malloc and
+/// free once its live blocks are replaced at random: every span is then nearly full, the
+/// span promoted from the partial queue comes back with one or two freed blocks, and a
+/// free into a parked full span requeues it. With one slice (4 blocks of 16 KiB, 6 of
+/// 10 KiB), `xchurn/t2` (16 B-16 KiB churn) took the malloc slow path on 70% of its
+/// 10 KiB mallocs and 45% of its 5 KiB ones; with 16 blocks, 25% and 30%.
+const MULTI_BLOCK_MAX: usize = 16 * 1024;
+/// Minimum number of blocks in a span of a class up to [`MULTI_BLOCK_MAX`]. Spans are
+/// carved lazily (a page at a time, or one block), so the longer span costs resident
+/// memory only as its blocks are used.
+const MIN_BLOCKS_PER_SPAN: usize = 16;
+/// Minimum number of blocks in a span of a bigger class: one, so such a span is as
 /// small as the tail rule allows (a 64 KiB block gets one slice, a 40 KiB block two
 /// slices for three). Every class in use keeps a partly used span, and for the big
 /// classes that span is most of what a heap holds idle: with 4, `realloc` growth peaked
 /// at 31.6 MiB instead of 29.9, at the same speed (a heap keeps its current span when it
 /// empties, so a program that frees and allocates one big block in turn stays off the
 /// central lock).
-const MIN_BLOCKS_PER_SPAN: usize = 1;
+const MIN_BLOCKS_PER_BIG_SPAN: usize = 1;
 
 /// Sizes up to this are looked up in `SMALL_TABLE`.
 const TABLE_MAX: usize = 1024;
@@ -139,13 +151,15 @@ impl SizeClass {
     /// How many 64 KiB slices a span of this class covers.
     pub const fn span_slices(self) -> usize {
         let bs = self.size();
-        if bs <= SINGLE_SLICE_MAX {
-            return 1;
-        }
+        let min_blocks = if bs <= MULTI_BLOCK_MAX {
+            MIN_BLOCKS_PER_SPAN
+        } else {
+            MIN_BLOCKS_PER_BIG_SPAN
+        };
         // The fewest slices that hold the minimum number of blocks and leave at most an
-        // eighth of the span as tail.
+        // eighth of the span as tail (one slice for every class up to 4 KiB).
         let slice = crate::segment::SLICE_SIZE;
-        let mut n = (bs * MIN_BLOCKS_PER_SPAN).div_ceil(slice);
+        let mut n = (bs * min_blocks).div_ceil(slice);
         while (n * slice) % bs * 8 > n * slice {
             n += 1;
         }
@@ -212,10 +226,31 @@ mod tests {
             let c = SizeClass(c);
             let span = c.span_slices() * crate::segment::SLICE_SIZE;
             let blocks = span / c.size();
-            assert!(blocks >= MIN_BLOCKS_PER_SPAN, "class {}", c.size());
+            let min = if c.size() <= MULTI_BLOCK_MAX {
+                MIN_BLOCKS_PER_SPAN
+            } else {
+                MIN_BLOCKS_PER_BIG_SPAN
+            };
+            assert!(blocks >= min, "class {} holds {blocks}", c.size());
             let tail = span - blocks * c.size();
             assert!(tail * 8 <= span, "class {} tail {tail}", c.size());
         }
+    }
+
+    #[test]
+    fn span_sizes_of_the_classes_around_16k() {
+        // Up to 4 KiB a single slice already holds 16 blocks; above, spans grow so that
+        // a class with blocks replaced at random does not switch spans on nearly every
+        // malloc (see MULTI_BLOCK_MAX); above 16 KiB they stay as small as the tail allows.
+        let slices = |size: usize| SizeClass::of(size).span_slices();
+        assert_eq!(slices(4096), 1);
+        assert_eq!(slices(5120), 2);
+        assert_eq!(slices(8192), 2);
+        assert_eq!(slices(10240), 3);
+        assert_eq!(slices(16384), 4);
+        assert_eq!(slices(20480), 1);
+        assert_eq!(slices(MAX_SMALL), 1);
+        assert!((0..NUM_CLASSES as u8).all(|c| SizeClass(c).span_slices() <= 4));
     }
 
     #[test]
