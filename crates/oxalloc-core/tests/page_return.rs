@@ -86,6 +86,18 @@ fn freed_memory_is_kept_while_active_and_returned_when_quiet() {
     kept_while_active_returned_when_quiet(LARGE);
     kept_while_active_returned_when_quiet(HUGE);
 
+    // malloc_trim(0) gives back at once what demand would keep.
+    let blocks = [allocate_and_write(LARGE), allocate_and_write(HUGE)];
+    blocks.iter().for_each(|b| free_all(b));
+    let before = returned();
+    api::malloc_trim(0);
+    assert!(
+        returned() - before >= 2 * CYCLE as u64 * 7 / 8,
+        "malloc_trim(0) returned only {} of {} bytes kept for demand",
+        returned() - before,
+        2 * CYCLE
+    );
+
     // Without a demand window, the cache cap alone rules: a 32 MiB free is purged at once.
     options::DEMAND_WINDOW_MS.set(0);
     let blocks = allocate_and_write(LARGE);
