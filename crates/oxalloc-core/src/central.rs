@@ -231,6 +231,7 @@ impl Central {
             (*span).slice_count = new_slices as u8;
             self.in_use += extra * SLICE_SIZE;
             stats::add(&GLOBAL.in_use_bytes, extra * SLICE_SIZE);
+            stats::add(&GLOBAL.large_huge_bytes, extra * SLICE_SIZE);
             stats::raise_peak(&GLOBAL.peak_in_use_bytes, &GLOBAL.in_use_bytes);
         }
         page_return::note_demand(Pool::Spans, self.in_use, oxalloc_sys::now_ns());

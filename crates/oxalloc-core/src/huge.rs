@@ -595,6 +595,7 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
     stats::add(&GLOBAL.in_use_bytes, units * UNIT);
     stats::raise_peak(&GLOBAL.peak_in_use_bytes, &GLOBAL.in_use_bytes);
     stats::add(&GLOBAL.huge_allocs, 1);
+    stats::add(&GLOBAL.large_huge_bytes, units * UNIT);
     stats::add(&GLOBAL.huge_count, 1);
     Region::unit_addr(r, Region::index(r, block)) as *mut u8
 }
@@ -699,6 +700,7 @@ pub unsafe fn resize(p: *mut u8, new_size: usize) -> bool {
             page_return::note_demand(Pool::Huge, heap.in_use, oxalloc_sys::now_ns());
             drop(heap);
             stats::add(&GLOBAL.in_use_bytes, extra * UNIT);
+            stats::add(&GLOBAL.large_huge_bytes, extra * UNIT);
             stats::raise_peak(&GLOBAL.peak_in_use_bytes, &GLOBAL.in_use_bytes);
         }
         true

@@ -42,6 +42,9 @@ pub struct Global {
     pub large_frees: AtomicU64,
     /// Huge (own mapping) allocations.
     pub huge_allocs: AtomicU64,
+    /// Bytes handed out in large and huge blocks, in total: each block's rounded size
+    /// (whole slices or units), plus what `realloc` grew them by in place.
+    pub large_huge_bytes: AtomicU64,
     /// Huge frees.
     pub huge_frees: AtomicU64,
     /// Live huge blocks.
@@ -74,6 +77,7 @@ pub static GLOBAL: Global = Global {
     large_allocs: AtomicU64::new(0),
     large_frees: AtomicU64::new(0),
     huge_allocs: AtomicU64::new(0),
+    large_huge_bytes: AtomicU64::new(0),
     huge_frees: AtomicU64::new(0),
     huge_count: AtomicU64::new(0),
     huge_cache_hits: AtomicU64::new(0),
@@ -184,7 +188,8 @@ pub struct Totals {
     pub allocs: u64,
     /// frees.
     pub frees: u64,
-    /// Sum of block sizes handed out (small classes only are exact).
+    /// Sum of block sizes handed out: small blocks at their class size, large and huge
+    /// blocks at their rounded size (all heaps together; per heap, small blocks only).
     pub bytes_allocated: u64,
     /// Bytes in small blocks allocated and not yet freed.
     pub live_small_bytes: u64,
@@ -256,6 +261,7 @@ pub fn totals() -> Totals {
             t.live_small_bytes += allocs[i].saturating_sub(frees[i]) * size;
         }
     }
+    t.bytes_allocated += GLOBAL.large_huge_bytes.load(Relaxed);
     t
 }
 

@@ -384,6 +384,7 @@ fn alloc_large_inner(size: usize, align: usize) -> *mut u8 {
         (*span).owner = ptr::null_mut();
     }
     stats::add(&GLOBAL.large_allocs, 1);
+    stats::add(&GLOBAL.large_huge_bytes, slices * SLICE_SIZE);
     count_alloc(LARGE_SLOT);
     let start = Segment::span_start(span) as usize;
     let p = (start + align - 1) & !(align - 1);
