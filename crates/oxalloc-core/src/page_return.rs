@@ -196,7 +196,11 @@ pub fn keeping(now: u64) -> bool {
     any
 }
 
-/// How long the background thread may sleep while [`keeping`] holds.
+/// How long the background thread may sleep while [`keeping`] holds: an epoch, or less
+/// if a pool can go quiet sooner.
 pub fn recheck_ms() -> u64 {
-    (epoch_ns() / 1_000_000).max(1)
+    let soonest = epoch_ns()
+        .min(quiet_ns(Pool::Spans))
+        .min(quiet_ns(Pool::Huge));
+    (soonest / 1_000_000).max(1)
 }

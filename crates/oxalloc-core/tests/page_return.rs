@@ -39,14 +39,15 @@ fn returned() -> u64 {
     GLOBAL.purged_bytes.load(Relaxed) + GLOBAL.unmapped_bytes.load(Relaxed)
 }
 
-/// A cycle freed and allocated again while active keeps its pages; once the pool is
-/// quiet they go back.
-fn kept_while_active_returned_when_quiet(size: usize) {
+/// A cycle freed and allocated again while active keeps its pages, though `pause_ms`
+/// is past the purge delay; once the pool is quiet they go back.
+fn kept_while_active_returned_when_quiet(size: usize, delay_ms: u64, pause_ms: u64) {
+    options::PURGE_DELAY_MS.set(delay_ms);
     let blocks = allocate_and_write(size);
     let mapped = GLOBAL.mapped_bytes.load(Relaxed);
     let before = returned();
     free_all(&blocks);
-    std::thread::sleep(Duration::from_millis(20)); // 20 purge delays, still active
+    std::thread::sleep(Duration::from_millis(pause_ms)); // past the delay, still active
     let again = allocate_and_write(size);
     assert_eq!(
         returned(),
@@ -79,12 +80,13 @@ fn freed_memory_is_kept_while_active_and_returned_when_quiet() {
     let p = api::malloc(1);
     // SAFETY: p is live and freed once.
     unsafe { api::free(p) };
-    options::PURGE_DELAY_MS.set(1);
     options::CACHE_MAX_MIB.set(8);
     options::DEMAND_WINDOW_MS.set(2000);
 
-    kept_while_active_returned_when_quiet(LARGE);
-    kept_while_active_returned_when_quiet(HUGE);
+    // Spans go quiet after a quarter of the window (500 ms), huge blocks after two purge
+    // delays.
+    kept_while_active_returned_when_quiet(LARGE, 1, 20);
+    kept_while_active_returned_when_quiet(HUGE, 150, 170);
 
     // malloc_trim(0) gives back at once what demand would keep.
     let blocks = [allocate_and_write(LARGE), allocate_and_write(HUGE)];
