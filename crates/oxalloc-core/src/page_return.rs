@@ -17,9 +17,9 @@
 //!   bytes in use if that is more).
 //! - **A quiet pool keeps nothing.** When a pool has seen no allocation or free for a
 //!   quarter of the window (huge blocks: two purge delays), its recent peak no longer
-//!   predicts anything: its kept
-//!   memory is purged (by the background thread), so RSS falls after a burst, and a
-//!   program that stopped using huge blocks does not keep their pages.
+//!   predicts anything: its kept memory is purged (by the background thread), so RSS
+//!   falls after a burst, and a program that stopped using huge blocks does not keep
+//!   their pages.
 //! - `malloc_trim(0)` purges everything at once (the pools' `force`).
 //!
 //! Each pool is held to its own demand: spans and huge blocks serve different sizes,
@@ -31,10 +31,12 @@ use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// Slices of the demand window, each remembering its own peak.
 const EPOCHS: usize = 8;
-/// Peaks are kept in 64 KiB units, below an epoch number in the high bits.
+/// Peaks are kept in 64 KiB units, below the low bits of their epoch's number (a tag:
+/// 2^24 epochs of 31 ms wrap after 6 days of uptime, so tags are compared modulo).
 const UNIT_SHIFT: u32 = 16;
 const PEAK_BITS: u32 = 40;
 const PEAK_MASK: u64 = (1 << PEAK_BITS) - 1;
+const TAG_MASK: u64 = u64::MAX >> PEAK_BITS;
 
 /// The two pools that hold free pages.
 #[derive(Clone, Copy)]
@@ -108,15 +110,23 @@ pub fn note_demand(pool: Pool, in_use: usize, now: u64) {
         d.active_since_ns.store(now, Relaxed);
     }
     let units = (in_use as u64 >> UNIT_SHIFT).min(PEAK_MASK);
+    let tag = epoch & TAG_MASK;
     let slot = &d.peaks[epoch as usize % EPOCHS];
     let _ = slot.fetch_update(Relaxed, Relaxed, |old| {
-        let same_epoch = old >> PEAK_BITS == epoch;
+        let same_epoch = old >> PEAK_BITS == tag;
         if same_epoch && old & PEAK_MASK >= units {
             None
         } else {
-            Some(epoch << PEAK_BITS | units)
+            Some(tag << PEAK_BITS | units)
         }
     });
+}
+
+/// Whether a peak tagged `tag` belongs to one of the last [`EPOCHS`] epochs up to
+/// `epoch`, and not to one before `since` (a quiet gap).
+fn in_window(tag: u64, epoch: u64, since: u64) -> bool {
+    let age = epoch.wrapping_sub(tag) & TAG_MASK;
+    age < EPOCHS as u64 && epoch - age.min(epoch) >= since
 }
 
 /// Free resident bytes of `pool` that recent demand says will be used again: the
@@ -128,14 +138,12 @@ pub fn keep_bytes(pool: Pool, now: u64) -> usize {
         return 0;
     }
     let epoch = now / epoch_ns();
-    let oldest = (epoch + 1)
-        .saturating_sub(EPOCHS as u64)
-        .max(d.active_since_ns.load(Relaxed) / epoch_ns());
+    let since = d.active_since_ns.load(Relaxed) / epoch_ns();
     let peak = d
         .peaks
         .iter()
         .map(|s| s.load(Relaxed))
-        .filter(|v| (oldest..=epoch).contains(&(v >> PEAK_BITS)))
+        .filter(|v| in_window(v >> PEAK_BITS, epoch, since))
         .map(|v| (v & PEAK_MASK) << UNIT_SHIFT)
         .max()
         .unwrap_or(0);
@@ -203,4 +211,35 @@ pub fn recheck_ms() -> u64 {
         .min(quiet_ns(Pool::Spans))
         .min(quiet_ns(Pool::Huge));
     (soonest / 1_000_000).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_window_holds_the_last_epochs_across_a_tag_wrap() {
+        let wrap = TAG_MASK + 1;
+        for epoch in [100, wrap + 3, 5 * wrap + 2] {
+            let tag = |e: u64| e & TAG_MASK;
+            assert!(in_window(tag(epoch), epoch, 0));
+            assert!(
+                in_window(tag(epoch - 7), epoch, 0),
+                "7 epochs back, at {epoch}"
+            );
+            assert!(
+                !in_window(tag(epoch - 8), epoch, 0),
+                "8 epochs back, at {epoch}"
+            );
+            assert!(
+                !in_window(tag(epoch + 1), epoch, 0),
+                "a future tag, at {epoch}"
+            );
+            assert!(
+                !in_window(tag(epoch - 2), epoch, epoch - 1),
+                "before a quiet gap"
+            );
+            assert!(in_window(tag(epoch - 1), epoch, epoch - 1));
+        }
+    }
 }
