@@ -309,8 +309,6 @@ impl Central {
                 stats::add(&GLOBAL.purge_calls, 1);
                 released += run * SLICE_SIZE;
             }
-            (*span).dirty = bits != 0;
-            (*span).zero = bits == 0;
             self.dirty_bytes -= released;
             stats::add(&GLOBAL.purged_bytes, released);
             released
@@ -485,10 +483,6 @@ impl Central {
                 (*last).head = span;
                 (*last).kind = SpanKind::Free;
             }
-            let dirty = (*Segment::of(span as usize)).dirty_slices
-                & slice_bits(Segment::slice_index(span), count);
-            (*span).dirty = dirty != 0;
-            (*span).zero = dirty == 0;
             (*span).prev = ptr::null_mut();
             (*span).next = self.bins[count];
             if !(*span).next.is_null() {

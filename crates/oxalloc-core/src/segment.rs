@@ -137,10 +137,8 @@ pub struct Span {
     pub prev: *mut Span,
     /// When a free span became free (ns), for delayed purging.
     pub freed_at_ns: u64,
-    /// Free span with slices whose pages may still be resident (not yet purged);
-    /// derived from the segment's `dirty_slices` when the span is listed.
-    pub dirty: bool,
-    /// The memory is known to read as zero (fresh or purged, never handed out since).
+    /// Set when central hands the span out: its memory reads as zero (every slice was
+    /// fresh or purged, none written since; central's `dirty_slices` says so).
     pub zero: bool,
 }
 
@@ -207,7 +205,6 @@ pub static EMPTY_SPAN: Span = Span {
     slice_count: 0,
     kind: SpanKind::Free,
     class: 0,
-    dirty: false,
     zero: false,
     remote_kept: false,
     remote: AtomicU64::new(0),
