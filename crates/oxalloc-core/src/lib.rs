@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod backtrace;
 mod central;
 pub mod fmt;
 pub mod heap;
@@ -25,6 +26,7 @@ pub mod options;
 mod page_return;
 mod page_source;
 mod purger;
+pub mod report;
 pub mod segment;
 pub mod size_class;
 pub mod stats;

@@ -22,6 +22,8 @@
 //! are formatted into stack buffers and written with `write(2)`.
 
 pub mod backtrace;
+#[doc(hidden)]
+pub use oxalloc_core::stack_marker;
 pub mod canary;
 pub mod capi;
 pub mod cxx;

@@ -48,8 +48,8 @@ pub const DEFAULT_QUARANTINE_BLOCKS: usize = 4096;
 pub const DEFAULT_QUARANTINE_BYTES: usize = 64 * 1024;
 /// Default quarantine length in large blocks (`OXALLOC_LARGE_QUARANTINE=<n>`).
 pub const DEFAULT_LARGE_QUARANTINE_BLOCKS: usize = 256;
-/// Return addresses kept per allocation for leak reports.
-pub const STACK_DEPTH: usize = 8;
+/// Return addresses kept per allocation for leak reports (the core's report depth).
+pub use crate::backtrace::STACK_DEPTH;
 
 /// Runtime options, read once by [`Options::load`].
 pub struct Options {

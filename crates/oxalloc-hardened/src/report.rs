@@ -1,101 +1,11 @@
-//! Misuse reports: one message on stderr, written with `write(2)` from a stack buffer,
-//! then `abort()`. Nothing here allocates, and nothing reads memory that might fault:
-//! only our own metadata and the caller's stack (through the unwinder) are touched.
-//!
-//! ```text
-//! oxalloc: double free of 0x7f12a4c01040 (size 48, class 48) in free()
-//!   at: 0x5555555551a9 0x7ffff7dd0d90 ...
-//!   allocated at: 0x555555555189 ...          (with OXALLOC_LEAKS=1)
-//! oxalloc: aborting
-//! ```
-#![forbid(unsafe_code)]
+//! Misuse reports: the core's report code (`oxalloc_core::report`, shared with the
+//! default build's checks), plus [`fatal`] for callers that hold a shard lock.
 
-use crate::fmt::Buf;
-use core::sync::atomic::{AtomicBool, Ordering};
+pub use oxalloc_core::report::{block, headline, within, Kind, Msg};
 
-use crate::backtrace::{self, Stack};
+use crate::backtrace::Stack;
 
-/// A report being written.
-pub type Msg = Buf<1024>;
-
-/// What went wrong, as the report's first words.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    /// A block freed twice.
-    DoubleFree,
-    /// A pointer we never returned, or an interior/unaligned one, given to a free.
-    InvalidFree,
-    /// Such a pointer given to a non-freeing function (`malloc_usable_size`).
-    InvalidPointer,
-    /// A freed block given to a non-freeing function.
-    UseAfterFree,
-    /// A canary after a block was overwritten.
-    HeapOverflow,
-    /// A quarantined (freed) block was written to.
-    WriteAfterFree,
-    /// A sized free named the wrong size.
-    SizeMismatch,
-    /// An aligned free named the wrong alignment.
-    AlignmentMismatch,
-    /// `operator new` could not allocate and `std::bad_alloc` cannot be thrown.
-    OutOfMemory,
-}
-
-impl Kind {
-    /// The words that start the report.
-    pub fn text(self) -> &'static str {
-        match self {
-            Kind::DoubleFree => "double free",
-            Kind::InvalidFree => "invalid free",
-            Kind::InvalidPointer => "invalid pointer",
-            Kind::UseAfterFree => "use after free",
-            Kind::HeapOverflow => "heap overflow",
-            Kind::WriteAfterFree => "write after free",
-            Kind::SizeMismatch => "size mismatch",
-            Kind::AlignmentMismatch => "alignment mismatch",
-            Kind::OutOfMemory => "out of memory",
-        }
-    }
-}
-
-/// Starts a report: `oxalloc: <kind> of <addr>`.
-pub fn headline(kind: Kind, addr: usize) -> Msg {
-    let mut m = Msg::new();
-    m.str("oxalloc: ")
-        .str(kind.text())
-        .str(" of ")
-        .hex(addr as u64);
-    m
-}
-
-/// Appends ` in <op>()`.
-pub fn within(m: &mut Msg, op: &str) {
-    m.str(" in ").str(op).str("()");
-}
-
-/// Appends ` (size N, class C)` for a block.
-pub fn block(m: &mut Msg, size: usize, class_size: usize) {
-    m.str(" (size ")
-        .num(size as u64)
-        .str(", class ")
-        .num(class_size as u64)
-        .str(")");
-}
-
-fn stack_line(m: &mut Msg, label: &str, s: &Stack) {
-    m.str("\n  ").str(label).str(":");
-    if s[0] == 0 {
-        m.str(" (no stack)");
-    }
-    for &ip in s.iter().take_while(|&&ip| ip != 0) {
-        m.str(" ").hex(ip as u64);
-    }
-}
-
-static REPORTING: AtomicBool = AtomicBool::new(false);
-
-/// Finishes the report with the current stack (frames above `marker`, the exported
-/// function's stack marker) and the allocation stack if known, writes it and aborts.
+/// Finishes the report (see `oxalloc_core::report::fatal`), writes it and aborts.
 ///
 /// `held`, the shard lock the caller holds, is released first: the state is consistent
 /// (nothing was changed for the misuse), a signal handler that allocates will not
@@ -111,21 +21,7 @@ pub fn fatal(held: &crate::lock::Lock, m: Msg, marker: usize, allocated: Option<
 /// [`fatal`] for callers that hold no lock.
 #[cold]
 #[inline(never)]
-pub fn fatal_unlocked(mut m: Msg, marker: usize, allocated: Option<&Stack>) -> ! {
-    if REPORTING.swap(true, Ordering::AcqRel) {
-        // Another thread is reporting; it will abort the process.
-        loop {
-            oxalloc_sys::yield_now();
-        }
-    }
-    if marker != 0 {
-        let here = backtrace::capture(marker);
-        stack_line(&mut m, "at", &here);
-    }
-    if let Some(s) = allocated {
-        stack_line(&mut m, "allocated at", s);
-    }
-    m.str("\noxalloc: aborting\n");
-    oxalloc_sys::write_stderr(m.as_bytes());
-    oxalloc_sys::abort()
+pub fn fatal_unlocked(m: Msg, marker: usize, allocated: Option<&Stack>) -> ! {
+    let here = (marker != 0).then(|| crate::backtrace::capture(marker));
+    oxalloc_core::report::fatal_with(m, here.as_ref(), allocated)
 }

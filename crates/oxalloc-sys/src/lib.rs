@@ -565,3 +565,19 @@ pub fn lookup_symbol(name: &CStr) -> *mut c_void {
     // SAFETY: `name` is NUL-terminated; RTLD_DEFAULT searches the loaded objects.
     unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) }
 }
+
+/// Looks a symbol up in a shared library, loading it if it is not loaded yet
+/// (`dlopen(lib, RTLD_NOW)` then `dlsym`); null if either fails. The handle is kept
+/// (the library stays loaded). Loads and allocates: the error path only, with no
+/// allocator lock held.
+#[cfg(target_os = "linux")]
+pub fn library_symbol(lib: &CStr, name: &CStr) -> *mut c_void {
+    // SAFETY: both names are NUL-terminated; a null handle is checked before dlsym.
+    unsafe {
+        let h = libc::dlopen(lib.as_ptr(), libc::RTLD_NOW);
+        if h.is_null() {
+            return core::ptr::null_mut();
+        }
+        libc::dlsym(h, name.as_ptr())
+    }
+}
