@@ -41,7 +41,7 @@ pub fn calloc(n: usize, size: usize) -> *mut u8 {
     }
 }
 
-/// `free`: null is a no-op; pointers that are not ours are ignored.
+/// `free`: null is a no-op; a misuse is reported (see `misuse`).
 ///
 /// # Safety
 /// `p` is null or a live block from this allocator.
@@ -62,17 +62,17 @@ pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
     }
     if size == 0 {
         // SAFETY: caller's contract.
-        unsafe { heap::free(p) };
+        unsafe { heap::free_with(p, crate::misuse::Op::Realloc) };
         return core::ptr::null_mut();
     }
     if size > MAX_REQUEST {
         return enomem(core::ptr::null_mut());
     }
-    // SAFETY: caller's contract.
-    let usable = unsafe { heap::usable_size(p) };
+    // SAFETY: caller's contract (a pointer that is not a live block is reported).
+    let usable = unsafe { heap::usable_size_with(p, crate::misuse::Op::Realloc) };
     if usable == 0 {
-        // Not ours: we cannot know how much to copy, so refuse rather than guess.
-        crate::stats::verbose("oxalloc: realloc of a pointer that is not ours\n");
+        // Another allocator's (let through by OXALLOC_FOREIGN_FREE): we cannot know how
+        // much to copy, so refuse rather than guess.
         return enomem(core::ptr::null_mut());
     }
     // SAFETY: caller's contract.
@@ -163,7 +163,7 @@ pub fn pvalloc(size: usize) -> *mut u8 {
     }
 }
 
-/// `malloc_usable_size`: 0 for null or a pointer that is not ours.
+/// `malloc_usable_size`: 0 for null; a pointer that is not a live block is reported.
 ///
 /// # Safety
 /// `p` is null or a live block from this allocator.
@@ -266,22 +266,23 @@ pub unsafe fn malloc_info(options: i32, stream: *mut c_void) -> i32 {
     unsafe { write_malloc_info(options, stream, mallinfo2(), peak) }
 }
 
-/// `free_sized`: C23; the size is a hint we do not need.
+/// `free_sized`: C23; a size that cannot be this block's is reported.
 ///
 /// # Safety
 /// As for [`free`].
-pub unsafe fn free_sized(p: *mut u8, _size: usize) {
+pub unsafe fn free_sized(p: *mut u8, size: usize) {
     // SAFETY: caller's contract.
-    unsafe { heap::free(p) }
+    unsafe { heap::free_sized(p, size, 16, crate::misuse::Op::FreeSized) }
 }
 
-/// `free_aligned_sized`: C23.
+/// `free_aligned_sized`: C23; a size or alignment that cannot be this block's is
+/// reported.
 ///
 /// # Safety
 /// As for [`free`].
-pub unsafe fn free_aligned_sized(p: *mut u8, _align: usize, _size: usize) {
+pub unsafe fn free_aligned_sized(p: *mut u8, align: usize, size: usize) {
     // SAFETY: caller's contract.
-    unsafe { heap::free(p) }
+    unsafe { heap::free_sized(p, size, align, crate::misuse::Op::FreeAlignedSized) }
 }
 
 /// Prints the statistics summary on stderr.

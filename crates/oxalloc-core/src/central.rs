@@ -197,6 +197,24 @@ impl Central {
         }
     }
 
+    /// Frees the large block `p` if it is the live block of `span`: false (and nothing
+    /// changed) if it is not, a double or invalid free. Checked under the lock, so two
+    /// threads freeing the same block cannot both give it back.
+    ///
+    /// # Safety
+    /// `span` is a slice record of a live segment.
+    pub unsafe fn give_large(&mut self, span: *mut Span, p: usize) -> bool {
+        // SAFETY: caller's contract; the lock makes the check and the give one step.
+        unsafe {
+            if (*span).kind != SpanKind::Large || (*span).head != span || (*span).grid_base != p {
+                return false;
+            }
+            (*span).grid_base = 0;
+            self.give(span);
+        }
+        true
+    }
+
     /// Grows a large span in place by taking free slices right after it.
     ///
     /// # Safety
@@ -411,6 +429,13 @@ impl Central {
             }
             self.segments = seg;
             (*seg).dirty_slices = 0;
+            // Every slice record names a head, so `free` of any pointer into the segment
+            // reads a valid record: the header's slice its own (a free record, never in
+            // a bin), the data slices the one free span's.
+            (*slice(seg, 0)).head = slice(seg, 0);
+            for i in FIRST_SLICE..SLICES {
+                (*slice(seg, i)).head = slice(seg, FIRST_SLICE);
+            }
             self.insert_free(slice(seg, FIRST_SLICE), SLICES - FIRST_SLICE);
         }
         self.segment_count += 1;

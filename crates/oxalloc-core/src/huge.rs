@@ -633,6 +633,54 @@ pub unsafe fn free(p: *mut u8) -> bool {
     true
 }
 
+/// What `p`, in a huge region but not a live block, is instead (for a misuse report).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotABlock {
+    /// The start of a free run: most likely a block freed before.
+    FreedBlock,
+    /// Inside a free run (a freed block merged with its neighbours, or a wild pointer).
+    FreeMemory,
+    /// `offset` bytes into the live block at `block`.
+    Interior {
+        /// The block's start.
+        block: usize,
+        /// How far into it `p` is.
+        offset: usize,
+    },
+    /// The region's own header.
+    Metadata,
+}
+
+/// Says what `p`, which the segment map marks huge and which is not a live block, is.
+pub fn classify(p: usize) -> NotABlock {
+    let _heap = HUGE.lock();
+    let r = region_of(p);
+    if r.is_null() {
+        return NotABlock::Metadata;
+    }
+    let i = (p - r as usize) >> UNIT_SHIFT;
+    // SAFETY: we hold the lock; the region header and its records are mapped, and the
+    // walk back stays within `first..=i`.
+    unsafe {
+        if i < (*r).first || i >= (*r).units {
+            return NotABlock::Metadata;
+        }
+        let mut h = i;
+        while h > (*r).first && (*Region::run(r, h)).state == INTERIOR {
+            h -= 1;
+        }
+        let head = Region::run(r, h);
+        match (*head).state {
+            USED if i < h + (*head).len => NotABlock::Interior {
+                block: r as usize + (h << UNIT_SHIFT),
+                offset: p - (r as usize + (h << UNIT_SHIFT)),
+            },
+            FREE if h == i && p & (UNIT - 1) == 0 => NotABlock::FreedBlock,
+            _ => NotABlock::FreeMemory,
+        }
+    }
+}
+
 /// Usable bytes of a huge block (0 if `p` is not a block).
 ///
 /// # Safety

@@ -22,6 +22,7 @@ pub mod fmt;
 pub mod heap;
 mod huge;
 mod lock;
+pub mod misuse;
 pub mod options;
 mod page_return;
 mod page_source;

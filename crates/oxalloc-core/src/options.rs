@@ -111,8 +111,15 @@ pub static PAGE_SOURCE_BRK: Opt = Opt::flag(
     "where segments come from: mmap (default) or brk (grow the program break, fall back to mmap)",
 );
 
+/// What a free of a pointer into someone else's live mapping does.
+pub static FOREIGN_FREE: Opt = Opt::num(
+    "FOREIGN_FREE",
+    1,
+    "free/realloc of a pointer into a live mapping that is not ours (another allocator's heap, memory from before oxalloc was loaded): 0 ignore it, 1 report the first one and go on, 2 report and abort (pointers into the stack, static data or no mapping always abort)",
+);
+
 /// Every numeric/boolean option, for listing.
-pub static ALL: [&Opt; 7] = [
+pub static ALL: [&Opt; 8] = [
     &SHOW_STATS,
     &VERBOSE,
     &PURGE_DELAY_MS,
@@ -120,6 +127,7 @@ pub static ALL: [&Opt; 7] = [
     &DEMAND_WINDOW_MS,
     &HUGE_PAGES,
     &BACKGROUND_PURGE,
+    &FOREIGN_FREE,
 ];
 
 /// A path option, read from the environment when it is used (at start-up or exit).

@@ -49,11 +49,18 @@ pub const FIRST_SLICE: usize = 1;
 /// Requests of this size or more get a mapping of their own.
 pub const HUGE_THRESHOLD: usize = 1 << 20;
 
-/// A free block, linked through its first word.
+/// A free block, linked through its first word. Every block is at least 16 bytes, so
+/// it has a second word: while the block is free, that word holds the owner heap of its
+/// span (the *free key*), and `malloc` clears it when it hands the block out. A `free`
+/// that finds the key there is probably a double free; it is confirmed (by finding the
+/// block on a free list) before it is reported, so a program's own data never causes a
+/// report.
 #[repr(C)]
 pub struct Block {
     /// The next free block, or null.
     pub next: *mut Block,
+    /// The free key: the span's owner heap while the block is free, null while in use.
+    pub key: *mut Heap,
 }
 
 /// Bias added to `used` while a span is its bin's current span.
@@ -117,6 +124,15 @@ pub struct Span {
     pub head: *mut Span,
     /// The heap that owns this span (small spans); null otherwise.
     pub owner: *mut Heap,
+    /// Small spans: the first block's address, the start of the block grid. Large
+    /// spans: the block's address while it is live, null once freed.
+    pub grid_base: usize,
+    /// Small spans: the multiplier of the block-grid test (see [`Span::on_grid`]).
+    pub grid_mul: u64,
+    /// Small spans: the bound of the block-grid test, which grows as blocks are carved
+    /// (0: no block is a valid pointer). Written by the owner only, atomically; the
+    /// owner reads it plainly ([`Span::on_grid_owner`]), other threads atomically.
+    pub grid_limit: u64,
     /// Block size in bytes (small spans).
     pub block_size: u32,
     /// Slices in the span (first slice only).
@@ -125,7 +141,7 @@ pub struct Span {
     pub kind: SpanKind,
     /// Size class index (small spans).
     pub class: u8,
-    _line2_end: [u8; 41],
+    _line2_end: [u8; 17],
 
     /// Blocks of this span freed by other threads, as one word (see [`RemoteList`]):
     /// pushed with a CAS by any thread, taken whole by the owner. In the third cache
@@ -200,8 +216,11 @@ pub static EMPTY_SPAN: Span = Span {
     next: ptr::null_mut(),
     head: ptr::null_mut(),
     allocs: AtomicU64::new(0),
+    grid_base: 0,
+    grid_mul: 0,
+    grid_limit: 0,
     _line1_end: [0; 24],
-    _line2_end: [0; 41],
+    _line2_end: [0; 17],
     slice_count: 0,
     kind: SpanKind::Free,
     class: 0,
@@ -212,6 +231,90 @@ pub static EMPTY_SPAN: Span = Span {
     prev: ptr::null_mut(),
     freed_at_ns: 0,
 };
+
+/// The block grid of a small span: whether a pointer is the start of a block that has
+/// been carved, in one multiply and one compare (Lemire, Kaser and Kurz, "Faster
+/// remainder by direct computation", 2019, applied to divisibility).
+///
+/// With block size `d` and `c = floor(2^64 / d) + 1`, `c * d = 2^64 + e` with
+/// `0 < e <= d`. For an offset `n = q * d + r` below 4 MiB, `n * c mod 2^64` is
+/// `q * e + r * c` without wrapping (`c > 2^47`): below `c` exactly when `r == 0`, and
+/// then `q * e`, which grows with the block index `q`. So `n * c mod 2^64 < m * e`
+/// holds exactly for the starts of the first `m` blocks: interior and unaligned
+/// pointers, the never-carved rest of the span and its tail all fail.
+impl Span {
+    /// The multiplier `c` for blocks of `size` bytes (16 ..= 64 KiB).
+    pub const fn grid_mul_for(size: usize) -> u64 {
+        ((1u128 << 64) / size as u128) as u64 + 1
+    }
+
+    /// The step `e` by which the bound grows per carved block of `size` bytes.
+    pub const fn grid_step_for(size: usize) -> u64 {
+        Span::grid_mul_for(size).wrapping_mul(size as u64)
+    }
+
+    /// Whether `p` is the start of a carved block of this small span, read by any
+    /// thread.
+    ///
+    /// # Safety
+    /// `span` is the head record of the span `p`'s slice names, so `p` is at or above
+    /// `grid_base` and less than 4 MiB past it.
+    #[inline(always)]
+    pub unsafe fn on_grid(span: *const Span, p: usize) -> bool {
+        // SAFETY: caller's contract: the record is mapped; the bound is read atomically
+        // (its owner may be carving).
+        unsafe {
+            let limit = AtomicU64::from_ptr((&raw const (*span).grid_limit).cast_mut());
+            Span::grid_offset(span, p) < limit.load(Ordering::Acquire)
+        }
+    }
+
+    /// [`Span::on_grid`] for the span's owner thread, which alone writes the bound.
+    ///
+    /// # Safety
+    /// As for [`Span::on_grid`], and the caller's heap owns the span.
+    #[inline(always)]
+    pub unsafe fn on_grid_owner(span: *const Span, p: usize) -> bool {
+        // SAFETY: caller's contract: only this thread writes the bound.
+        unsafe { Span::grid_offset(span, p) < (*span).grid_limit }
+    }
+
+    /// `(p - grid_base) * grid_mul mod 2^64`.
+    ///
+    /// # Safety
+    /// `span` is a mapped record.
+    #[inline(always)]
+    unsafe fn grid_offset(span: *const Span, p: usize) -> u64 {
+        // SAFETY: caller's contract; both fields are set before the span is published.
+        unsafe { (p.wrapping_sub((*span).grid_base) as u64).wrapping_mul((*span).grid_mul) }
+    }
+
+    /// Raises the bound by `n` blocks of `size` bytes: the owner, after carving them.
+    ///
+    /// # Safety
+    /// The caller's heap owns the small span `span`.
+    pub unsafe fn grow_grid(span: *mut Span, n: usize, size: usize) {
+        // SAFETY: caller's contract; Release pairs with other threads' Acquire loads.
+        unsafe {
+            let limit = AtomicU64::from_ptr(&raw mut (*span).grid_limit);
+            limit.fetch_add(n as u64 * Span::grid_step_for(size), Ordering::Release);
+        }
+    }
+
+    /// Sets the grid of a span that is becoming a small span of `size`-byte blocks from
+    /// `base`, none carved yet.
+    ///
+    /// # Safety
+    /// The caller owns the span exclusively (just taken from the central pool).
+    pub unsafe fn reset_grid(span: *mut Span, base: usize, size: usize) {
+        // SAFETY: caller's contract.
+        unsafe {
+            (*span).grid_base = base;
+            (*span).grid_mul = Span::grid_mul_for(size);
+            AtomicU64::from_ptr(&raw mut (*span).grid_limit).store(0, Ordering::Relaxed);
+        }
+    }
+}
 
 // SAFETY: spans are plain records; the ownership rules in the module header say which
 // thread may touch which field. The raw pointers in them are never dereferenced
@@ -246,6 +349,10 @@ const _: () = assert!(core::mem::size_of::<Span>() == 256);
 const _: () = assert!(core::mem::offset_of!(Span, allocs) < 64);
 const _: () = assert!(core::mem::offset_of!(Span, head) == 64);
 const _: () = assert!(core::mem::offset_of!(Span, class) < 128);
+const _: () = assert!(core::mem::size_of::<Block>() <= crate::size_class::SizeClass::of(0).size());
+// The grid test needs `c > 4 MiB` and offsets below 4 MiB (see `Span::on_grid`).
+const _: () =
+    assert!(Span::grid_mul_for(crate::size_class::MAX_SMALL) > (SEGMENT_SIZE as u64) << 8);
 const _: () = assert!(core::mem::offset_of!(Span, remote) == 128);
 
 impl Segment {
@@ -261,7 +368,7 @@ impl Segment {
     /// `seg` is a live normal segment (the segment map says so) and `p` lies in it.
     #[inline(always)]
     pub unsafe fn span_of(seg: *mut Segment, p: usize) -> *mut Span {
-        let idx = (p - seg as usize) >> SLICE_SHIFT;
+        let idx = (p >> SLICE_SHIFT) & (SLICES - 1);
         // SAFETY: idx < SLICES because p lies inside the 4 MiB segment; the header is
         // mapped for as long as the segment is, and every slice of a span in use names
         // its head.
@@ -398,6 +505,33 @@ impl SegmentMap {
             FOREIGN => Owner::Foreign,
             _ => Owner::Huge,
         }
+    }
+
+    /// The normal segment holding `p`, if `p`'s granule is one: `free`'s test, one
+    /// compare on the shifted pointer (which is also the segment's number) and one on
+    /// the map's byte.
+    #[inline(always)]
+    pub fn normal_segment(&self, p: usize) -> Option<*mut Segment> {
+        let mut g = p >> SEGMENT_SHIFT;
+        // An empty asm hides that `g` came from `p`: LLVM would otherwise test
+        // `p >> 47` and shift `p` a second time (two more instructions on every free).
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the template is empty; the register keeps its value.
+        unsafe {
+            core::arch::asm!("/* {g} */", g = inout(reg) g, options(pure, nomem, nostack, preserves_flags));
+        }
+        if g >= GRANULES {
+            return None;
+        }
+        // A plain read, which the compiler folds into the compare (an atomic load would
+        // cost a separate `movzx`).
+        // SAFETY: g < GRANULES was just checked. Entry `g` changes only when granule `g`
+        // is mapped or unmapped, which happens-before the allocation of any block in it
+        // and after the free of its last one; so a free of a block we handed out never
+        // races with a write. Only a free of a wild pointer into a granule being mapped
+        // at that moment could, and it reads the old or the new byte.
+        let e = unsafe { ptr::read(self.entries.as_ptr().add(g).cast::<u8>()) };
+        (e == NORMAL).then_some((g << SEGMENT_SHIFT) as *mut Segment)
     }
 
     /// Records that the 4 MiB granule at `seg` is ours (or no longer, with `Foreign`).

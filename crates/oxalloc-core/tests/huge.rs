@@ -1,5 +1,5 @@
 //! The huge page heap: random huge allocations, reallocations and frees (with large
-//! alignments) keep every block intact and disjoint; misuse of huge pointers is ignored.
+//! alignments) keep every block intact and disjoint (misuse of huge pointers: misuse.rs).
 
 use oxalloc_core::api;
 use proptest::prelude::*;
@@ -149,38 +149,7 @@ fn alignments_beyond_the_segment_size_work() {
     }
 }
 
-#[test]
-fn interior_and_double_frees_of_huge_blocks_are_ignored() {
-    let p = api::malloc(5 * MIB);
-    // SAFETY: p has 5 MiB.
-    unsafe { std::ptr::write_bytes(p, 0x42, 5 * MIB) };
-    // SAFETY: an interior pointer is not a block: it must be ignored.
-    unsafe {
-        api::free(p.add(64 << 10));
-        api::free(p.add(1));
-        assert_eq!(api::malloc_usable_size(p.add(64 << 10)), 0);
-    }
-    // The block is still whole and usable.
-    // SAFETY: p is live with 5 MiB.
-    let s = unsafe { std::slice::from_raw_parts(p, 5 * MIB) };
-    assert!(s.iter().all(|&b| b == 0x42));
-    // SAFETY: p is live; the second free must be recognised and ignored.
-    unsafe {
-        api::free(p);
-        api::free(p);
-    }
-    let q = api::malloc(5 * MIB);
-    let r = api::malloc(5 * MIB);
-    assert!(!q.is_null() && !r.is_null() && q != r);
-    // SAFETY: live blocks.
-    unsafe {
-        std::ptr::write_bytes(q, 1, 5 * MIB);
-        std::ptr::write_bytes(r, 2, 5 * MIB);
-        assert_eq!(*q.add(5 * MIB - 1), 1);
-        api::free(q);
-        api::free(r);
-    }
-}
+// Interior and double frees of huge blocks are misuses, reported: tests/misuse.rs.
 
 #[test]
 fn huge_realloc_grows_and_shrinks_in_place_when_room_follows() {

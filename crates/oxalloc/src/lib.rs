@@ -14,6 +14,7 @@
 
 use core::alloc::{GlobalAlloc, Layout};
 use oxalloc_core::heap;
+use oxalloc_core::misuse::Op;
 
 pub use oxalloc_core::api::Mallinfo2;
 pub use oxalloc_core::stats::Totals;
@@ -36,9 +37,10 @@ unsafe impl GlobalAlloc for Oxalloc {
     }
 
     #[inline]
-    unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
-        // SAFETY: GlobalAlloc contract: `ptr` came from this allocator.
-        unsafe { heap::free(ptr) }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: GlobalAlloc contract: `ptr` came from this allocator with `layout`
+        // (a layout that cannot be the block's is reported, as a double free is).
+        unsafe { heap::free_sized(ptr, layout.size(), layout.align(), Op::Dealloc) }
     }
 
     #[inline]
@@ -57,7 +59,7 @@ unsafe impl GlobalAlloc for Oxalloc {
             let q = self.alloc(new);
             if !q.is_null() {
                 core::ptr::copy_nonoverlapping(ptr, q, layout.size().min(new_size));
-                heap::free(ptr);
+                heap::free_with(ptr, Op::RustRealloc);
             }
             q
         }

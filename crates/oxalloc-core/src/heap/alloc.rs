@@ -88,6 +88,8 @@ unsafe fn pop(span: *mut Span) -> *mut u8 {
         core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(next.cast::<i8>());
         (*span).used += 1;
         stats::bump((*span).allocs.as_ptr());
+        // In use now: clear the free key (see `Block`).
+        (*b).key = ptr::null_mut();
         b.cast()
     }
 }
@@ -302,13 +304,22 @@ unsafe fn carve(span: *mut Span) -> bool {
         let bs = (*span).block_size as usize;
         let n = avail.min((CARVE_BYTES / bs).max(1));
         let first = (*span).bump;
-        for i in 0..n - 1 {
+        let owner = (*span).owner;
+        for i in 0..n {
             let b = first.add(i * bs).cast::<Block>();
-            (*b).next = first.add((i + 1) * bs).cast();
+            (*b).next = if i + 1 < n {
+                first.add((i + 1) * bs).cast()
+            } else {
+                ptr::null_mut()
+            };
+            // Carved blocks are free blocks: they carry the key, so freeing one that
+            // was never handed out in this span's life is caught like a double free.
+            (*b).key = owner;
         }
-        (*first.add((n - 1) * bs).cast::<Block>()).next = ptr::null_mut();
         (*span).free = first.cast();
         (*span).bump = first.add(n * bs);
+        // Frees may now name these blocks.
+        Span::grow_grid(span, n, bs);
         true
     }
 }
@@ -341,6 +352,7 @@ unsafe fn take_small_span(heap: *mut Heap, c: SizeClass) -> *mut Span {
         (*span).used = USED_CURRENT;
         (*span).allocs.store(0, Ordering::Relaxed);
         (*span).bump = start;
+        Span::reset_grid(span, start as usize, bs);
         (*span).next = ptr::null_mut();
         (*span).prev = ptr::null_mut();
     }
@@ -379,15 +391,18 @@ fn alloc_large_inner(size: usize, align: usize) -> *mut u8 {
         return ptr::null_mut();
     };
     // SAFETY: the span was just taken from the pool; it is ours alone.
+    let start = Segment::span_start(span) as usize;
+    let p = (start + align - 1) & !(align - 1);
+    // SAFETY: the span was just taken from the pool; it is ours alone.
     unsafe {
         (*span).kind = SpanKind::Large;
         (*span).owner = ptr::null_mut();
+        // What `free` accepts for this span: exactly this pointer.
+        (*span).grid_base = p;
     }
     stats::add(&GLOBAL.large_allocs, 1);
     stats::add(&GLOBAL.large_huge_bytes, slices * SLICE_SIZE);
     count_alloc(LARGE_SLOT);
-    let start = Segment::span_start(span) as usize;
-    let p = (start + align - 1) & !(align - 1);
     p as *mut u8
 }
 

@@ -13,29 +13,78 @@ fn count_free(slot: usize) {
     }
 }
 
-/// Frees a block. Pointers that are not ours are ignored (and counted).
+/// Frees a block; a misuse (double free, a pointer that is not a live block) is
+/// reported (see `misuse`).
 ///
 /// # Safety
 /// `p` is null, or was returned by this allocator and not freed since.
 #[inline]
 pub unsafe fn free(p: *mut u8) {
+    // SAFETY: caller's contract.
+    unsafe { free_with(p, Op::Free) }
+}
+
+/// [`free`] on behalf of `op`, the call named in a report.
+///
+/// The fast path frees a small block when the span is this thread's, the pointer is a
+/// carved block's start (`Span::on_grid`: a multiply and a compare) and the block does
+/// not carry the free key (`Block::key`); anything else goes to [`free_other`], which
+/// also sorts out the misuses (`check`).
+///
+/// # Safety
+/// As for [`free`].
+#[inline(always)]
+pub unsafe fn free_with(p: *mut u8, op: Op) {
     let addr = p as usize;
-    match SEGMENT_MAP.owner(addr) {
-        Owner::Normal => {}
+    let Some(seg) = SEGMENT_MAP.normal_segment(addr) else {
         // SAFETY: caller's contract.
-        Owner::Huge => return unsafe { free_huge(p) },
-        Owner::Foreign => return free_foreign(p),
-    }
-    // SAFETY: the map says p's segment is a live normal segment; the span record is
-    // valid, and if its owner is this thread's heap, only we touch its free list.
+        return unsafe { free_not_normal(p, op) };
+    };
+    // SAFETY: the map says p's segment is a live normal segment, so its span record is
+    // mapped; if the span is this thread's and p one of its carved blocks, the block is
+    // mapped and only we touch the span's free list.
     unsafe {
-        let span = Segment::span_of(Segment::of(addr), addr);
+        let span = Segment::span_of(seg, addr);
         let heap = tls::heap();
-        if (*span).owner == heap {
-            free_local(heap, span, p.cast());
+        let b = p.cast::<Block>();
+        if (*span).owner == heap && Span::on_grid_owner(span, addr) && (*b).key != heap {
+            free_local(heap, span, b);
         } else {
-            free_other(heap, span, p);
+            free_other(p, span, heap, op);
         }
+    }
+}
+
+/// A sized free (`free_sized`, `free_aligned_sized`, `GlobalAlloc::dealloc`): [`free`]
+/// after checking that `size` and `align` describe this block. The fast path compares
+/// the class of a small request with the span's (a table lookup); other cases, and a
+/// class that differs, are checked in full by `check::check_sized`, which allows what
+/// an in-place `realloc` leaves.
+///
+/// # Safety
+/// As for [`free`].
+#[inline(always)]
+pub unsafe fn free_sized(p: *mut u8, size: usize, align: usize, op: Op) {
+    let addr = p as usize;
+    if size <= DIRECT_MAX && align <= 16 && SEGMENT_MAP.owner(addr) == Owner::Normal {
+        // SAFETY: as in `free_with`.
+        unsafe {
+            let span = Segment::span_of(Segment::of(addr), addr);
+            let heap = tls::heap();
+            let b = p.cast::<Block>();
+            if (*span).owner == heap
+                && Span::on_grid_owner(span, addr)
+                && (*b).key != heap
+                && (*span).class == SizeClass::of(size).0
+            {
+                return free_local(heap, span, b);
+            }
+        }
+    }
+    // SAFETY: caller's contract.
+    unsafe {
+        check::check_sized(p, size, align, op);
+        free_with(p, op);
     }
 }
 
@@ -48,6 +97,7 @@ unsafe fn free_local(heap: *mut Heap, span: *mut Span, b: *mut Block) {
     // SAFETY: caller's contract.
     unsafe {
         (*b).next = (*span).free;
+        (*b).key = heap;
         (*span).free = b;
         release_one(heap, span);
     }
@@ -150,39 +200,93 @@ pub(super) unsafe fn release_current_if_empty(heap: *mut Heap, c: SizeClass) {
     }
 }
 
-/// A free of a block this thread does not own: another thread's small block, a large
-/// block, or something invalid.
+/// A free the fast path did not take: another thread's small block, a large block, a
+/// block carrying the free key, or something invalid (reported).
 ///
 /// # Safety
-/// `span` is the span record for `p` in a live segment.
+/// `span` is the head record `p`'s slice names, in a live segment.
 #[cold]
 #[inline(never)]
-unsafe fn free_other(heap: *mut Heap, span: *mut Span, p: *mut u8) {
-    // SAFETY: caller's contract. The span has a live block (p), so its kind and owner
-    // cannot change under us.
+unsafe fn free_other(p: *mut u8, span: *mut Span, heap: *mut Heap, op: Op) {
+    let marker = crate::stack_marker!();
+    let addr = p as usize;
+    // SAFETY: caller's contract. A small span with a live block (p, once checked) keeps
+    // its kind and owner until that block is freed.
     unsafe {
         match (*span).kind {
             SpanKind::Small => {
+                check::check_small(span, addr, op, marker);
+                let owner = (*span).owner;
+                let b = p.cast::<Block>();
+                if owner == heap {
+                    // Ours after all: the block's data held the key by chance.
+                    return free_local(heap, span, b);
+                }
+                (*b).key = owner;
                 if is_empty_heap(heap) {
-                    push_remote((*span).owner, span, p.cast(), p.cast(), 1);
+                    push_remote(owner, span, b, b, 1);
                     stats::add(&GLOBAL.remote_frees, 1);
                     return;
                 }
                 stats::bump(&raw mut (*heap).stats.remote_frees);
                 if (*span).block_size > PENDING_BLOCK_MAX {
-                    push_remote((*span).owner, span, p.cast(), p.cast(), 1);
+                    push_remote(owner, span, b, b, 1);
                 } else {
-                    gather(heap, span, p.cast());
+                    gather(heap, span, b);
                 }
             }
             SpanKind::Large => {
+                if !CENTRAL.lock().give_large(span, addr) {
+                    bad_large(span, addr, op, marker);
+                }
                 stats::add(&GLOBAL.large_frees, 1);
                 count_free(LARGE_SLOT);
-                CENTRAL.lock().give(span);
                 crate::purger::ensure_started();
             }
-            SpanKind::Free => free_foreign(p),
+            SpanKind::Free => bad_large(span, addr, op, marker),
         }
+    }
+}
+
+/// Reports a free into a large or free span that is not its live block.
+///
+/// # Safety
+/// As for [`free_other`].
+#[cold]
+pub(super) unsafe fn bad_large(span: *mut Span, p: usize, op: Op, marker: usize) -> ! {
+    // SAFETY: caller's contract: the record is mapped; fields are read racily, for the
+    // report only.
+    unsafe {
+        let seg = Segment::of(p);
+        if (p - seg as usize) < FIRST_SLICE * SLICE_SIZE {
+            misuse::not_a_block(p, op, "the address is in oxalloc's metadata", marker);
+        }
+        let live = ptr::read_volatile(&raw const (*span).grid_base);
+        if (*span).kind == SpanKind::Large && live != 0 && (*span).head == span && p > live {
+            let size = Segment::span_start(span) as usize
+                + (*span).slice_count as usize * SLICE_SIZE
+                - live;
+            misuse::interior(p, live, size, op, marker);
+        }
+        if p.is_multiple_of(SLICE_SIZE) {
+            // Where a large block started: freed already (its span is free or cut up).
+            misuse::double_free(p, 0, op, marker);
+        }
+        misuse::not_a_block(p, op, "the address is in free memory", marker)
+    }
+}
+
+/// A free outside the normal segments: a huge block, or a pointer that is not ours.
+///
+/// # Safety
+/// As for [`free`].
+#[cold]
+#[inline(never)]
+unsafe fn free_not_normal(p: *mut u8, op: Op) {
+    match SEGMENT_MAP.owner(p as usize) {
+        // SAFETY: caller's contract.
+        Owner::Huge => unsafe { free_huge(p, op) },
+        _ => free_foreign(p, op),
     }
 }
 
@@ -190,31 +294,40 @@ unsafe fn free_other(heap: *mut Heap, span: *mut Span, p: *mut u8) {
 ///
 /// # Safety
 /// `p` is in a granule the map marks huge.
-#[cold]
-#[inline(never)]
-unsafe fn free_huge(p: *mut u8) {
+unsafe fn free_huge(p: *mut u8, op: Op) {
     // SAFETY: caller's contract.
     if unsafe { huge::free(p) } {
         count_free(HUGE_SLOT);
     } else {
-        free_foreign(p);
+        bad_huge(p as usize, op, crate::stack_marker!());
     }
 }
 
+/// Reports a pointer into a huge region that is not a live block.
+#[cold]
+pub(super) fn bad_huge(p: usize, op: Op, marker: usize) -> ! {
+    match huge::classify(p) {
+        huge::NotABlock::FreedBlock => misuse::double_free(p, 0, op, marker),
+        huge::NotABlock::Interior { block, offset } => {
+            misuse::interior(p, block, offset + 1, op, marker)
+        }
+        huge::NotABlock::FreeMemory => misuse::not_a_block(
+            p,
+            op,
+            "the address is in free memory (a block freed before and merged with its neighbours?)",
+            marker,
+        ),
+        huge::NotABlock::Metadata => {
+            misuse::not_a_block(p, op, "the address is in oxalloc's metadata", marker)
+        }
+    }
+}
+
+/// A pointer the segment map does not know: see `misuse::not_ours`.
 #[cold]
 #[inline(never)]
-fn free_foreign(p: *mut u8) {
-    if p.is_null() {
-        return;
-    }
-    stats::add(&GLOBAL.foreign_frees, 1);
-    if crate::options::VERBOSE.on() {
-        let mut b: crate::fmt::Buf<128> = crate::fmt::Buf::new();
-        b.str("oxalloc: ignoring free of a pointer that is not ours: ")
-            .hex(p as u64)
-            .str("\n");
-        oxalloc_sys::write_stderr(b.as_bytes());
-    }
+fn free_foreign(p: *mut u8, op: Op) {
+    misuse::not_ours(p as usize, op, crate::stack_marker!());
 }
 
 /// Gives an empty small span back to the central pool.

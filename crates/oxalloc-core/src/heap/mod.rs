@@ -30,22 +30,26 @@
 #![allow(unsafe_code)]
 
 mod alloc;
+mod check;
 mod free;
 mod partial;
 mod remote;
 
 pub use self::alloc::{alloc, alloc_aligned, alloc_small, alloc_zeroed};
-pub use self::free::free;
+pub use self::check::check_sized;
 use self::free::*;
+use self::free::{bad_huge, bad_large};
+pub use self::free::{free, free_sized, free_with};
 use self::partial::*;
 use self::remote::*;
 pub use self::remote::{drain_remote, flush_pending, Pending};
 
 use crate::central::CENTRAL;
 use crate::huge;
+use crate::misuse::{self, Op};
 use crate::segment::{
     free_needs_slow_path, Block, Owner, RemoteList, Segment, Span, SpanKind, EMPTY_SPAN,
-    HUGE_THRESHOLD, SEGMENT_MAP, SEGMENT_SHIFT, SLICE_SIZE, USED_CURRENT, USED_FULL,
+    FIRST_SLICE, HUGE_THRESHOLD, SEGMENT_MAP, SEGMENT_SHIFT, SLICE_SIZE, USED_CURRENT, USED_FULL,
 };
 use crate::size_class::{
     direct_index, SizeClass, DIRECT_MAX, DIRECT_SLOTS, MAX_SMALL, NUM_CLASSES,
@@ -251,11 +255,67 @@ pub unsafe fn collect(heap: *mut Heap) {
     }
 }
 
-/// Usable bytes of a block (0 for a pointer that is not ours).
+/// Usable bytes of a block (0 for null, or for a pointer into another allocator's
+/// memory that `misuse::not_ours` lets through); a pointer that is not a live block is
+/// reported as a misuse of `malloc_usable_size`.
 ///
 /// # Safety
 /// `p` is null or a live block of this allocator.
 pub unsafe fn usable_size(p: *mut u8) -> usize {
+    // SAFETY: caller's contract.
+    unsafe { usable_size_with(p, Op::UsableSize) }
+}
+
+/// [`usable_size`] on behalf of `op` (the call named in a report). The block is checked
+/// as a free checks it: a double free caught here names `op`.
+///
+/// # Safety
+/// As for [`usable_size`].
+pub unsafe fn usable_size_with(p: *mut u8, op: Op) -> usize {
+    let addr = p as usize;
+    let marker = crate::stack_marker!();
+    match SEGMENT_MAP.owner(addr) {
+        Owner::Huge => {
+            // SAFETY: caller's contract.
+            let n = unsafe { huge::usable(p) };
+            if n == 0 {
+                bad_huge(addr, op, marker);
+            }
+            n
+        }
+        Owner::Foreign => {
+            misuse::not_ours(addr, op, marker);
+            0
+        }
+        // SAFETY: the map says the segment is live, so the record is mapped; the span
+        // of a live block is stable.
+        Owner::Normal => unsafe {
+            let span = Segment::span_of(Segment::of(addr), addr);
+            match (*span).kind {
+                SpanKind::Small => {
+                    check::check_small(span, addr, op, marker);
+                    (*span).block_size as usize
+                }
+                SpanKind::Large if (*span).grid_base == addr && (*span).head == span => {
+                    large_usable(span, addr)
+                }
+                _ => bad_large(span, addr, op, marker),
+            }
+        },
+    }
+}
+
+/// Usable bytes of the live large block `p` of `span`: to the end of its span.
+fn large_usable(span: *mut Span, p: usize) -> usize {
+    // SAFETY: a live large span's record is stable while its block is live.
+    Segment::span_start(span) as usize + unsafe { (*span).slice_count } as usize * SLICE_SIZE - p
+}
+
+/// Usable bytes of a block already checked (by the caller's own use of it).
+///
+/// # Safety
+/// `p` is a live block of this allocator.
+unsafe fn usable_size_unchecked(p: *mut u8) -> usize {
     let addr = p as usize;
     match SEGMENT_MAP.owner(addr) {
         // SAFETY: caller's contract.
@@ -266,10 +326,7 @@ pub unsafe fn usable_size(p: *mut u8) -> usize {
             let span = Segment::span_of(Segment::of(addr), addr);
             match (*span).kind {
                 SpanKind::Small => (*span).block_size as usize,
-                SpanKind::Large => {
-                    Segment::span_start(span) as usize + (*span).slice_count as usize * SLICE_SIZE
-                        - addr
-                }
+                SpanKind::Large => large_usable(span, addr),
                 SpanKind::Free => 0,
             }
         },
@@ -284,7 +341,7 @@ pub unsafe fn usable_size(p: *mut u8) -> usize {
 pub unsafe fn resize_in_place(p: *mut u8, new_size: usize) -> bool {
     let addr = p as usize;
     // SAFETY: caller's contract.
-    let usable = unsafe { usable_size(p) };
+    let usable = unsafe { usable_size_unchecked(p) };
     match SEGMENT_MAP.owner(addr) {
         Owner::Normal => {
             // SAFETY: caller's contract; the span of a live block is stable.
@@ -347,7 +404,7 @@ pub unsafe fn realloc(p: *mut u8, usable: usize, new_size: usize) -> *mut u8 {
             return q;
         }
         ptr::copy_nonoverlapping(p, q, usable.min(new_size));
-        free(p);
+        free_with(p, Op::Realloc);
         q
     }
 }

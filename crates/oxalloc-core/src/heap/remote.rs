@@ -73,6 +73,33 @@ pub(super) unsafe fn gather(heap: *mut Heap, span: *mut Span, b: *mut Block) {
     }
 }
 
+/// Whether one of `h`'s pending chains for `span` holds a block, as `holds(head, limit)`
+/// says (a bounded walk). Another thread's table is read racily: each entry's span and
+/// head once, and the walk checks every link (see `check`).
+///
+/// # Safety
+/// `h` is a heap from the registry (never freed).
+pub(super) unsafe fn pending_holds(
+    h: *mut Heap,
+    span: *mut Span,
+    holds: impl Fn(*mut Block, usize) -> bool,
+) -> bool {
+    for i in 0..PENDING_SPANS {
+        // SAFETY: caller's contract: the table is inside the heap record.
+        let (s, head) = unsafe {
+            let e = (&raw const (*h).pending).cast::<Pending>().add(i);
+            (
+                ptr::read_volatile(&raw const (*e).span),
+                ptr::read_volatile(&raw const (*e).head),
+            )
+        };
+        if s == span && holds(head, PENDING_BLOCKS as usize + 1) {
+            return true;
+        }
+    }
+    false
+}
+
 /// Hands a pending chain over to its span's owner (if it holds any) and empties it.
 ///
 /// # Safety

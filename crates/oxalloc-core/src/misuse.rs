@@ -1,0 +1,331 @@
+//! What the default build does with a misuse it catches: double and invalid frees,
+//! sized frees that name the wrong size, pointers that are not ours. The checks sit in
+//! the paths that find them (`heap::free`, `heap::check`, `huge`); this module words
+//! the report (the hardened build's format, `report`) and decides what a pointer
+//! outside our memory is.
+//!
+//! A pointer outside our segments is looked up in `/proc/self/maps` (the error path, so
+//! reading a file is fine; into a stack buffer, no allocation):
+//! * in no mapping, in the calling thread's stack, or in an object's static data (its
+//!   file mapping, or the `.bss` right after its writable one): a bug, reported and
+//!   aborted on, as glibc does;
+//! * in some other live mapping (another allocator's heap, memory handed out before
+//!   oxalloc was loaded): freeing it would corrupt nothing and programs that mix
+//!   allocators do this, so by default the first one is reported and the rest are
+//!   ignored (`OXALLOC_FOREIGN_FREE`: 0 ignores, 2 aborts).
+#![allow(unsafe_code)]
+
+use crate::report::{self, Kind, Msg};
+use core::sync::atomic::{AtomicBool, Ordering};
+
+/// The call a pointer came through, named in reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// `free`.
+    Free,
+    /// `realloc` (and `reallocarray`).
+    Realloc,
+    /// `free_sized`.
+    FreeSized,
+    /// `free_aligned_sized`.
+    FreeAlignedSized,
+    /// `malloc_usable_size`.
+    UsableSize,
+    /// Rust's `GlobalAlloc::dealloc`.
+    Dealloc,
+    /// Rust's `GlobalAlloc::realloc`.
+    RustRealloc,
+}
+
+impl Op {
+    /// The function's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Free => "free",
+            Op::Realloc => "realloc",
+            Op::FreeSized => "free_sized",
+            Op::FreeAlignedSized => "free_aligned_sized",
+            Op::UsableSize => "malloc_usable_size",
+            Op::Dealloc => "GlobalAlloc::dealloc",
+            Op::RustRealloc => "GlobalAlloc::realloc",
+        }
+    }
+
+    /// Whether the call frees its pointer (a bad pointer is then an invalid *free*).
+    fn frees(self) -> bool {
+        !matches!(self, Op::UsableSize)
+    }
+}
+
+/// Starts a report on `p` in `op`.
+fn headline(kind: Kind, p: usize, op: Op) -> Msg {
+    let mut m = report::headline(kind, p);
+    report::within(&mut m, op.name());
+    m
+}
+
+/// The kind for a pointer that is not the start of a live block.
+fn invalid(op: Op) -> Kind {
+    if op.frees() {
+        Kind::InvalidFree
+    } else {
+        Kind::InvalidPointer
+    }
+}
+
+/// A block freed twice (or handed to `op` after it was freed).
+#[cold]
+#[inline(never)]
+pub fn double_free(p: usize, block_size: usize, op: Op, marker: usize) -> ! {
+    let kind = if op.frees() {
+        Kind::DoubleFree
+    } else {
+        Kind::UseAfterFree
+    };
+    let mut m = report::headline(kind, p);
+    report::block(&mut m, block_size, block_size);
+    report::within(&mut m, op.name());
+    m.str(": the block was already freed");
+    report::fatal(m, marker)
+}
+
+/// A pointer into our memory that is not the start of a live block; `why` says what it
+/// is instead (the words follow a colon).
+#[cold]
+#[inline(never)]
+pub fn not_a_block(p: usize, op: Op, why: &str, marker: usize) -> ! {
+    let mut m = headline(invalid(op), p, op);
+    m.str(": ").str(why);
+    report::fatal(m, marker)
+}
+
+/// An interior or misaligned pointer into a small block of `block_size` bytes at
+/// `block`.
+#[cold]
+#[inline(never)]
+pub fn interior(p: usize, block: usize, block_size: usize, op: Op, marker: usize) -> ! {
+    let mut m = headline(invalid(op), p, op);
+    m.str(": interior pointer, ")
+        .num((p - block) as u64)
+        .str(" bytes into the block at ")
+        .hex(block as u64);
+    report::block(&mut m, block_size, block_size);
+    report::fatal(m, marker)
+}
+
+/// A sized free whose size (or alignment) gives another size class than the block's.
+#[cold]
+#[inline(never)]
+pub fn size_mismatch(
+    p: usize,
+    usable: usize,
+    size: usize,
+    align: usize,
+    op: Op,
+    marker: usize,
+) -> ! {
+    let mut m = report::headline(Kind::SizeMismatch, p);
+    report::block(&mut m, usable, usable);
+    report::within(&mut m, op.name());
+    m.str(": freed with size ").num(size as u64);
+    if align > 16 {
+        m.str(" and alignment ").num(align as u64);
+    }
+    m.str(", which is not this block's size class");
+    report::fatal(m, marker)
+}
+
+/// What a pointer outside our memory points into.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Place {
+    /// No mapping.
+    Unmapped,
+    /// The calling thread's stack (or the main stack).
+    Stack,
+    /// A loaded object's code, constants, data or `.bss`.
+    Static,
+    /// Some other live mapping: another allocator's heap, a file, memory from before
+    /// oxalloc was loaded.
+    Other,
+}
+
+/// The first report of a pointer into another mapping has been written.
+static FOREIGN_REPORTED: AtomicBool = AtomicBool::new(false);
+
+/// A pointer our segment map does not know was given to `op`: aborts with a report,
+/// or, for a pointer into another live mapping, reports the first one and returns
+/// (see the module docs). Null is not a misuse and returns at once.
+#[cold]
+#[inline(never)]
+pub fn not_ours(p: usize, op: Op, marker: usize) {
+    if p == 0 {
+        return;
+    }
+    // The options decide; a program's first call may be a free of a pointer that is
+    // not ours, before any allocation set the allocator up.
+    crate::tls::global_init();
+    crate::stats::add(&crate::stats::GLOBAL.foreign_frees, 1);
+    let place = place_of(p);
+    let policy = crate::options::FOREIGN_FREE.get();
+    if place == Place::Other {
+        if policy == 0 || (policy == 1 && FOREIGN_REPORTED.swap(true, Ordering::Relaxed)) {
+            return;
+        }
+    }
+    let mut m = headline(invalid(op), p, op);
+    m.str(match place {
+        Place::Unmapped => ": the address is not mapped",
+        Place::Stack => ": the address is on the stack",
+        Place::Static => ": the address is in a loaded object's static data",
+        Place::Other => ": the address is in a mapping that is not oxalloc's",
+    });
+    if place == Place::Other && policy == 1 {
+        m.str(" (another allocator's memory?); ignored, as are any later ones (OXALLOC_FOREIGN_FREE=2 aborts, 0 is silent)");
+        report::warn(m);
+        return;
+    }
+    report::fatal(m, marker)
+}
+
+/// One line of `/proc/self/maps`, parsed.
+#[derive(Clone, Copy, Default)]
+struct MapLine {
+    start: usize,
+    end: usize,
+    writable: bool,
+    /// The path starts with `/`: a mapped file.
+    file: bool,
+    /// The path is `[stack]`.
+    stack: bool,
+}
+
+fn parse_hex(s: &[u8]) -> Option<usize> {
+    if s.is_empty() || s.len() > 16 {
+        return None;
+    }
+    let mut v = 0usize;
+    for &c in s {
+        let d = (c as char).to_digit(16)?;
+        v = (v << 4) | d as usize;
+    }
+    Some(v)
+}
+
+/// Parses `start-end perms offset dev inode   path`.
+fn parse_line(line: &[u8]) -> Option<MapLine> {
+    let mut fields = line.split(|&c| c == b' ').filter(|f| !f.is_empty());
+    let range = fields.next()?;
+    let dash = range.iter().position(|&c| c == b'-')?;
+    let start = parse_hex(&range[..dash])?;
+    let end = parse_hex(&range[dash + 1..])?;
+    let perms = fields.next()?;
+    let path = fields.nth(3).unwrap_or(&[]);
+    Some(MapLine {
+        start,
+        end,
+        writable: perms.get(1) == Some(&b'w'),
+        file: path.first() == Some(&b'/'),
+        stack: path == b"[stack]",
+    })
+}
+
+/// Calls `f` with each line of `/proc/self/maps`, in order, until it returns false.
+fn for_each_mapping(mut f: impl FnMut(MapLine) -> bool) {
+    let Some(fd) = oxalloc_sys::open_read(c"/proc/self/maps") else {
+        return;
+    };
+    use oxalloc_sys::AsRawFd;
+    let mut buf = [0u8; 4096];
+    let mut have = 0;
+    loop {
+        let n = oxalloc_sys::read_fd(fd.as_raw_fd(), &mut buf[have..]);
+        have += n;
+        let mut used = 0;
+        while let Some(nl) = buf[used..have].iter().position(|&c| c == b'\n') {
+            if let Some(l) = parse_line(&buf[used..used + nl]) {
+                if !f(l) {
+                    return;
+                }
+            }
+            used += nl + 1;
+        }
+        if n == 0 {
+            if used < have {
+                if let Some(l) = parse_line(&buf[used..have]) {
+                    f(l);
+                }
+            }
+            return;
+        }
+        buf.copy_within(used..have, 0);
+        have -= used;
+        if have == buf.len() {
+            have = 0; // a line longer than the buffer (a very long path): skip it
+        }
+    }
+}
+
+/// Where `p`, which is not in our memory, points.
+pub fn place_of(p: usize) -> Place {
+    let here = crate::stack_marker!();
+    let mut place = Place::Unmapped;
+    let mut prev = MapLine::default();
+    for_each_mapping(|l| {
+        if (l.start..l.end).contains(&p) {
+            place = if l.stack || (l.start..l.end).contains(&here) {
+                Place::Stack
+            } else if l.file || (prev.file && prev.writable && prev.end == l.start) {
+                // The file of an object, or the anonymous `.bss` that follows its data.
+                Place::Static
+            } else {
+                Place::Other
+            };
+            return false;
+        }
+        prev = l;
+        true
+    });
+    place
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_lines_parse() {
+        let l = parse_line(b"7f1c2a000000-7f1c2a021000 rw-p 00000000 00:00 0 ").unwrap();
+        assert_eq!(
+            (l.start, l.end, l.writable, l.file, l.stack),
+            (0x7f1c2a000000, 0x7f1c2a021000, true, false, false)
+        );
+        let l = parse_line(b"55d0c8a00000-55d0c8a02000 r--p 00000000 fe:01 1234   /usr/bin/cat")
+            .unwrap();
+        assert!(l.file && !l.writable);
+        let l = parse_line(
+            b"7ffc1a000000-7ffc1a021000 rw-p 00000000 00:00 0                          [stack]",
+        )
+        .unwrap();
+        assert!(l.stack && !l.file);
+        assert!(parse_line(b"garbage").is_none());
+    }
+
+    static STATIC_WORD: u64 = 7;
+
+    #[test]
+    fn places_of_stack_static_unmapped_and_other() {
+        let local = 5u64;
+        assert_eq!(
+            place_of(core::hint::black_box(&local) as *const u64 as usize),
+            Place::Stack
+        );
+        assert_eq!(place_of(&STATIC_WORD as *const u64 as usize), Place::Static);
+        assert_eq!(place_of(place_of as usize), Place::Static);
+        assert_eq!(place_of(0x10), Place::Unmapped);
+        let m = oxalloc_sys::map(1 << 16).unwrap();
+        assert_eq!(place_of(m.as_ptr() as usize + 100), Place::Other);
+        // SAFETY: mapped just above, not used since.
+        unsafe { oxalloc_sys::unmap(m.as_ptr(), 1 << 16) };
+        assert_eq!(place_of(m.as_ptr() as usize + 100), Place::Unmapped);
+    }
+}

@@ -1,0 +1,294 @@
+//! The default build stops double and invalid frees (issue 19): each case runs in a
+//! child process (this test binary, re-run with `OXALLOC_MISUSE_CASE` set), which must
+//! die of SIGABRT after writing the report; the cases that are not misuses must run to
+//! the end without a report.
+
+use oxalloc_core::{api, heap, misuse::Op};
+use std::os::unix::process::ExitStatusExt;
+use std::process::Command;
+
+const MIB: usize = 1 << 20;
+
+static STATIC_WORD: [u64; 4] = [1, 2, 3, 4];
+
+/// Runs one case in this process (the child).
+fn run_case(case: &str) {
+    // SAFETY: each case misuses the API on purpose; the child is expected to die of it
+    // (or, for the allowed cases, to do nothing harmful).
+    unsafe {
+        match case {
+            "small-double" => {
+                let p = api::malloc(32);
+                api::free(p);
+                api::free(p);
+            }
+            "small-double-after-other-frees" => {
+                let p = api::malloc(48);
+                let others: Vec<_> = (0..100).map(|_| api::malloc(48)).collect();
+                api::free(p);
+                for q in others {
+                    api::free(q);
+                }
+                let keep = api::malloc(48); // the span stays this heap's
+                api::free(p);
+                api::free(keep);
+            }
+            "small-double-remote" => {
+                let p = api::malloc(64) as usize;
+                std::thread::spawn(move || api::free(p as *mut u8))
+                    .join()
+                    .unwrap();
+                api::free(p as *mut u8);
+            }
+            "small-double-local-then-remote" => {
+                let keep = api::malloc(64);
+                let p = api::malloc(64);
+                api::free(p);
+                let p = p as usize;
+                std::thread::spawn(move || api::free(p as *mut u8))
+                    .join()
+                    .unwrap();
+                api::free(keep);
+            }
+            "small-interior" => {
+                let p = api::malloc(64);
+                api::free(p.add(16));
+            }
+            "small-unaligned" => {
+                let p = api::malloc(64);
+                api::free(p.add(1));
+            }
+            "small-never-handed-out" => {
+                let p = api::malloc(16);
+                api::free(p.add(16 * 1000));
+            }
+            "metadata" => {
+                let p = api::malloc(16) as usize;
+                api::free(((p & !(4 * MIB - 1)) + 64) as *mut u8);
+            }
+            "large-double" => {
+                let p = api::malloc(200 << 10);
+                api::free(p);
+                api::free(p);
+            }
+            "large-interior" => {
+                let p = api::malloc(200 << 10);
+                api::free(p.add(4096));
+            }
+            "huge-double" => {
+                let keep = api::malloc(5 * MIB);
+                let p = api::malloc(5 * MIB);
+                api::free(p);
+                api::free(p);
+                api::free(keep);
+            }
+            "huge-interior" => {
+                let p = api::malloc(5 * MIB);
+                api::free(p.add(64 << 10));
+            }
+            "stack" => {
+                let local = [0u64; 4];
+                api::free(std::hint::black_box(&local).as_ptr() as *mut u8);
+            }
+            "static" => {
+                api::free(STATIC_WORD.as_ptr() as *mut u8);
+            }
+            "unmapped" => {
+                api::free(0x1000 as *mut u8);
+            }
+            "realloc-freed" => {
+                let p = api::malloc(100);
+                api::free(p);
+                api::realloc(p, 200);
+            }
+            "usable-size-interior" => {
+                let p = api::malloc(100);
+                api::malloc_usable_size(p.add(8));
+            }
+            "free-sized-mismatch" => {
+                let p = api::malloc(32);
+                api::free_sized(p, 400);
+            }
+            "dealloc-mismatch" => {
+                let p = api::malloc(32);
+                heap::free_sized(p, 3000, 8, Op::Dealloc);
+            }
+            "foreign-mapping" | "foreign-mapping-abort" => {
+                let mut v = vec![0u8; 1 << 16]; // the test harness's own allocator
+                api::free(v.as_mut_ptr().add(64));
+                api::free(v.as_mut_ptr().add(128));
+                println!("went on");
+            }
+            // Not misuses: must not be reported.
+            "ok-sized-after-realloc" => {
+                let p = api::malloc(64);
+                let q = api::realloc(p, 40); // stays in place
+                assert_eq!(p, q);
+                api::free_sized(q, 40);
+                let r = api::malloc(24);
+                api::free_sized(r, 24);
+                let a = api::aligned_alloc(256, 100);
+                api::free_aligned_sized(a, 256, 100);
+                let l = api::malloc(300 << 10);
+                api::free_sized(l, 300 << 10);
+                let h = api::malloc(3 * MIB);
+                api::free_sized(h, 3 * MIB);
+                println!("clean");
+            }
+            "ok-key-in-data" => {
+                // A live block whose second word holds what a free block's would (the
+                // key is the span's owner heap, which a program could only copy from a
+                // freed block): it is freed normally, with no report.
+                let a = api::malloc(32) as *mut usize;
+                api::free(a.cast());
+                let key = *a.add(1);
+                let b = api::malloc(32) as *mut usize;
+                *b.add(1) = key;
+                api::free(b.cast());
+                let c = api::malloc(32);
+                let d = api::malloc(32);
+                assert_ne!(c, d);
+                println!("clean");
+            }
+            other => panic!("unknown case {other}"),
+        }
+    }
+    println!("survived");
+}
+
+#[test]
+fn child_entry() {
+    if let Ok(case) = std::env::var("OXALLOC_MISUSE_CASE") {
+        run_case(&case);
+    }
+}
+
+/// Runs `case` in a child; returns (killed by SIGABRT, stdout, stderr).
+fn child(case: &str, env: &[(&str, &str)]) -> (bool, String, String) {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
+        .env("OXALLOC_MISUSE_CASE", case)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.signal() == Some(6),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn expect_abort(case: &str, words: &[&str]) {
+    let (aborted, out, err) = child(case, &[]);
+    assert!(aborted, "{case}: not aborted\nstdout: {out}\nstderr: {err}");
+    assert!(!out.contains("survived"), "{case}: went on: {out}");
+    for w in words {
+        assert!(err.contains(w), "{case}: report lacks {w:?}:\n{err}");
+    }
+    assert!(err.contains("oxalloc: aborting"), "{case}: {err}");
+}
+
+#[test]
+fn double_frees_of_small_blocks_are_stopped_on_any_thread() {
+    let words = [
+        "oxalloc: double free of 0x",
+        "in free()",
+        "already freed",
+        "at: 0x",
+    ];
+    expect_abort("small-double", &words);
+    expect_abort("small-double-after-other-frees", &words);
+    expect_abort("small-double-remote", &words);
+    expect_abort("small-double-local-then-remote", &words);
+}
+
+#[test]
+fn pointers_into_small_spans_that_are_not_blocks_are_stopped() {
+    expect_abort(
+        "small-interior",
+        &[
+            "invalid free of 0x",
+            "interior pointer, 16 bytes into the block at 0x",
+            "(size 64, class 64)",
+        ],
+    );
+    expect_abort(
+        "small-unaligned",
+        &["invalid free of 0x", "interior pointer, 1 bytes into"],
+    );
+    expect_abort(
+        "small-never-handed-out",
+        &["invalid free of 0x", "not in a block it handed out"],
+    );
+    expect_abort("metadata", &["invalid free of 0x", "metadata"]);
+}
+
+#[test]
+fn large_and_huge_misuse_is_stopped() {
+    expect_abort("large-double", &["double free of 0x", "in free()"]);
+    expect_abort(
+        "large-interior",
+        &["invalid free of 0x", "interior pointer, 4096 bytes into"],
+    );
+    expect_abort("huge-double", &["free of 0x", "in free()"]);
+    expect_abort(
+        "huge-interior",
+        &["invalid free of 0x", "interior pointer, 65536 bytes into"],
+    );
+}
+
+#[test]
+fn pointers_outside_our_memory() {
+    expect_abort("stack", &["invalid free of 0x", "on the stack"]);
+    expect_abort("static", &["invalid free of 0x", "static data"]);
+    expect_abort("unmapped", &["invalid free of 0x1000", "not mapped"]);
+    // Another allocator's memory: reported once, then ignored (the default) ...
+    let (aborted, out, err) = child("foreign-mapping", &[]);
+    assert!(!aborted && out.contains("went on"), "{out}\n{err}");
+    assert_eq!(err.matches("oxalloc: invalid free of").count(), 1, "{err}");
+    assert!(
+        err.contains("not oxalloc's") && err.contains("ignored"),
+        "{err}"
+    );
+    // ... or an abort with OXALLOC_FOREIGN_FREE=2, or silence with 0.
+    let (aborted, _, err) = child("foreign-mapping", &[("OXALLOC_FOREIGN_FREE", "2")]);
+    assert!(aborted && err.contains("oxalloc: aborting"), "{err}");
+    let (aborted, out, err) = child("foreign-mapping", &[("OXALLOC_FOREIGN_FREE", "0")]);
+    assert!(
+        !aborted && out.contains("went on") && !err.contains("oxalloc:"),
+        "{err}"
+    );
+}
+
+#[test]
+fn other_calls_name_themselves() {
+    expect_abort("realloc-freed", &["double free of 0x", "in realloc()"]);
+    expect_abort(
+        "usable-size-interior",
+        &["invalid pointer of 0x", "in malloc_usable_size()"],
+    );
+    expect_abort(
+        "free-sized-mismatch",
+        &[
+            "size mismatch of 0x",
+            "in free_sized()",
+            "freed with size 400",
+        ],
+    );
+    expect_abort(
+        "dealloc-mismatch",
+        &["size mismatch of 0x", "in GlobalAlloc::dealloc()"],
+    );
+}
+
+#[test]
+fn correct_programs_get_no_report() {
+    for case in ["ok-sized-after-realloc", "ok-key-in-data"] {
+        let (aborted, out, err) = child(case, &[]);
+        assert!(
+            !aborted && out.contains("clean") && out.contains("survived"),
+            "{case}: {out}\n{err}"
+        );
+        assert!(!err.contains("oxalloc"), "{case}: {err}");
+    }
+}
