@@ -18,8 +18,11 @@ pub const KNOWN: [&str; 5] = ["oxalloc", "glibc", "mimalloc", "jemalloc", "tcmal
 /// * `hardened`: our `liboxalloc_hardened.so`;
 /// * `glibc-check`: glibc with `MALLOC_CHECK_=3`, plus `libc_malloc_debug.so.0` preloaded
 ///   where it exists (glibc >= 2.34 ignores `MALLOC_CHECK_` without it);
-/// * `tcmalloc-debug`: `libtcmalloc_minimal_debug.so*` (Debian `libtcmalloc-minimal4`).
-pub const OPT_IN: [&str; 3] = ["hardened", "glibc-check", "tcmalloc-debug"];
+/// * `tcmalloc-debug`: `libtcmalloc_minimal_debug.so*` (Debian `libtcmalloc-minimal4`);
+/// * `oxalloc-base`: an older build of ours, for an A/B in one run: the library named by
+///   `OXBENCH_OXALLOC_BASE_LIB`, and for the Rust rows `oxbench-rust-oxalloc-base` next
+///   to the suite's binaries (copied from that build's `oxbench-rust-oxalloc`).
+pub const OPT_IN: [&str; 4] = ["hardened", "glibc-check", "tcmalloc-debug", "oxalloc-base"];
 
 /// What `--hardened` selects: the hardened build, its checking peers, and mimalloc (the
 /// baseline of the issue's overhead target).
@@ -175,6 +178,11 @@ pub fn discover_one(
             (lib, String::new())
         }
         "oxalloc" => own("liboxalloc.so", "OXALLOC_LIB", "oxalloc-capi"),
+        "oxalloc-base" => (
+            forced.filter(|p| p.is_file()),
+            "set OXBENCH_OXALLOC_BASE_LIB to the liboxalloc.so of the build to compare with"
+                .to_string(),
+        ),
         "hardened" => own(
             "liboxalloc_hardened.so",
             "OXALLOC_HARDENED_LIB",
@@ -213,6 +221,7 @@ pub fn rust_binary_name(alloc: &str) -> &'static str {
         "mimalloc" => "oxbench-rust-mimalloc",
         "jemalloc" => "oxbench-rust-jemalloc",
         "oxalloc" => "oxbench-rust-oxalloc",
+        "oxalloc-base" => "oxbench-rust-oxalloc-base",
         _ => "oxbench-rust-system",
     }
 }

@@ -368,8 +368,10 @@ pub fn prepare(ctx: &Ctx, case: &Case, alloc: &Allocator) -> Result<Prepared, St
             let name = case.workload.trim_start_matches("rust-");
             let own = ctx.bin_dir.join(rust_binary_name(alloc.name));
             let system = ctx.bin_dir.join(rust_binary_name("glibc"));
-            let crate_bin =
-                matches!(alloc.name, "mimalloc" | "jemalloc" | "oxalloc") && own.is_file();
+            let crate_bin = matches!(
+                alloc.name,
+                "mimalloc" | "jemalloc" | "oxalloc" | "oxalloc-base"
+            ) && own.is_file();
             p.job.program = if crate_bin { own } else { system };
             if crate_bin {
                 p.job.preload = None;

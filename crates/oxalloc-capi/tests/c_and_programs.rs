@@ -289,6 +289,157 @@ fn assert_checks_passed(stdout: &str, name: &str) {
 // ---------------------------------------------------------------------------------
 // C programs
 
+/// The misuses the default build stops (tests/c/misuse_default.c): (case, words the
+/// report must contain). Each ends in SIGABRT.
+const MISUSES: &[(&str, &[&str])] = &[
+    (
+        "double_free_small",
+        &["double free of 0x", "(size 32, class 32) in free()"],
+    ),
+    (
+        "double_free_small_other_thread",
+        &["double free of 0x", "already freed"],
+    ),
+    (
+        "double_free_small_both_other_thread",
+        &["double free of 0x", "already freed"],
+    ),
+    ("double_free_large", &["double free of 0x", "in free()"]),
+    ("double_free_huge", &["free of 0x", "in free()"]),
+    (
+        "interior_small",
+        &[
+            "invalid free of 0x",
+            "interior pointer, 16 bytes into the block at 0x",
+        ],
+    ),
+    (
+        "unaligned_small",
+        &["invalid free of 0x", "misaligned pointer, 1 bytes into"],
+    ),
+    (
+        "interior_large",
+        &["invalid free of 0x", "interior pointer, 4096 bytes into"],
+    ),
+    (
+        "interior_huge",
+        &["invalid free of 0x", "interior pointer, 1048576 bytes into"],
+    ),
+    (
+        "never_handed_out",
+        &["invalid free of 0x", "not in a block it handed out"],
+    ),
+    ("stack", &["invalid free of 0x", "on the stack"]),
+    ("static", &["invalid free of 0x", "static data"]),
+    ("literal", &["invalid free of 0x", "static data"]),
+    ("wild", &["invalid free of 0x1234560", "not mapped"]),
+    ("realloc_freed", &["double free of 0x", "in realloc()"]),
+    (
+        "realloc_interior",
+        &["invalid free of 0x", "in realloc()", "interior pointer"],
+    ),
+    (
+        "realloc_stack",
+        &["invalid free of 0x", "in realloc()", "on the stack"],
+    ),
+    (
+        "usable_size_interior",
+        &["invalid pointer of 0x", "in malloc_usable_size()"],
+    ),
+    (
+        "free_sized_wrong",
+        &[
+            "size mismatch of 0x",
+            "in free_sized(): freed with size 1000",
+        ],
+    ),
+    (
+        "free_aligned_sized_wrong",
+        &["size mismatch of 0x", "in free_aligned_sized()"],
+    ),
+];
+
+/// Runs every case of tests/c/misuse_default.c with `cmd(case)`.
+fn misuse_battery(what: &str, cmd: impl Fn(&str) -> Command) {
+    use std::os::unix::process::ExitStatusExt;
+    for &(case, words) in MISUSES {
+        let out = run(&mut cmd(case), Duration::from_secs(60));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.signal(),
+            Some(6),
+            "{what} {case}: {}\n{err}",
+            out.status
+        );
+        for w in words {
+            assert!(err.contains(w), "{what} {case}: report lacks {w:?}:\n{err}");
+        }
+        assert!(
+            err.contains("\n  at: 0x") && err.contains("oxalloc: aborting"),
+            "{what} {case}:\n{err}"
+        );
+    }
+    let out = run(&mut cmd("foreign"), Duration::from_secs(60));
+    let stdout = success(&out, &format!("{what} foreign"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("went on, realloc refused"), "{stdout}");
+    assert_eq!(
+        err.matches("oxalloc: invalid free of").count(),
+        1,
+        "{what}: {err}"
+    );
+    assert!(err.contains("not oxalloc's"), "{what}: {err}");
+    let out = run(&mut cmd("clean"), Duration::from_secs(60));
+    assert!(success(&out, &format!("{what} clean")).contains("clean: ok"));
+    assert!(
+        out.stderr.is_empty(),
+        "{what} clean: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Warnings off: the program misuses the heap on purpose.
+const MISUSE_CFLAGS: &[&str] = &["-O0", "-w", "-pthread"];
+
+#[test]
+fn default_build_stops_misuse_preloaded() {
+    let dir = scratch("misuse_default_so");
+    let exe = compile(
+        &tool("cc", "build-essential"),
+        "misuse_default.c",
+        &dir,
+        "misuse",
+        MISUSE_CFLAGS,
+        &[],
+    );
+    misuse_battery("LD_PRELOAD", |case| {
+        let mut c = Command::new(&exe);
+        c.arg(case).env("LD_PRELOAD", so());
+        c
+    });
+}
+
+#[test]
+fn default_build_stops_misuse_linked_statically() {
+    let dir = scratch("misuse_default_a");
+    let a = lib_dir().join("liboxalloc.a").display().to_string();
+    let mut link = vec![a.as_str()];
+    link.extend_from_slice(NATIVE_STATIC_LIBS);
+    let exe = compile(
+        &tool("cc", "build-essential"),
+        "misuse_default.c",
+        &dir,
+        "misuse",
+        MISUSE_CFLAGS,
+        &link,
+    );
+    misuse_battery("liboxalloc.a", |case| {
+        let mut c = Command::new(&exe);
+        c.arg(case);
+        c
+    });
+}
+
 #[test]
 fn c_api_static() {
     let dir = scratch("c_api_static");

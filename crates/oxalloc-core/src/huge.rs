@@ -640,12 +640,10 @@ pub enum NotABlock {
     FreedBlock,
     /// Inside a free run (a freed block merged with its neighbours, or a wild pointer).
     FreeMemory,
-    /// `offset` bytes into the live block at `block`.
+    /// Inside the live block at `block`.
     Interior {
         /// The block's start.
         block: usize,
-        /// How far into it `p` is.
-        offset: usize,
     },
     /// The region's own header.
     Metadata,
@@ -673,7 +671,6 @@ pub fn classify(p: usize) -> NotABlock {
         match (*head).state {
             USED if i < h + (*head).len => NotABlock::Interior {
                 block: r as usize + (h << UNIT_SHIFT),
-                offset: p - (r as usize + (h << UNIT_SHIFT)),
             },
             FREE if h == i && p & (UNIT - 1) == 0 => NotABlock::FreedBlock,
             _ => NotABlock::FreeMemory,

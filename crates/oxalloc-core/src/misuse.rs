@@ -83,7 +83,9 @@ pub fn double_free(p: usize, block_size: usize, op: Op, marker: usize) -> ! {
         Kind::UseAfterFree
     };
     let mut m = report::headline(kind, p);
-    report::block(&mut m, block_size, block_size);
+    if block_size != 0 {
+        report::block(&mut m, block_size, block_size);
+    }
     report::within(&mut m, op.name());
     m.str(": the block was already freed");
     report::fatal(m, marker)
@@ -99,17 +101,24 @@ pub fn not_a_block(p: usize, op: Op, why: &str, marker: usize) -> ! {
     report::fatal(m, marker)
 }
 
-/// An interior or misaligned pointer into a small block of `block_size` bytes at
-/// `block`.
+/// An interior or misaligned pointer into the block at `block` (of `block_size`
+/// bytes; 0 if not known).
 #[cold]
 #[inline(never)]
 pub fn interior(p: usize, block: usize, block_size: usize, op: Op, marker: usize) -> ! {
     let mut m = headline(invalid(op), p, op);
-    m.str(": interior pointer, ")
-        .num((p - block) as u64)
-        .str(" bytes into the block at ")
-        .hex(block as u64);
-    report::block(&mut m, block_size, block_size);
+    let offset = p - block;
+    m.str(if offset % 16 == 0 {
+        ": interior pointer, "
+    } else {
+        ": misaligned pointer, "
+    })
+    .num(offset as u64)
+    .str(" bytes into the block at ")
+    .hex(block as u64);
+    if block_size != 0 {
+        report::block(&mut m, block_size, block_size);
+    }
     report::fatal(m, marker)
 }
 

@@ -68,7 +68,7 @@ pub static SHOW_STATS: Opt = Opt::flag(
 pub static VERBOSE: Opt = Opt::flag(
     "VERBOSE",
     false,
-    "report unusual events (foreign frees, mmap failures) on stderr",
+    "report unusual events (mmap failures) on stderr",
 );
 /// Milliseconds a free page stays cached before it is given back to the OS.
 pub static PURGE_DELAY_MS: Opt = Opt::num(

@@ -214,7 +214,7 @@ fn pointers_into_small_spans_that_are_not_blocks_are_stopped() {
     );
     expect_abort(
         "small-unaligned",
-        &["invalid free of 0x", "interior pointer, 1 bytes into"],
+        &["invalid free of 0x", "misaligned pointer, 1 bytes into"],
     );
     expect_abort(
         "small-never-handed-out",

@@ -142,9 +142,12 @@ pub unsafe fn check_sized(p: *mut u8, size: usize, align: usize, op: Op) {
     // itself, and a bad pointer is reported there (this only reads sizes).
     let usable = unsafe { usable_size_with(p, op) };
     let fits = size <= usable;
+    // SAFETY: as above; a live block's span record is stable.
+    let small = SEGMENT_MAP.owner(addr) == Owner::Normal
+        && unsafe { (*Segment::span_of(Segment::of(addr), addr)).kind } == SpanKind::Small;
     let ok = match SEGMENT_MAP.owner(addr) {
-        Owner::Normal if usable <= MAX_SMALL => {
-            // SAFETY: as above; a live small block's span is stable.
+        Owner::Normal if small => {
+            // SAFETY: as above.
             let class = unsafe { (*Segment::span_of(Segment::of(addr), addr)).class };
             small_class_for(size, align) == Some(SizeClass(class))
                 || (fits && (size > usable / 2 || usable <= 32) && align <= 16)

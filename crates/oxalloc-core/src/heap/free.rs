@@ -236,12 +236,15 @@ unsafe fn free_other(p: *mut u8, span: *mut Span, heap: *mut Heap, op: Op) {
                 }
             }
             SpanKind::Large => {
+                // Before the span goes back: starting the thread allocates (glibc's
+                // thread records), which would otherwise reuse these slices at once
+                // and leave a second free of `p` nothing to find.
+                crate::purger::ensure_started();
                 if !CENTRAL.lock().give_large(span, addr) {
                     bad_large(span, addr, op, marker);
                 }
                 stats::add(&GLOBAL.large_frees, 1);
                 count_free(LARGE_SLOT);
-                crate::purger::ensure_started();
             }
             SpanKind::Free => bad_large(span, addr, op, marker),
         }
@@ -308,9 +311,7 @@ unsafe fn free_huge(p: *mut u8, op: Op) {
 pub(super) fn bad_huge(p: usize, op: Op, marker: usize) -> ! {
     match huge::classify(p) {
         huge::NotABlock::FreedBlock => misuse::double_free(p, 0, op, marker),
-        huge::NotABlock::Interior { block, offset } => {
-            misuse::interior(p, block, offset + 1, op, marker)
-        }
+        huge::NotABlock::Interior { block, .. } => misuse::interior(p, block, 0, op, marker),
         huge::NotABlock::FreeMemory => misuse::not_a_block(
             p,
             op,
