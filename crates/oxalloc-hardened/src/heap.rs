@@ -210,6 +210,9 @@ fn init_slow() -> bool {
 
 fn init_all() -> bool {
     crate::keep_exit_hook();
+    // Before the first block: every core segment gets guard slices, so a linear
+    // overflow out of a small block faults within 1 MiB.
+    oxalloc_core::set_guard_slices(true);
     OPTIONS.load();
     wipe::init();
     canary::init(oxalloc_sys::random_u64());

@@ -84,7 +84,9 @@ fn pattern_at(pat: u64, n: usize) -> u64 {
 /// Writes the canary over `[n, len - 8)` of the block at `p`, and in its last word
 /// the requested size `n` and alignment `align`, encoded with the pattern. A word at a
 /// time, unaligned, from `n` (the user's bytes below `n` are not touched); the last
-/// canary word may reach into the final 16 bytes, which are written after it.
+/// canary word may reach into the final 16 bytes, which are written after it. The
+/// canary's first byte (offset `n`) is then 0, so a string that fills the block to
+/// its requested size without a terminator still ends there (`strlen` stops).
 #[inline(always)]
 pub fn seal(p: usize, len: usize, n: usize, align: usize, pat: u64) {
     debug_assert!(n + ROOM <= len && len.is_multiple_of(16) && align.is_power_of_two());
@@ -102,6 +104,8 @@ pub fn seal(p: usize, len: usize, n: usize, align: usize, pat: u64) {
         ((p + end) as *mut u64).write(pat);
         ((p + end + 8) as *mut u64).write(pat ^ record);
     }
+    // SAFETY: `n <= len - ROOM`: the first canary byte, inside the block.
+    unsafe { ((p + n) as *mut u8).write(0) };
 }
 
 /// The requested size and alignment recorded in the block at `p`, or `None` if its
@@ -116,21 +120,28 @@ pub fn recorded(p: usize, len: usize, pat: u64) -> Option<(usize, usize)> {
     (n <= len - ROOM && (4..=16).contains(&lg)).then_some((n, 1 << lg))
 }
 
-/// True when the canary of the block at `p` holding `n` bytes is intact.
+/// True when the canary of the block at `p` holding `n` bytes is intact (its first
+/// byte 0, the rest the pattern).
 #[inline(always)]
 pub fn sealed(p: usize, len: usize, n: usize, pat: u64) -> bool {
     let end = len - ROOM;
+    // The pattern as stored from `n` on, with its first byte (the zero) taken out.
     let w = pattern_at(pat, n);
-    let mut acc = 0;
-    let mut off = n;
+    // SAFETY: `n + 8 <= len - 8`: inside the block (see `seal`).
+    let first = unsafe { ((p + n) as *const u64).read_unaligned() };
+    let mut acc = first & 0xFF;
+    acc |= (first ^ w) & !0xFF;
+    let mut off = n + 8;
     while off < end {
         // SAFETY: inside the block (see `seal`); the last word read may overlap the
         // final 16 bytes, whose first word holds the pattern at the same phase.
         acc |= unsafe { ((p + off) as *const u64).read_unaligned() } ^ w;
         off += 8;
     }
+    // The word at `end`, whose first byte is the zero when `n == end`.
+    let zero_at_end = ((n == end) as u64).wrapping_neg() & 0xFF;
     // SAFETY: as in `seal`.
-    acc |= unsafe { ((p + end) as *const u64).read() } ^ pat;
+    acc |= unsafe { ((p + end) as *const u64).read() } ^ (pat & !zero_at_end);
     acc == 0
 }
 
@@ -140,7 +151,9 @@ pub fn first_change(p: usize, len: usize, n: usize, pat: u64) -> usize {
     let pat = pat.to_ne_bytes();
     // SAFETY: the block's bytes, which the caller may read.
     let block = unsafe { bytes(p, len) };
-    (n..len - 8).find(|&i| block[i] != pat[i % 8]).unwrap_or(n)
+    (n..len - 8)
+        .find(|&i| block[i] != if i == n { 0 } else { pat[i % 8] })
+        .unwrap_or(n)
 }
 
 /// A block for `n` bytes aligned to `align` (16, or more when [`fits`] said so):

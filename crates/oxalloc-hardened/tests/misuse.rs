@@ -183,6 +183,8 @@ const CASES: &[(&str, i32, &[&str])] = &[
         &["size mismatch of 0x", "in free_aligned_sized()"],
     ),
     ("underflow_into_metadata", SIGSEGV, &[]),
+    ("overflow_1mib_small", SIGSEGV, &[]),
+    ("overflow_1mib_medium", SIGSEGV, &[]),
     ("malloc0_access", SIGSEGV, &[]),
     (
         "malloc0_double_free",
@@ -242,6 +244,44 @@ fn misuse_is_reported_when_linked_statically() {
     for &(case, sig, needles) in CASES.iter().step_by(3) {
         let out = run(&prog, &[case], false, &[]);
         expect_signal(&out, sig, needles, case);
+    }
+}
+
+#[test]
+fn a_one_mib_linear_overflow_hits_a_guard_slice_preloaded_and_static() {
+    let prog = build("misuse", "cc", "misuse.c", &[]);
+    let lib = static_lib();
+    let lib = lib.to_str().unwrap();
+    let stat = build(
+        "misuse-static",
+        "cc",
+        "misuse.c",
+        &[lib, "-lpthread", "-ldl", "-lm", "-lgcc_s"],
+    );
+    for case in ["overflow_1mib_small", "overflow_1mib_medium"] {
+        expect_signal(&run(&prog, &[case], true, &[]), SIGSEGV, &[], case);
+        expect_signal(&run(&stat, &[case], false, &[]), SIGSEGV, &[], case);
+    }
+}
+
+#[test]
+fn a_string_filling_its_block_without_terminator_ends_at_the_canary() {
+    let prog = build("misuse", "cc", "misuse.c", &[]);
+    let lib = static_lib();
+    let lib = lib.to_str().unwrap();
+    let stat = build(
+        "misuse-static",
+        "cc",
+        "misuse.c",
+        &[lib, "-lpthread", "-ldl", "-lm", "-lgcc_s"],
+    );
+    for out in [
+        run(&prog, &["unterminated_string"], true, &[]),
+        run(&stat, &["unterminated_string"], false, &[]),
+    ] {
+        expect_ok(&out, "unterminated_string");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("strlen 45\n"), "{stdout}");
     }
 }
 
