@@ -24,7 +24,7 @@ use oxalloc_core::heap as core_heap;
 use oxalloc_core::segment::{
     Owner, Segment, SpanKind, SEGMENT_HEADER_BYTES, SEGMENT_MAP, SLICE_SIZE,
 };
-use oxalloc_core::size_class::{SizeClass, MAX_SMALL, NUM_CLASSES};
+use oxalloc_core::size_class::{SizeClass, MAX_SMALL};
 
 use crate::canary;
 use crate::mitigations as mt;
@@ -223,7 +223,7 @@ fn take(n: usize, align: usize, marker: usize) -> Option<(usize, usize, u8, &'st
     let off = p.wrapping_sub(Segment::span_start(span) as usize);
     if len < n + ROOM
         || off >= (1 << 22)
-        || !on_boundary(off, len, class)
+        || !SizeClass(class).is_block_offset(off)
         || !p.is_multiple_of(align)
     {
         crate::heap::corrupt_free_list(p, "not a block of its size class", marker);
@@ -272,29 +272,6 @@ pub fn return_stash(t: &mut Cache) {
             unsafe { core_heap::free(p as *mut u8) };
         }
     }
-}
-
-/// `ceil(2^40 / size)` for every core class, so a block-boundary test is one
-/// multiplication (offsets within a span are below 2^22, so the quotient is exact).
-static RECIPROCALS: [u64; NUM_CLASSES] = {
-    let mut t = [0u64; NUM_CLASSES];
-    let mut c = 0;
-    while c < NUM_CLASSES {
-        let size = SizeClass(c as u8).size() as u64;
-        t[c] = (1u64 << 40).div_ceil(size);
-        c += 1;
-    }
-    t
-};
-
-/// True when `off` (below 2^22) is a multiple of `len`, the size of class `class`.
-#[inline(always)]
-fn on_boundary(off: usize, len: usize, class: u8) -> bool {
-    let Some(&r) = RECIPROCALS.get(class as usize) else {
-        return false;
-    };
-    let q = (off as u64 * r) >> 40;
-    q as usize * len == off
 }
 
 /// The length of the block at `p`, which is `LIVE` or `QUARANTINED` (so its span is a
