@@ -28,7 +28,7 @@ use oxalloc_core::size_class::{SizeClass, MAX_SMALL};
 
 use crate::canary;
 use crate::mitigations as mt;
-use crate::shadow::{self, FREED, LIVE, NEVER, QUARANTINED};
+use crate::shadow::{self, FREED, NEVER, QUARANTINED};
 use crate::thread::{Cache, STASH, STASH_CLASSES};
 
 /// Spare bytes every block has after the requested size: canary and size word.
@@ -158,7 +158,7 @@ pub fn first_change(p: usize, len: usize, n: usize, pat: u64) -> usize {
 
 /// A block for `n` bytes aligned to `align` (16, or more when [`fits`] said so):
 /// `None` if the core has no memory. Returns the block and its length; the state
-/// byte is `LIVE` and the block sealed. With the thread's record `t`, small classes go
+/// byte is `live` (one of the live states: how it was allocated) and the block sealed. With the thread's record `t`, small classes go
 /// through its stash (random order; every block of a class an aligned request maps
 /// to is aligned, so stashed blocks serve it too).
 #[inline(always)]
@@ -167,7 +167,9 @@ pub fn alloc(
     align: usize,
     marker: usize,
     t: Option<&mut Cache>,
+    live: u8,
 ) -> Option<(usize, usize)> {
+    debug_assert!(shadow::is_live(live));
     let (mut p, len, class, mut state) = take(n, align, marker)?;
     if let Some(t) = t.filter(|_| mt::RANDOM_ORDER && (class as usize) < STASH_CLASSES) {
         let r = t.random() as usize;
@@ -181,7 +183,7 @@ pub fn alloc(
             (p, _, _, state) = take(n, align, marker)?;
         }
     }
-    state.store(LIVE, Ordering::Release);
+    state.store(live, Ordering::Release);
     // SAFETY: the block is ours; its first word is the core's free-list link (or old
     // data of a recycled span), not the user's.
     unsafe { (p as *mut u64).write(0) };
@@ -234,8 +236,8 @@ fn take(n: usize, align: usize, marker: usize) -> Option<(usize, usize, u8, &'st
         return None;
     };
     let old = state.load(Ordering::Relaxed);
-    if old == LIVE || old == QUARANTINED {
-        let what = if old == LIVE {
+    if shadow::is_live(old) || old == QUARANTINED {
+        let what = if shadow::is_live(old) {
             "still live"
         } else {
             "in the quarantine"
@@ -283,12 +285,12 @@ pub fn len_of(p: usize) -> usize {
     unsafe { (*Segment::span_of(Segment::of(p), p)).block_size as usize }
 }
 
-/// Checks that `p` is a live block of ours: `Ok(true)` if it is (and, with
-/// `and_claim`, it is now `QUARANTINED`: the caller frees it); `Ok(false)` if it is
-/// not in a core segment at all (maybe a large block). Anything else (`Err(state)`)
-/// is a misuse for the caller to report.
+/// Checks that `p` is a live block of ours in the live state `want` (0: any live
+/// state): `Ok(true)` if it is (and, with `and_claim`, it is now `QUARANTINED`: the
+/// caller frees it); `Ok(false)` if it is not in a core segment at all (maybe a large
+/// block). Anything else (`Err(state)`) is a misuse for the caller to report.
 #[inline(always)]
-pub fn check_live(p: usize, and_claim: bool) -> Result<bool, u8> {
+pub fn check_live(p: usize, and_claim: bool, want: u8) -> Result<bool, u8> {
     if SEGMENT_MAP.owner(p) != Owner::Normal {
         return Ok(false);
     }
@@ -296,10 +298,11 @@ pub fn check_live(p: usize, and_claim: bool) -> Result<bool, u8> {
         return Err(NEVER);
     };
     let r = if and_claim {
-        state.compare_exchange(LIVE, QUARANTINED, Ordering::AcqRel, Ordering::Acquire)
+        debug_assert!(shadow::is_live(want));
+        state.compare_exchange(want, QUARANTINED, Ordering::AcqRel, Ordering::Acquire)
     } else {
         match state.load(Ordering::Acquire) {
-            LIVE => Ok(LIVE),
+            s if shadow::is_live(s) && (want == 0 || s == want) => Ok(s),
             s => Err(s),
         }
     };

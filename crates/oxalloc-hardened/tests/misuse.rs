@@ -285,6 +285,50 @@ fn a_string_filling_its_block_without_terminator_ends_at_the_canary() {
     }
 }
 
+/// (case, the function in the report, the family that allocated the block)
+const KIND_MISMATCHES: &[(&str, &str, &str)] = &[
+    ("delete_of_new_array", "operator delete", "operator new[]"),
+    ("delete_array_of_new", "operator delete[]", "operator new"),
+    ("free_of_new", "free", "operator new"),
+    ("free_of_new_array", "free", "operator new[]"),
+    ("delete_of_malloc", "operator delete", "malloc"),
+    ("realloc_of_new", "realloc", "operator new"),
+    (
+        "delete_of_new_array_large",
+        "operator delete",
+        "operator new[]",
+    ),
+    ("free_of_new_large", "free", "operator new"),
+    ("free_of_new_array_zero", "free", "operator new[]"),
+    (
+        "delete_array_of_new_nothrow",
+        "operator delete[]",
+        "operator new",
+    ),
+];
+
+#[test]
+fn cxx_new_delete_and_malloc_family_mismatches_are_reported_preloaded_and_static() {
+    let prog = build("cxx", "c++", "cxx.cpp", &[]);
+    let lib = static_lib();
+    let lib = lib.to_str().unwrap();
+    let stat = build(
+        "cxx-static",
+        "c++",
+        "cxx.cpp",
+        &[lib, "-lpthread", "-ldl", "-lm", "-lgcc_s"],
+    );
+    for &(case, op, family) in KIND_MISMATCHES {
+        let within = format!("in {op}(): the block was allocated by {family} ");
+        let needles = ["mismatched allocation and deallocation of 0x", &within];
+        expect_signal(&run(&prog, &[case], true, &[]), SIGABRT, &needles, case);
+        expect_signal(&run(&stat, &[case], false, &[]), SIGABRT, &needles, case);
+    }
+    let out = run(&stat, &["clean"], false, &[]);
+    expect_ok(&out, "cxx clean, static");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("cxx clean ok"));
+}
+
 #[test]
 fn cxx_sized_and_aligned_delete_mismatches_are_reported() {
     let prog = build("cxx", "c++", "cxx.cpp", &[]);
