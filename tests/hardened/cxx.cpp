@@ -22,6 +22,16 @@ int main(int argc, char **argv) {
         ::operator delete(p, 100);
         void *n = ::operator new(50, std::nothrow);
         ::operator delete(n, std::nothrow);
+        void *na = ::operator new[](50, std::nothrow);
+        ::operator delete[](na, std::nothrow);
+        char *big = new char[1 << 20];
+        delete[] big;
+        void *z = ::operator new[](0);
+        ::operator delete[](z);
+        Wide *wn = new (std::nothrow) Wide[2];
+        delete[] wn;
+        void *m = malloc(10);
+        free(m);
         try {
             void *huge = ::operator new((size_t)-1 / 2);
             std::printf("unexpected %p\n", huge);
@@ -45,6 +55,36 @@ int main(int argc, char **argv) {
     } else if (!strcmp(c, "delete_large_wrong_size")) {
         void *p = ::operator new(1 << 20);
         ::operator delete(p, 1000);
+    } else if (!strcmp(c, "delete_of_new_array")) {
+        Obj *a = new Obj[4];
+        delete a;
+    } else if (!strcmp(c, "delete_array_of_new")) {
+        Obj *o = new Obj;
+        delete[] o;
+    } else if (!strcmp(c, "free_of_new")) {
+        Obj *o = new Obj;
+        free(o);
+    } else if (!strcmp(c, "free_of_new_array")) {
+        Obj *a = new Obj[4];
+        free(a);
+    } else if (!strcmp(c, "delete_of_malloc")) {
+        Obj *o = (Obj *)malloc(sizeof(Obj));
+        delete o;
+    } else if (!strcmp(c, "realloc_of_new")) {
+        void *p = ::operator new(48);
+        p = realloc(p, 100);
+    } else if (!strcmp(c, "delete_of_new_array_large")) {
+        char *a = new char[1 << 20];
+        delete a;
+    } else if (!strcmp(c, "free_of_new_large")) {
+        void *p = ::operator new(1 << 20);
+        free(p);
+    } else if (!strcmp(c, "free_of_new_array_zero")) {
+        void *p = ::operator new[](0);
+        free(p);
+    } else if (!strcmp(c, "delete_array_of_new_nothrow")) {
+        void *p = ::operator new(64, std::nothrow);
+        ::operator delete[](p, std::nothrow);
     }
     std::puts("survived");
     return 0;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <malloc.h>
+#include <unistd.h>
 
 /* Weak: resolved at run time from the hardened library (preloaded or linked). */
 void free_sized(void *p, size_t n) __attribute__((weak));
@@ -119,6 +120,22 @@ int main(int argc, char **argv) {
     } else if (!strcmp(c, "malloc0_double_free")) {
         char *z = malloc(0);
         free(z); free(z);
+    } else if (!strcmp(c, "overflow_1mib_small") || !strcmp(c, "overflow_1mib_medium")) {
+        /* A linear write of 1 MiB past the end of a small block or a medium one (40000
+         * bytes, several blocks a span): it must hit a guard slice (SIGSEGV) before it
+         * ends. If it does not, say so without calling malloc (the heap is trashed). */
+        size_t m = strstr(c, "small") ? 24 : 40000;
+        char *q = malloc(m);
+        memset(q, 'A', m + (1 << 20));
+        write(1, "survived\n", 9);
+        _exit(0);
+    } else if (!strcmp(c, "unterminated_string")) {
+        /* A C string that fills its block to the size asked for, without a terminator:
+         * the byte after it is 0, so strlen stops there. Not a misuse report. */
+        char *q = malloc(45);
+        memset(q, 'a', 45);
+        printf("strlen %zu\n", strlen(q));
+        free(q);
     } else {
         fprintf(stderr, "unknown case %s\n", c);
         return 2;

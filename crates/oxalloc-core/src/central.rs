@@ -11,6 +11,13 @@
 //! policy (`page_return`) says so. A segment that is entirely free is unmapped then.
 //!
 //! Everything here runs under the one [`CENTRAL`] lock, never on a fast path.
+//!
+//! *Guard slices* (off unless [`set_guard_slices`] turned them on, which only the
+//! hardened build does): slices 16, 32, 48 and 63 of every segment mapped from then on
+//! are made inaccessible and never handed out, so no run of data slices is longer than
+//! 15 (960 KiB) and a linear overflow out of any block faults within 1 MiB, before it
+//! reaches the next segment's header. Such a segment is never unmapped (its free space
+//! never merges into one span); its free pages are still purged.
 #![allow(unsafe_code)]
 
 use crate::lock::Mutex;
@@ -21,6 +28,23 @@ use crate::segment::{
 };
 use crate::stats::{self, GLOBAL};
 use core::ptr;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+/// Whether new segments get guard slices (see the module header).
+static GUARD_SLICES: AtomicBool = AtomicBool::new(false);
+
+/// The guard slices of a segment, as a slice mask: every run of data slices between
+/// them (and slice 0, the header) is at most 15 slices long.
+const GUARD_SLICE_MASK: u64 = 1 << 16 | 1 << 32 | 1 << 48 | 1 << 63;
+
+/// Turns guard slices on (for the hardened build, before its first allocation):
+/// every segment mapped from now on keeps slices 16, 32, 48 and 63 inaccessible and
+/// out of use. Spans of more than 15 slices can then no longer be made (the
+/// hardened build gives blocks over 64 KiB mappings of their own). Off by default;
+/// the default build pays one relaxed load per segment mapped.
+pub fn set_guard_slices(on: bool) {
+    GUARD_SLICES.store(on, Ordering::Relaxed);
+}
 
 /// Free spans binned by slice count, and the list of live segments.
 pub struct Central {
@@ -77,12 +101,12 @@ impl Central {
         self.tick();
         let mut mask = self.nonempty & (!0u64 << slices);
         if mask == 0 {
-            if self.map_segment().is_none() {
+            if self.new_segment().is_none() {
                 // Under an address-space limit, memory kept for demand (free segments
                 // here, free regions of the huge heap) may hold the room we need.
                 self.purge(true);
                 crate::huge::purge_cache(true);
-                self.map_segment()?;
+                self.new_segment()?;
             }
             mask = self.nonempty & (!0u64 << slices);
             if mask == 0 {
@@ -405,6 +429,55 @@ impl Central {
                 core::sync::atomic::Ordering::Relaxed,
             );
             crate::stats::publish_shared(self);
+        }
+    }
+
+    /// Maps a segment ([`Central::map_segment`]) and, when guard slices are on, cuts
+    /// them out of its free space.
+    fn new_segment(&mut self) -> Option<()> {
+        self.map_segment()?;
+        if GUARD_SLICES.load(Ordering::Relaxed) {
+            // SAFETY: `map_segment` just put the new segment at the head of the list,
+            // with all its data slices as one free span; we hold the lock.
+            unsafe { self.cut_guard_slices(self.segments) };
+        }
+        Some(())
+    }
+
+    /// Takes the guard slices out of a fresh segment's free space and makes them
+    /// inaccessible: each becomes a one-slice span of kind `Large` that is never
+    /// given back (so `give` never merges across it), and the free runs between them
+    /// go into their bins. If the kernel refuses the protection, the slice is still
+    /// kept out of use.
+    ///
+    /// # Safety
+    /// `seg` was just mapped: its data slices are one free span in its bin, nothing
+    /// else refers to them, and the lock is held.
+    unsafe fn cut_guard_slices(&mut self, seg: *mut Segment) {
+        // SAFETY: caller's contract; every record touched is inside the header, and
+        // the protected slices are ours and hold nothing.
+        unsafe {
+            self.unlink(slice(seg, FIRST_SLICE));
+            let mut run_start = FIRST_SLICE;
+            for idx in FIRST_SLICE..SLICES {
+                if GUARD_SLICE_MASK & (1 << idx) == 0 {
+                    continue;
+                }
+                if idx > run_start {
+                    self.insert_free(slice(seg, run_start), idx - run_start);
+                }
+                let g = slice(seg, idx);
+                (*g).kind = SpanKind::Large;
+                (*g).slice_count = 1;
+                (*g).head = g;
+                (*g).owner = ptr::null_mut();
+                (*g).block_size = 0;
+                oxalloc_sys::protect(Segment::slice_start(seg, idx), SLICE_SIZE, false);
+                run_start = idx + 1;
+            }
+            if run_start < SLICES {
+                self.insert_free(slice(seg, run_start), SLICES - run_start);
+            }
         }
     }
 

@@ -33,6 +33,8 @@ pub mod size_class;
 pub mod stats;
 pub mod tls;
 
+pub use central::set_guard_slices;
+
 /// Runs at process exit (from `.fini_array`, which registers nothing and allocates
 /// nothing): the statistics summary and JSON file, if asked for.
 extern "C" fn at_exit() {

@@ -180,11 +180,57 @@ impl SizeClass {
         }
         Some(c)
     }
+
+    /// True when `off`, an offset from a span's start (below 2^22, the segment size),
+    /// is a multiple of this class's block size, i.e. a block starts there: one
+    /// multiplication by the class's reciprocal, no division. Any other class index
+    /// answers false.
+    #[inline(always)]
+    pub fn is_block_offset(self, off: usize) -> bool {
+        let Some(&r) = RECIPROCALS.get(self.index()) else {
+            return false;
+        };
+        debug_assert!(off < 1 << 22);
+        // `r = ceil(2^40 / size)` overshoots `2^40 / size` by less than 1, so the
+        // quotient is exact for every `off < 2^22` and `size <= 2^16`.
+        let q = (off as u64 * r) >> 40;
+        q as usize * self.size() == off
+    }
 }
+
+/// `ceil(2^40 / size)` for every class (see [`SizeClass::is_block_offset`]).
+static RECIPROCALS: [u64; NUM_CLASSES] = {
+    let mut t = [0u64; NUM_CLASSES];
+    let mut c = 0;
+    while c < NUM_CLASSES {
+        let size = SizeClass(c as u8).size() as u64;
+        t[c] = (1u64 << 40).div_ceil(size);
+        c += 1;
+    }
+    t
+};
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn block_offsets_are_exactly_the_multiples_of_the_block_size() {
+        for c in 0..NUM_CLASSES {
+            let c = SizeClass(c as u8);
+            let size = c.size();
+            // A stride through a 4 MiB segment, then every multiple and its neighbours.
+            for off in (0..1 << 22).step_by(13) {
+                assert_eq!(c.is_block_offset(off), off % size == 0, "{size} {off}");
+            }
+            for k in 1..(1 << 22) / size {
+                for off in [k * size - 1, k * size, k * size + 1] {
+                    assert_eq!(c.is_block_offset(off), off % size == 0, "{size} {off}");
+                }
+            }
+        }
+        assert!(!SizeClass(NUM_CLASSES as u8).is_block_offset(0));
+    }
 
     #[test]
     fn each_size_gets_smallest_fitting_class() {

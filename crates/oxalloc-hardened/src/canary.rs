@@ -6,6 +6,11 @@
 //!
 //! The pattern differs per block (address mixed in), so an attacker who learns one
 //! canary cannot forge another, and a copy of a neighbour's bytes does not pass.
+//!
+//! The canary's first byte (right after the requested size) is 0 instead of the
+//! pattern, so a C string that fills its block to the requested size without a
+//! terminator still ends there. An overflow by one byte is then missed only when it
+//! writes 0 (1 value in 256).
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -49,7 +54,7 @@ fn tail(block: &mut [u8], n: usize) -> Option<(*mut u8, usize)> {
 
 /// Writes the canary over `block[n..]`, where `block` is the whole block at
 /// `addr` (user bytes first). Byte `i` of the canary area gets byte `i % 8` of the
-/// pattern, written a word at a time.
+/// pattern, written a word at a time; then byte `n` gets 0.
 #[inline]
 pub fn write(addr: usize, block: &mut [u8], n: usize) {
     let pat = pattern(addr).to_le();
@@ -66,12 +71,22 @@ pub fn write(addr: usize, block: &mut [u8], n: usize) {
             p.add(8 * i).cast::<u64>().write_unaligned(pat);
         }
     }
+    if let Some(b) = block.get_mut(n) {
+        *b = 0;
+    }
 }
 
 /// Checks the canary in `block[n..]`; returns the offset of the first changed byte.
 /// The common case (intact) is one branch-free pass over the canary words.
 #[inline]
 pub fn check(addr: usize, block: &mut [u8], n: usize) -> Option<usize> {
+    match block.get(n) {
+        None => return None,
+        Some(0) => {}
+        Some(_) => return Some(n),
+    }
+    // The rest is the pattern from `n + 1` on.
+    let n = n + 1;
     let pat = pattern(addr).to_le();
     #[cfg(target_arch = "x86_64")]
     if (block.as_ptr() as usize | block.len()).is_multiple_of(16) {
@@ -189,6 +204,9 @@ mod tests {
             t.fill(0x55);
             write(0x1000, t, n);
             assert!(t[..n].iter().all(|&b| b == 0x55), "user bytes kept");
+            if n < len {
+                assert_eq!(t[n], 0, "the first canary byte ends a string");
+            }
             assert_eq!(check(0x1000, t, n), None, "{n}");
             for i in n..len {
                 t[i] ^= 1;

@@ -12,7 +12,7 @@
 
 use core::ffi::c_void;
 
-use crate::heap::{self, Expect, DELETE};
+use crate::heap::{self, Expect, Op, DELETE, DELETE_ARRAY};
 use crate::report::{self, Kind};
 use crate::stack_marker;
 
@@ -58,20 +58,30 @@ macro_rules! throwing_new {
 #[cfg(target_arch = "x86_64")]
 throwing_new!(_Znwm(_n: usize), "rsi", new_or_null);
 #[cfg(target_arch = "x86_64")]
-throwing_new!(_Znam(_n: usize), "rsi", new_or_null);
+throwing_new!(_Znam(_n: usize), "rsi", new_array_or_null);
 #[cfg(target_arch = "x86_64")]
 throwing_new!(_ZnwmSt11align_val_t(_n: usize, _a: usize), "rdx", new_aligned_or_null);
 #[cfg(target_arch = "x86_64")]
-throwing_new!(_ZnamSt11align_val_t(_n: usize, _a: usize), "rdx", new_aligned_or_null);
+throwing_new!(_ZnamSt11align_val_t(_n: usize, _a: usize), "rdx", new_array_aligned_or_null);
 
 /// `operator new(n)` without the throw: null on failure.
 extern "C" fn new_or_null(n: usize, marker: usize) -> *mut c_void {
-    heap::alloc(n, 16, false, marker) as *mut c_void
+    heap::alloc_new(n, 16, marker) as *mut c_void
+}
+
+/// `operator new[](n)` without the throw: null on failure.
+extern "C" fn new_array_or_null(n: usize, marker: usize) -> *mut c_void {
+    heap::alloc_new_array(n, 16, marker) as *mut c_void
 }
 
 /// `operator new(n, align)` without the throw: null on failure.
 extern "C" fn new_aligned_or_null(n: usize, align: usize, marker: usize) -> *mut c_void {
-    heap::alloc(n, align, false, marker) as *mut c_void
+    heap::alloc_new(n, align, marker) as *mut c_void
+}
+
+/// `operator new[](n, align)` without the throw: null on failure.
+extern "C" fn new_array_aligned_or_null(n: usize, align: usize, marker: usize) -> *mut c_void {
+    heap::alloc_new_array(n, align, marker) as *mut c_void
 }
 
 /// Where a failed throwing `new` jumps: `std::__throw_bad_alloc`, looked up now (no
@@ -86,16 +96,17 @@ extern "C" fn bad_alloc_target() -> *mut c_void {
     f
 }
 
-fn delete_impl(p: *mut c_void, size: Option<usize>, align: Option<usize>, marker: usize) {
-    heap::free(p as usize, DELETE, Expect { size, align }, marker);
+#[inline(always)]
+fn delete_impl(p: *mut c_void, op: Op, size: Option<usize>, align: Option<usize>, marker: usize) {
+    heap::free(p as usize, op, Expect { size, align }, marker);
 }
 
 macro_rules! nothrow_new_fns {
-    ($($name:ident($($a:ident: $t:ty),*) => $n:ident, $al:expr;)*) => {$(
-        /// C++ `operator new(..., std::nothrow)`: null on failure.
+    ($($name:ident($($a:ident: $t:ty),*) => $alloc:ident($n:ident, $al:expr);)*) => {$(
+        /// C++ `operator new(..., std::nothrow)` / `new[]`: null on failure.
         #[unsafe(no_mangle)]
         pub extern "C" fn $name($($a: $t),*) -> *mut c_void {
-            heap::alloc($n, $al, false, stack_marker!()) as *mut c_void
+            heap::$alloc($n, $al, stack_marker!()) as *mut c_void
         }
     )*};
 }
@@ -104,33 +115,34 @@ macro_rules! nothrow_new_fns {
 type Nothrow = *const c_void;
 
 nothrow_new_fns! {
-    _ZnwmRKSt9nothrow_t(n: usize, _t: Nothrow) => n, 16;
-    _ZnamRKSt9nothrow_t(n: usize, _t: Nothrow) => n, 16;
-    _ZnwmSt11align_val_tRKSt9nothrow_t(n: usize, a: usize, _t: Nothrow) => n, a;
-    _ZnamSt11align_val_tRKSt9nothrow_t(n: usize, a: usize, _t: Nothrow) => n, a;
+    _ZnwmRKSt9nothrow_t(n: usize, _t: Nothrow) => alloc_new(n, 16);
+    _ZnamRKSt9nothrow_t(n: usize, _t: Nothrow) => alloc_new_array(n, 16);
+    _ZnwmSt11align_val_tRKSt9nothrow_t(n: usize, a: usize, _t: Nothrow) => alloc_new(n, a);
+    _ZnamSt11align_val_tRKSt9nothrow_t(n: usize, a: usize, _t: Nothrow) => alloc_new_array(n, a);
 }
 
 macro_rules! delete_fns {
-    ($($name:ident($p:ident: $pt:ty $(, $a:ident: $t:ty)*) => $size:expr, $align:expr;)*) => {$(
-        /// C++ `operator delete` variant: sizes and alignments are checked.
+    ($($name:ident($p:ident: $pt:ty $(, $a:ident: $t:ty)*) => $op:ident, $size:expr, $align:expr;)*) => {$(
+        /// C++ `operator delete` / `delete[]` variant: the block's family (`new` or
+        /// `new[]`), size and alignment are checked.
         #[unsafe(no_mangle)]
         pub unsafe extern "C" fn $name($p: $pt $(, $a: $t)*) {
-            delete_impl($p, $size, $align, stack_marker!());
+            delete_impl($p, $op, $size, $align, stack_marker!());
         }
     )*};
 }
 
 delete_fns! {
-    _ZdlPv(p: *mut c_void) => None, None;
-    _ZdaPv(p: *mut c_void) => None, None;
-    _ZdlPvm(p: *mut c_void, n: usize) => Some(n), None;
-    _ZdaPvm(p: *mut c_void, n: usize) => Some(n), None;
-    _ZdlPvSt11align_val_t(p: *mut c_void, a: usize) => None, Some(a);
-    _ZdaPvSt11align_val_t(p: *mut c_void, a: usize) => None, Some(a);
-    _ZdlPvmSt11align_val_t(p: *mut c_void, n: usize, a: usize) => Some(n), Some(a);
-    _ZdaPvmSt11align_val_t(p: *mut c_void, n: usize, a: usize) => Some(n), Some(a);
-    _ZdlPvRKSt9nothrow_t(p: *mut c_void, _t: Nothrow) => None, None;
-    _ZdaPvRKSt9nothrow_t(p: *mut c_void, _t: Nothrow) => None, None;
-    _ZdlPvSt11align_val_tRKSt9nothrow_t(p: *mut c_void, a: usize, _t: Nothrow) => None, Some(a);
-    _ZdaPvSt11align_val_tRKSt9nothrow_t(p: *mut c_void, a: usize, _t: Nothrow) => None, Some(a);
+    _ZdlPv(p: *mut c_void) => DELETE, None, None;
+    _ZdaPv(p: *mut c_void) => DELETE_ARRAY, None, None;
+    _ZdlPvm(p: *mut c_void, n: usize) => DELETE, Some(n), None;
+    _ZdaPvm(p: *mut c_void, n: usize) => DELETE_ARRAY, Some(n), None;
+    _ZdlPvSt11align_val_t(p: *mut c_void, a: usize) => DELETE, None, Some(a);
+    _ZdaPvSt11align_val_t(p: *mut c_void, a: usize) => DELETE_ARRAY, None, Some(a);
+    _ZdlPvmSt11align_val_t(p: *mut c_void, n: usize, a: usize) => DELETE, Some(n), Some(a);
+    _ZdaPvmSt11align_val_t(p: *mut c_void, n: usize, a: usize) => DELETE_ARRAY, Some(n), Some(a);
+    _ZdlPvRKSt9nothrow_t(p: *mut c_void, _t: Nothrow) => DELETE, None, None;
+    _ZdaPvRKSt9nothrow_t(p: *mut c_void, _t: Nothrow) => DELETE_ARRAY, None, None;
+    _ZdlPvSt11align_val_tRKSt9nothrow_t(p: *mut c_void, a: usize, _t: Nothrow) => DELETE, None, Some(a);
+    _ZdaPvSt11align_val_tRKSt9nothrow_t(p: *mut c_void, a: usize, _t: Nothrow) => DELETE_ARRAY, None, Some(a);
 }

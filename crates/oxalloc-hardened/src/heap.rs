@@ -32,7 +32,7 @@ use crate::lock::Lock;
 use crate::mitigations::{self as mt, OPTIONS, STACK_DEPTH};
 use crate::quarantine::Ring;
 use crate::report::{self, Kind, Msg};
-use crate::shadow;
+use crate::shadow::{self, LIVE, LIVE_NEW, LIVE_NEW_ARRAY};
 use crate::small::{self, bytes, Place};
 use crate::thread::{self, QRing, Quarantined};
 use crate::wipe;
@@ -49,52 +49,70 @@ pub struct Op {
     pub name: &'static str,
     /// Whether the function frees (a freed block is then a double free).
     pub frees: bool,
+    /// The live state (`crate::shadow`) of the blocks this function takes: the
+    /// allocation family it belongs to; 0 for functions that take any block.
+    pub live: u8,
 }
 
 /// `free`.
 pub const FREE: Op = Op {
     name: "free",
     frees: true,
+    live: LIVE,
 };
 /// `realloc`.
 pub const REALLOC: Op = Op {
     name: "realloc",
     frees: true,
+    live: LIVE,
 };
 /// `malloc_usable_size`.
 pub const USABLE_SIZE: Op = Op {
     name: "malloc_usable_size",
     frees: false,
+    live: 0,
 };
 /// `free_sized`.
 pub const FREE_SIZED: Op = Op {
     name: "free_sized",
     frees: true,
+    live: LIVE,
 };
 /// `free_aligned_sized`.
 pub const FREE_ALIGNED_SIZED: Op = Op {
     name: "free_aligned_sized",
     frees: true,
+    live: LIVE,
 };
 /// C++ `operator delete` (all variants).
 pub const DELETE: Op = Op {
     name: "operator delete",
     frees: true,
+    live: LIVE_NEW,
+};
+/// C++ `operator delete[]` (all variants).
+pub const DELETE_ARRAY: Op = Op {
+    name: "operator delete[]",
+    frees: true,
+    live: LIVE_NEW_ARRAY,
 };
 /// Rust's `GlobalAlloc::dealloc`.
 pub const DEALLOC: Op = Op {
     name: "GlobalAlloc::dealloc",
     frees: true,
+    live: LIVE,
 };
 /// `ox_hardened_check` / `malloc_trim`.
 pub const CHECK: Op = Op {
     name: "ox_hardened_check",
     frees: false,
+    live: 0,
 };
 /// A thread's exit, when its cache is handed back.
 pub const THREAD_EXIT: Op = Op {
     name: "thread exit",
     frees: false,
+    live: 0,
 };
 
 /// What a sized free claims about the block.
@@ -210,6 +228,9 @@ fn init_slow() -> bool {
 
 fn init_all() -> bool {
     crate::keep_exit_hook();
+    // Before the first block: every core segment gets guard slices, so a linear
+    // overflow out of a small block faults within 1 MiB.
+    oxalloc_core::set_guard_slices(true);
     OPTIONS.load();
     wipe::init();
     canary::init(oxalloc_sys::random_u64());
@@ -451,7 +472,7 @@ pub fn corrupt_free_list(p: usize, what: &str, marker: usize) -> ! {
 /// `QUARANTINED` afterwards (the caller frees it).
 #[inline(always)]
 fn validate_small(p: usize, op: Op, marker: usize, claim: bool) -> Option<Block> {
-    match small::check_live(p, claim) {
+    match small::check_live(p, claim, op.live) {
         Ok(true) => {}
         Ok(false) => return None,
         Err(_) => bad_small(p, op, marker),
@@ -510,8 +531,21 @@ fn bad_small(p: usize, op: Op, marker: usize) -> ! {
         report::fatal_unlocked(m, marker, None);
     }
     let class = small::class_of_len(len);
+    if start == p && shadow::is_live(state) {
+        // A live block of the other family (`free` of `new`, `delete` of `new[]`, ...).
+        let size = small::recorded(p, len, small::pattern(p)).map_or(0, |(n, _)| n);
+        kind_mismatch(
+            None,
+            p,
+            (size, class),
+            state,
+            op,
+            marker,
+            site_of(p).as_ref(),
+        );
+    }
     if start != p {
-        let live = state == shadow::LIVE;
+        let live = shadow::is_live(state);
         let size = if live {
             small::recorded(start, len, small::pattern(start)).map_or(0, |(n, _)| n)
         } else {
@@ -550,6 +584,30 @@ fn bad_small(p: usize, op: Op, marker: usize) -> ! {
         .num(class as u64)
         .str(")");
     report::fatal_unlocked(m, marker, None)
+}
+
+/// Reports a free by the wrong family: the block at `p` is live with state `live`,
+/// which `op` does not take.
+#[cold]
+#[inline(never)]
+fn kind_mismatch(
+    held: Option<&Lock>,
+    p: usize,
+    (size, class_size): (usize, usize),
+    live: u8,
+    op: Op,
+    marker: usize,
+    allocated: Option<&Stack>,
+) -> ! {
+    let mut m = report::headline(Kind::KindMismatch, p);
+    report::block(&mut m, size, class_size);
+    report::within(&mut m, op.name);
+    m.str(": the block was allocated by ")
+        .str(shadow::allocator_name(live))
+        .str(" (free it with ")
+        .str(shadow::deallocator_name(live))
+        .str(")");
+    die(held, m, marker, allocated)
 }
 
 /// A block that left the quarantine was not all zero: report the write after free.
@@ -656,6 +714,7 @@ fn remember_site(p: usize, size: usize, stack: &Stack) {
             size,
             align: 16,
             freed: false,
+            live: LIVE,
             stack: *stack,
         })
     });
@@ -689,11 +748,18 @@ fn check_ring(ring: &QRing, marker: usize) {
 
 /// Allocates a small block for `n` bytes.
 #[inline(always)]
-fn alloc_small(n: usize, align: usize, zero: bool, stack: &Stack, marker: usize) -> usize {
+fn alloc_small(
+    n: usize,
+    align: usize,
+    zero: bool,
+    live: u8,
+    stack: &Stack,
+    marker: usize,
+) -> usize {
     let t = thread::current();
     // SAFETY: a non-null record belongs to the calling thread alone.
     let mut rec = (!t.is_null()).then(|| unsafe { &mut *t });
-    let Some((p, _)) = small::alloc(n, align, marker, rec.as_deref_mut()) else {
+    let Some((p, _)) = small::alloc(n, align, marker, rec.as_deref_mut(), live) else {
         return 0;
     };
     if zero || OPTIONS.junk() {
@@ -767,8 +833,8 @@ fn resize_in_place(b: &Block, n: usize) -> bool {
 
 /// A zero-size block.
 #[inline(never)]
-fn alloc_zero(stack: &Stack) -> usize {
-    let p = zero_size::alloc();
+fn alloc_zero(live: u8, stack: &Stack) -> usize {
+    let p = zero_size::alloc(live);
     if p != 0 && stack[0] != 0 {
         remember_site(p, 0, stack);
     }
@@ -787,6 +853,7 @@ fn validate_zero(p: usize, op: Op, marker: usize, claim: bool, slot: Slot) -> Bl
         }
         Slot::Freed if op.frees => Kind::DoubleFree,
         Slot::Freed => Kind::UseAfterFree,
+        Slot::LiveAs(live) => kind_mismatch(None, p, (0, 0), live, op, marker, None),
         _ => invalid_kind(op),
     };
     let mut m = report::headline(kind, p);
@@ -804,7 +871,7 @@ fn validate_zero(p: usize, op: Op, marker: usize, claim: bool, slot: Slot) -> Bl
 }
 
 impl Large {
-    fn alloc(&mut self, n: usize, align: usize, zero: bool, stack: &Stack) -> usize {
+    fn alloc(&mut self, n: usize, align: usize, zero: bool, live: u8, stack: &Stack) -> usize {
         let Some((data, total)) = large::layout(n, align) else {
             return 0;
         };
@@ -828,6 +895,7 @@ impl Large {
             size: n,
             align,
             freed: false,
+            live,
             stack: *stack,
         };
         if !self.table.insert(e) {
@@ -884,6 +952,18 @@ impl Large {
                         &e.stack,
                     );
                 }
+            }
+            if op.live != 0 && e.live != op.live {
+                let sizes = (e.size, e.total - 2 * PAGE_SIZE);
+                kind_mismatch(
+                    Some(held),
+                    p,
+                    sizes,
+                    e.live,
+                    op,
+                    marker,
+                    has_stack(&e.stack),
+                );
             }
             return Block::Large { idx, e };
         }
@@ -975,36 +1055,56 @@ pub fn alloc_stack(marker: usize) -> Stack {
 
 // -------------------------------------------------------------------- operations
 
-/// Allocates `n` bytes aligned to `align` with the given stack (initialised already).
+/// Allocates `n` bytes aligned to `align` in the live state `live` (the family) with
+/// the given stack (initialised already).
 #[inline(always)]
-fn alloc_in(n: usize, align: usize, zero: bool, stack: &Stack, marker: usize) -> usize {
+fn alloc_in(n: usize, align: usize, zero: bool, live: u8, stack: &Stack, marker: usize) -> usize {
     if n == 0 && align <= 16 {
-        return alloc_zero(stack);
+        return alloc_zero(live, stack);
     }
     if small::fits(n, align) {
-        alloc_small(n, align, zero, stack, marker)
+        alloc_small(n, align, zero, live, stack, marker)
     } else {
-        alloc_large(n, align, zero, stack)
+        alloc_large(n, align, zero, live, stack)
     }
 }
 
 /// A large block (or one aligned beyond what a small class gives), under the large
 /// lock.
 #[inline(never)]
-fn alloc_large(n: usize, align: usize, zero: bool, stack: &Stack) -> usize {
-    LARGE.with(|l| l.alloc(n.max(1), align.max(16), zero, stack))
+fn alloc_large(n: usize, align: usize, zero: bool, live: u8, stack: &Stack) -> usize {
+    LARGE.with(|l| l.alloc(n.max(1), align.max(16), zero, live, stack))
 }
 
-/// Allocates; 0 on failure (the caller sets errno). Inlined into each export.
+/// Allocates for the `malloc` family; 0 on failure (the caller sets errno). Inlined
+/// into each export.
 #[inline(always)]
 pub fn alloc(n: usize, align: usize, zero: bool, marker: usize) -> usize {
+    alloc_as(n, align, zero, LIVE, marker)
+}
+
+/// C++ `operator new`: [`alloc`] of a block only `operator delete` may free.
+#[inline(always)]
+pub fn alloc_new(n: usize, align: usize, marker: usize) -> usize {
+    alloc_as(n, align, false, LIVE_NEW, marker)
+}
+
+/// C++ `operator new[]`: [`alloc`] of a block only `operator delete[]` may free.
+#[inline(always)]
+pub fn alloc_new_array(n: usize, align: usize, marker: usize) -> usize {
+    alloc_as(n, align, false, LIVE_NEW_ARRAY, marker)
+}
+
+/// Allocates a block in the live state `live` (its family); 0 on failure.
+#[inline(always)]
+fn alloc_as(n: usize, align: usize, zero: bool, live: u8, marker: usize) -> usize {
     if n > MAX_REQUEST || !align.is_power_of_two() || !ensure_init() {
         return 0;
     }
     if OPTIONS.leaks() {
-        return alloc_traced(n, align, zero, marker);
+        return alloc_traced(n, align, zero, live, marker);
     }
-    alloc_in(n, align, zero, &NO_STACK, marker)
+    alloc_in(n, align, zero, live, &NO_STACK, marker)
 }
 
 /// The empty stack of blocks allocated outside leak mode.
@@ -1012,9 +1112,9 @@ static NO_STACK: Stack = [0; STACK_DEPTH];
 
 /// [`alloc`] in leak mode: with the caller's stack.
 #[inline(never)]
-fn alloc_traced(n: usize, align: usize, zero: bool, marker: usize) -> usize {
+fn alloc_traced(n: usize, align: usize, zero: bool, live: u8, marker: usize) -> usize {
     let stack = backtrace::capture(marker);
-    alloc_in(n, align, zero, &stack, marker)
+    alloc_in(n, align, zero, live, &stack, marker)
 }
 
 /// Before any block exists, every pointer given to a free-family function is invalid.
@@ -1048,7 +1148,7 @@ fn with_block<R>(
     if let Some(b) = validate_small(p, op, marker, false) {
         return f_small(b);
     }
-    match zero_size::check(p, false) {
+    match zero_size::check(p, false, op.live) {
         Slot::Outside => LARGE.with(|l| {
             let b = l.validate(p, op, marker);
             f_large(l, b)
@@ -1084,7 +1184,7 @@ pub fn free(p: usize, op: Op, x: Expect, marker: usize) {
 /// a bad pointer.
 #[inline(never)]
 fn free_other(p: usize, op: Op, x: Expect, marker: usize) {
-    match zero_size::check(p, true) {
+    match zero_size::check(p, true, op.live) {
         Slot::Outside => LARGE.with(|l| {
             let b = l.validate(p, op, marker);
             check_expect(Some(&LARGE.lock), &b, p, x, op, marker);
@@ -1127,7 +1227,7 @@ pub fn realloc(p: usize, n: usize, marker: usize) -> usize {
         return p;
     };
     let stack = alloc_stack(marker);
-    let q = alloc_in(n, 16, false, &stack, marker);
+    let q = alloc_in(n, 16, false, LIVE, &stack, marker);
     if q == 0 {
         return 0;
     }

@@ -35,6 +35,9 @@ pub struct Entry {
     pub align: usize,
     /// Freed and waiting in the quarantine.
     pub freed: bool,
+    /// How it was allocated: the live state of `crate::shadow` (`LIVE`, `LIVE_NEW`,
+    /// `LIVE_NEW_ARRAY`).
+    pub live: u8,
     /// Allocation stack (leak mode), innermost first.
     pub stack: Stack,
 }

@@ -1,13 +1,17 @@
 //! The shadow: one state byte per 16-byte granule of the core allocator's segments,
 //! kept out of line (its own mappings), so user data can never change it.
 //!
-//! Only the byte of a block's first granule means anything: [`LIVE`] while the block
-//! is handed out, [`QUARANTINED`] from its `free` until it leaves the quarantine,
-//! [`FREED`] after that; [`NEVER`] (zero) for every granule that never started a
-//! block we handed out. A `free` claims its block with one compare-and-swap from
-//! `LIVE` to `QUARANTINED`: of two frees of a block, on any threads, exactly one wins,
-//! and anything else (an interior pointer, a slot never handed out, a freed block) is
-//! not `LIVE` and goes to the report path.
+//! Only the byte of a block's first granule means anything: a *live* state while the
+//! block is handed out, which also says how it was allocated ([`LIVE`]: the `malloc`
+//! family, [`LIVE_NEW`]: C++ `new`, [`LIVE_NEW_ARRAY`]: `new[]`), [`QUARANTINED`] from
+//! its `free` until it leaves the quarantine, [`FREED`] after that; [`NEVER`] (zero)
+//! for every granule that never started a block we handed out. A `free` claims its
+//! block with one compare-and-swap from the live state of its own family (`free`:
+//! `LIVE`, `delete`: `LIVE_NEW`, `delete[]`: `LIVE_NEW_ARRAY`) to `QUARANTINED`: of
+//! two frees of a block, on any threads, exactly one wins, and anything else (an
+//! interior pointer, a slot never handed out, a freed block, a block of the other
+//! family) goes to the report path. The family costs nothing: the value stored and
+//! the value compared are constants of each function.
 //!
 //! A segment's shadow is 256 KiB (1/16 of its 4 MiB), mapped when its first block is
 //! handed out and found through a table indexed by segment number (one entry per
@@ -23,12 +27,40 @@ use oxalloc_core::segment::{SEGMENT_MASK, SEGMENT_SHIFT, SEGMENT_SIZE};
 
 /// Never the start of a block we handed out.
 pub const NEVER: u8 = 0;
-/// A live block starts here.
+/// A live block allocated by the `malloc` family (and Rust's `GlobalAlloc`) starts here.
 pub const LIVE: u8 = 1;
+/// A live block allocated by C++ `operator new` starts here.
+pub const LIVE_NEW: u8 = 5;
+/// A live block allocated by C++ `operator new[]` starts here.
+pub const LIVE_NEW_ARRAY: u8 = 9;
 /// A freed block waiting in the quarantine starts here.
 pub const QUARANTINED: u8 = 2;
 /// A block that was freed (and left the quarantine) started here.
 pub const FREED: u8 = 3;
+
+/// True for the live states (the low two bits are 01).
+#[inline(always)]
+pub const fn is_live(state: u8) -> bool {
+    state & 3 == 1
+}
+
+/// The function that allocates blocks of a live state, for reports.
+pub fn allocator_name(state: u8) -> &'static str {
+    match state {
+        LIVE_NEW => "operator new",
+        LIVE_NEW_ARRAY => "operator new[]",
+        _ => "malloc",
+    }
+}
+
+/// The function that frees blocks of a live state, for reports.
+pub fn deallocator_name(state: u8) -> &'static str {
+    match state {
+        LIVE_NEW => "operator delete",
+        LIVE_NEW_ARRAY => "operator delete[]",
+        _ => "free",
+    }
+}
 
 /// Bytes per state byte.
 pub const GRANULE: usize = 16;

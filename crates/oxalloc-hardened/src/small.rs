@@ -24,11 +24,11 @@ use oxalloc_core::heap as core_heap;
 use oxalloc_core::segment::{
     Owner, Segment, SpanKind, SEGMENT_HEADER_BYTES, SEGMENT_MAP, SLICE_SIZE,
 };
-use oxalloc_core::size_class::{SizeClass, MAX_SMALL, NUM_CLASSES};
+use oxalloc_core::size_class::{SizeClass, MAX_SMALL};
 
 use crate::canary;
 use crate::mitigations as mt;
-use crate::shadow::{self, FREED, LIVE, NEVER, QUARANTINED};
+use crate::shadow::{self, FREED, NEVER, QUARANTINED};
 use crate::thread::{Cache, STASH, STASH_CLASSES};
 
 /// Spare bytes every block has after the requested size: canary and size word.
@@ -84,7 +84,9 @@ fn pattern_at(pat: u64, n: usize) -> u64 {
 /// Writes the canary over `[n, len - 8)` of the block at `p`, and in its last word
 /// the requested size `n` and alignment `align`, encoded with the pattern. A word at a
 /// time, unaligned, from `n` (the user's bytes below `n` are not touched); the last
-/// canary word may reach into the final 16 bytes, which are written after it.
+/// canary word may reach into the final 16 bytes, which are written after it. The
+/// canary's first byte (offset `n`) is then 0, so a string that fills the block to
+/// its requested size without a terminator still ends there (`strlen` stops).
 #[inline(always)]
 pub fn seal(p: usize, len: usize, n: usize, align: usize, pat: u64) {
     debug_assert!(n + ROOM <= len && len.is_multiple_of(16) && align.is_power_of_two());
@@ -102,6 +104,8 @@ pub fn seal(p: usize, len: usize, n: usize, align: usize, pat: u64) {
         ((p + end) as *mut u64).write(pat);
         ((p + end + 8) as *mut u64).write(pat ^ record);
     }
+    // SAFETY: `n <= len - ROOM`: the first canary byte, inside the block.
+    unsafe { ((p + n) as *mut u8).write(0) };
 }
 
 /// The requested size and alignment recorded in the block at `p`, or `None` if its
@@ -116,21 +120,28 @@ pub fn recorded(p: usize, len: usize, pat: u64) -> Option<(usize, usize)> {
     (n <= len - ROOM && (4..=16).contains(&lg)).then_some((n, 1 << lg))
 }
 
-/// True when the canary of the block at `p` holding `n` bytes is intact.
+/// True when the canary of the block at `p` holding `n` bytes is intact (its first
+/// byte 0, the rest the pattern).
 #[inline(always)]
 pub fn sealed(p: usize, len: usize, n: usize, pat: u64) -> bool {
     let end = len - ROOM;
+    // The pattern as stored from `n` on, with its first byte (the zero) taken out.
     let w = pattern_at(pat, n);
-    let mut acc = 0;
-    let mut off = n;
+    // SAFETY: `n + 8 <= len - 8`: inside the block (see `seal`).
+    let first = unsafe { ((p + n) as *const u64).read_unaligned() };
+    let mut acc = first & 0xFF;
+    acc |= (first ^ w) & !0xFF;
+    let mut off = n + 8;
     while off < end {
         // SAFETY: inside the block (see `seal`); the last word read may overlap the
         // final 16 bytes, whose first word holds the pattern at the same phase.
         acc |= unsafe { ((p + off) as *const u64).read_unaligned() } ^ w;
         off += 8;
     }
+    // The word at `end`, whose first byte is the zero when `n == end`.
+    let zero_at_end = ((n == end) as u64).wrapping_neg() & 0xFF;
     // SAFETY: as in `seal`.
-    acc |= unsafe { ((p + end) as *const u64).read() } ^ pat;
+    acc |= unsafe { ((p + end) as *const u64).read() } ^ (pat & !zero_at_end);
     acc == 0
 }
 
@@ -140,12 +151,14 @@ pub fn first_change(p: usize, len: usize, n: usize, pat: u64) -> usize {
     let pat = pat.to_ne_bytes();
     // SAFETY: the block's bytes, which the caller may read.
     let block = unsafe { bytes(p, len) };
-    (n..len - 8).find(|&i| block[i] != pat[i % 8]).unwrap_or(n)
+    (n..len - 8)
+        .find(|&i| block[i] != if i == n { 0 } else { pat[i % 8] })
+        .unwrap_or(n)
 }
 
 /// A block for `n` bytes aligned to `align` (16, or more when [`fits`] said so):
 /// `None` if the core has no memory. Returns the block and its length; the state
-/// byte is `LIVE` and the block sealed. With the thread's record `t`, small classes go
+/// byte is `live` (one of the live states: how it was allocated) and the block sealed. With the thread's record `t`, small classes go
 /// through its stash (random order; every block of a class an aligned request maps
 /// to is aligned, so stashed blocks serve it too).
 #[inline(always)]
@@ -154,7 +167,9 @@ pub fn alloc(
     align: usize,
     marker: usize,
     t: Option<&mut Cache>,
+    live: u8,
 ) -> Option<(usize, usize)> {
+    debug_assert!(shadow::is_live(live));
     let (mut p, len, class, mut state) = take(n, align, marker)?;
     if let Some(t) = t.filter(|_| mt::RANDOM_ORDER && (class as usize) < STASH_CLASSES) {
         let r = t.random() as usize;
@@ -168,7 +183,7 @@ pub fn alloc(
             (p, _, _, state) = take(n, align, marker)?;
         }
     }
-    state.store(LIVE, Ordering::Release);
+    state.store(live, Ordering::Release);
     // SAFETY: the block is ours; its first word is the core's free-list link (or old
     // data of a recycled span), not the user's.
     unsafe { (p as *mut u64).write(0) };
@@ -210,7 +225,7 @@ fn take(n: usize, align: usize, marker: usize) -> Option<(usize, usize, u8, &'st
     let off = p.wrapping_sub(Segment::span_start(span) as usize);
     if len < n + ROOM
         || off >= (1 << 22)
-        || !on_boundary(off, len, class)
+        || !SizeClass(class).is_block_offset(off)
         || !p.is_multiple_of(align)
     {
         crate::heap::corrupt_free_list(p, "not a block of its size class", marker);
@@ -221,8 +236,8 @@ fn take(n: usize, align: usize, marker: usize) -> Option<(usize, usize, u8, &'st
         return None;
     };
     let old = state.load(Ordering::Relaxed);
-    if old == LIVE || old == QUARANTINED {
-        let what = if old == LIVE {
+    if shadow::is_live(old) || old == QUARANTINED {
+        let what = if shadow::is_live(old) {
             "still live"
         } else {
             "in the quarantine"
@@ -261,29 +276,6 @@ pub fn return_stash(t: &mut Cache) {
     }
 }
 
-/// `ceil(2^40 / size)` for every core class, so a block-boundary test is one
-/// multiplication (offsets within a span are below 2^22, so the quotient is exact).
-static RECIPROCALS: [u64; NUM_CLASSES] = {
-    let mut t = [0u64; NUM_CLASSES];
-    let mut c = 0;
-    while c < NUM_CLASSES {
-        let size = SizeClass(c as u8).size() as u64;
-        t[c] = (1u64 << 40).div_ceil(size);
-        c += 1;
-    }
-    t
-};
-
-/// True when `off` (below 2^22) is a multiple of `len`, the size of class `class`.
-#[inline(always)]
-fn on_boundary(off: usize, len: usize, class: u8) -> bool {
-    let Some(&r) = RECIPROCALS.get(class as usize) else {
-        return false;
-    };
-    let q = (off as u64 * r) >> 40;
-    q as usize * len == off
-}
-
 /// The length of the block at `p`, which is `LIVE` or `QUARANTINED` (so its span is a
 /// small span that stays put).
 #[inline(always)]
@@ -293,12 +285,12 @@ pub fn len_of(p: usize) -> usize {
     unsafe { (*Segment::span_of(Segment::of(p), p)).block_size as usize }
 }
 
-/// Checks that `p` is a live block of ours: `Ok(true)` if it is (and, with
-/// `and_claim`, it is now `QUARANTINED`: the caller frees it); `Ok(false)` if it is
-/// not in a core segment at all (maybe a large block). Anything else (`Err(state)`)
-/// is a misuse for the caller to report.
+/// Checks that `p` is a live block of ours in the live state `want` (0: any live
+/// state): `Ok(true)` if it is (and, with `and_claim`, it is now `QUARANTINED`: the
+/// caller frees it); `Ok(false)` if it is not in a core segment at all (maybe a large
+/// block). Anything else (`Err(state)`) is a misuse for the caller to report.
 #[inline(always)]
-pub fn check_live(p: usize, and_claim: bool) -> Result<bool, u8> {
+pub fn check_live(p: usize, and_claim: bool, want: u8) -> Result<bool, u8> {
     if SEGMENT_MAP.owner(p) != Owner::Normal {
         return Ok(false);
     }
@@ -306,10 +298,11 @@ pub fn check_live(p: usize, and_claim: bool) -> Result<bool, u8> {
         return Err(NEVER);
     };
     let r = if and_claim {
-        state.compare_exchange(LIVE, QUARANTINED, Ordering::AcqRel, Ordering::Acquire)
+        debug_assert!(shadow::is_live(want));
+        state.compare_exchange(want, QUARANTINED, Ordering::AcqRel, Ordering::Acquire)
     } else {
         match state.load(Ordering::Acquire) {
-            LIVE => Ok(LIVE),
+            s if shadow::is_live(s) && (want == 0 || s == want) => Ok(s),
             s => Err(s),
         }
     };

@@ -10,7 +10,7 @@
 use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 use crate::lock::Lock;
-use crate::shadow::{FREED, LIVE, NEVER};
+use crate::shadow::{self, FREED, NEVER};
 
 /// Slots in the reservation (1 GiB of address space).
 pub const SLOTS: usize = 1 << 26;
@@ -43,21 +43,22 @@ fn state(i: usize) -> &'static AtomicU8 {
     unsafe { &*((STATES.load(Ordering::Relaxed) + i) as *const AtomicU8) }
 }
 
-/// A fresh zero-size block, or 0 when all [`SLOTS`] are live.
-pub fn alloc() -> usize {
+/// A fresh zero-size block in the live state `live` (how it was allocated), or 0
+/// when all [`SLOTS`] are live.
+pub fn alloc(live: u8) -> usize {
     LOCK.lock();
     let start = NEXT.load(Ordering::Relaxed);
     let mut found = None;
     for k in 0..SLOTS {
         let i = (start + k) % SLOTS;
-        if state(i).load(Ordering::Relaxed) != LIVE {
+        if !shadow::is_live(state(i).load(Ordering::Relaxed)) {
             found = Some(i);
             break;
         }
     }
     let p = match found {
         Some(i) => {
-            state(i).store(LIVE, Ordering::Release);
+            state(i).store(live, Ordering::Release);
             NEXT.store(i + 1, Ordering::Relaxed);
             LIVE_COUNT.fetch_add(1, Ordering::Relaxed);
             BASE.load(Ordering::Relaxed) + i * SLOT
@@ -81,11 +82,14 @@ pub enum Slot {
     Never,
     /// Not the start of a slot (offset in bytes).
     Inside(usize),
+    /// A live block allocated by another family (its live state).
+    LiveAs(u8),
 }
 
-/// Classifies `p`; with `claim`, a live block becomes freed (one atomic swap, so of
-/// two frees exactly one sees it live).
-pub fn check(p: usize, claim: bool) -> Slot {
+/// Classifies `p` for a caller that expects the live state `want` (0: any); with
+/// `claim`, a live block of that state becomes freed (one compare-and-swap, so of two
+/// frees exactly one sees it live).
+pub fn check(p: usize, claim: bool, want: u8) -> Slot {
     let base = BASE.load(Ordering::Acquire);
     let off = p.wrapping_sub(base);
     if base == 0 || off >= SLOTS * SLOT {
@@ -96,19 +100,19 @@ pub fn check(p: usize, claim: bool) -> Slot {
     }
     let s = state(off / SLOT);
     let old = if claim {
-        match s.compare_exchange(LIVE, FREED, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(v) | Err(v) => v,
+        match s.compare_exchange(want, FREED, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => {
+                LIVE_COUNT.fetch_sub(1, Ordering::Relaxed);
+                return Slot::Live;
+            }
+            Err(v) => v,
         }
     } else {
         s.load(Ordering::Acquire)
     };
     match old {
-        LIVE => {
-            if claim {
-                LIVE_COUNT.fetch_sub(1, Ordering::Relaxed);
-            }
-            Slot::Live
-        }
+        s if shadow::is_live(s) && (want == 0 || s == want) => Slot::Live,
+        s if shadow::is_live(s) => Slot::LiveAs(s),
         NEVER => Slot::Never,
         _ => Slot::Freed,
     }

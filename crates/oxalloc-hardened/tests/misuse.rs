@@ -183,6 +183,8 @@ const CASES: &[(&str, i32, &[&str])] = &[
         &["size mismatch of 0x", "in free_aligned_sized()"],
     ),
     ("underflow_into_metadata", SIGSEGV, &[]),
+    ("overflow_1mib_small", SIGSEGV, &[]),
+    ("overflow_1mib_medium", SIGSEGV, &[]),
     ("malloc0_access", SIGSEGV, &[]),
     (
         "malloc0_double_free",
@@ -243,6 +245,88 @@ fn misuse_is_reported_when_linked_statically() {
         let out = run(&prog, &[case], false, &[]);
         expect_signal(&out, sig, needles, case);
     }
+}
+
+#[test]
+fn a_one_mib_linear_overflow_hits_a_guard_slice_preloaded_and_static() {
+    let prog = build("misuse", "cc", "misuse.c", &[]);
+    let lib = static_lib();
+    let lib = lib.to_str().unwrap();
+    let stat = build(
+        "misuse-static",
+        "cc",
+        "misuse.c",
+        &[lib, "-lpthread", "-ldl", "-lm", "-lgcc_s"],
+    );
+    for case in ["overflow_1mib_small", "overflow_1mib_medium"] {
+        expect_signal(&run(&prog, &[case], true, &[]), SIGSEGV, &[], case);
+        expect_signal(&run(&stat, &[case], false, &[]), SIGSEGV, &[], case);
+    }
+}
+
+#[test]
+fn a_string_filling_its_block_without_terminator_ends_at_the_canary() {
+    let prog = build("misuse", "cc", "misuse.c", &[]);
+    let lib = static_lib();
+    let lib = lib.to_str().unwrap();
+    let stat = build(
+        "misuse-static",
+        "cc",
+        "misuse.c",
+        &[lib, "-lpthread", "-ldl", "-lm", "-lgcc_s"],
+    );
+    for out in [
+        run(&prog, &["unterminated_string"], true, &[]),
+        run(&stat, &["unterminated_string"], false, &[]),
+    ] {
+        expect_ok(&out, "unterminated_string");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("strlen 45\n"), "{stdout}");
+    }
+}
+
+/// (case, the function in the report, the family that allocated the block)
+const KIND_MISMATCHES: &[(&str, &str, &str)] = &[
+    ("delete_of_new_array", "operator delete", "operator new[]"),
+    ("delete_array_of_new", "operator delete[]", "operator new"),
+    ("free_of_new", "free", "operator new"),
+    ("free_of_new_array", "free", "operator new[]"),
+    ("delete_of_malloc", "operator delete", "malloc"),
+    ("realloc_of_new", "realloc", "operator new"),
+    (
+        "delete_of_new_array_large",
+        "operator delete",
+        "operator new[]",
+    ),
+    ("free_of_new_large", "free", "operator new"),
+    ("free_of_new_array_zero", "free", "operator new[]"),
+    (
+        "delete_array_of_new_nothrow",
+        "operator delete[]",
+        "operator new",
+    ),
+];
+
+#[test]
+fn cxx_new_delete_and_malloc_family_mismatches_are_reported_preloaded_and_static() {
+    let prog = build("cxx", "c++", "cxx.cpp", &[]);
+    let lib = static_lib();
+    let lib = lib.to_str().unwrap();
+    let stat = build(
+        "cxx-static",
+        "c++",
+        "cxx.cpp",
+        &[lib, "-lpthread", "-ldl", "-lm", "-lgcc_s"],
+    );
+    for &(case, op, family) in KIND_MISMATCHES {
+        let within = format!("in {op}(): the block was allocated by {family} ");
+        let needles = ["mismatched allocation and deallocation of 0x", &within];
+        expect_signal(&run(&prog, &[case], true, &[]), SIGABRT, &needles, case);
+        expect_signal(&run(&stat, &[case], false, &[]), SIGABRT, &needles, case);
+    }
+    let out = run(&stat, &["clean"], false, &[]);
+    expect_ok(&out, "cxx clean, static");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("cxx clean ok"));
 }
 
 #[test]
