@@ -76,7 +76,7 @@ fn invalid(op: Op) -> Kind {
 /// A block freed twice (or handed to `op` after it was freed).
 #[cold]
 #[inline(never)]
-pub fn double_free(p: usize, block_size: usize, op: Op, marker: usize) -> ! {
+pub fn double_free(p: usize, block_size: usize, op: Op) -> ! {
     let kind = if op.frees() {
         Kind::DoubleFree
     } else {
@@ -88,27 +88,27 @@ pub fn double_free(p: usize, block_size: usize, op: Op, marker: usize) -> ! {
     }
     report::within(&mut m, op.name());
     m.str(": the block was already freed");
-    report::fatal(m, marker)
+    report::fatal(m, crate::stack_marker!())
 }
 
 /// A pointer into our memory that is not the start of a live block; `why` says what it
 /// is instead (the words follow a colon).
 #[cold]
 #[inline(never)]
-pub fn not_a_block(p: usize, op: Op, why: &str, marker: usize) -> ! {
+pub fn not_a_block(p: usize, op: Op, why: &str) -> ! {
     let mut m = headline(invalid(op), p, op);
     m.str(": ").str(why);
-    report::fatal(m, marker)
+    report::fatal(m, crate::stack_marker!())
 }
 
 /// An interior or misaligned pointer into the block at `block` (of `block_size`
 /// bytes; 0 if not known).
 #[cold]
 #[inline(never)]
-pub fn interior(p: usize, block: usize, block_size: usize, op: Op, marker: usize) -> ! {
+pub fn interior(p: usize, block: usize, block_size: usize, op: Op) -> ! {
     let mut m = headline(invalid(op), p, op);
     let offset = p - block;
-    m.str(if offset % 16 == 0 {
+    m.str(if offset.is_multiple_of(16) {
         ": interior pointer, "
     } else {
         ": misaligned pointer, "
@@ -119,20 +119,13 @@ pub fn interior(p: usize, block: usize, block_size: usize, op: Op, marker: usize
     if block_size != 0 {
         report::block(&mut m, block_size, block_size);
     }
-    report::fatal(m, marker)
+    report::fatal(m, crate::stack_marker!())
 }
 
 /// A sized free whose size (or alignment) gives another size class than the block's.
 #[cold]
 #[inline(never)]
-pub fn size_mismatch(
-    p: usize,
-    usable: usize,
-    size: usize,
-    align: usize,
-    op: Op,
-    marker: usize,
-) -> ! {
+pub fn size_mismatch(p: usize, usable: usize, size: usize, align: usize, op: Op) -> ! {
     let mut m = report::headline(Kind::SizeMismatch, p);
     report::block(&mut m, usable, usable);
     report::within(&mut m, op.name());
@@ -141,7 +134,7 @@ pub fn size_mismatch(
         m.str(" and alignment ").num(align as u64);
     }
     m.str(", which is not this block's size class");
-    report::fatal(m, marker)
+    report::fatal(m, crate::stack_marker!())
 }
 
 /// What a pointer outside our memory points into.
@@ -166,7 +159,7 @@ static FOREIGN_REPORTED: AtomicBool = AtomicBool::new(false);
 /// (see the module docs). Null is not a misuse and returns at once.
 #[cold]
 #[inline(never)]
-pub fn not_ours(p: usize, op: Op, marker: usize) {
+pub fn not_ours(p: usize, op: Op) {
     if p == 0 {
         return;
     }
@@ -176,10 +169,10 @@ pub fn not_ours(p: usize, op: Op, marker: usize) {
     crate::stats::add(&crate::stats::GLOBAL.foreign_frees, 1);
     let place = place_of(p);
     let policy = crate::options::FOREIGN_FREE.get();
-    if place == Place::Other {
-        if policy == 0 || (policy == 1 && FOREIGN_REPORTED.swap(true, Ordering::Relaxed)) {
-            return;
-        }
+    if place == Place::Other
+        && (policy == 0 || (policy == 1 && FOREIGN_REPORTED.swap(true, Ordering::Relaxed)))
+    {
+        return;
     }
     let mut m = headline(invalid(op), p, op);
     m.str(match place {
@@ -193,7 +186,7 @@ pub fn not_ours(p: usize, op: Op, marker: usize) {
         report::warn(m);
         return;
     }
-    report::fatal(m, marker)
+    report::fatal(m, crate::stack_marker!())
 }
 
 /// One line of `/proc/self/maps`, parsed.
@@ -329,7 +322,7 @@ mod tests {
             Place::Stack
         );
         assert_eq!(place_of(&STATIC_WORD as *const u64 as usize), Place::Static);
-        assert_eq!(place_of(place_of as usize), Place::Static);
+        assert_eq!(place_of(place_of as *const () as usize), Place::Static);
         assert_eq!(place_of(0x10), Place::Unmapped);
         let m = oxalloc_sys::map(1 << 16).unwrap();
         assert_eq!(place_of(m.as_ptr() as usize + 100), Place::Other);

@@ -87,16 +87,16 @@ pub(super) unsafe fn is_free(span: *mut Span, b: *mut Block) -> bool {
 /// # Safety
 /// `span` is the head record `p`'s slice names, a small span of a live segment.
 #[cold]
-pub(super) unsafe fn check_small(span: *mut Span, p: usize, op: Op, marker: usize) {
+pub(super) unsafe fn check_small(span: *mut Span, p: usize, op: Op) {
     // SAFETY: caller's contract.
     unsafe {
         let bs = (*span).block_size as usize;
         if !Span::on_grid(span, p) {
-            off_grid(span, p, op, marker);
+            off_grid(span, p, op);
         }
         let b = p as *mut Block;
         if ptr::read_volatile(&raw const (*b).key) == (*span).owner && is_free(span, b) {
-            misuse::double_free(p, bs, op, marker);
+            misuse::double_free(p, bs, op);
         }
     }
 }
@@ -106,7 +106,7 @@ pub(super) unsafe fn check_small(span: *mut Span, p: usize, op: Op, marker: usiz
 /// # Safety
 /// As for [`check_small`].
 #[cold]
-unsafe fn off_grid(span: *mut Span, p: usize, op: Op, marker: usize) -> ! {
+unsafe fn off_grid(span: *mut Span, p: usize, op: Op) -> ! {
     // SAFETY: caller's contract; `bump` is read once, racily if another thread owns the
     // span (it only grows, and this is the report path).
     unsafe {
@@ -115,13 +115,12 @@ unsafe fn off_grid(span: *mut Span, p: usize, op: Op, marker: usize) -> ! {
         let carved = ptr::read_volatile(&raw const (*span).bump) as usize;
         if p >= base && p < carved {
             let block = base + (p - base) / bs * bs;
-            misuse::interior(p, block, bs, op, marker)
+            misuse::interior(p, block, bs, op)
         }
         misuse::not_a_block(
             p,
             op,
             "the address is in oxalloc's memory but not in a block it handed out",
-            marker,
         )
     }
 }
@@ -162,7 +161,7 @@ pub unsafe fn check_sized(p: *mut u8, size: usize, align: usize, op: Op) {
         _ => fits && (size >= HUGE_THRESHOLD / 2 || align > SLICE_SIZE),
     };
     if !ok {
-        misuse::size_mismatch(addr, usable, size, align, op, crate::stack_marker!());
+        misuse::size_mismatch(addr, usable, size, align, op);
     }
 }
 

@@ -66,10 +66,14 @@ pub unsafe fn free_with(p: *mut u8, op: Op) {
 #[inline(always)]
 pub unsafe fn free_sized(p: *mut u8, size: usize, align: usize, op: Op) {
     let addr = p as usize;
-    if size <= DIRECT_MAX && align <= 16 && SEGMENT_MAP.owner(addr) == Owner::Normal {
+    if size <= DIRECT_MAX && align <= 16 {
+        let Some(seg) = SEGMENT_MAP.normal_segment(addr) else {
+            // SAFETY: caller's contract.
+            return unsafe { free_sized_checked(p, size, align, op) };
+        };
         // SAFETY: as in `free_with`.
         unsafe {
-            let span = Segment::span_of(Segment::of(addr), addr);
+            let span = Segment::span_of(seg, addr);
             let heap = tls::heap();
             let b = p.cast::<Block>();
             if (*span).owner == heap
@@ -81,6 +85,19 @@ pub unsafe fn free_sized(p: *mut u8, size: usize, align: usize, op: Op) {
             }
         }
     }
+    // SAFETY: caller's contract.
+    unsafe { free_sized_checked(p, size, align, op) }
+}
+
+/// [`free_sized`] past its fast path, out of line: the checks would otherwise be
+/// inlined into every caller (Rust's `__rust_dealloc`), which then saves registers on
+/// every call.
+///
+/// # Safety
+/// As for [`free`].
+#[cold]
+#[inline(never)]
+unsafe fn free_sized_checked(p: *mut u8, size: usize, align: usize, op: Op) {
     // SAFETY: caller's contract.
     unsafe {
         check::check_sized(p, size, align, op);
@@ -208,14 +225,13 @@ pub(super) unsafe fn release_current_if_empty(heap: *mut Heap, c: SizeClass) {
 #[cold]
 #[inline(never)]
 unsafe fn free_other(p: *mut u8, span: *mut Span, heap: *mut Heap, op: Op) {
-    let marker = crate::stack_marker!();
     let addr = p as usize;
     // SAFETY: caller's contract. A small span with a live block (p, once checked) keeps
     // its kind and owner until that block is freed.
     unsafe {
         match (*span).kind {
             SpanKind::Small => {
-                check::check_small(span, addr, op, marker);
+                check::check_small(span, addr, op);
                 let owner = (*span).owner;
                 let b = p.cast::<Block>();
                 if owner == heap {
@@ -241,12 +257,12 @@ unsafe fn free_other(p: *mut u8, span: *mut Span, heap: *mut Heap, op: Op) {
                 // and leave a second free of `p` nothing to find.
                 crate::purger::ensure_started();
                 if !CENTRAL.lock().give_large(span, addr) {
-                    bad_large(span, addr, op, marker);
+                    bad_large(span, addr, op);
                 }
                 stats::add(&GLOBAL.large_frees, 1);
                 count_free(LARGE_SLOT);
             }
-            SpanKind::Free => bad_large(span, addr, op, marker),
+            SpanKind::Free => bad_large(span, addr, op),
         }
     }
 }
@@ -256,26 +272,26 @@ unsafe fn free_other(p: *mut u8, span: *mut Span, heap: *mut Heap, op: Op) {
 /// # Safety
 /// As for [`free_other`].
 #[cold]
-pub(super) unsafe fn bad_large(span: *mut Span, p: usize, op: Op, marker: usize) -> ! {
+pub(super) unsafe fn bad_large(span: *mut Span, p: usize, op: Op) -> ! {
     // SAFETY: caller's contract: the record is mapped; fields are read racily, for the
     // report only.
     unsafe {
         let seg = Segment::of(p);
         if (p - seg as usize) < FIRST_SLICE * SLICE_SIZE {
-            misuse::not_a_block(p, op, "the address is in oxalloc's metadata", marker);
+            misuse::not_a_block(p, op, "the address is in oxalloc's metadata");
         }
         let live = ptr::read_volatile(&raw const (*span).grid_base);
         if (*span).kind == SpanKind::Large && live != 0 && (*span).head == span && p > live {
             let size = Segment::span_start(span) as usize
                 + (*span).slice_count as usize * SLICE_SIZE
                 - live;
-            misuse::interior(p, live, size, op, marker);
+            misuse::interior(p, live, size, op);
         }
         if p.is_multiple_of(SLICE_SIZE) {
             // Where a large block started: freed already (its span is free or cut up).
-            misuse::double_free(p, 0, op, marker);
+            misuse::double_free(p, 0, op);
         }
-        misuse::not_a_block(p, op, "the address is in free memory", marker)
+        misuse::not_a_block(p, op, "the address is in free memory")
     }
 }
 
@@ -302,24 +318,23 @@ unsafe fn free_huge(p: *mut u8, op: Op) {
     if unsafe { huge::free(p) } {
         count_free(HUGE_SLOT);
     } else {
-        bad_huge(p as usize, op, crate::stack_marker!());
+        bad_huge(p as usize, op);
     }
 }
 
 /// Reports a pointer into a huge region that is not a live block.
 #[cold]
-pub(super) fn bad_huge(p: usize, op: Op, marker: usize) -> ! {
+pub(super) fn bad_huge(p: usize, op: Op) -> ! {
     match huge::classify(p) {
-        huge::NotABlock::FreedBlock => misuse::double_free(p, 0, op, marker),
-        huge::NotABlock::Interior { block, .. } => misuse::interior(p, block, 0, op, marker),
+        huge::NotABlock::FreedBlock => misuse::double_free(p, 0, op),
+        huge::NotABlock::Interior { block, .. } => misuse::interior(p, block, 0, op),
         huge::NotABlock::FreeMemory => misuse::not_a_block(
             p,
             op,
             "the address is in free memory (a block freed before and merged with its neighbours?)",
-            marker,
         ),
         huge::NotABlock::Metadata => {
-            misuse::not_a_block(p, op, "the address is in oxalloc's metadata", marker)
+            misuse::not_a_block(p, op, "the address is in oxalloc's metadata")
         }
     }
 }
@@ -328,7 +343,7 @@ pub(super) fn bad_huge(p: usize, op: Op, marker: usize) -> ! {
 #[cold]
 #[inline(never)]
 fn free_foreign(p: *mut u8, op: Op) {
-    misuse::not_ours(p as usize, op, crate::stack_marker!());
+    misuse::not_ours(p as usize, op);
 }
 
 /// Gives an empty small span back to the central pool.

@@ -273,18 +273,17 @@ pub unsafe fn usable_size(p: *mut u8) -> usize {
 /// As for [`usable_size`].
 pub unsafe fn usable_size_with(p: *mut u8, op: Op) -> usize {
     let addr = p as usize;
-    let marker = crate::stack_marker!();
     match SEGMENT_MAP.owner(addr) {
         Owner::Huge => {
             // SAFETY: caller's contract.
             let n = unsafe { huge::usable(p) };
             if n == 0 {
-                bad_huge(addr, op, marker);
+                bad_huge(addr, op);
             }
             n
         }
         Owner::Foreign => {
-            misuse::not_ours(addr, op, marker);
+            misuse::not_ours(addr, op);
             0
         }
         // SAFETY: the map says the segment is live, so the record is mapped; the span
@@ -293,13 +292,13 @@ pub unsafe fn usable_size_with(p: *mut u8, op: Op) -> usize {
             let span = Segment::span_of(Segment::of(addr), addr);
             match (*span).kind {
                 SpanKind::Small => {
-                    check::check_small(span, addr, op, marker);
+                    check::check_small(span, addr, op);
                     (*span).block_size as usize
                 }
                 SpanKind::Large if (*span).grid_base == addr && (*span).head == span => {
                     large_usable(span, addr)
                 }
-                _ => bad_large(span, addr, op, marker),
+                _ => bad_large(span, addr, op),
             }
         },
     }
