@@ -292,7 +292,12 @@ pub unsafe fn usable_size_with(p: *mut u8, op: Op) -> usize {
             let span = Segment::span_of(Segment::of(addr), addr);
             match (*span).kind {
                 SpanKind::Small => {
-                    check::check_small(span, addr, op);
+                    // The common case inline: a carved block without the free key.
+                    if !Span::on_grid(span, addr)
+                        || (*(addr as *const Block)).key == (*span).owner
+                    {
+                        check::check_small(span, addr, op);
+                    }
                     (*span).block_size as usize
                 }
                 SpanKind::Large if (*span).grid_base == addr && (*span).head == span => {
