@@ -35,4 +35,16 @@ if ! command -v cargo >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/cargo" ]; then
   curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs |
     sh -s -- -y --profile minimal --default-toolchain stable >/dev/null
 fi
+# The musl target (static Rust programs, Alpine): test.sh builds and runs the core,
+# facade and typed tests for it. Rust's musl target carries its own libc.a and crt
+# files and links with the host cc, so no musl-tools is needed for it.
+rustup_bin="$(command -v rustup 2>/dev/null || echo "$HOME/.cargo/bin/rustup")"
+if [ -x "$rustup_bin" ]; then
+  if ! "$rustup_bin" target list --installed | grep -qx x86_64-unknown-linux-musl; then
+    echo "setup: adding the Rust target x86_64-unknown-linux-musl"
+    "$rustup_bin" target add x86_64-unknown-linux-musl >/dev/null
+  fi
+else
+  echo "setup: no rustup: cannot add x86_64-unknown-linux-musl (test.sh will skip it)" >&2
+fi
 echo "setup: all set"

@@ -51,7 +51,10 @@ pub struct Unwinder {
     pub get_cfa: GetFn,
 }
 
-#[cfg(target_os = "linux")]
+#[cfg(all(
+    target_os = "linux",
+    not(all(target_env = "musl", target_feature = "crt-static"))
+))]
 fn unwinder() -> Option<Unwinder> {
     let find = |name: &core::ffi::CStr| -> *mut c_void {
         let p = oxalloc_sys::lookup_symbol(name);
@@ -82,6 +85,36 @@ fn unwinder() -> Option<Unwinder> {
 #[cfg(not(target_os = "linux"))]
 fn unwinder() -> Option<Unwinder> {
     None
+}
+
+// A static musl program has no dynamic loader: `dlsym` finds nothing and `dlopen` fails,
+// so the lookup above would always give "(no stack)". Such a program always carries an
+// unwinder (Rust's musl target links the LLVM libunwind that ships with it, the
+// `libunwind.a` named below), so it is linked directly instead. `-bundle`: the archive
+// stays a link argument of the final program, as std's own `-lunwind` is.
+#[cfg(all(
+    target_os = "linux",
+    target_env = "musl",
+    target_feature = "crt-static"
+))]
+#[link(name = "unwind", kind = "static", modifiers = "-bundle")]
+extern "C" {
+    fn _Unwind_Backtrace(trace: Trace, arg: *mut c_void) -> i32;
+    fn _Unwind_GetIP(ctx: *mut UnwindContext) -> usize;
+    fn _Unwind_GetCFA(ctx: *mut UnwindContext) -> usize;
+}
+
+#[cfg(all(
+    target_os = "linux",
+    target_env = "musl",
+    target_feature = "crt-static"
+))]
+fn unwinder() -> Option<Unwinder> {
+    Some(Unwinder {
+        backtrace: _Unwind_Backtrace,
+        get_ip: _Unwind_GetIP,
+        get_cfa: _Unwind_GetCFA,
+    })
 }
 
 struct Capture {

@@ -30,6 +30,21 @@ use core::sync::atomic::AtomicU32;
 #[cfg(target_os = "linux")]
 use rustix::mm::{Advice, MapFlags, MprotectFlags, MremapFlags, ProtFlags};
 
+// musl: link libc right after this crate. The `libc` crate names libc for the linker
+// only when it is built as part of std, and rustc places std's `-lc` before the no_std
+// crates that do not depend on std (this one, oxalloc-core, rustix). With a static
+// `libc.a` (the default `crt-static` musl target) the linker scans it once, at that
+// position, so what only these crates use (`getrusage`, `dlsym`, ...) stays undefined.
+// The attributes are the ones `libc` itself uses inside std. glibc needs nothing: its
+// `libc.so` is linked as a shared library, whose symbols resolve wherever it appears.
+#[cfg(all(target_os = "linux", target_env = "musl"))]
+#[cfg_attr(
+    target_feature = "crt-static",
+    link(name = "c", kind = "static", modifiers = "-bundle")
+)]
+#[cfg_attr(not(target_feature = "crt-static"), link(name = "c"))]
+extern "C" {}
+
 /// The page size the allocator plans with. x86-64 and the usual aarch64 kernels use
 /// 4 KiB pages; a kernel with larger pages still works, it only purges less precisely.
 pub const PAGE_SIZE: usize = 4096;
@@ -306,13 +321,17 @@ pub unsafe fn spawn_detached(
     f: extern "C" fn(*mut c_void) -> *mut c_void,
     arg: *mut c_void,
 ) -> bool {
-    let mut t: libc::pthread_t = 0;
+    // `pthread_t` is opaque: an integer on glibc, a pointer on musl. It is only read
+    // after `pthread_create` has written it, so no placeholder value is needed.
+    let mut t = core::mem::MaybeUninit::<libc::pthread_t>::uninit();
     // SAFETY: `t` is a valid out-pointer, default attributes (null) are allowed and `f`
     // is a plain C function that lives for the whole program.
-    let rc = unsafe { libc::pthread_create(&mut t, ptr::null(), f, arg) };
+    let rc = unsafe { libc::pthread_create(t.as_mut_ptr(), ptr::null(), f, arg) };
     if rc != 0 {
         return false;
     }
+    // SAFETY: `pthread_create` returned 0, so it stored the new thread's id in `t`.
+    let t = unsafe { t.assume_init() };
     // SAFETY: `t` names the thread just created, detached exactly once.
     unsafe { libc::pthread_detach(t) };
     true
