@@ -293,8 +293,7 @@ pub unsafe fn usable_size_with(p: *mut u8, op: Op) -> usize {
             match (*span).kind {
                 SpanKind::Small => {
                     // The common case inline: a carved block without the free key.
-                    if !Span::on_grid(span, addr)
-                        || (*(addr as *const Block)).key == (*span).owner
+                    if !Span::on_grid(span, addr) || (*(addr as *const Block)).key == (*span).owner
                     {
                         check::check_small(span, addr, op);
                     }
