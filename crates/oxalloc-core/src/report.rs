@@ -101,15 +101,27 @@ static REPORTING: AtomicBool = AtomicBool::new(false);
 /// allocator function; 0 for none), writes it and aborts. The caller holds no
 /// allocator lock: the unwinder may take the loader lock, and a signal handler that
 /// allocates must not hang.
+///
+/// The message goes out before the stack is looked for: finding the unwinder may load
+/// libgcc_s, which allocates, and an allocation from a heap the misuse broke can raise
+/// a second report from inside this one. That one is written without a stack and ends
+/// the process; the first message is already out.
 #[cold]
 #[inline(never)]
-pub fn fatal(m: Msg, marker: usize) -> ! {
-    let here = if marker != 0 {
-        backtrace::capture(marker)
-    } else {
-        [0; backtrace::STACK_DEPTH]
-    };
-    fatal_with(m, Some(&here), None)
+pub fn fatal(mut m: Msg, marker: usize) -> ! {
+    if REPORTING.swap(true, Ordering::AcqRel) {
+        m.str("\n  (found while another report was being written)\noxalloc: aborting\n");
+        oxalloc_sys::write_stderr(m.as_bytes());
+        oxalloc_sys::abort()
+    }
+    oxalloc_sys::write_stderr(m.as_bytes());
+    let mut tail = Msg::new();
+    if marker != 0 {
+        stack_line(&mut tail, "at", &backtrace::capture(marker));
+    }
+    tail.str("\noxalloc: aborting\n");
+    oxalloc_sys::write_stderr(tail.as_bytes());
+    oxalloc_sys::abort()
 }
 
 /// Finishes the report with the stacks given (the call's, and the allocation's if
