@@ -19,26 +19,48 @@
 //! * [`resize_in_place`] always answers false (a second reservation next to the
 //!   first could not be released with it).
 //!
-//! Not ported yet (the rest of `lib.rs`, needed before `oxalloc-core` builds here):
-//! `env_var` (needs `GetEnvironmentVariableW` into a static buffer), `thread_key_*`
-//! (`FlsAlloc` has the destructor callback), `atfork` (no fork: a no-op),
-//! `spawn_detached` (`CreateThread` + `CloseHandle`), `peak_rss_bytes`
-//! (`K32GetProcessMemoryInfo`), the file functions (`create_file`, `open_read`,
-//! `read_fd`, `map_shared_file` over `CreateFileW`/`CreateFileMappingW`),
-//! `lookup_symbol` (`GetProcAddress`), and `set_errno` (the CRT's `_set_errno`).
+//! The rest of the interface, Windows style:
+//! * [`env_var`] copies the value with `GetEnvironmentVariableA` into a static arena
+//!   (no heap; each distinct lookup keeps its bytes for the life of the process).
+//! * [`thread_key_create`]/[`thread_key_set`] are fiber-local storage (`FlsAlloc`),
+//!   whose callback runs when a thread exits, like a `pthread` key destructor.
+//! * [`atfork`] does nothing (there is no fork); [`brk`] always refuses, so
+//!   `OXALLOC_PAGE_SOURCE=brk` falls back to `VirtualAlloc`.
+//! * [`spawn_detached`] is `CreateThread` + `CloseHandle`.
+//! * [`peak_rss_bytes`] is the peak working set (`K32GetProcessMemoryInfo`).
+//! * The "file descriptors" of [`create_file`]/[`open_read`] are kernel handles, which
+//!   fit in 32 bits on 64-bit Windows; 1 and 2 name stdout and stderr in [`write_fd`].
+//! * `errno` is the CRT's (`_errno()`); [`write_stream`] is the CRT's `fwrite`.
+//! * [`address_kind`] classifies foreign pointers with `VirtualQuery` (the Linux core
+//!   reads `/proc/self/maps`).
 
 use crate::PAGE_SIZE;
-use core::ffi::c_void;
+use core::cell::UnsafeCell;
+use core::ffi::{c_void, CStr};
 use core::ptr::{self, NonNull};
-use core::sync::atomic::AtomicU32;
-use windows_sys::Win32::Foundation::HANDLE;
-use windows_sys::Win32::Storage::FileSystem::WriteFile;
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use windows_sys::Win32::Foundation::{
+    CloseHandle, GENERIC_READ, GENERIC_WRITE, HANDLE, INVALID_HANDLE_VALUE,
+};
+use windows_sys::Win32::Storage::FileSystem::{
+    CreateFileA, ReadFile, WriteFile, CREATE_ALWAYS, FILE_ATTRIBUTE_NORMAL, FILE_SHARE_READ,
+    FILE_SHARE_WRITE, OPEN_EXISTING,
+};
 use windows_sys::Win32::System::Console::{GetStdHandle, STD_ERROR_HANDLE, STD_OUTPUT_HANDLE};
+use windows_sys::Win32::System::Environment::GetEnvironmentVariableA;
+use windows_sys::Win32::System::Memory::{
+    CreateFileMappingA, MapViewOfFile, FILE_MAP_WRITE, MEM_FREE, MEM_IMAGE,
+    PAGE_READWRITE as PAGE_RW,
+};
 use windows_sys::Win32::System::Memory::{
     VirtualAlloc, VirtualFree, VirtualProtect, VirtualQuery, MEMORY_BASIC_INFORMATION, MEM_COMMIT,
     MEM_DECOMMIT, MEM_RELEASE, MEM_RESERVE, PAGE_NOACCESS, PAGE_READWRITE,
 };
 use windows_sys::Win32::System::Performance::{QueryPerformanceCounter, QueryPerformanceFrequency};
+use windows_sys::Win32::System::ProcessStatus::{K32GetProcessMemoryInfo, PROCESS_MEMORY_COUNTERS};
+use windows_sys::Win32::System::Threading::{
+    CreateThread, FlsAlloc, FlsSetValue, FLS_OUT_OF_INDEXES,
+};
 use windows_sys::Win32::System::Threading::{
     GetCurrentProcess, GetCurrentProcessId, GetCurrentThreadId, Sleep, SwitchToThread,
     TerminateProcess, WaitOnAddress, WakeByAddressSingle, INFINITE,
@@ -252,13 +274,14 @@ fn write_handle(h: HANDLE, mut bytes: &[u8]) {
     }
 }
 
-/// Writes all of `bytes` to "file descriptor" 1 (stdout) or 2 (stderr); other numbers
-/// are ignored (Windows handles are not small integers).
+/// Writes all of `bytes` to "file descriptor" 1 (stdout), 2 (stderr), or a handle of
+/// [`create_file`] (by its [`AsRawFd::as_raw_fd`] number; real handles are multiples of
+/// 4, so they never read as 1 or 2). Errors are dropped.
 pub fn write_fd(fd: i32, bytes: &[u8]) {
     let which = match fd {
         1 => STD_OUTPUT_HANDLE,
         2 => STD_ERROR_HANDLE,
-        _ => return,
+        _ => return write_handle(handle_of(fd), bytes),
     };
     // SAFETY: no preconditions; may return null or INVALID_HANDLE_VALUE, which makes
     // WriteFile fail harmlessly.
@@ -309,4 +332,353 @@ pub fn abort() -> ! {
     unsafe { TerminateProcess(GetCurrentProcess(), 3) };
     #[allow(clippy::empty_loop)]
     loop {}
+}
+
+/// The handle behind an [`AsRawFd::as_raw_fd`] number.
+fn handle_of(fd: i32) -> HANDLE {
+    // Kernel handles have 32 significant bits and are sign-extended (documented for
+    // 64-bit Windows), which is what `as isize` does.
+    fd as isize as HANDLE
+}
+
+/// An open file handle, closed on drop (the Windows side of Linux's `OwnedFd`).
+pub struct OwnedFd(HANDLE);
+
+impl Drop for OwnedFd {
+    fn drop(&mut self) {
+        // SAFETY: the handle was opened by us and is closed exactly once.
+        unsafe { CloseHandle(self.0) };
+    }
+}
+
+/// The number the other functions here accept for an [`OwnedFd`].
+pub trait AsRawFd {
+    /// The handle as a 32-bit number (see [`write_fd`]).
+    fn as_raw_fd(&self) -> i32;
+}
+
+impl AsRawFd for OwnedFd {
+    fn as_raw_fd(&self) -> i32 {
+        self.0 as isize as i32
+    }
+}
+
+fn open_with(path: &CStr, access: u32, disposition: u32) -> Option<HANDLE> {
+    // SAFETY: `path` is NUL-terminated; null security attributes and template are allowed.
+    let h = unsafe {
+        CreateFileA(
+            path.as_ptr().cast(),
+            access,
+            FILE_SHARE_READ | FILE_SHARE_WRITE,
+            ptr::null(),
+            disposition,
+            FILE_ATTRIBUTE_NORMAL,
+            ptr::null_mut(),
+        )
+    };
+    (h != INVALID_HANDLE_VALUE && !h.is_null()).then_some(h)
+}
+
+/// Creates (or truncates) a file for writing.
+pub fn create_file(path: &CStr) -> Option<OwnedFd> {
+    open_with(path, GENERIC_WRITE, CREATE_ALWAYS).map(OwnedFd)
+}
+
+/// Opens a file read-only.
+pub fn open_read(path: &CStr) -> Option<OwnedFd> {
+    open_with(path, GENERIC_READ, OPEN_EXISTING).map(OwnedFd)
+}
+
+/// Reads into `buf` from a handle of [`open_read`]; the byte count, 0 at end or on error.
+pub fn read_fd(fd: i32, buf: &mut [u8]) -> usize {
+    let want = buf.len().min(u32::MAX as usize) as u32;
+    let mut got = 0u32;
+    // SAFETY: `buf` is valid for `want` bytes; a bad handle makes ReadFile fail.
+    let ok = unsafe {
+        ReadFile(
+            handle_of(fd),
+            buf.as_mut_ptr(),
+            want,
+            &mut got,
+            ptr::null_mut(),
+        )
+    };
+    if ok == 0 {
+        0
+    } else {
+        got as usize
+    }
+}
+
+/// Creates (or truncates) a file of `len` bytes and maps it shared and writable
+/// (`CreateFileMappingA` + `MapViewOfFile`). The handles are closed again; the view
+/// keeps the file alive.
+pub fn map_shared_file(path: &CStr, len: usize) -> Option<NonNull<u8>> {
+    let file = OwnedFd(open_with(
+        path,
+        GENERIC_READ | GENERIC_WRITE,
+        CREATE_ALWAYS,
+    )?);
+    let size = len as u64;
+    // SAFETY: `file.0` is an open handle; the mapping object extends the file to `len`.
+    let mapping = unsafe {
+        CreateFileMappingA(
+            file.0,
+            ptr::null(),
+            PAGE_RW,
+            (size >> 32) as u32,
+            size as u32,
+            ptr::null(),
+        )
+    };
+    if mapping.is_null() {
+        return None;
+    }
+    // SAFETY: `mapping` is the section just made, `len` bytes long.
+    let view = unsafe { MapViewOfFile(mapping, FILE_MAP_WRITE, 0, 0, len) };
+    // SAFETY: the view holds its own reference to the section.
+    unsafe { CloseHandle(mapping) };
+    NonNull::new(view.Value.cast())
+}
+
+/// Peak working set of this process in bytes.
+pub fn peak_rss_bytes() -> u64 {
+    // SAFETY: all-zero is a valid PROCESS_MEMORY_COUNTERS; the call fills it.
+    let mut c: PROCESS_MEMORY_COUNTERS = unsafe { core::mem::zeroed() };
+    let size = core::mem::size_of::<PROCESS_MEMORY_COUNTERS>() as u32;
+    c.cb = size;
+    // SAFETY: `c` is a valid out-pointer of `size` bytes.
+    if unsafe { K32GetProcessMemoryInfo(GetCurrentProcess(), &mut c, size) } == 0 {
+        return 0;
+    }
+    c.PeakWorkingSetSize as u64
+}
+
+/// There is no program break on Windows: always answers 0 ("no break"), which makes
+/// the `brk` page source fall back to `VirtualAlloc`.
+pub fn brk(_addr: usize) -> usize {
+    0
+}
+
+/// There is no `fork` on Windows: nothing to register.
+pub fn atfork(
+    _prepare: extern "C" fn(),
+    _parent: extern "C" fn(),
+    _child: extern "C" fn(),
+) -> bool {
+    true
+}
+
+extern "C" {
+    /// The CRT's per-thread `errno` (msvcrt and the UCRT both export it).
+    fn _errno() -> *mut i32;
+    fn fwrite(ptr: *const c_void, size: usize, count: usize, stream: *mut c_void) -> usize;
+}
+
+/// The calling thread's (CRT) `errno`.
+pub fn errno() -> i32 {
+    // SAFETY: `_errno` returns a valid pointer to this thread's errno.
+    unsafe { *_errno() }
+}
+
+/// Sets the calling thread's (CRT) `errno`.
+pub fn set_errno(code: i32) {
+    // SAFETY: `_errno` returns a valid pointer to this thread's errno.
+    unsafe { *_errno() = code };
+}
+
+/// `ENOMEM`, for the C layer (the CRT's value).
+pub const ENOMEM: i32 = 12;
+/// `EINVAL`, for the C layer (the CRT's value).
+pub const EINVAL: i32 = 22;
+
+/// Writes `bytes` to a C stdio stream (`FILE *`); false on a short write.
+///
+/// # Safety
+/// `stream` is a valid `FILE *` of this CRT, open for writing.
+pub unsafe fn write_stream(stream: *mut c_void, bytes: &[u8]) -> bool {
+    // SAFETY: caller's contract; `bytes` is valid for its length.
+    unsafe { fwrite(bytes.as_ptr().cast(), 1, bytes.len(), stream) == bytes.len() }
+}
+
+/// Bytes kept for environment values (options are few and short).
+const ENV_ARENA: usize = 8192;
+
+struct EnvArena(UnsafeCell<[u8; ENV_ARENA]>);
+// SAFETY: each byte range is handed out once (through `ENV_USED`), written by the
+// thread that claimed it before its slice is returned, and never written again.
+unsafe impl Sync for EnvArena {}
+
+static ENV_BYTES: EnvArena = EnvArena(UnsafeCell::new([0; ENV_ARENA]));
+static ENV_USED: AtomicUsize = AtomicUsize::new(0);
+
+/// Looks up an environment variable without the heap: `GetEnvironmentVariableA` copies
+/// the value into a static arena, so the slice lives for the whole program (a later
+/// change of the variable is not seen by an earlier lookup). `None` if unset, if the
+/// name is too long, or when the arena is full.
+pub fn env_var(name: &[u8]) -> Option<&'static [u8]> {
+    let mut cname = [0u8; 128];
+    if name.len() >= cname.len() || name.contains(&0) {
+        return None;
+    }
+    cname[..name.len()].copy_from_slice(name);
+    // SAFETY: `cname` is NUL-terminated; a null buffer of size 0 asks for the length.
+    let need = unsafe { GetEnvironmentVariableA(cname.as_ptr(), ptr::null_mut(), 0) } as usize;
+    if need == 0 {
+        return None;
+    }
+    let start = ENV_USED.fetch_add(need, Ordering::Relaxed);
+    if start.checked_add(need).is_none_or(|end| end > ENV_ARENA) {
+        return None;
+    }
+    // SAFETY: `[start, start+need)` lies inside the arena and was claimed by us alone.
+    let buf = unsafe { ENV_BYTES.0.get().cast::<u8>().add(start) };
+    // SAFETY: `buf` is valid for `need` bytes; the call writes at most that many.
+    let n = unsafe { GetEnvironmentVariableA(cname.as_ptr(), buf, need as u32) } as usize;
+    if n == 0 || n >= need {
+        return None; // unset meanwhile, or grew past the space we claimed
+    }
+    // SAFETY: the call wrote `n` bytes there, and the range is never written again.
+    Some(unsafe { core::slice::from_raw_parts(buf, n) })
+}
+
+/// Thread-exit callbacks: FLS callbacks are `extern "system"` and get only the value,
+/// so each key gets its own trampoline that calls the destructor stored for it.
+const MAX_KEYS: usize = 4;
+static KEY_DTORS: [AtomicUsize; MAX_KEYS] = [const { AtomicUsize::new(0) }; MAX_KEYS];
+static KEYS_USED: AtomicUsize = AtomicUsize::new(0);
+
+unsafe extern "system" fn fls_callback<const N: usize>(value: *const c_void) {
+    let d = KEY_DTORS[N].load(Ordering::Acquire);
+    if d == 0 || value.is_null() {
+        return;
+    }
+    // SAFETY: slot N holds the destructor given to `thread_key_create`, stored before
+    // the key could be set.
+    let dtor = unsafe { core::mem::transmute::<usize, unsafe extern "C" fn(*mut c_void)>(d) };
+    // SAFETY: the value is what `thread_key_set` stored, which the destructor expects.
+    unsafe { dtor(value.cast_mut()) };
+}
+
+const FLS_CALLBACKS: [unsafe extern "system" fn(*const c_void); MAX_KEYS] = [
+    fls_callback::<0>,
+    fls_callback::<1>,
+    fls_callback::<2>,
+    fls_callback::<3>,
+];
+
+/// A fiber-local storage key whose callback runs `dtor` when a thread exits (also when
+/// a fiber is deleted; oxalloc uses one key). At most 4 keys per process.
+pub fn thread_key_create(dtor: unsafe extern "C" fn(*mut c_void)) -> Option<u32> {
+    let n = KEYS_USED.fetch_add(1, Ordering::Relaxed);
+    if n >= MAX_KEYS {
+        return None;
+    }
+    KEY_DTORS[n].store(dtor as usize, Ordering::Release);
+    // SAFETY: the callback is a plain function that lives for the whole program.
+    let key = unsafe { FlsAlloc(Some(FLS_CALLBACKS[n])) };
+    (key != FLS_OUT_OF_INDEXES).then_some(key)
+}
+
+/// Attaches `value` to `key` for the calling thread, so the key's callback sees it.
+///
+/// # Safety
+/// `value` is what the key's destructor expects to receive at thread exit.
+pub unsafe fn thread_key_set(key: u32, value: *mut c_void) -> bool {
+    // SAFETY: `key` came from `thread_key_create`.
+    unsafe { FlsSetValue(key, value) != 0 }
+}
+
+/// Threads being started: `CreateThread` wants an `extern "system"` function returning
+/// `u32`, so the C-style entry and its argument wait here for the new thread.
+const SPAWN_SLOTS: usize = 4;
+static SPAWN_FN: [AtomicUsize; SPAWN_SLOTS] = [const { AtomicUsize::new(0) }; SPAWN_SLOTS];
+static SPAWN_ARG: [AtomicUsize; SPAWN_SLOTS] = [const { AtomicUsize::new(0) }; SPAWN_SLOTS];
+
+unsafe extern "system" fn spawn_entry(slot: *mut c_void) -> u32 {
+    let i = slot as usize;
+    let arg = SPAWN_ARG[i].load(Ordering::Relaxed) as *mut c_void;
+    let f = SPAWN_FN[i].swap(0, Ordering::AcqRel);
+    // SAFETY: `spawn_detached` stored a function of this type in slot `i` (non-zero
+    // while the slot is claimed) before it started this thread.
+    let f = unsafe { core::mem::transmute::<usize, extern "C" fn(*mut c_void) -> *mut c_void>(f) };
+    f(arg);
+    0
+}
+
+/// Starts a detached thread running `f(arg)`. Returns false if the system refuses.
+///
+/// # Safety
+/// `arg` is valid for whatever `f` does with it, for as long as the thread runs.
+pub unsafe fn spawn_detached(
+    f: extern "C" fn(*mut c_void) -> *mut c_void,
+    arg: *mut c_void,
+) -> bool {
+    let Some(i) = (0..SPAWN_SLOTS).find(|&i| {
+        SPAWN_FN[i]
+            .compare_exchange(0, usize::MAX, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }) else {
+        return false;
+    };
+    SPAWN_ARG[i].store(arg as usize, Ordering::Relaxed);
+    SPAWN_FN[i].store(f as usize, Ordering::Release);
+    // SAFETY: default attributes and stack size; the entry is a plain function that
+    // reads slot `i`, which stays claimed until it does.
+    let h = unsafe {
+        CreateThread(
+            ptr::null(),
+            0,
+            Some(spawn_entry),
+            i as *mut c_void,
+            0,
+            ptr::null_mut(),
+        )
+    };
+    if h.is_null() {
+        SPAWN_FN[i].store(0, Ordering::Release);
+        return false;
+    }
+    // SAFETY: the handle was just returned to us; closing it detaches the thread.
+    unsafe { CloseHandle(h) };
+    true
+}
+
+/// What a foreign address points into, as far as `VirtualQuery` tells.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AddressKind {
+    /// Free or reserved-only address space.
+    Unmapped,
+    /// The same reservation as `stack_addr` (the calling thread's stack).
+    Stack,
+    /// A loaded image (an .exe or .dll: code, constants, data, .bss).
+    Image,
+    /// Some other committed memory.
+    Other,
+}
+
+/// Classifies `p` (for misuse reports): `stack_addr` is an address on the calling
+/// thread's stack.
+pub fn address_kind(p: usize, stack_addr: usize) -> AddressKind {
+    let query = |a: usize| {
+        // SAFETY: all-zero is a valid MEMORY_BASIC_INFORMATION.
+        let mut info: MEMORY_BASIC_INFORMATION = unsafe { core::mem::zeroed() };
+        let size = core::mem::size_of::<MEMORY_BASIC_INFORMATION>();
+        // SAFETY: `info` is a valid out-pointer of `size` bytes; any address may be asked.
+        let ok = unsafe { VirtualQuery(a as *const c_void, &mut info, size) } != 0;
+        ok.then_some(info)
+    };
+    let Some(info) = query(p) else {
+        return AddressKind::Unmapped;
+    };
+    if info.State == MEM_FREE || info.State != MEM_COMMIT {
+        return AddressKind::Unmapped;
+    }
+    if info.Type == MEM_IMAGE {
+        return AddressKind::Image;
+    }
+    match query(stack_addr) {
+        Some(s) if s.AllocationBase == info.AllocationBase => AddressKind::Stack,
+        _ => AddressKind::Other,
+    }
 }
