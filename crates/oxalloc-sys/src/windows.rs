@@ -88,11 +88,20 @@ pub fn reserve(len: usize) -> Option<NonNull<u8>> {
 }
 
 /// Maps `len` bytes aligned to `align` (a power of two, at least a page).
+///
+/// First a plain [`map`]: its failure means the commit limit is reached (answered at
+/// once, where probing for an aligned hole would reserve the whole size several times,
+/// seconds under wine for the 32 TiB requests of the tests), and it is sometimes aligned
+/// already. Otherwise: probe for an aligned hole, reserve exactly there (retried if
+/// another thread took it meanwhile), then commit (a failure there is out of memory).
 pub fn map_aligned(len: usize, align: usize) -> Option<NonNull<u8>> {
     debug_assert!(align.is_power_of_two() && align >= PAGE_SIZE);
-    if align <= ALLOCATION_GRANULARITY {
-        return map(len);
+    let first = map(len)?;
+    if align <= ALLOCATION_GRANULARITY || first.as_ptr() as usize & (align - 1) == 0 {
+        return Some(first);
     }
+    // SAFETY: `first` is the base of the reservation made just above, unused.
+    unsafe { VirtualFree(first.as_ptr().cast(), 0, MEM_RELEASE) };
     let over = len.checked_add(align)?;
     for _ in 0..8 {
         // Find an aligned hole: reserve more than needed, note the aligned address
@@ -107,18 +116,17 @@ pub fn map_aligned(len: usize, align: usize) -> Option<NonNull<u8>> {
         unsafe { VirtualFree(probe, 0, MEM_RELEASE) };
         // SAFETY: asking for a specific address either gets that free range or fails;
         // it never replaces memory someone else holds.
-        let p = unsafe {
-            VirtualAlloc(
-                start as *const c_void,
-                len,
-                MEM_RESERVE | MEM_COMMIT,
-                PAGE_READWRITE,
-            )
-        };
-        if !p.is_null() {
+        let p = unsafe { VirtualAlloc(start as *const c_void, len, MEM_RESERVE, PAGE_NOACCESS) };
+        if p.is_null() {
+            continue; // another thread took the range between the release and the claim
+        }
+        // SAFETY: `p` is our reservation of `len` bytes; committing gives zero pages.
+        if !unsafe { VirtualAlloc(p, len, MEM_COMMIT, PAGE_READWRITE) }.is_null() {
             return NonNull::new(p.cast());
         }
-        // Another thread took the range between the release and the claim: retry.
+        // SAFETY: `p` is the base of our reservation, holding nothing.
+        unsafe { VirtualFree(p, 0, MEM_RELEASE) };
+        return None;
     }
     None
 }
