@@ -82,9 +82,29 @@ fn unwinder() -> Option<Unwinder> {
     }
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(any(target_os = "linux", all(windows, target_env = "gnu"))))]
 fn unwinder() -> Option<Unwinder> {
     None
+}
+
+// Windows with the GNU toolchain: every program Rust links for `*-windows-gnu` carries
+// libgcc's SEH unwinder (`libgcc_eh`, which std's unwinding uses), whose
+// `_Unwind_Backtrace` walks the frames with `RtlVirtualUnwind` and allocates nothing.
+// Named here without a `#[link]`: the final link already has it.
+#[cfg(all(windows, target_env = "gnu"))]
+extern "C" {
+    fn _Unwind_Backtrace(trace: Trace, arg: *mut c_void) -> i32;
+    fn _Unwind_GetIP(ctx: *mut UnwindContext) -> usize;
+    fn _Unwind_GetCFA(ctx: *mut UnwindContext) -> usize;
+}
+
+#[cfg(all(windows, target_env = "gnu"))]
+fn unwinder() -> Option<Unwinder> {
+    Some(Unwinder {
+        backtrace: _Unwind_Backtrace,
+        get_ip: _Unwind_GetIP,
+        get_cfa: _Unwind_GetCFA,
+    })
 }
 
 // A static musl program has no dynamic loader: `dlsym` finds nothing and `dlopen` fails,

@@ -1,6 +1,10 @@
 //! `OXALLOC_HUGE_PAGES`: off by default; on, the segments and huge regions mapped from
 //! then on carry the kernel's huge-page advice (`hg` in their smaps `VmFlags`), which
 //! holds whether or not THP is enabled at the moment.
+//!
+//! Linux only: transparent huge pages and `/proc/self/smaps` (on Windows
+//! `prefer_huge_pages` declines: large pages need a privilege).
+#![cfg(target_os = "linux")]
 
 use oxalloc_core::{api, options};
 

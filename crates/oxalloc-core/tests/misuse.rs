@@ -4,8 +4,7 @@
 //! the end without a report.
 
 use oxalloc_core::{api, heap, misuse::Op};
-use std::os::unix::process::ExitStatusExt;
-use std::process::Command;
+use std::process::{Command, ExitStatus};
 
 const MIB: usize = 1 << 20;
 
@@ -163,6 +162,19 @@ fn child_entry() {
     }
 }
 
+/// Whether the child ended the way `oxalloc_sys::abort` ends a process: SIGABRT, or on
+/// Windows `TerminateProcess` with status 3 (what the CRT's `abort` uses).
+#[cfg(unix)]
+fn aborted(status: ExitStatus) -> bool {
+    use std::os::unix::process::ExitStatusExt;
+    status.signal() == Some(6)
+}
+
+#[cfg(windows)]
+fn aborted(status: ExitStatus) -> bool {
+    status.code() == Some(3)
+}
+
 /// Runs `case` in a child; returns (killed by SIGABRT, stdout, stderr).
 fn child(case: &str, env: &[(&str, &str)]) -> (bool, String, String) {
     let out = Command::new(std::env::current_exe().unwrap())
@@ -172,7 +184,7 @@ fn child(case: &str, env: &[(&str, &str)]) -> (bool, String, String) {
         .output()
         .unwrap();
     (
-        out.status.signal() == Some(6),
+        aborted(out.status),
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
