@@ -12,6 +12,7 @@ packages=(
   python3 sqlite3 git perl curl ca-certificates
   libmimalloc2.0 libjemalloc2 libtcmalloc-minimal4
   chromium valgrind hyperfine
+  gcc-mingw-w64-x86-64 wine64
 )
 
 missing=()
@@ -44,7 +45,12 @@ if [ -x "$rustup_bin" ]; then
     echo "setup: adding the Rust target x86_64-unknown-linux-musl"
     "$rustup_bin" target add x86_64-unknown-linux-musl >/dev/null
   fi
+  # Windows (MinGW), built and tested under wine by test-windows.sh.
+  if ! "$rustup_bin" target list --installed | grep -qx x86_64-pc-windows-gnu; then
+    echo "setup: adding the Rust target x86_64-pc-windows-gnu"
+    "$rustup_bin" target add x86_64-pc-windows-gnu >/dev/null
+  fi
 else
-  echo "setup: no rustup: cannot add x86_64-unknown-linux-musl (test.sh will skip it)" >&2
+  echo "setup: no rustup: cannot add x86_64-unknown-linux-musl or x86_64-pc-windows-gnu (test.sh will skip them)" >&2
 fi
 echo "setup: all set"

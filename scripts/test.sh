@@ -18,3 +18,6 @@ if rustc --print sysroot >/dev/null 2>&1 &&
 else
   echo "test.sh: SKIPPED the musl tests: target x86_64-unknown-linux-musl is not installed" >&2
 fi
+# Windows (x86_64-pc-windows-gnu, MinGW): the core, facade and typed tests under wine;
+# SKIPPED (said, not failed) where the target, MinGW or wine is missing.
+bash scripts/test-windows.sh
