@@ -49,8 +49,7 @@ use windows_sys::Win32::Storage::FileSystem::{
 use windows_sys::Win32::System::Console::{GetStdHandle, STD_ERROR_HANDLE, STD_OUTPUT_HANDLE};
 use windows_sys::Win32::System::Environment::GetEnvironmentVariableA;
 use windows_sys::Win32::System::Memory::{
-    CreateFileMappingA, MapViewOfFile, FILE_MAP_WRITE, MEM_FREE, MEM_IMAGE,
-    PAGE_READWRITE as PAGE_RW,
+    CreateFileMappingA, MapViewOfFile, FILE_MAP_WRITE, MEM_IMAGE, PAGE_READWRITE as PAGE_RW,
 };
 use windows_sys::Win32::System::Memory::{
     VirtualAlloc, VirtualFree, VirtualProtect, VirtualQuery, MEMORY_BASIC_INFORMATION, MEM_COMMIT,
@@ -679,7 +678,7 @@ pub fn address_kind(p: usize, stack_addr: usize) -> AddressKind {
     let Some(info) = query(p) else {
         return AddressKind::Unmapped;
     };
-    if info.State == MEM_FREE || info.State != MEM_COMMIT {
+    if info.State != MEM_COMMIT {
         return AddressKind::Unmapped;
     }
     if info.Type == MEM_IMAGE {
