@@ -175,9 +175,36 @@ fn aborted(status: ExitStatus) -> bool {
     status.code() == Some(3)
 }
 
+/// A command that runs this test binary again. A cross-compiled test runs under the
+/// runner cargo was given (`CARGO_TARGET_<TRIPLE>_RUNNER`, qemu-user for the CI's
+/// aarch64 run), whose variable the test inherits; the kernel cannot exec the binary
+/// without it, so the child goes through the same runner.
+fn this_binary() -> Command {
+    let exe = std::env::current_exe().unwrap();
+    let libc = if cfg!(target_env = "musl") {
+        "MUSL"
+    } else {
+        "GNU"
+    };
+    let var = format!(
+        "CARGO_TARGET_{}_UNKNOWN_LINUX_{libc}_RUNNER",
+        std::env::consts::ARCH.to_uppercase()
+    );
+    let runner = std::env::var(var).unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    match words.next() {
+        Some(program) => {
+            let mut c = Command::new(program);
+            c.args(words).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    }
+}
+
 /// Runs `case` in a child; returns (killed by SIGABRT, stdout, stderr).
 fn child(case: &str, env: &[(&str, &str)]) -> (bool, String, String) {
-    let out = Command::new(std::env::current_exe().unwrap())
+    let out = this_binary()
         .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
         .env("OXALLOC_MISUSE_CASE", case)
         .envs(env.iter().copied())

@@ -46,11 +46,18 @@ fn check_and_free(b: Block) {
 }
 
 fn rounds() -> usize {
-    if cfg!(debug_assertions) {
-        6
-    } else {
-        30
-    }
+    let n = if cfg!(debug_assertions) { 6 } else { 30 };
+    (n / scale_down()).max(2)
+}
+
+/// `OXALLOC_TEST_SCALE_DOWN=N` divides the work of these tests by N (at least 1): the
+/// CI's emulated aarch64 run (qemu-user, some 20 times slower) sets it.
+fn scale_down() -> usize {
+    std::env::var("OXALLOC_TEST_SCALE_DOWN")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1usize)
+        .max(1)
 }
 
 #[test]
@@ -115,7 +122,7 @@ fn producer_consumer_does_not_grow() {
         200_000
     } else {
         2_000_000
-    };
+    } / scale_down();
     for _ in 0..total {
         let r = rng(&mut state);
         let size = 16 + (r as usize % 512);
