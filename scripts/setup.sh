@@ -2,7 +2,8 @@
 # Installs what building and testing oxalloc needs on a fresh Debian machine:
 # a C/C++ toolchain and nasm for the C, C++ and assembly tests, the real programs the
 # tests run under the allocator, the peer allocators the benchmark compares with, and
-# Chromium for the map page screenshot test, and stable Rust (rustup) when no cargo
+# Chromium for the map page screenshot test, the aarch64 cross linker and qemu-user for
+# the emulated aarch64 tests, and stable Rust (rustup) when no cargo
 # is found. Safe to run again: it installs only
 # what is missing. Needs root (or sudo) for apt-get.
 set -euo pipefail
@@ -13,6 +14,7 @@ packages=(
   libmimalloc2.0 libjemalloc2 libtcmalloc-minimal4
   chromium valgrind hyperfine
   gcc-mingw-w64-x86-64 wine64
+  qemu-user-static gcc-aarch64-linux-gnu libc6-dev-arm64-cross
 )
 
 missing=()
@@ -41,16 +43,17 @@ fi
 # files and links with the host cc, so no musl-tools is needed for it.
 rustup_bin="$(command -v rustup 2>/dev/null || echo "$HOME/.cargo/bin/rustup")"
 if [ -x "$rustup_bin" ]; then
-  if ! "$rustup_bin" target list --installed | grep -qx x86_64-unknown-linux-musl; then
-    echo "setup: adding the Rust target x86_64-unknown-linux-musl"
-    "$rustup_bin" target add x86_64-unknown-linux-musl >/dev/null
-  fi
-  # Windows (MinGW), built and tested under wine by test-windows.sh.
-  if ! "$rustup_bin" target list --installed | grep -qx x86_64-pc-windows-gnu; then
-    echo "setup: adding the Rust target x86_64-pc-windows-gnu"
-    "$rustup_bin" target add x86_64-pc-windows-gnu >/dev/null
-  fi
+  # Windows (MinGW) is built and tested under wine by test-windows.sh; aarch64 Linux is
+  # cross-built and run under qemu-user by test.sh, linking with Debian's
+  # gcc-aarch64-linux-gnu (installed above).
+  for target in x86_64-unknown-linux-musl x86_64-pc-windows-gnu aarch64-unknown-linux-gnu; do
+    if ! "$rustup_bin" target list --installed | grep -qx "$target"; then
+      echo "setup: adding the Rust target $target"
+      "$rustup_bin" target add "$target" >/dev/null
+    fi
+  done
 else
-  echo "setup: no rustup: cannot add x86_64-unknown-linux-musl or x86_64-pc-windows-gnu (test.sh will skip them)" >&2
+  echo "setup: no rustup: cannot add x86_64-unknown-linux-musl, x86_64-pc-windows-gnu or" \
+    "aarch64-unknown-linux-gnu (test.sh will skip them)" >&2
 fi
 echo "setup: all set"

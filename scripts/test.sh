@@ -21,3 +21,22 @@ fi
 # Windows (x86_64-pc-windows-gnu, MinGW): the core, facade and typed tests under wine;
 # SKIPPED (said, not failed) where the target, MinGW or wine is missing.
 bash scripts/test-windows.sh
+# aarch64 Linux: the same tests, cross-built and run under qemu-user (cargo's runner),
+# with the thread tests' work divided by 4 (about 20 times slower emulated). The
+# huge-page test says SKIPPED there: qemu-user drops madvise advice.
+aarch64_missing=()
+if ! rustc --print sysroot >/dev/null 2>&1 ||
+  [ ! -d "$(rustc --print sysroot)/lib/rustlib/aarch64-unknown-linux-gnu" ]; then
+  aarch64_missing+=("the Rust target aarch64-unknown-linux-gnu")
+fi
+for tool in aarch64-linux-gnu-gcc qemu-aarch64-static; do
+  command -v "$tool" >/dev/null 2>&1 || aarch64_missing+=("$tool")
+done
+if ((${#aarch64_missing[@]} == 0)); then
+  CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
+    CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64-static -L /usr/aarch64-linux-gnu" \
+    OXALLOC_TEST_SCALE_DOWN=4 \
+    cargo test -p oxalloc-core -p oxalloc -p oxalloc-typed --target aarch64-unknown-linux-gnu
+else
+  echo "test.sh: SKIPPED the aarch64 tests: missing ${aarch64_missing[*]} (setup.sh installs them)" >&2
+fi
