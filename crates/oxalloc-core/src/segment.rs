@@ -515,7 +515,7 @@ impl SegmentMap {
         let mut g = p >> SEGMENT_SHIFT;
         // An empty asm hides that `g` came from `p`: LLVM would otherwise test
         // `p >> 47` and shift `p` a second time (two more instructions on every free).
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
         // SAFETY: the template is empty; the register keeps its value.
         unsafe {
             core::arch::asm!("/* {g} */", g = inout(reg) g, options(pure, nomem, nostack, preserves_flags));

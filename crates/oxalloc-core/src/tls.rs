@@ -34,17 +34,27 @@ fn set_heap(h: *mut Heap) {
     slot::set(h as usize);
 }
 
-// The thread slot on x86-64 Linux: an initial-exec TLS word, one `mov %fs:` per read
-// (see `oxalloc_sys::initial_exec_slot!`), that starts as the address of EMPTY_HEAP.
-#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+// The thread slot on x86-64 and aarch64 Linux: an initial-exec TLS word (one `mov %fs:`
+// per read on x86-64, `mrs tpidr_el0` + a GOT load + the load on aarch64; see
+// `oxalloc_sys::initial_exec_slot!`), that starts as the address of EMPTY_HEAP.
+#[cfg(all(
+    any(target_arch = "x86_64", target_arch = "aarch64"),
+    target_os = "linux"
+))]
 oxalloc_sys::initial_exec_slot!(mod slot = "oxalloc_thread_heap", init = crate::heap::EMPTY_HEAP);
 
 // Whether this thread's exit hook ran (nonzero): it then allocates from the orphan heap.
-#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[cfg(all(
+    any(target_arch = "x86_64", target_arch = "aarch64"),
+    target_os = "linux"
+))]
 oxalloc_sys::initial_exec_slot!(mod exited = "oxalloc_thread_exited");
 
 /// The exited flag elsewhere: a plain `thread_local!`.
-#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+#[cfg(not(all(
+    any(target_arch = "x86_64", target_arch = "aarch64"),
+    target_os = "linux"
+)))]
 mod exited {
     use core::cell::Cell;
     thread_local! {
@@ -59,7 +69,10 @@ mod exited {
 }
 
 /// The thread slot elsewhere: a plain `thread_local!`.
-#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+#[cfg(not(all(
+    any(target_arch = "x86_64", target_arch = "aarch64"),
+    target_os = "linux"
+)))]
 mod slot {
     use crate::heap::{Heap, EMPTY_HEAP};
     use core::cell::Cell;

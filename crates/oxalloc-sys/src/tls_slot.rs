@@ -3,10 +3,12 @@
 //! Rust's `thread_local!` in a shared library costs a `__tls_get_addr` call per access,
 //! and stable Rust cannot choose the TLS model. Initial-exec uses the static TLS block,
 //! which LD_PRELOAD'ed and linked libraries always get (a `dlopen` of the library needs
-//! 8 bytes of glibc's static TLS surplus): one `mov %fs:` per read.
+//! 8 bytes of glibc's static TLS surplus): one `mov %fs:` per read on x86-64; on aarch64
+//! an `mrs tpidr_el0` and the word's offset from the GOT (`adrp` + `ldr`), then the load.
 
 /// Defines `mod $name` with `get() -> usize` and `set(usize)` over an initial-exec TLS
-/// word named `$sym` (x86-64 Linux only; each crate keeps its own fallback elsewhere).
+/// word named `$sym` (x86-64 and aarch64 Linux only; each crate keeps its own fallback
+/// elsewhere).
 ///
 /// The word starts at zero in every thread, or, with `init = path`, at the address of
 /// the static `path` (the word then lives in `.tdata`; the dynamic linker relocates the
@@ -44,10 +46,25 @@ macro_rules! initial_exec_slot {
                 let v: usize;
                 // SAFETY: reads this thread's own TLS word through its initial-exec
                 // offset; the word exists for every thread from its creation.
+                #[cfg(target_arch = "x86_64")]
                 unsafe {
                     core::arch::asm!(
                         concat!("mov {v}, qword ptr [rip + ", $sym, "@GOTTPOFF]"),
                         "mov {v}, qword ptr fs:[{v}]",
+                        v = out(reg) v,
+                        options(nostack, readonly, preserves_flags),
+                    );
+                }
+                // SAFETY: as above; the thread pointer is `tpidr_el0` and the word's
+                // offset from it sits in the GOT.
+                #[cfg(target_arch = "aarch64")]
+                unsafe {
+                    core::arch::asm!(
+                        "mrs {tp}, tpidr_el0",
+                        concat!("adrp {v}, :gottprel:", $sym),
+                        concat!("ldr {v}, [{v}, #:gottprel_lo12:", $sym, "]"),
+                        "ldr {v}, [{tp}, {v}]",
+                        tp = out(reg) _,
                         v = out(reg) v,
                         options(nostack, readonly, preserves_flags),
                     );
@@ -59,10 +76,25 @@ macro_rules! initial_exec_slot {
             #[inline(always)]
             pub fn set(v: usize) {
                 // SAFETY: writes this thread's own TLS word, as above.
+                #[cfg(target_arch = "x86_64")]
                 unsafe {
                     core::arch::asm!(
                         concat!("mov {t}, qword ptr [rip + ", $sym, "@GOTTPOFF]"),
                         "mov qword ptr fs:[{t}], {v}",
+                        t = out(reg) _,
+                        v = in(reg) v,
+                        options(nostack, preserves_flags),
+                    );
+                }
+                // SAFETY: writes this thread's own TLS word, as in `get`.
+                #[cfg(target_arch = "aarch64")]
+                unsafe {
+                    core::arch::asm!(
+                        "mrs {tp}, tpidr_el0",
+                        concat!("adrp {t}, :gottprel:", $sym),
+                        concat!("ldr {t}, [{t}, #:gottprel_lo12:", $sym, "]"),
+                        "str {v}, [{tp}, {t}]",
+                        tp = out(reg) _,
                         t = out(reg) _,
                         v = in(reg) v,
                         options(nostack, preserves_flags),
