@@ -209,6 +209,13 @@ fn shared_link() -> Vec<String> {
     ]
 }
 
+/// Link arguments for the static archive and what it needs.
+fn static_link() -> Vec<String> {
+    let mut v = vec![lib_dir().join("liboxalloc.a").display().to_string()];
+    v.extend(NATIVE_STATIC_LIBS.iter().map(|s| s.to_string()));
+    v
+}
+
 fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
@@ -359,9 +366,27 @@ const MISUSES: &[(&str, &[&str])] = &[
     ),
 ];
 
-/// Runs every case of tests/c/misuse_default.c with `cmd(case)`.
-fn misuse_battery(what: &str, cmd: impl Fn(&str) -> Command) {
+/// Compiles tests/c/misuse_default.c with `link` and runs every case (preloading
+/// liboxalloc.so with `preload`).
+fn misuse_battery(what: &str, scratch_name: &str, link: &[&str], preload: bool) {
     use std::os::unix::process::ExitStatusExt;
+    let dir = scratch(scratch_name);
+    let exe = compile(
+        &tool("cc", "build-essential"),
+        "misuse_default.c",
+        &dir,
+        "misuse",
+        MISUSE_CFLAGS,
+        link,
+    );
+    let cmd = |case: &str| {
+        let mut c = Command::new(&exe);
+        c.arg(case);
+        if preload {
+            c.env("LD_PRELOAD", so());
+        }
+        c
+    };
     for &(case, words) in MISUSES {
         let out = run(&mut cmd(case), Duration::from_secs(60));
         let err = String::from_utf8_lossy(&out.stderr);
@@ -403,50 +428,23 @@ const MISUSE_CFLAGS: &[&str] = &["-O0", "-w", "-pthread"];
 
 #[test]
 fn default_build_stops_misuse_preloaded() {
-    let dir = scratch("misuse_default_so");
-    let exe = compile(
-        &tool("cc", "build-essential"),
-        "misuse_default.c",
-        &dir,
-        "misuse",
-        MISUSE_CFLAGS,
-        &[],
-    );
-    misuse_battery("LD_PRELOAD", |case| {
-        let mut c = Command::new(&exe);
-        c.arg(case).env("LD_PRELOAD", so());
-        c
-    });
+    misuse_battery("LD_PRELOAD", "misuse_default_so", &[], true);
 }
 
 #[test]
 fn default_build_stops_misuse_linked_statically() {
-    let dir = scratch("misuse_default_a");
-    let a = lib_dir().join("liboxalloc.a").display().to_string();
-    let mut link = vec![a.as_str()];
-    link.extend_from_slice(NATIVE_STATIC_LIBS);
-    let exe = compile(
-        &tool("cc", "build-essential"),
-        "misuse_default.c",
-        &dir,
-        "misuse",
-        MISUSE_CFLAGS,
-        &link,
+    misuse_battery(
+        "liboxalloc.a",
+        "misuse_default_a",
+        &strs(&static_link()),
+        false,
     );
-    misuse_battery("liboxalloc.a", |case| {
-        let mut c = Command::new(&exe);
-        c.arg(case);
-        c
-    });
 }
 
 #[test]
 fn c_api_static() {
     let dir = scratch("c_api_static");
-    let a = lib_dir().join("liboxalloc.a").display().to_string();
-    let mut link = vec![a.as_str()];
-    link.extend_from_slice(NATIVE_STATIC_LIBS);
-    let exe = cc("api_test.c", &dir, "api_test_static", &link);
+    let exe = cc("api_test.c", &dir, "api_test_static", &strs(&static_link()));
     let out = run(
         Command::new(&exe).arg("--expect-no-so"),
         Duration::from_secs(120),

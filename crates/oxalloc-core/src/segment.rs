@@ -523,13 +523,12 @@ impl SegmentMap {
         if g >= GRANULES {
             return None;
         }
-        // A plain read, which the compiler folds into the compare (an atomic load would
-        // cost a separate `movzx`).
         // SAFETY: g < GRANULES was just checked. Entry `g` changes only when granule `g`
         // is mapped or unmapped, which happens-before the allocation of any block in it
         // and after the free of its last one; so a free of a block we handed out never
         // races with a write. Only a free of a wild pointer into a granule being mapped
-        // at that moment could, and it reads the old or the new byte.
+        // at that moment could, and it reads the old or the new byte. (A plain read: the
+        // compiler folds it into the compare; an atomic load costs a separate `movzx`.)
         let e = unsafe { ptr::read(self.entries.as_ptr().add(g).cast::<u8>()) };
         (e == NORMAL).then_some((g << SEGMENT_SHIFT) as *mut Segment)
     }

@@ -3,6 +3,7 @@
 //! die of SIGABRT after writing the report; the cases that are not misuses must run to
 //! the end without a report.
 
+mod common;
 use oxalloc_core::{api, heap, misuse::Op};
 use std::process::{Command, ExitStatus};
 
@@ -181,16 +182,7 @@ fn aborted(status: ExitStatus) -> bool {
 /// without it, so the child goes through the same runner.
 fn this_binary() -> Command {
     let exe = std::env::current_exe().unwrap();
-    let libc = if cfg!(target_env = "musl") {
-        "MUSL"
-    } else {
-        "GNU"
-    };
-    let var = format!(
-        "CARGO_TARGET_{}_UNKNOWN_LINUX_{libc}_RUNNER",
-        std::env::consts::ARCH.to_uppercase()
-    );
-    let runner = std::env::var(var).unwrap_or_default();
+    let runner = common::emulator().unwrap_or_default();
     let mut words = runner.split_whitespace();
     match words.next() {
         Some(program) => {

@@ -3,6 +3,8 @@
 //! patterns). Every live block is filled with its own pattern and checked before it is
 //! freed or resized; alignment and `malloc_usable_size >= size` are checked on each.
 
+mod common;
+use common::emulator;
 use oxalloc_core::api;
 use proptest::prelude::*;
 use std::io::Write;
@@ -198,21 +200,6 @@ fn bad_inputs_give_null_and_errno() {
     assert!(unsafe { api::reallocarray(p, usize::MAX, 2) }.is_null());
     // SAFETY: p is still live.
     unsafe { api::free(p) };
-}
-
-/// The runner cargo runs this cross-compiled test under (`CARGO_TARGET_<TRIPLE>_RUNNER`,
-/// qemu-user for the CI's aarch64 run), if any; the test inherits cargo's environment.
-fn emulator() -> Option<String> {
-    let libc = if cfg!(target_env = "musl") {
-        "MUSL"
-    } else {
-        "GNU"
-    };
-    let var = format!(
-        "CARGO_TARGET_{}_UNKNOWN_LINUX_{libc}_RUNNER",
-        std::env::consts::ARCH.to_uppercase()
-    );
-    std::env::var(var).ok().filter(|r| !r.trim().is_empty())
 }
 
 fn libc_enomem() -> i32 {

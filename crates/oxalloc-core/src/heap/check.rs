@@ -134,28 +134,27 @@ unsafe fn off_grid(span: *mut Span, p: usize, op: Op) -> ! {
 /// `p` is null or a block this allocator handed out (checked again when it is freed).
 pub unsafe fn check_sized(p: *mut u8, size: usize, align: usize, op: Op) {
     let addr = p as usize;
-    if p.is_null() || SEGMENT_MAP.owner(addr) == Owner::Foreign {
+    let owner = SEGMENT_MAP.owner(addr);
+    if p.is_null() || owner == Owner::Foreign {
         return; // the free itself says what a foreign pointer is
     }
     // SAFETY: the map says the memory is ours; the free that follows checks the block
     // itself, and a bad pointer is reported there (this only reads sizes).
     let usable = unsafe { usable_size_with(p, op) };
     let fits = size <= usable;
-    // SAFETY: as above; a live block's span record is stable.
-    let small = SEGMENT_MAP.owner(addr) == Owner::Normal
-        && unsafe { (*Segment::span_of(Segment::of(addr), addr)).kind } == SpanKind::Small;
-    let ok = match SEGMENT_MAP.owner(addr) {
-        Owner::Normal if small => {
-            // SAFETY: as above.
-            let class = unsafe { (*Segment::span_of(Segment::of(addr), addr)).class };
-            small_class_for(size, align) == Some(SizeClass(class))
-                || (fits && (size > usable / 2 || usable <= 32) && align <= 16)
-        }
-        // A large block: a request too big for any small class (or with an alignment
-        // above a slice), kept in place down to half its size.
+    let ok = match owner {
         Owner::Normal => {
-            fits && small_class_for(size, align).is_none()
-                && (size > usable / 2 || align > SLICE_SIZE)
+            // SAFETY: as above; a live block's span record is stable.
+            let span = unsafe { &*Segment::span_of(Segment::of(addr), addr) };
+            if span.kind == SpanKind::Small {
+                small_class_for(size, align) == Some(SizeClass(span.class))
+                    || (fits && (size > usable / 2 || usable <= 32) && align <= 16)
+            } else {
+                // A large block: a request too big for any small class (or with an
+                // alignment above a slice), kept in place down to half its size.
+                fits && small_class_for(size, align).is_none()
+                    && (size > usable / 2 || align > SLICE_SIZE)
+            }
         }
         // A huge block: grown in place, or shrunk in place down to half a MiB.
         _ => fits && (size >= HUGE_THRESHOLD / 2 || align > SLICE_SIZE),
