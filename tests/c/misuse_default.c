@@ -43,13 +43,27 @@ int main(int argc, char **argv) {
         free(p);
         free(p);
     } else if (!strcmp(c, "double_free_small_other_thread")) {
+        /* Caught when the block would be handed out a second time. */
         p = malloc(32);
         free(p);
         free_elsewhere(p);
+        for (int i = 0; i < 1000; i++)
+            sink = malloc(32);
     } else if (!strcmp(c, "double_free_small_both_other_thread")) {
         p = malloc(100);
         free_elsewhere(p);
         free_elsewhere(p);
+        for (int i = 0; i < 1000; i++)
+            sink = malloc(100);
+    } else if (!strcmp(c, "double_free_small_later")) {
+        /* Not at once: another free between the two; caught at a later malloc. */
+        char *q = malloc(48);
+        p = malloc(48);
+        free(p);
+        free(q);
+        free(p);
+        for (int i = 0; i < 1000; i++)
+            sink = malloc(48);
     } else if (!strcmp(c, "double_free_large")) {
         p = malloc(256 << 10);
         free(p);

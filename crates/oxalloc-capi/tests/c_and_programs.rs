@@ -305,11 +305,19 @@ const MISUSES: &[(&str, &[&str])] = &[
     ),
     (
         "double_free_small_other_thread",
-        &["double free of 0x", "already freed"],
+        &["double free of 0x", "in malloc()", "freed twice"],
     ),
     (
         "double_free_small_both_other_thread",
-        &["double free of 0x", "already freed"],
+        &["double free of 0x", "in malloc()", "freed twice"],
+    ),
+    (
+        "double_free_small_later",
+        &[
+            "double free of 0x",
+            "(size 48, class 48) in malloc()",
+            "freed twice",
+        ],
     ),
     ("double_free_large", &["double free of 0x", "in free()"]),
     ("double_free_huge", &["free of 0x", "in free()"]),

@@ -91,6 +91,48 @@ pub fn double_free(p: usize, block_size: usize, op: Op) -> ! {
     report::fatal(m, crate::stack_marker!())
 }
 
+/// A block found freed twice when `call` was about to hand it out again (or written
+/// after it was freed: its free key is gone).
+#[cold]
+#[inline(never)]
+pub fn freed_twice_found(p: usize, block_size: usize, call: &str) -> ! {
+    let mut m = report::headline(Kind::DoubleFree, p);
+    report::block(&mut m, block_size, block_size);
+    report::within(&mut m, call);
+    m.str(": the block was freed twice (or written after it was freed); found before it was handed out again");
+    report::fatal(m, crate::stack_marker!())
+}
+
+/// A free list led to `p`, which is not a block of its span (`inside`: not a block
+/// start of the span; else outside it): a freed block's link was overwritten.
+#[cold]
+#[inline(never)]
+pub fn bad_free_list_link(p: usize, block_size: usize, inside: bool) -> ! {
+    let mut m = report::headline(Kind::WriteAfterFree, p);
+    report::block(&mut m, block_size, block_size);
+    report::within(&mut m, "malloc");
+    m.str(if inside {
+        ": the free list handed out a block that is not a block of its size class (a freed block's link was overwritten)"
+    } else {
+        ": the free list handed out a block that is outside the heap (a freed block's link was overwritten)"
+    });
+    report::fatal(m, crate::stack_marker!())
+}
+
+/// A span whose count of blocks in use no longer matches its free list: a block of it
+/// was freed twice. Found when the count went below zero or reached zero early.
+#[cold]
+#[inline(never)]
+pub fn span_count_broken(span_start: usize, block_size: usize) -> ! {
+    let mut m = Msg::new();
+    m.str("oxalloc: double free in the span at ")
+        .hex(span_start as u64)
+        .str(" (blocks of ")
+        .num(block_size as u64)
+        .str(" bytes): more of its blocks were freed than were handed out");
+    report::fatal(m, crate::stack_marker!())
+}
+
 /// A pointer into our memory that is not the start of a live block; `why` says what it
 /// is instead (the words follow a colon).
 #[cold]

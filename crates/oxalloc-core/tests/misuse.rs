@@ -22,6 +22,7 @@ fn run_case(case: &str) {
                 api::free(p);
                 api::free(p);
             }
+            // Not at once: caught when the block would be handed out a second time.
             "small-double-after-other-frees" => {
                 let p = api::malloc(48);
                 let others: Vec<_> = (0..100).map(|_| api::malloc(48)).collect();
@@ -31,6 +32,7 @@ fn run_case(case: &str) {
                 }
                 let keep = api::malloc(48); // the span stays this heap's
                 api::free(p);
+                allocate_some(48);
                 api::free(keep);
             }
             "small-double-remote" => {
@@ -39,6 +41,7 @@ fn run_case(case: &str) {
                     .join()
                     .unwrap();
                 api::free(p as *mut u8);
+                allocate_some(64);
             }
             "small-double-local-then-remote" => {
                 let keep = api::malloc(64);
@@ -48,7 +51,22 @@ fn run_case(case: &str) {
                 std::thread::spawn(move || api::free(p as *mut u8))
                     .join()
                     .unwrap();
+                allocate_some(64);
                 api::free(keep);
+            }
+            "small-double-empties-span" => {
+                // The span's count reaches zero while `live` is still in use: caught
+                // before the span goes back to the central pool.
+                let blocks: Vec<_> = (0..64).map(|_| api::malloc(2048)).collect();
+                let (a, live) = (blocks[10], blocks[11]);
+                for (i, &q) in blocks.iter().enumerate() {
+                    if i != 11 {
+                        api::free(q);
+                    }
+                }
+                api::free(a); // a second time: the count is now one short
+                allocate_some(4096); // other classes: the 2 KiB span is not current
+                std::hint::black_box(live);
             }
             "small-interior" => {
                 let p = api::malloc(64);
@@ -156,6 +174,13 @@ fn run_case(case: &str) {
     println!("survived");
 }
 
+/// Allocates (and leaks) blocks of `size`, as a program goes on after a bug.
+fn allocate_some(size: usize) {
+    for _ in 0..2000 {
+        std::hint::black_box(api::malloc(size));
+    }
+}
+
 #[test]
 fn child_entry() {
     if let Ok(case) = std::env::var("OXALLOC_MISUSE_CASE") {
@@ -221,6 +246,7 @@ fn expect_abort(case: &str, words: &[&str]) {
 
 #[test]
 fn double_frees_of_small_blocks_are_stopped_on_any_thread() {
+    // At once, in the second free.
     let words = [
         "oxalloc: double free of 0x",
         "in free()",
@@ -228,9 +254,27 @@ fn double_frees_of_small_blocks_are_stopped_on_any_thread() {
         "at: 0x",
     ];
     expect_abort("small-double", &words);
+    // Later, before the block is handed out a second time.
+    let words = [
+        "oxalloc: double free of 0x",
+        "in malloc()",
+        "freed twice",
+        "at: 0x",
+    ];
     expect_abort("small-double-after-other-frees", &words);
     expect_abort("small-double-remote", &words);
     expect_abort("small-double-local-then-remote", &words);
+}
+
+#[test]
+fn a_double_free_that_empties_a_span_is_stopped_before_the_span_is_reused() {
+    expect_abort(
+        "small-double-empties-span",
+        &[
+            "oxalloc: double free in the span at 0x",
+            "more of its blocks were freed",
+        ],
+    );
 }
 
 #[test]

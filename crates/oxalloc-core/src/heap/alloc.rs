@@ -27,7 +27,7 @@ pub fn alloc(size: usize) -> *mut u8 {
             if (*span).free.is_null() {
                 return alloc_slow(heap, SizeClass::of(size));
             }
-            return pop(span);
+            return pop(heap, span);
         }
     }
     if size <= MAX_SMALL {
@@ -67,16 +67,19 @@ pub unsafe fn alloc_small(heap: *mut Heap, c: SizeClass) -> *mut u8 {
         if (*span).free.is_null() {
             return alloc_slow(heap, c);
         }
-        pop(span)
+        pop(heap, span)
     }
 }
 
-/// Pops a block from a span known to have one.
+/// Pops a block from a span known to have one, and takes its free key (see `Block`):
+/// a block without it was freed twice (it sits on the list a second time, its key
+/// taken by the first pop) or written after it was freed, and is not handed out.
 ///
 /// # Safety
-/// `span` is owned by the calling thread's heap and its free list is not empty.
+/// `span` is owned by `heap`, the calling thread's heap, and its free list is not
+/// empty.
 #[inline(always)]
-unsafe fn pop(span: *mut Span) -> *mut u8 {
+unsafe fn pop(heap: *mut Heap, span: *mut Span) -> *mut u8 {
     // SAFETY: caller's contract.
     unsafe {
         let b = (*span).free;
@@ -88,9 +91,26 @@ unsafe fn pop(span: *mut Span) -> *mut u8 {
         core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(next.cast::<i8>());
         (*span).used += 1;
         stats::bump((*span).allocs.as_ptr());
-        // In use now: clear the free key (see `Block`).
-        (*b).key = ptr::null_mut();
-        b.cast()
+        // One instruction checks and clears the key: `key - heap` is 0 exactly when
+        // the key is there, and 0 is the in-use value (the compiler would load,
+        // compare and store). The report is a tail call, so the fast path keeps no
+        // stack frame.
+        #[cfg(target_arch = "x86_64")]
+        core::arch::asm!(
+            "sub qword ptr [{b} + {key}], {heap}",
+            "jz {ok}",
+            b = in(reg) b,
+            heap = in(reg) heap,
+            key = const core::mem::offset_of!(Block, key),
+            ok = label { return b.cast() },
+            options(nostack),
+        );
+        #[cfg(not(target_arch = "x86_64"))]
+        if (*b).key == heap {
+            (*b).key = ptr::null_mut();
+            return b.cast();
+        }
+        check::bad_pop(span, b)
     }
 }
 
@@ -146,7 +166,7 @@ unsafe fn alloc_slow_inner(heap: *mut Heap, c: SizeClass) -> *mut u8 {
             let span = (*bin).current;
             if span != empty_span() {
                 if !(*span).free.is_null() || take_remote(span) {
-                    return pop(span);
+                    return pop(heap, span);
                 }
                 // Blocks freed into another span of the class are memory already
                 // touched: use them before carving (touching) fresh pages of this one,
@@ -159,7 +179,7 @@ unsafe fn alloc_slow_inner(heap: *mut Heap, c: SizeClass) -> *mut u8 {
                     continue;
                 }
                 if carve(span) {
-                    return pop(span);
+                    return pop(heap, span);
                 }
                 // Every block is out: park the span until a free brings it back. The
                 // direct table keeps naming it (its free list is empty, so the fast

@@ -101,6 +101,116 @@ pub(super) unsafe fn check_small(span: *mut Span, p: usize, op: Op) {
     }
 }
 
+/// Reports a pointer into a small span that is not the start of a carved block (the
+/// free paths' test; they do not read the block).
+///
+/// # Safety
+/// As for [`check_small`].
+#[inline]
+pub(super) unsafe fn check_grid(span: *mut Span, p: usize, op: Op) {
+    // SAFETY: caller's contract.
+    unsafe {
+        if !Span::on_grid(span, p) {
+            off_grid(span, p, op);
+        }
+    }
+}
+
+/// A popped block did not carry the free key: it was on a free list twice (freed twice;
+/// the first pop took its key) or was written after it was freed. Reported before it is
+/// handed out a second time; never returns.
+///
+/// Typed as returning the block, and calling the report through an opaque pointer, so
+/// that `pop` reaches it by a tail jump: a call to a function the compiler knows never
+/// returns would make the malloc fast path keep an aligned stack frame (two more
+/// instructions on every malloc).
+///
+/// # Safety
+/// `b` was just popped from the free list of `span`, a small span of the caller's heap.
+#[cold]
+#[inline(never)]
+pub(super) unsafe fn bad_pop(span: *mut Span, b: *mut Block) -> *mut u8 {
+    let report: unsafe fn(*mut Span, *mut Block) -> *mut u8 =
+        core::hint::black_box(report_bad_pop as unsafe fn(*mut Span, *mut Block) -> *mut u8);
+    // SAFETY: caller's contract.
+    unsafe { report(span, b) }
+}
+
+/// See [`bad_pop`].
+///
+/// # Safety
+/// As for [`bad_pop`].
+unsafe fn report_bad_pop(span: *mut Span, b: *mut Block) -> *mut u8 {
+    // SAFETY: caller's contract: the record is the caller's, and `b` was read by the
+    // pop (mapped). The key check subtracted the owner heap from `b`'s second word:
+    // added back, so memory a corrupted link led to is left as it was. The list is
+    // dropped: the report may allocate (loading the unwinder), and must not meet it again.
+    unsafe {
+        let key = &raw mut (*b).key;
+        *key = (*key).wrapping_byte_add((*span).owner as usize);
+        (*span).free = ptr::null_mut();
+        let bs = (*span).block_size as usize;
+        let p = b as usize;
+        let base = (*span).grid_base;
+        if Span::on_grid_owner(span, p) {
+            misuse::freed_twice_found(p, bs, "malloc")
+        }
+        let inside = p >= base && p < base + (*span).slice_count as usize * SLICE_SIZE;
+        misuse::bad_free_list_link(p, bs, inside)
+    }
+}
+
+/// Checks a span's count of blocks in use when a free takes the slow path: a double
+/// free that was not caught at once counts one block too few, and the count can go
+/// below zero (both flag bits then set, or a count above the span's blocks).
+///
+/// # Safety
+/// `span` is a small span of the caller's heap.
+#[inline]
+pub(super) unsafe fn check_count(span: *mut Span) {
+    // SAFETY: caller's contract.
+    unsafe {
+        let used = (*span).used;
+        let flags = USED_FULL | USED_CURRENT;
+        if used & flags == flags || (used & !flags) as usize > capacity(span) {
+            misuse::span_count_broken(
+                Segment::span_start(span) as usize,
+                (*span).block_size as usize,
+            );
+        }
+    }
+}
+
+/// Before a span with no block in use goes back to the central pool: its free list
+/// must hold every block carved from it, each once. A block freed twice leaves the
+/// count one short, so a span can look empty while a block of it is still in use;
+/// handing the span back then would let its memory be reused under that block. The walk
+/// ends at the list's end after exactly that many distinct blocks, or the span is
+/// reported (a singly linked list that reaches its end holds no block twice).
+///
+/// # Safety
+/// `span` is a small span of the caller's heap with `used == 0`, in no list.
+pub(super) unsafe fn verify_empty(span: *mut Span) {
+    // SAFETY: caller's contract: the free list is ours; each link is followed only
+    // after its block was found on the span's grid.
+    unsafe {
+        let bs = (*span).block_size as usize;
+        let carved = ((*span).bump as usize - (*span).grid_base) / bs;
+        let mut x = (*span).free;
+        let mut n = 0;
+        while !x.is_null() && n <= carved {
+            if !Span::on_grid_owner(span, x as usize) {
+                break;
+            }
+            n += 1;
+            x = (*x).next;
+        }
+        if n != carved || !x.is_null() {
+            misuse::span_count_broken(Segment::span_start(span) as usize, bs);
+        }
+    }
+}
+
 /// Reports a pointer into a small span that is not the start of a carved block.
 ///
 /// # Safety

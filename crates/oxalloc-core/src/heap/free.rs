@@ -27,9 +27,12 @@ pub unsafe fn free(p: *mut u8) {
 /// [`free`] on behalf of `op`, the call named in a report.
 ///
 /// The fast path frees a small block when the span is this thread's, the pointer is a
-/// carved block's start (`Span::on_grid`: a multiply and a compare) and the block does
-/// not carry the free key (`Block::key`); anything else goes to [`free_other`], which
-/// also sorts out the misuses (`check`).
+/// carved block's start (`Span::on_grid`: a multiply and a compare) and not the head of
+/// the span's free list (a double free at once); anything else goes to [`free_other`],
+/// which also sorts out the misuses (`check`). The block itself is only written, never
+/// read: a free of a block the CPU does not have in cache then costs no wait. A block
+/// freed twice otherwise is caught when it would be handed out again (`alloc::pop`
+/// finds its free key gone) or when its span empties (`check::verify_empty`).
 ///
 /// # Safety
 /// As for [`free`].
@@ -47,7 +50,7 @@ pub unsafe fn free_with(p: *mut u8, op: Op) {
         let span = Segment::span_of(seg, addr);
         let heap = tls::heap();
         let b = p.cast::<Block>();
-        if (*span).owner == heap && Span::on_grid_owner(span, addr) && (*b).key != heap {
+        if (*span).owner == heap && Span::on_grid_owner(span, addr) && (*span).free != b {
             free_local(heap, span, b);
         } else {
             free_other(p, span, heap, op);
@@ -78,7 +81,7 @@ pub unsafe fn free_sized(p: *mut u8, size: usize, align: usize, op: Op) {
             let b = p.cast::<Block>();
             if (*span).owner == heap
                 && Span::on_grid_owner(span, addr)
-                && (*b).key != heap
+                && (*span).free != b
                 && (*span).class == SizeClass::of(size).0
             {
                 return free_local(heap, span, b);
@@ -165,6 +168,7 @@ unsafe fn release_one(heap: *mut Heap, span: *mut Span) {
 pub(super) unsafe fn free_local_slow(heap: *mut Heap, span: *mut Span) {
     // SAFETY: caller's contract: the span and its bin are this thread's.
     unsafe {
+        check::check_count(span);
         let c = SizeClass((*span).class);
         let bin = bin(heap, c.index());
         // A span on the remote stack stays until the drain has taken it off; the drain
@@ -231,11 +235,13 @@ unsafe fn free_other(p: *mut u8, span: *mut Span, heap: *mut Heap, op: Op) {
     unsafe {
         match (*span).kind {
             SpanKind::Small => {
-                check::check_small(span, addr, op);
+                check::check_grid(span, addr, op);
                 let owner = (*span).owner;
                 let b = p.cast::<Block>();
                 if owner == heap {
-                    // Ours after all: the block's data held the key by chance.
+                    if (*span).free == b {
+                        misuse::double_free(addr, (*span).block_size as usize, op);
+                    }
                     return free_local(heap, span, b);
                 }
                 (*b).key = owner;
@@ -354,6 +360,7 @@ unsafe fn release_span(span: *mut Span) {
     // SAFETY: caller's contract; the owner is the calling thread's heap, whose
     // counters only this thread writes.
     unsafe {
+        check::verify_empty(span);
         let owner = (*span).owner;
         let n = (*span).allocs.swap(0, Ordering::Relaxed);
         if stats::COUNTING && n != 0 && !owner.is_null() {
