@@ -51,10 +51,11 @@ pub const HUGE_THRESHOLD: usize = 1 << 20;
 
 /// A free block, linked through its first word. Every block is at least 16 bytes, so
 /// it has a second word: while the block is free, that word holds the owner heap of its
-/// span (the *free key*), and `malloc` clears it when it hands the block out. A `free`
-/// that finds the key there is probably a double free; it is confirmed (by finding the
-/// block on a free list) before it is reported, so a program's own data never causes a
-/// report.
+/// span (the *free key*); `free` writes it (without reading the block first: a block
+/// the CPU does not have in cache costs no wait) and `malloc` checks and clears it as
+/// it hands the block out. A block freed twice sits on a free list twice; the first pop
+/// takes its key, so the second finds none and reports it instead of handing the block
+/// out again (`check::bad_pop`).
 #[repr(C)]
 pub struct Block {
     /// The next free block, or null.
@@ -117,7 +118,12 @@ pub struct Span {
     /// Blocks handed out from this span since it was last folded into its owner
     /// heap's counters (small spans; written by the owner, read by reports).
     pub allocs: AtomicU64,
-    _line1_end: [u8; 24],
+    /// Small spans: the sum of the addresses of the blocks handed out and not yet
+    /// given back to the owner (modulo 2^64; owner only). Zero exactly when no block is
+    /// in use, whatever the count says: a block freed twice leaves it off by that
+    /// block's address, which `check::verify_empty` finds before the span goes back.
+    pub live_sum: u64,
+    _line1_end: [u8; 16],
 
     /// For every slice of a span in use: the span's first slice record, so `free`
     /// finds its span with one load. In a free span, set in its first and last slice.
@@ -147,6 +153,10 @@ pub struct Span {
     /// pushed with a CAS by any thread, taken whole by the owner. In the third cache
     /// line, so those CASes do not contend with the owner's fast-path fields.
     pub remote: AtomicU64,
+    /// The sum of the addresses of the blocks pushed on `remote` and not yet taken by
+    /// the owner: a pusher adds its chain's sum before it publishes the chain, so the
+    /// owner, having taken a list, takes (at least) its sum too.
+    pub remote_sum: AtomicU64,
     /// Link in the owner heap's stack of spans that have remote frees to collect.
     pub remote_next: AtomicPtr<Span>,
     /// See `next`.
@@ -216,10 +226,11 @@ pub static EMPTY_SPAN: Span = Span {
     next: ptr::null_mut(),
     head: ptr::null_mut(),
     allocs: AtomicU64::new(0),
+    live_sum: 0,
     grid_base: 0,
     grid_mul: 0,
     grid_limit: 0,
-    _line1_end: [0; 24],
+    _line1_end: [0; 16],
     _line2_end: [0; 17],
     slice_count: 0,
     kind: SpanKind::Free,
@@ -227,6 +238,7 @@ pub static EMPTY_SPAN: Span = Span {
     zero: false,
     remote_kept: false,
     remote: AtomicU64::new(0),
+    remote_sum: AtomicU64::new(0),
     remote_next: AtomicPtr::new(ptr::null_mut()),
     prev: ptr::null_mut(),
     freed_at_ns: 0,

@@ -68,6 +68,25 @@ fn run_case(case: &str) {
                 allocate_some(4096); // other classes: the 2 KiB span is not current
                 std::hint::black_box(live);
             }
+            "small-double-remote-empties-span" => {
+                // Two other threads free `a`: its remote list loops, and the span's
+                // count reaches zero while `live` is in use.
+                let blocks: Vec<_> = (0..64).map(|_| api::malloc(2048) as usize).collect();
+                let (a, live) = (blocks[10], blocks[11]);
+                for (i, &q) in blocks.iter().enumerate() {
+                    if i != 10 && i != 11 {
+                        api::free(q as *mut u8);
+                    }
+                }
+                for _ in 0..2 {
+                    std::thread::spawn(move || api::free(a as *mut u8))
+                        .join()
+                        .unwrap();
+                }
+                allocate_some(2048);
+                allocate_some(4096);
+                std::hint::black_box(live);
+            }
             "small-interior" => {
                 let p = api::malloc(64);
                 api::free(p.add(16));
@@ -271,9 +290,18 @@ fn a_double_free_that_empties_a_span_is_stopped_before_the_span_is_reused() {
     expect_abort(
         "small-double-empties-span",
         &[
-            "oxalloc: double free in the span at 0x",
-            "more of its blocks were freed",
+            "oxalloc: double free of 0x",
+            "(size 2048, class 2048) in free()",
+            "freed twice",
         ],
+    );
+}
+
+#[test]
+fn a_double_free_by_other_threads_that_empties_a_span_is_stopped() {
+    expect_abort(
+        "small-double-remote-empties-span",
+        &["oxalloc: double free", "(size 2048", "freed twice"],
     );
 }
 

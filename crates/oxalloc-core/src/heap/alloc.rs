@@ -90,6 +90,7 @@ unsafe fn pop(heap: *mut Heap, span: *mut Span) -> *mut u8 {
         #[cfg(target_arch = "x86_64")]
         core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(next.cast::<i8>());
         (*span).used += 1;
+        (*span).live_sum = (*span).live_sum.wrapping_add(b as u64);
         stats::bump((*span).allocs.as_ptr());
         // One instruction checks and clears the key: `key - heap` is 0 exactly when
         // the key is there, and 0 is the in-use value (the compiler would load,
@@ -254,6 +255,10 @@ unsafe fn order_by_address(span: *mut Span) {
         let mut b = (*span).free;
         while !b.is_null() {
             let g = (b as usize - start) >> 4;
+            if bits[g / 64] & (1 << (g % 64)) != 0 {
+                // On the list twice (freed twice): the list loops from here.
+                check::on_list_twice(span, b, "malloc");
+            }
             bits[g / 64] |= 1 << (g % 64);
             b = (*b).next;
         }
@@ -370,6 +375,8 @@ unsafe fn take_small_span(heap: *mut Heap, c: SizeClass) -> *mut Span {
         (*span).owner = heap;
         (*span).free = ptr::null_mut();
         (*span).used = USED_CURRENT;
+        (*span).live_sum = 0;
+        (*span).remote_sum.store(0, Ordering::Relaxed);
         (*span).allocs.store(0, Ordering::Relaxed);
         (*span).bump = start;
         Span::reset_grid(span, start as usize, bs);

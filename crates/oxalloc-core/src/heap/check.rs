@@ -1,21 +1,23 @@
-//! The default build's checks on a block being freed, past the fast path's test.
+//! The default build's checks of frees and of the free lists.
 //!
-//! The fast path frees a small block only if its span is this thread's, the pointer is
-//! the start of a carved block (`Span::on_grid`), and the block's second word is not the
-//! free key (`Block::key`). Everything else comes here, where a failure is told apart
-//! from a free that is fine after all:
-//! * off the grid: an interior, misaligned or never-handed-out pointer: reported;
-//! * carrying the key: a double free if the block is on one of its span's free lists
-//!   (its owner's list, its remote list, or a chain a thread has gathered for it),
-//!   reported; otherwise the program's data just happens to hold the key, and the free
-//!   goes on.
+//! `free` never reads the block it frees: on the fast path it tests only the pointer
+//! (its span is this thread's, it is the start of a carved block: `Span::on_grid`) and
+//! that it is not the head of the span's free list (a double free at once). A double
+//! free that is not at once is caught later, before it can do harm:
+//! * when the block would be handed out a second time: a freed block carries the free
+//!   key (`Block::key`), which the first pop took ([`bad_pop`]);
+//! * when its span looks empty: the count of blocks in use is one short, and the sum of
+//!   the addresses handed out and not given back is not zero ([`verify_empty`]); the
+//!   span is not given back under a live block;
+//! * while a free list is walked (ordering, joining lists): the list loops.
 //!
-//! The lists may belong to another thread, which pops and pushes while we walk them: the
-//! walk reads each link once (volatile), follows only pointers that are themselves
-//! blocks of the span, and stops after as many steps as the span has blocks. A block
-//! freed twice is found as long as it has not been handed out again; a racing walk can
-//! miss it (then the free goes on, as without the check) but never finds a block that
-//! is not free.
+//! What fails the pointer test comes here too: off the grid (an interior, misaligned or
+//! never-handed-out pointer) is reported at once. `malloc_usable_size` reads the key,
+//! and confirms a match by finding the block on one of its span's free lists (its
+//! owner's, its remote list, or a chain a thread gathered for it) before it reports:
+//! the lists may belong to another thread, so the walk reads each link once (volatile),
+//! follows only pointers that are themselves blocks of the span, and stops after as many
+//! steps as the span has blocks.
 #![allow(unsafe_code)]
 
 use super::*;
@@ -181,33 +183,73 @@ pub(super) unsafe fn check_count(span: *mut Span) {
     }
 }
 
-/// Before a span with no block in use goes back to the central pool: its free list
-/// must hold every block carved from it, each once. A block freed twice leaves the
-/// count one short, so a span can look empty while a block of it is still in use;
-/// handing the span back then would let its memory be reused under that block. The walk
-/// ends at the list's end after exactly that many distinct blocks, or the span is
-/// reported (a singly linked list that reaches its end holds no block twice).
+/// Before a span with no block in use goes back to the central pool: no block of it may
+/// still be in use. A block freed twice leaves the count one short, so a span can look
+/// empty while a block of it is live; handing the span back would let its memory be
+/// reused under that block. `live_sum` (the sum of the addresses handed out and not
+/// given back) is then the live block's address minus the doubled one's, not zero:
+/// one compare, where walking the free list cost a cache line per block.
 ///
 /// # Safety
 /// `span` is a small span of the caller's heap with `used == 0`, in no list.
+#[inline]
 pub(super) unsafe fn verify_empty(span: *mut Span) {
-    // SAFETY: caller's contract: the free list is ours; each link is followed only
-    // after its block was found on the span's grid.
+    // SAFETY: caller's contract.
+    unsafe {
+        if (*span).live_sum != 0 {
+            report_span_count(span);
+        }
+    }
+}
+
+/// Reports block `b`, found twice on the free list of `span` (it was freed twice) in
+/// `call`; the list is dropped first (it loops), since the report may allocate.
+///
+/// # Safety
+/// `span` is a small span of the caller's heap and `b` one of its blocks.
+#[cold]
+#[inline(never)]
+pub(super) unsafe fn on_list_twice(span: *mut Span, b: *mut Block, call: &str) -> ! {
+    // SAFETY: caller's contract.
+    unsafe {
+        (*span).free = ptr::null_mut();
+        misuse::freed_twice_found(b as usize, (*span).block_size as usize, call)
+    }
+}
+
+/// Blocks a one-slice span holds at most (16-byte blocks): the bound of the search for
+/// a block on a free list twice.
+const MAX_SLICE_BLOCKS: usize = SLICE_SIZE / 16;
+
+/// Reports a span whose blocks were freed more often than handed out, naming the block
+/// found twice on its free list if there is one (the list then loops back to it).
+///
+/// # Safety
+/// `span` is a small span of the caller's heap.
+#[cold]
+#[inline(never)]
+pub(super) unsafe fn report_span_count(span: *mut Span) -> ! {
+    // SAFETY: caller's contract: the list is ours; a link is followed only after its
+    // block was found on the span's grid.
     unsafe {
         let bs = (*span).block_size as usize;
-        let carved = ((*span).bump as usize - (*span).grid_base) / bs;
+        let base = (*span).grid_base;
+        let mut seen = [0u64; MAX_SLICE_BLOCKS / 64];
         let mut x = (*span).free;
-        let mut n = 0;
-        while !x.is_null() && n <= carved {
-            if !Span::on_grid_owner(span, x as usize) {
+        while !x.is_null() && Span::on_grid_owner(span, x as usize) {
+            let i = (x as usize - base) / bs;
+            if i >= MAX_SLICE_BLOCKS {
                 break;
             }
-            n += 1;
+            if seen[i / 64] & (1 << (i % 64)) != 0 {
+                // Mostly a free emptied the span (the stack says which call).
+                on_list_twice(span, x, "free");
+            }
+            seen[i / 64] |= 1 << (i % 64);
             x = (*x).next;
         }
-        if n != carved || !x.is_null() {
-            misuse::span_count_broken(Segment::span_start(span) as usize, bs);
-        }
+        (*span).free = ptr::null_mut();
+        misuse::span_count_broken(Segment::span_start(span) as usize, bs)
     }
 }
 

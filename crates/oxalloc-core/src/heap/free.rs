@@ -119,6 +119,7 @@ unsafe fn free_local(heap: *mut Heap, span: *mut Span, b: *mut Block) {
         (*b).next = (*span).free;
         (*b).key = heap;
         (*span).free = b;
+        (*span).live_sum = (*span).live_sum.wrapping_sub(b as u64);
         release_one(heap, span);
     }
 }
@@ -246,13 +247,13 @@ unsafe fn free_other(p: *mut u8, span: *mut Span, heap: *mut Heap, op: Op) {
                 }
                 (*b).key = owner;
                 if is_empty_heap(heap) {
-                    push_remote(owner, span, b, b, 1);
+                    push_remote(owner, span, b, b, 1, b as u64);
                     stats::add(&GLOBAL.remote_frees, 1);
                     return;
                 }
                 stats::bump(&raw mut (*heap).stats.remote_frees);
                 if (*span).block_size > PENDING_BLOCK_MAX {
-                    push_remote(owner, span, b, b, 1);
+                    push_remote(owner, span, b, b, 1, b as u64);
                 } else {
                     gather(heap, span, b);
                 }

@@ -26,6 +26,8 @@ pub struct Pending {
     head: *mut Block,
     tail: *mut Block,
     count: u32,
+    /// The sum of the chain's block addresses (see `Span::remote_sum`).
+    sum: u64,
 }
 
 impl Pending {
@@ -34,6 +36,7 @@ impl Pending {
         head: ptr::null_mut(),
         tail: ptr::null_mut(),
         count: 0,
+        sum: 0,
     };
 }
 
@@ -57,6 +60,7 @@ pub(super) unsafe fn gather(heap: *mut Heap, span: *mut Span, b: *mut Block) {
             (*b).next = e.head;
             e.head = b;
             e.count += 1;
+            e.sum = e.sum.wrapping_add(b as u64);
             if e.count >= PENDING_BLOCKS {
                 hand_over(e);
             }
@@ -69,6 +73,7 @@ pub(super) unsafe fn gather(heap: *mut Heap, span: *mut Span, b: *mut Block) {
             head: b,
             tail: b,
             count: 1,
+            sum: b as u64,
         };
     }
 }
@@ -108,7 +113,7 @@ unsafe fn hand_over(e: &mut Pending) {
     if e.count > 0 {
         // SAFETY: caller's contract; the span has `count` blocks out (these), so it
         // and its owner stay alive.
-        unsafe { push_remote((*e.span).owner, e.span, e.head, e.tail, e.count) };
+        unsafe { push_remote((*e.span).owner, e.span, e.head, e.tail, e.count, e.sum) };
     }
     *e = Pending::NONE;
 }
@@ -126,9 +131,9 @@ pub unsafe fn flush_pending(heap: *mut Heap) {
     }
 }
 
-/// Pushes a chain of `n` blocks (`head` .. `tail`) on their span's remote list
-/// (lock-free, many producers), and the span on its owner's stack if it is not there
-/// yet.
+/// Pushes a chain of `n` blocks (`head` .. `tail`, their addresses summing to `sum`)
+/// on their span's remote list (lock-free, many producers), and the span on its
+/// owner's stack if it is not there yet.
 ///
 /// # Safety
 /// `span` is a small span owned by the live heap `owner`, and the chain holds `n` of
@@ -139,10 +144,15 @@ pub(super) unsafe fn push_remote(
     head: *mut Block,
     tail: *mut Block,
     n: u32,
+    sum: u64,
 ) {
     // SAFETY: caller's contract; the list word is only accessed atomically, and the
     // chain is ours to write until the CAS publishes it.
     unsafe {
+        // Before the chain is published: the CAS below (Release) then carries the sum
+        // to the owner's take of the list (Acquire), so the owner never takes blocks
+        // without their sum.
+        (*span).remote_sum.fetch_add(sum, Ordering::Relaxed);
         let word = &(*span).remote;
         let mut cur = word.load(Ordering::Relaxed);
         loop {
@@ -220,6 +230,21 @@ unsafe fn take_list(span: *mut Span) -> RemoteList {
     }
 }
 
+/// Takes the sum of the remote blocks off the span's `live_sum`, after a list was taken:
+/// with it, the sum of every chain pushed before that list (and maybe of one being
+/// pushed now, whose blocks a later take finds; `live_sum` is exact again by then, and
+/// is only checked when no block is out).
+///
+/// # Safety
+/// `span` is a small span owned by the calling thread's heap.
+unsafe fn take_sum(span: *mut Span) {
+    // SAFETY: caller's contract; `live_sum` is the owner's, `remote_sum` atomic.
+    unsafe {
+        let taken = (*span).remote_sum.swap(0, Ordering::Acquire);
+        (*span).live_sum = (*span).live_sum.wrapping_sub(taken);
+    }
+}
+
 /// Makes a span's remote blocks its free list, if it has any; the owner's path when the
 /// span's own free list is empty.
 ///
@@ -234,6 +259,7 @@ pub(super) unsafe fn take_remote(span: *mut Span) -> bool {
         }
         (*span).free = list.head();
         (*span).used -= list.count();
+        take_sum(span);
         true
     }
 }
@@ -252,14 +278,23 @@ unsafe fn absorb(heap: *mut Heap, span: *mut Span, list: RemoteList) {
             if !(*span).free.is_null() {
                 // Rare (trim, thread exit): the span still has local blocks. Link the
                 // lists at the tail.
+                // At most the list's count of links: a block freed twice by other
+                // threads makes the list loop.
                 let mut tail = head;
-                while !(*tail).next.is_null() {
+                for _ in 1..list.count() {
+                    if (*tail).next.is_null() {
+                        break;
+                    }
                     tail = (*tail).next;
+                }
+                if !(*tail).next.is_null() {
+                    check::report_span_count(span);
                 }
                 (*tail).next = (*span).free;
             }
             (*span).free = head;
             (*span).used -= list.count();
+            take_sum(span);
         }
         if free_needs_slow_path((*span).used) {
             free_local_slow(heap, span);
