@@ -39,7 +39,7 @@ unsafe impl GlobalAlloc for Oxalloc {
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: GlobalAlloc contract: `ptr` came from this allocator with `layout`
-        // (a layout that cannot be the block's is reported, as a double free is).
+        // (the layout is not trusted: a size too big for the block is reported).
         unsafe { heap::free_sized(ptr, layout.size(), layout.align(), Op::Dealloc) }
     }
 

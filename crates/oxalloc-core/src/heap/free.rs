@@ -59,21 +59,18 @@ pub unsafe fn free_with(p: *mut u8, op: Op) {
 }
 
 /// A sized free (`free_sized`, `free_aligned_sized`, `GlobalAlloc::dealloc`): [`free`]
-/// after checking that `size` and `align` describe this block. The fast path compares
-/// the class of a small request with the span's (a table lookup); other cases, and a
-/// class that differs, are checked in full by `check::check_sized`, which allows what
-/// an in-place `realloc` leaves.
+/// that also checks `size` and `align` against the block. The size is never trusted
+/// (the span says the block's size), so a wrong one does no harm; the fast path only
+/// checks that it fits the block (one compare: what an in-place `realloc` shrink
+/// leaves fits too), and `check::check_sized` looks closer at the rest (a size too big
+/// for the block, large and huge blocks, other threads' blocks).
 ///
 /// # Safety
 /// As for [`free`].
 #[inline(always)]
 pub unsafe fn free_sized(p: *mut u8, size: usize, align: usize, op: Op) {
     let addr = p as usize;
-    if size <= DIRECT_MAX && align <= 16 {
-        let Some(seg) = SEGMENT_MAP.normal_segment(addr) else {
-            // SAFETY: caller's contract.
-            return unsafe { free_sized_checked(p, size, align, op) };
-        };
+    if let Some(seg) = SEGMENT_MAP.normal_segment(addr) {
         // SAFETY: as in `free_with`.
         unsafe {
             let span = Segment::span_of(seg, addr);
@@ -82,7 +79,7 @@ pub unsafe fn free_sized(p: *mut u8, size: usize, align: usize, op: Op) {
             if (*span).owner == heap
                 && Span::on_grid_owner(span, addr)
                 && (*span).free != b
-                && (*span).class == SizeClass::of(size).0
+                && size <= (*span).block_size as usize
             {
                 return free_local(heap, span, b);
             }
