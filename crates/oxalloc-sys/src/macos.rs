@@ -3,8 +3,9 @@
 //! the `libc` crate.
 //!
 //! **Status: type-checked and compiled, never run.** Nothing can be linked for macOS on
-//! the project's Linux machines (no SDK), so CI only checks this module (`cargo check`
-//! with warnings denied, see `scripts/test.sh`); no test of the allocator has run on a Mac.
+//! the project's Linux machines (no SDK), so CI only compiles this module (the core,
+//! facade and typed crates as libraries, warnings denied, see `scripts/test.sh`); no
+//! test of the allocator has run on a Mac.
 //!
 //! Same names, signatures and contracts as the Linux functions in `lib.rs`, with these
 //! differences:
@@ -29,9 +30,9 @@
 //!   the range is used again. Not measured: the cost against `MADV_FREE_REUSABLE`.
 //! * **No `mremap`.** [`resize_in_place`] always answers false (nothing in the core,
 //!   the facade or the typed crate calls it today; a caller would copy instead).
-//! * **No program break.** `sbrk` is deprecated on macOS (an emulation over a fixed 4 MiB
-//!   zone), so [`brk`] always answers 0 ("no break") as on Windows, and
-//!   `OXALLOC_PAGE_SOURCE=brk` falls back to `mmap`.
+//! * **No program break.** `brk`/`sbrk` are deprecated on macOS (libSystem only
+//!   emulates them inside one small region), so [`brk`] always answers 0 ("no break")
+//!   as on Windows, and `OXALLOC_PAGE_SOURCE=brk` falls back to `mmap`.
 //! * **Huge pages.** There is no transparent huge page advice for an existing range:
 //!   [`prefer_huge_pages`] answers false.
 //! * **Futex.** `__ulock_wait`/`__ulock_wake` (see [`futex_wait`] for why).
@@ -412,9 +413,9 @@ pub fn peak_rss_bytes() -> u64 {
 // * `os_unfair_lock` is a whole lock, not a wait on a word: the core's mutex (three
 //   states, spinning first) would have to be replaced on macOS alone.
 // * The `__ulock` calls are what the system itself builds on: libc++'s
-//   `std::atomic::wait` and libpthread's mutexes and condition variables call them, and
-//   the draft futex port of Rust's std for Apple platforms (rust-lang/rust#122408) falls
-//   back to them below 14.4. (Rust's std today uses pthread mutexes on macOS.)
+//   `std::atomic::wait` and `os_unfair_lock` call them, and the draft futex port of
+//   Rust's std for Apple platforms (rust-lang/rust#122408, not merged) falls back to them
+//   below 14.4. (Rust's std itself uses pthread mutexes on macOS today.)
 // Being private API, they are linked by name here; an App Store review may flag the
 // symbols. When the oldest supported macOS reaches 14.4, `os_sync_wait_on_address` and
 // `os_sync_wake_by_address_any` (same arguments, public) replace them.
