@@ -82,7 +82,11 @@ fn unwinder() -> Option<Unwinder> {
     }
 }
 
-#[cfg(not(any(target_os = "linux", all(windows, target_env = "gnu"))))]
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "macos",
+    all(windows, target_env = "gnu")
+)))]
 fn unwinder() -> Option<Unwinder> {
     None
 }
@@ -90,15 +94,18 @@ fn unwinder() -> Option<Unwinder> {
 // Windows with the GNU toolchain: every program Rust links for `*-windows-gnu` carries
 // libgcc's SEH unwinder (`libgcc_eh`, which std's unwinding uses), whose
 // `_Unwind_Backtrace` walks the frames with `RtlVirtualUnwind` and allocates nothing.
-// Named here without a `#[link]`: the final link already has it.
-#[cfg(all(windows, target_env = "gnu"))]
+// macOS: libSystem, which every program links, re-exports the system's libunwind, which
+// has all three (it reads the compact unwind tables and the DWARF CFI; it may `malloc`
+// to grow a cache, from the system allocator, which a Rust `#[global_allocator]` does
+// not replace). Named here without a `#[link]`: the final link already has them.
+#[cfg(any(all(windows, target_env = "gnu"), target_os = "macos"))]
 extern "C" {
     fn _Unwind_Backtrace(trace: Trace, arg: *mut c_void) -> i32;
     fn _Unwind_GetIP(ctx: *mut UnwindContext) -> usize;
     fn _Unwind_GetCFA(ctx: *mut UnwindContext) -> usize;
 }
 
-#[cfg(all(windows, target_env = "gnu"))]
+#[cfg(any(all(windows, target_env = "gnu"), target_os = "macos"))]
 fn unwinder() -> Option<Unwinder> {
     Some(Unwinder {
         backtrace: _Unwind_Backtrace,

@@ -53,10 +53,28 @@ fn tls_ready() -> bool {
         != 0
 }
 
+// ELF runs the `.fini_array` entries at exit. Mach-O has no such section and dyld no
+// longer runs `__mod_term_func`: on macOS an initializer (`__mod_init_func`, run by dyld
+// when the image loads) registers the hook with `atexit`, which is how clang lowers a
+// C destructor there.
 #[allow(unsafe_code)]
 #[used]
-#[unsafe(link_section = ".fini_array")]
-static AT_EXIT: extern "C" fn() = at_exit;
+#[cfg_attr(not(target_os = "macos"), unsafe(link_section = ".fini_array"))]
+#[cfg_attr(
+    target_os = "macos",
+    unsafe(link_section = "__DATA,__mod_init_func,mod_init_funcs")
+)]
+static AT_EXIT: extern "C" fn() = EXIT_ENTRY;
+
+#[cfg(not(target_os = "macos"))]
+const EXIT_ENTRY: extern "C" fn() = at_exit;
+#[cfg(target_os = "macos")]
+const EXIT_ENTRY: extern "C" fn() = register_at_exit;
+
+#[cfg(target_os = "macos")]
+extern "C" fn register_at_exit() {
+    oxalloc_sys::at_exit(at_exit);
+}
 
 /// Makes the allocator's start-up refer to [`AT_EXIT`], so a static link (`.a`), which
 /// pulls in only the objects something refers to, keeps the exit hook too.

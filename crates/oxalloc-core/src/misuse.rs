@@ -232,7 +232,7 @@ pub fn not_ours(p: usize, op: Op) {
 }
 
 /// One line of `/proc/self/maps`, parsed.
-#[cfg(not(windows))]
+#[cfg(target_os = "linux")]
 #[derive(Clone, Copy, Default)]
 struct MapLine {
     start: usize,
@@ -244,7 +244,7 @@ struct MapLine {
     stack: bool,
 }
 
-#[cfg(not(windows))]
+#[cfg(target_os = "linux")]
 fn parse_hex(s: &[u8]) -> Option<usize> {
     if s.is_empty() || s.len() > 16 {
         return None;
@@ -258,7 +258,7 @@ fn parse_hex(s: &[u8]) -> Option<usize> {
 }
 
 /// Parses `start-end perms offset dev inode   path`.
-#[cfg(not(windows))]
+#[cfg(target_os = "linux")]
 fn parse_line(line: &[u8]) -> Option<MapLine> {
     let mut fields = line.split(|&c| c == b' ').filter(|f| !f.is_empty());
     let range = fields.next()?;
@@ -277,7 +277,7 @@ fn parse_line(line: &[u8]) -> Option<MapLine> {
 }
 
 /// Calls `f` with each line of `/proc/self/maps`, in order, until it returns false.
-#[cfg(not(windows))]
+#[cfg(target_os = "linux")]
 fn for_each_mapping(mut f: impl FnMut(MapLine) -> bool) {
     let Some(fd) = oxalloc_sys::open_read(c"/proc/self/maps") else {
         return;
@@ -313,9 +313,10 @@ fn for_each_mapping(mut f: impl FnMut(MapLine) -> bool) {
     }
 }
 
-/// Where `p`, which is not in our memory, points. Windows has no `/proc/self/maps`:
-/// there the platform layer asks `VirtualQuery` (the one OS `cfg` in this file).
-#[cfg(windows)]
+/// Where `p`, which is not in our memory, points. Only Linux has `/proc/self/maps`:
+/// elsewhere the platform layer asks the OS (`VirtualQuery` on Windows,
+/// `mach_vm_region` and `dladdr` on macOS; the one OS `cfg` in this file).
+#[cfg(not(target_os = "linux"))]
 pub fn place_of(p: usize) -> Place {
     use oxalloc_sys::AddressKind;
     match oxalloc_sys::address_kind(p, crate::stack_marker!()) {
@@ -327,7 +328,7 @@ pub fn place_of(p: usize) -> Place {
 }
 
 /// Where `p`, which is not in our memory, points.
-#[cfg(not(windows))]
+#[cfg(target_os = "linux")]
 pub fn place_of(p: usize) -> Place {
     let here = crate::stack_marker!();
     let mut place = Place::Unmapped;
@@ -354,7 +355,7 @@ pub fn place_of(p: usize) -> Place {
 mod tests {
     use super::*;
 
-    #[cfg(not(windows))]
+    #[cfg(target_os = "linux")]
     #[test]
     fn maps_lines_parse() {
         let l = parse_line(b"7f1c2a000000-7f1c2a021000 rw-p 00000000 00:00 0 ").unwrap();

@@ -1,10 +1,11 @@
 //! The platform layer: the only code in oxalloc that talks to the kernel or libc.
 //!
 //! Everything above this crate is written against these few functions, so a port
-//! to another OS (Windows `VirtualAlloc`/`VirtualFree`, macOS `mach_vm_*`) replaces this
-//! file and nothing else. Memory calls go straight to the kernel through `rustix`'s
-//! raw Linux backend; libc is used only for what the kernel cannot do for us
-//! (`pthread` keys and `atfork`, `errno`, `environ`).
+//! to another OS is one module here with the same functions and nothing else:
+//! `windows.rs` (`VirtualAlloc`/`VirtualFree`) and `macos.rs` (`mmap` through libc;
+//! type-checked only, never run). On Linux, this file: memory calls go straight to the
+//! kernel through `rustix`'s raw Linux backend; libc is used only for what the kernel
+//! cannot do for us (`pthread` keys and `atfork`, `errno`, `environ`).
 //!
 //! # Contracts
 //! * Nothing here allocates on the heap. This code runs *inside* `malloc`, so a call
@@ -17,9 +18,29 @@
 #[cfg(windows)]
 mod windows;
 
+#[cfg(target_os = "macos")]
+mod macos;
+
 mod tls_slot;
+#[cfg(target_os = "macos")]
+pub use macos::*;
 #[cfg(windows)]
 pub use windows::*;
+
+/// What a foreign address points into, for misuse reports: the answer of
+/// `address_kind(p, stack_addr)` where the OS has no `/proc/self/maps` (Windows asks
+/// `VirtualQuery`, macOS `mach_vm_region`; on Linux the core reads the maps itself).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AddressKind {
+    /// Nothing mapped there (or, on Windows, reserved-only address space).
+    Unmapped,
+    /// A thread stack (on Windows: the calling thread's).
+    Stack,
+    /// A loaded image (an executable or library: code, constants, data, bss).
+    Image,
+    /// Some other mapped memory.
+    Other,
+}
 
 #[cfg(target_os = "linux")]
 use core::ffi::{c_void, CStr};

@@ -34,7 +34,7 @@
 //! * [`address_kind`] classifies foreign pointers with `VirtualQuery` (the Linux core
 //!   reads `/proc/self/maps`).
 
-use crate::PAGE_SIZE;
+use crate::{AddressKind, PAGE_SIZE};
 use core::cell::UnsafeCell;
 use core::ffi::{c_void, CStr};
 use core::ptr::{self, NonNull};
@@ -649,19 +649,6 @@ pub unsafe fn spawn_detached(
     // SAFETY: the handle was just returned to us; closing it detaches the thread.
     unsafe { CloseHandle(h) };
     true
-}
-
-/// What a foreign address points into, as far as `VirtualQuery` tells.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AddressKind {
-    /// Free or reserved-only address space.
-    Unmapped,
-    /// The same reservation as `stack_addr` (the calling thread's stack).
-    Stack,
-    /// A loaded image (an .exe or .dll: code, constants, data, .bss).
-    Image,
-    /// Some other committed memory.
-    Other,
 }
 
 /// Classifies `p` (for misuse reports): `stack_addr` is an address on the calling
