@@ -16,6 +16,8 @@
  *
  * Link: cc prog.c -I include -L target/release -loxalloc -Wl,-rpath,<dir>
  *   or: cc prog.c -I include target/release/liboxalloc.a -lpthread -ldl -lm -lrt -lgcc_s
+ *   or, installed (scripts/install.sh): cc prog.c $(pkg-config --cflags --libs oxalloc)
+ *       (oxalloc-static for liboxalloc.a)
  */
 #ifndef OXALLOC_H
 #define OXALLOC_H

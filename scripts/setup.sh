@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing oxalloc needs on a fresh Debian machine:
-# a C/C++ toolchain and nasm for the C, C++ and assembly tests, the real programs the
+# a C/C++ toolchain and nasm for the C, C++ and assembly tests, pkg-config, cmake and
+# dpkg-dev for the install and Debian package tests, the real programs the
 # tests run under the allocator, the peer allocators the benchmark compares with, and
 # Chromium for the map page screenshot test, the aarch64 cross linker and qemu-user for
 # the emulated aarch64 tests, and stable Rust (rustup) when no cargo
@@ -9,7 +10,7 @@
 set -euo pipefail
 
 packages=(
-  build-essential g++ nasm pkg-config
+  build-essential g++ nasm pkg-config cmake dpkg-dev
   python3 sqlite3 git perl curl ca-certificates
   libmimalloc2.0 libjemalloc2 libtcmalloc-minimal4
   chromium valgrind hyperfine

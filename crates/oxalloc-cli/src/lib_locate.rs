@@ -4,7 +4,10 @@
 //! Order: the environment variable (`OXALLOC_LIB`, `OXALLOC_HARDENED_LIB`, `OXALLOC_BENCH`),
 //! then the directory of the `oxalloc` executable (a `cargo build --release` puts them all in
 //! `target/release/`), then `../release/` from it (so a debug build of the tool finds a release
-//! build of the library in the same target directory).
+//! build of the library in the same target directory), then `../lib/` and
+//! `../lib/<multiarch>/` from it (an installed tool: `scripts/install.sh` puts it in
+//! `$PREFIX/bin` and the libraries in `$PREFIX/lib`, the Debian package in `/usr/bin` and
+//! `/usr/lib/x86_64-linux-gnu`).
 
 use std::path::{Path, PathBuf};
 
@@ -28,8 +31,24 @@ fn candidates(file: &str) -> Vec<PathBuf> {
         {
             out.push(up.join("release").join(file));
         }
+        if let Some(prefix) = dir.parent() {
+            let lib = prefix.join("lib");
+            out.push(lib.join(file));
+            if let Some(multiarch) = multiarch() {
+                out.push(lib.join(multiarch).join(file));
+            }
+        }
     }
     out
+}
+
+/// Debian's multiarch directory name for this build's target (`x86_64-linux-gnu`).
+fn multiarch() -> Option<String> {
+    if cfg!(all(target_os = "linux", target_env = "gnu")) {
+        Some(format!("{}-linux-gnu", std::env::consts::ARCH))
+    } else {
+        None
+    }
 }
 
 /// Where `file` would be found, or the list of places searched.
