@@ -9,6 +9,9 @@ bash scripts/setup.sh
 export PATH="$PATH:$HOME/.cargo/bin"
 cargo build --release --workspace
 cargo test --workspace
+# The crates meant for crates.io, packaged and verified as `cargo publish` would
+# (seconds: the verification builds reuse the dependencies the tests built).
+bash scripts/package.sh
 # musl (x86_64-unknown-linux-musl: static, as Rust builds it by default): the core,
 # facade and typed tests run natively. Skipped, and said so, only where no rustup could
 # add the target (setup.sh explains).

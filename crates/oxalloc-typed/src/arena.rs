@@ -2,7 +2,7 @@
 //! back, dropping the arena gives every chunk back at once.
 //!
 //! # Layout
-//! Chunks come from the [`Source`] and start with a [`ChunkHeader`] (link to the older
+//! Chunks come from the [`Source`] and start with a `ChunkHeader` (link to the older
 //! chunk, length); the newest chunk is at the head of the list. `cur..end` is the free
 //! tail of the newest chunk. Allocation rounds `cur` up to the alignment and adds the
 //! size: a few instructions, then a `#[cold]` slow path that adds a chunk twice as big

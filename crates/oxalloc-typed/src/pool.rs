@@ -2,7 +2,7 @@
 //! (typed values behind generation-checked [`Handle`]s).
 //!
 //! # RawPool layout
-//! Memory comes from the [`Source`] in chunks; each chunk starts with a [`ChunkHeader`]
+//! Memory comes from the [`Source`] in chunks; each chunk starts with a `ChunkHeader`
 //! (link to the previous chunk, length), then blocks of `block` bytes. Blocks of the
 //! newest chunk are carved lazily by a bump cursor (`cur..end`), so adding a chunk is
 //! O(1) and never touches its pages. A freed block holds the address of the next free
@@ -11,7 +11,7 @@
 //! doubles up to `max_chunk_bytes`). On a [`Buffer`] the first chunk is the whole buffer
 //! and the pool never grows.
 //!
-//! # Pool<T> layout
+//! # `Pool<T>` layout
 //! Chunk `k` holds `B << k` slots (`B` a power of two), so a slot index maps to its chunk
 //! with one `leading_zeros` and a fixed table of 32 chunk pointers covers every `u32`
 //! index. A slot is `{ gen: u32, value | next_free }`: an odd `gen` means live. A handle

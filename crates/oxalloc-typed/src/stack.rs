@@ -1,7 +1,7 @@
 //! A LIFO (stack) allocator with markers, on one fixed region.
 //!
 //! # Layout
-//! Each allocation is `[pad][Header][payload]`; the 24-byte [`Header`] sits right before
+//! Each allocation is `[pad][Header][payload]`; the 24-byte `Header` sits right before
 //! the payload and records the previous `top`, the previous top allocation (`prev_last`)
 //! and a serial number. `top` is the first free byte, `last` the payload offset of the
 //! top allocation. So the allocations form a chain from `last` down through `prev_last`.

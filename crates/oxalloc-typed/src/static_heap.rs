@@ -4,7 +4,7 @@
 //!
 //! # Idea
 //! Any size, any alignment, free in any order, on memory fixed up front (`.bss` on an
-//! embedded target). The work is done by the TLSF engine in [`crate::tlsf`]: O(1)
+//! embedded target). The work is done by the TLSF engine in the private `tlsf` module: O(1)
 //! allocate and free, immediate coalescing of neighbours against fragmentation, 8 bytes
 //! of header per block. [`HeapStats`] reports the largest free block against all free
 //! memory, so a program can watch its fragmentation.
