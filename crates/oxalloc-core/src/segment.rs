@@ -147,7 +147,13 @@ pub struct Span {
     pub kind: SpanKind,
     /// Size class index (small spans).
     pub class: u8,
-    _line2_end: [u8; 17],
+    /// Small spans: the smallest request of the class (`class_lo`) and the largest
+    /// minus it (`class_range`), so a sized free checks its size with one subtract and
+    /// one compare: `size - class_lo <= class_range` (wrapping) exactly when the size
+    /// maps to this class.
+    pub class_lo: u64,
+    /// See `class_lo`.
+    pub class_range: u64,
 
     /// Blocks of this span freed by other threads, as one word (see [`RemoteList`]):
     /// pushed with a CAS by any thread, taken whole by the owner. In the third cache
@@ -231,7 +237,8 @@ pub static EMPTY_SPAN: Span = Span {
     grid_mul: 0,
     grid_limit: 0,
     _line1_end: [0; 16],
-    _line2_end: [0; 17],
+    class_lo: 0,
+    class_range: 0,
     slice_count: 0,
     kind: SpanKind::Free,
     class: 0,

@@ -116,6 +116,16 @@ impl SizeClass {
         SizeClass((FIRST_COARSE_CLASS + (p as usize - 10) * 4 + step) as u8)
     }
 
+    /// The smallest request that maps to this class (0 for the first): the requests of
+    /// a class are `smallest_request() ..= size()`.
+    pub const fn smallest_request(self) -> usize {
+        if self.0 == 0 {
+            0
+        } else {
+            SizeClass(self.0 - 1).size() + 1
+        }
+    }
+
     /// The block size of this class in bytes.
     #[inline(always)]
     pub const fn size(self) -> usize {
@@ -213,6 +223,22 @@ static RECIPROCALS: [u64; NUM_CLASSES] = {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_class_holds_exactly_the_requests_from_its_smallest_to_its_size() {
+        for c in 0..NUM_CLASSES {
+            let c = SizeClass(c as u8);
+            let (lo, hi) = (c.smallest_request(), c.size());
+            assert_eq!(SizeClass::of(lo), c, "smallest request {lo}");
+            assert_eq!(SizeClass::of(hi), c, "size {hi}");
+            if lo > 0 {
+                assert_ne!(SizeClass::of(lo - 1), c, "{} maps to {c:?}", lo - 1);
+            }
+            if hi < MAX_SMALL {
+                assert_ne!(SizeClass::of(hi + 1), c, "{} maps to {c:?}", hi + 1);
+            }
+        }
+    }
 
     #[test]
     fn block_offsets_are_exactly_the_multiples_of_the_block_size() {

@@ -146,6 +146,11 @@ fn run_case(case: &str) {
                 let p = api::malloc(32);
                 api::free_sized(p, 400);
             }
+            "free-sized-smaller-class" => {
+                // A size of a smaller class than the block's (and no realloc made it).
+                let p = api::malloc(64);
+                api::free_sized(p, 20);
+            }
             "dealloc-mismatch" => {
                 let p = api::malloc(32);
                 heap::free_sized(p, 3000, 8, Op::Dealloc);
@@ -376,6 +381,14 @@ fn other_calls_name_themselves() {
             "size mismatch of 0x",
             "in free_sized()",
             "freed with size 400",
+        ],
+    );
+    expect_abort(
+        "free-sized-smaller-class",
+        &[
+            "size mismatch of 0x",
+            "in free_sized()",
+            "freed with size 20",
         ],
     );
     expect_abort(

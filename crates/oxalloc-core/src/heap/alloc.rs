@@ -372,6 +372,8 @@ unsafe fn take_small_span(heap: *mut Heap, c: SizeClass) -> *mut Span {
         (*span).kind = SpanKind::Small;
         (*span).class = c.0;
         (*span).block_size = bs as u32;
+        (*span).class_lo = c.smallest_request() as u64;
+        (*span).class_range = (bs - c.smallest_request()) as u64;
         (*span).owner = heap;
         (*span).free = ptr::null_mut();
         (*span).used = USED_CURRENT;

@@ -60,10 +60,11 @@ pub unsafe fn free_with(p: *mut u8, op: Op) {
 
 /// A sized free (`free_sized`, `free_aligned_sized`, `GlobalAlloc::dealloc`): [`free`]
 /// that also checks `size` and `align` against the block. The size is never trusted
-/// (the span says the block's size), so a wrong one does no harm; the fast path only
-/// checks that it fits the block (one compare: what an in-place `realloc` shrink
-/// leaves fits too), and `check::check_sized` looks closer at the rest (a size too big
-/// for the block, large and huge blocks, other threads' blocks).
+/// (the span says the block's size), so a wrong one does no harm, but one of another
+/// size class is reported. The fast path checks that the size maps to the span's class
+/// (a subtract and a compare: `Span::class_lo`); `check::check_sized` looks closer at
+/// the rest (sizes an in-place `realloc` left, over-aligned requests, large and huge
+/// blocks, other threads' blocks).
 ///
 /// # Safety
 /// As for [`free`].
@@ -79,7 +80,7 @@ pub unsafe fn free_sized(p: *mut u8, size: usize, align: usize, op: Op) {
             if (*span).owner == heap
                 && Span::on_grid_owner(span, addr)
                 && (*span).free != b
-                && size <= (*span).block_size as usize
+                && (size as u64).wrapping_sub((*span).class_lo) <= (*span).class_range
             {
                 return free_local(heap, span, b);
             }
