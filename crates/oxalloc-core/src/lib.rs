@@ -27,6 +27,7 @@ pub mod options;
 mod page_return;
 mod page_source;
 mod purger;
+pub mod remote_list;
 pub mod report;
 pub mod segment;
 pub mod size_class;

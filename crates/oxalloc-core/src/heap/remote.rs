@@ -4,6 +4,7 @@
 #![allow(unsafe_code)]
 
 use super::*;
+use crate::remote_list;
 
 /// Spans of other heaps whose freed blocks a heap gathers before handing them over.
 pub(super) const PENDING_SPANS: usize = 64;
@@ -146,28 +147,19 @@ pub(super) unsafe fn push_remote(
     n: u32,
     sum: u64,
 ) {
-    // SAFETY: caller's contract; the list word is only accessed atomically, and the
-    // chain is ours to write until the CAS publishes it.
+    // SAFETY: caller's contract; the words are only accessed atomically, and the chain
+    // is ours to write until the CAS publishes it.
     unsafe {
-        // Before the chain is published: the CAS below (Release) then carries the sum
-        // to the owner's take of the list (Acquire), so the owner never takes blocks
-        // without their sum.
-        (*span).remote_sum.fetch_add(sum, Ordering::Relaxed);
-        let word = &(*span).remote;
-        let mut cur = word.load(Ordering::Relaxed);
-        loop {
-            let old = RemoteList(cur);
-            (*tail).next = old.head();
-            match word.compare_exchange_weak(
-                cur,
-                old.pushed_chain(head, n).0,
-                Ordering::Release,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) if old.notified() => return,
-                Ok(_) => break,
-                Err(now) => cur = now,
-            }
+        let link = |old_head: u64| (*tail).next = old_head as *mut Block;
+        if !remote_list::push(
+            &(*span).remote,
+            &(*span).remote_sum,
+            head as u64,
+            n,
+            sum,
+            link,
+        ) {
+            return; // the span is on the owner's stack already
         }
         // We set the notified flag: we alone put the span on the owner's stack.
         let head = AtomicPtr::from_ptr(&raw mut (*owner).remote_spans);
@@ -207,26 +199,11 @@ pub(super) unsafe fn may_release(span: *mut Span) -> bool {
 /// `span` is a small span owned by the calling thread's heap.
 unsafe fn take_list(span: *mut Span) -> RemoteList {
     // SAFETY: caller's contract. The Acquire pairs with the pushers' Release, so the
-    // blocks' links are visible. A kept list's span is not on the stack (its flag
-    // stayed set, so nobody pushed it again): clearing the flag is ours to do.
+    // blocks' links are visible.
     unsafe {
-        if (*span).remote_kept {
-            (*span).remote_kept = false;
-            RemoteList((*span).remote.swap(0, Ordering::Acquire))
-        } else if RemoteList((*span).remote.load(Ordering::Relaxed))
-            .head()
-            .is_null()
-        {
-            // Nothing to take: skip the locked instruction (a block pushed just now is
-            // found next time, or through the stack).
-            RemoteList(0)
-        } else {
-            RemoteList(
-                (*span)
-                    .remote
-                    .fetch_and(RemoteList::NOTIFIED, Ordering::Acquire),
-            )
-        }
+        let kept = (*span).remote_kept;
+        (*span).remote_kept = false;
+        remote_list::take(&(*span).remote, kept)
     }
 }
 
@@ -240,7 +217,7 @@ unsafe fn take_list(span: *mut Span) -> RemoteList {
 unsafe fn take_sum(span: *mut Span) {
     // SAFETY: caller's contract; `live_sum` is the owner's, `remote_sum` atomic.
     unsafe {
-        let taken = (*span).remote_sum.swap(0, Ordering::Acquire);
+        let taken = remote_list::take_sum(&(*span).remote_sum);
         (*span).live_sum = (*span).live_sum.wrapping_sub(taken);
     }
 }
@@ -326,7 +303,7 @@ pub unsafe fn drain_remote(heap: *mut Heap) {
         while !s.is_null() {
             let next = (*s).remote_next.load(Ordering::Relaxed);
             if (*s).free.is_null() {
-                let list = RemoteList((*s).remote.swap(0, Ordering::Acquire));
+                let list = remote_list::take_clearing_flag(&(*s).remote);
                 absorb(heap, s, list);
             } else {
                 // It still has local blocks: leave the list (and the flag, so nobody

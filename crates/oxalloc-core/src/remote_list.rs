@@ -1,0 +1,131 @@
+//! The remote-free protocol on a span's two shared words: `Span::remote` (a
+//! [`RemoteList`]: head, count, notified flag) and `Span::remote_sum` (the sum of the
+//! addresses of the blocks on the list).
+//!
+//! Any thread publishes a chain of blocks with one CAS on the list word, after adding
+//! the chain's sum to the sum word; the owner takes the whole list with one atomic, then
+//! the sum. The owner's checks rest on two properties, checked for every interleaving
+//! by the loom models in `tests/loom_remote.rs` (`bash scripts/loom.sh`), which run
+//! these same functions on loom's atomics:
+//! * a taken list's blocks are visible to the owner (their links were written before the
+//!   Release CAS that the owner's Acquire take reads), and the sums taken cover at least
+//!   the blocks taken: once every block pushed has been taken, the sums taken add up to
+//!   exactly their addresses (so `live_sum` is exact when the span's count says no block
+//!   is out, and a non-zero value there is a double free, never a race);
+//! * a list that is not empty carries the notified flag, and exactly one pusher sets it
+//!   after each time the owner clears it (that pusher puts the span on the owner's
+//!   stack, so no remote block is forgotten).
+//!
+//! The words are reached through [`Word`], so the models can substitute loom's atomics.
+
+use crate::segment::RemoteList;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+/// The atomic operations the protocol uses on a 64-bit word.
+pub trait Word {
+    /// `AtomicU64::load`.
+    fn load(&self, order: Ordering) -> u64;
+    /// `AtomicU64::compare_exchange_weak`.
+    fn compare_exchange_weak(
+        &self,
+        current: u64,
+        new: u64,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Result<u64, u64>;
+    /// `AtomicU64::swap`.
+    fn swap(&self, value: u64, order: Ordering) -> u64;
+    /// `AtomicU64::fetch_add` (wrapping).
+    fn fetch_add(&self, value: u64, order: Ordering) -> u64;
+    /// `AtomicU64::fetch_and`.
+    fn fetch_and(&self, value: u64, order: Ordering) -> u64;
+}
+
+impl Word for AtomicU64 {
+    #[inline(always)]
+    fn load(&self, order: Ordering) -> u64 {
+        AtomicU64::load(self, order)
+    }
+    #[inline(always)]
+    fn compare_exchange_weak(
+        &self,
+        current: u64,
+        new: u64,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Result<u64, u64> {
+        AtomicU64::compare_exchange_weak(self, current, new, success, failure)
+    }
+    #[inline(always)]
+    fn swap(&self, value: u64, order: Ordering) -> u64 {
+        AtomicU64::swap(self, value, order)
+    }
+    #[inline(always)]
+    fn fetch_add(&self, value: u64, order: Ordering) -> u64 {
+        AtomicU64::fetch_add(self, value, order)
+    }
+    #[inline(always)]
+    fn fetch_and(&self, value: u64, order: Ordering) -> u64 {
+        AtomicU64::fetch_and(self, value, order)
+    }
+}
+
+/// Publishes a chain of `n` blocks starting at address `head`, whose addresses sum to
+/// `chain_sum`. `link(old_head)` must make the chain's last block point to `old_head`;
+/// it is called before each CAS attempt, while the chain is still the caller's alone.
+/// Returns true if this push set the notified flag: the caller must then put the span
+/// on its owner's stack.
+#[inline]
+pub fn push<W: Word>(
+    list: &W,
+    sum: &W,
+    head: u64,
+    n: u32,
+    chain_sum: u64,
+    mut link: impl FnMut(u64),
+) -> bool {
+    // Before the chain is published: the CAS below (Release) then carries the sum to
+    // the owner's take of the list (Acquire), so the owner never takes blocks without
+    // their sum.
+    sum.fetch_add(chain_sum, Ordering::Relaxed);
+    let mut cur = list.load(Ordering::Relaxed);
+    loop {
+        let old = RemoteList(cur);
+        link(old.head() as u64);
+        let new = old.pushed_chain(head as *mut _, n).0;
+        match list.compare_exchange_weak(cur, new, Ordering::Release, Ordering::Relaxed) {
+            Ok(_) => return !old.notified(),
+            Err(now) => cur = now,
+        }
+    }
+}
+
+/// The owner takes the whole list outside the drain of its stack: `kept` says the drain
+/// left the list in place (the span is off the stack, and the set flag stopped anyone
+/// from stacking it again), so the flag is cleared; otherwise it stays as it is (the
+/// span may be on the stack). An empty list is not touched (no locked instruction; a
+/// block pushed just now is found next time, or through the stack).
+#[inline]
+pub fn take<W: Word>(list: &W, kept: bool) -> RemoteList {
+    if kept {
+        take_clearing_flag(list)
+    } else if RemoteList(list.load(Ordering::Relaxed)).head().is_null() {
+        RemoteList(0)
+    } else {
+        RemoteList(list.fetch_and(RemoteList::NOTIFIED, Ordering::Acquire))
+    }
+}
+
+/// The owner takes the whole list and clears the notified flag (the span is off its
+/// stack, or never got there): the next push sets the flag again.
+#[inline]
+pub fn take_clearing_flag<W: Word>(list: &W) -> RemoteList {
+    RemoteList(list.swap(0, Ordering::Acquire))
+}
+
+/// The owner takes the sum of what was pushed, after taking a list: at least the sum of
+/// the blocks taken so far that it has not taken before (see the module docs).
+#[inline]
+pub fn take_sum<W: Word>(sum: &W) -> u64 {
+    sum.swap(0, Ordering::Acquire)
+}
