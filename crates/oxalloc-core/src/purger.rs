@@ -64,6 +64,9 @@ extern "C" fn run(_: *mut core::ffi::c_void) -> *mut core::ffi::c_void {
         let dirty = {
             let mut central = CENTRAL.lock();
             central.purge(false);
+            // The live figures (`oxalloc trace`, `map`) follow frees and purges even
+            // while the program itself is quiet (no allocation publishes them then).
+            crate::stats::publish_shared(&central);
             central.dirty_bytes()
         };
         crate::huge::purge_cache(false);
