@@ -131,9 +131,9 @@ pub fn report(s: &Stats, info: &RunInfo<'_>, color: bool) -> String {
     );
     kv(
         &mut o,
-        "peak mapped",
+        "peak reserved",
         term::bytes(s.peak_mapped_bytes),
-        "address space from the OS",
+        "address space mapped from the OS, not memory: pages count once touched",
     );
     kv(
         &mut o,

@@ -436,8 +436,8 @@ fn alloc_large_inner(size: usize, align: usize) -> *mut u8 {
 }
 
 fn count_alloc(slot: usize) {
-    let h = tls::heap();
-    if !is_empty_heap(h) {
+    let h = counting_heap();
+    if !h.is_null() {
         // SAFETY: `h` is this thread's real heap; only this thread writes its counters.
         unsafe { stats::bump(&raw mut (*h).stats.allocs[slot]) };
     }

@@ -6,8 +6,8 @@
 use super::*;
 
 fn count_free(slot: usize) {
-    let h = tls::heap();
-    if !is_empty_heap(h) {
+    let h = counting_heap();
+    if !h.is_null() {
         // SAFETY: `h` is this thread's real heap; only this thread writes its counters.
         unsafe { stats::bump(&raw mut (*h).stats.frees[slot]) };
     }

@@ -144,6 +144,17 @@ fn empty_span() -> *mut Span {
     (&raw const EMPTY_SPAN).cast_mut()
 }
 
+/// This thread's heap for counting a large or huge block, set up if the thread has
+/// none yet (its first allocations may all be large); null for a thread that exited.
+fn counting_heap() -> *mut Heap {
+    let h = tls::heap();
+    if is_empty_heap(h) {
+        tls::init_thread()
+    } else {
+        h
+    }
+}
+
 /// Whether `h` is the placeholder heap of a thread without one.
 #[inline(always)]
 pub fn is_empty_heap(h: *mut Heap) -> bool {
