@@ -113,7 +113,7 @@ pub struct Span {
     /// Next never-used byte; blocks are carved from here lazily, up to the last whole
     /// block of the span.
     pub bump: *mut u8,
-    /// List links: heap partial list, or central free bin (`prev` is in line 3).
+    /// List links: heap partial list, or central free bin.
     pub next: *mut Span,
     /// Blocks handed out from this span since it was last folded into its owner
     /// heap's counters (small spans; written by the owner, read by reports).
@@ -123,7 +123,11 @@ pub struct Span {
     /// in use, whatever the count says: a block freed twice leaves it off by that
     /// block's address, which `check::verify_empty` finds before the span goes back.
     pub live_sum: u64,
-    _line1_end: [u8; 16],
+    /// See `next`. In the first line with it: taking a span off a list touches its
+    /// neighbours' `next` and `prev`, and a span switch (`alloc_slow`) is a cache miss
+    /// per line touched.
+    pub prev: *mut Span,
+    _line1_end: [u8; 8],
 
     /// For every slice of a span in use: the span's first slice record, so `free`
     /// finds its span with one load. In a free span, set in its first and last slice.
@@ -165,8 +169,6 @@ pub struct Span {
     pub remote_sum: AtomicU64,
     /// Link in the owner heap's stack of spans that have remote frees to collect.
     pub remote_next: AtomicPtr<Span>,
-    /// See `next`.
-    pub prev: *mut Span,
     /// When a free span became free (ns), for delayed purging.
     pub freed_at_ns: u64,
     /// Set when central hands the span out: its memory reads as zero (every slice was
@@ -236,7 +238,8 @@ pub static EMPTY_SPAN: Span = Span {
     grid_base: 0,
     grid_mul: 0,
     grid_limit: 0,
-    _line1_end: [0; 16],
+    prev: ptr::null_mut(),
+    _line1_end: [0; 8],
     class_lo: 0,
     class_range: 0,
     slice_count: 0,
@@ -247,7 +250,6 @@ pub static EMPTY_SPAN: Span = Span {
     remote: AtomicU64::new(0),
     remote_sum: AtomicU64::new(0),
     remote_next: AtomicPtr::new(ptr::null_mut()),
-    prev: ptr::null_mut(),
     freed_at_ns: 0,
 };
 
@@ -366,6 +368,7 @@ pub const SEGMENT_HEADER_BYTES: usize = core::mem::size_of::<Segment>().next_mul
 const _: () = assert!(SEGMENT_HEADER_BYTES <= SLICE_SIZE);
 const _: () = assert!(core::mem::size_of::<Span>() == 256);
 const _: () = assert!(core::mem::offset_of!(Span, allocs) < 64);
+const _: () = assert!(core::mem::offset_of!(Span, prev) < 64);
 const _: () = assert!(core::mem::offset_of!(Span, head) == 64);
 const _: () = assert!(core::mem::offset_of!(Span, class) < 128);
 const _: () = assert!(core::mem::size_of::<Block>() <= crate::size_class::SizeClass::of(0).size());
