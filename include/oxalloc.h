@@ -4,7 +4,13 @@
  * The library exports the whole malloc family under the standard names (so that
  * linking it, or loading it with LD_PRELOAD, replaces the C library's allocator)
  * and under the `ox_` names declared here, for programs that want to call oxalloc
- * explicitly, next to another malloc. Both names of a function behave the same:
+ * explicitly, next to another malloc. On Windows, oxalloc.dll exports only the ox_
+ * names: the CRT's malloc stays the CRT's (a DLL cannot replace it, and a second
+ * malloc/free pair would split a program between two allocators). There ox_stats_json's
+ * fd 1 and 2 are the standard output and error handles (other values are taken as a
+ * HANDLE, not a CRT descriptor), and ox_malloc_info wants a FILE * of msvcrt.dll, the
+ * CRT that MinGW programs and the DLL use.
+ * Both names of a function behave the same:
  *
  *   - malloc(SIZE_MAX), calloc and reallocarray overflow: NULL with errno = ENOMEM;
  *   - aligned_alloc/memalign with an impossible alignment: NULL with errno = EINVAL;

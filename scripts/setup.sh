@@ -4,7 +4,8 @@
 # dpkg-dev for the install and Debian package tests, the real programs the
 # tests run under the allocator, the peer allocators the benchmark compares with, and
 # Chromium for the map page screenshot test, the aarch64 cross linker and qemu-user for
-# the emulated aarch64 tests, and stable Rust (rustup) when no cargo
+# the emulated aarch64 tests, musl-gcc for the static musl C programs, and stable Rust
+# (rustup) when no cargo
 # is found. Safe to run again: it installs only
 # what is missing. Needs root (or sudo) for apt-get.
 set -euo pipefail
@@ -16,6 +17,7 @@ packages=(
   chromium valgrind hyperfine
   gcc-mingw-w64-x86-64 wine64
   qemu-user-static gcc-aarch64-linux-gnu libc6-dev-arm64-cross
+  musl-tools
 )
 
 missing=()
@@ -41,7 +43,8 @@ if ! command -v cargo >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/cargo" ]; then
 fi
 # The musl target (static Rust programs, Alpine): test.sh builds and runs the core,
 # facade and typed tests for it. Rust's musl target carries its own libc.a and crt
-# files and links with the host cc, so no musl-tools is needed for it.
+# files and links with the host cc; musl-tools (above) is for the C programs that
+# test.sh links statically against the musl liboxalloc.a with musl-gcc.
 rustup_bin="$(command -v rustup 2>/dev/null || echo "$HOME/.cargo/bin/rustup")"
 if [ -x "$rustup_bin" ]; then
   # Windows (MinGW) is built and tested under wine by test-windows.sh; aarch64 Linux is

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Windows (x86_64-pc-windows-gnu): builds the core, facade and typed crates with MinGW
-# and runs their tests under wine. Called by test.sh; prints SKIPPED and succeeds where
-# the target, MinGW or wine is missing (setup.sh installs them).
+# and runs their tests under wine, then oxalloc.dll with a C program against its import
+# library. Called by test.sh; prints SKIPPED and succeeds where the target, MinGW or
+# wine is missing (setup.sh installs them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:$HOME/.cargo/bin"
@@ -33,3 +34,7 @@ fi
 
 export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER="$wine_bin"
 cargo test -p oxalloc-core -p oxalloc -p oxalloc-typed --target "$target"
+# The C API: tests/c/dll_test.c built with MinGW against oxalloc.dll's import library and
+# run under wine in the prefix above, by a host test (ignored by a plain cargo test,
+# which cannot count on MinGW and wine).
+cargo test --workspace --test c_and_programs -- --ignored windows_

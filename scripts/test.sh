@@ -18,6 +18,14 @@ bash scripts/package.sh
 if rustc --print sysroot >/dev/null 2>&1 &&
   [ -d "$(rustc --print sysroot)/lib/rustlib/x86_64-unknown-linux-musl" ]; then
   cargo test -p oxalloc-core -p oxalloc -p oxalloc-typed --target x86_64-unknown-linux-musl
+  # The C API: liboxalloc.a for musl linked into static C programs with musl-gcc (the
+  # API test, the misuse battery, threads), run natively. `--ignored`: a plain cargo
+  # test cannot count on musl-gcc.
+  if command -v musl-gcc >/dev/null 2>&1; then
+    cargo test --workspace --test c_and_programs -- --ignored musl_
+  else
+    echo "test.sh: SKIPPED the musl C API tests: musl-gcc is missing (setup.sh installs musl-tools)" >&2
+  fi
 else
   echo "test.sh: SKIPPED the musl tests: target x86_64-unknown-linux-musl is not installed" >&2
 fi
@@ -26,7 +34,9 @@ fi
 bash scripts/test-windows.sh
 # aarch64 Linux: the same tests, cross-built and run under qemu-user (cargo's runner),
 # with the thread tests' work divided by 4 (about 20 times slower emulated). The
-# huge-page test says SKIPPED there: qemu-user drops madvise advice.
+# huge-page test says SKIPPED there: qemu-user drops madvise advice. Then the C API:
+# C programs cross-compiled against liboxalloc.a and under LD_PRELOAD of liboxalloc.so,
+# run under qemu-user by the host's test (the API test, the misuse battery, threads).
 aarch64_missing=()
 if ! rustc --print sysroot >/dev/null 2>&1 ||
   [ ! -d "$(rustc --print sysroot)/lib/rustlib/aarch64-unknown-linux-gnu" ]; then
@@ -40,6 +50,8 @@ if ((${#aarch64_missing[@]} == 0)); then
     CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64-static -L /usr/aarch64-linux-gnu" \
     OXALLOC_TEST_SCALE_DOWN=4 \
     cargo test -p oxalloc-core -p oxalloc -p oxalloc-typed --target aarch64-unknown-linux-gnu
+  CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
+    cargo test --workspace --test c_and_programs -- --ignored aarch64_
 else
   echo "test.sh: SKIPPED the aarch64 tests: missing ${aarch64_missing[*]} (setup.sh installs them)" >&2
 fi

@@ -2,8 +2,10 @@
  * api_test.c: every function liboxalloc exports, under both of its names (the
  * standard one, and the ox_ one from include/oxalloc.h), and every bad input.
  *
- * Built twice by crates/oxalloc-capi/tests/c_and_programs.rs: against liboxalloc.a
- * (run with --expect-no-so) and against liboxalloc.so (run with --expect-so).
+ * Built by crates/oxalloc-capi/tests/c_and_programs.rs against liboxalloc.a (run with
+ * --expect-no-so) and against liboxalloc.so (run with --expect-so); and, by its port
+ * tests, as a static musl program (musl-gcc -static) and for aarch64 against
+ * liboxalloc.a (run under qemu-user).
  *
  * Checks, for each name set:
  *   - malloc: sizes 0..4 MiB, 16-byte alignment, malloc_usable_size >= n, the whole
@@ -41,6 +43,27 @@
 
 #include "common.h"
 #include "oxalloc.h"
+
+#ifndef __GLIBC__
+/* musl's <malloc.h> has none of glibc's extras, which liboxalloc exports all the same:
+ * declared here with glibc's types and parameter values. */
+struct mallinfo2 {
+    size_t arena, ordblks, smblks, hblks, hblkhd, usmblks, fsmblks, uordblks, fordblks, keepcost;
+};
+struct mallinfo {
+    int arena, ordblks, smblks, hblks, hblkhd, usmblks, fsmblks, uordblks, fordblks, keepcost;
+};
+struct mallinfo2 mallinfo2(void);
+struct mallinfo mallinfo(void);
+int mallopt(int param, int value);
+int malloc_info(int options, FILE *stream);
+void malloc_stats(void);
+int malloc_trim(size_t pad);
+void *pvalloc(size_t size);
+#define M_TRIM_THRESHOLD -1
+#define M_MMAP_THRESHOLD -3
+#define M_ARENA_MAX -8
+#endif
 
 /* C23 names that glibc 2.36 does not declare yet. */
 void free_sized(void *ptr, size_t size);

@@ -4,6 +4,13 @@
 //! live and are tested. The unprefixed names replace libc's allocator; the `ox_`
 //! names are for programs that want oxalloc next to another malloc.
 //!
+//! On Windows only the `ox_` names are exported. A DLL cannot replace the CRT's
+//! `malloc` (each import is bound to one DLL by name), and exporting `malloc`/`free`
+//! from `oxalloc.dll` splits a program in two: a program that links the import library
+//! before the CRT (`gcc prog.c -loxalloc`) gets oxalloc's `malloc` and `free` for its
+//! own calls while the CRT (`strdup`, `fopen`, the MinGW start-up code) keeps its own,
+//! so `free(strdup(s))` hands the CRT's block to oxalloc.
+//!
 //! On x86-64 Linux the library is `no_std`: it links no Rust standard library, so a
 //! process that loads it maps no std code (panic machinery, backtrace symbolizer) and
 //! no `libgcc_s`. A panic, which the allocator's code never means to raise, reports its
@@ -26,6 +33,8 @@ macro_rules! export {
     ($( $(#[$m:meta])* fn $name:ident / $ox:ident ( $($arg:ident : $t:ty),* ) $(-> $ret:ty)? => $body:expr; )*) => {
         $(
             $(#[$m])*
+            // Not on Windows: see the crate documentation.
+            #[cfg(not(windows))]
             #[unsafe(no_mangle)]
             pub unsafe extern "C" fn $name($($arg: $t),*) $(-> $ret)? {
                 #[allow(unused_unsafe)]
