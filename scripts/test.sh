@@ -12,6 +12,9 @@ cargo test --workspace
 # The crates meant for crates.io, packaged and verified as `cargo publish` would
 # (seconds: the verification builds reuse the dependencies the tests built).
 bash scripts/package.sh
+# Soak: threads, forks, trims and every size at once, checked on every free; 20 s under
+# each build here (run it longer by hand: bash scripts/soak.sh 600).
+bash scripts/soak.sh 20
 # musl (x86_64-unknown-linux-musl: static, as Rust builds it by default): the core,
 # facade and typed tests run natively. Skipped, and said so, only where no rustup could
 # add the target (setup.sh explains).

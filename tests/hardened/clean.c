@@ -1,10 +1,12 @@
 /* Correct use of the whole C API; must exit 0 under the hardened library.
- * argv[1] == "junk": checks that a fresh malloc(64) reads back 0xAA (OXALLOC_JUNK=1).
+ * argv[1] == "junk": prints what a fresh malloc(64) holds (0xAA with OXALLOC_JUNK=1).
  * argv[1] == "order": prints how random the order of 256 fresh blocks is.
  * argv[1] == "trim": prints what malloc_trim gave back after a burst of frees. */
 #include <errno.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,10 +19,14 @@ void free_aligned_sized(void *p, size_t a, size_t n) __attribute__((weak));
 
 #define CHECK(c) do { if (!(c)) { fprintf(stderr, "check failed line %d: %s\n", __LINE__, #c); exit(1); } } while (0)
 
+/* Set once main has forked: the workers loop until then, so every fork happens while
+ * all four allocate and free. */
+static atomic_int forks_done;
+
 static void *worker(void *arg) {
     unsigned seed = (unsigned)(uintptr_t)arg;
     void *live[256] = {0};
-    for (int i = 0; i < 20000; i++) {
+    for (int i = 0; i < 20000 || !atomic_load(&forks_done); i++) {
         int k = rand_r(&seed) % 256;
         if (live[k]) {
             CHECK(((unsigned char *)live[k])[0] == (unsigned char)k);
@@ -35,6 +41,48 @@ static void *worker(void *arg) {
     return NULL;
 }
 
+/* What a child forked from the threaded parent does: small and large blocks filled and
+ * checked, a thread of its own that allocates, and the parent's pre-fork block, which
+ * it reads and frees. Returns the exit status (0: all well). */
+static void *child_thread(void *arg) {
+    (void)arg;
+    for (int i = 0; i < 2000; i++) {
+        size_t n = 1 + (size_t)i * 37 % 5000;
+        unsigned char *p = malloc(n);
+        if (!p) return (void *)1;
+        memset(p, 0x5a, n);
+        if (p[0] != 0x5a || p[n - 1] != 0x5a) return (void *)1;
+        free(p);
+    }
+    return NULL;
+}
+
+static int child_after_fork(char *before, size_t before_n) {
+    alarm(20); /* a deadlocked child dies of SIGALRM, which the parent reports */
+    for (int round = 0; round < 3; round++) {
+        static unsigned char *b[300];
+        for (int i = 0; i < 300; i++) {
+            size_t n = 1 + (size_t)(i * 7919 + round) % (i % 50 == 0 ? 300000 : 2000);
+            b[i] = malloc(n);
+            if (!b[i]) return 2;
+            memset(b[i], i & 0xff, n);
+            if (b[i][n - 1] != (unsigned char)(i & 0xff)) return 3;
+        }
+        for (int i = 0; i < 300; i++) {
+            if (b[i][0] != (unsigned char)(i & 0xff)) return 4;
+            free(b[i]);
+        }
+    }
+    pthread_t t;
+    void *r = (void *)1;
+    if (pthread_create(&t, NULL, child_thread, NULL) != 0 || pthread_join(t, &r) != 0 || r)
+        return 5;
+    for (size_t i = 0; i < before_n; i++)
+        if (before[i] != 'P') return 6;
+    free(before);
+    return 0;
+}
+
 /* Resident set size in KiB, from /proc/self/statm (pages). */
 static long rss_kib(void) {
     FILE *f = fopen("/proc/self/statm", "r");
@@ -46,12 +94,20 @@ static long rss_kib(void) {
 
 int main(int argc, char **argv) {
     if (argc > 1 && !strcmp(argv[1], "junk")) {
+        /* Prints what a fresh malloc(64) holds (0xaa with OXALLOC_JUNK=1, zero without)
+         * and exits 0 either way: the test compares the line, so a crash cannot pass. */
         unsigned char *p = malloc(64);
-        for (int i = 0; i < 64; i++) CHECK(p[i] == 0xAA);
+        CHECK(p);
+        int same = 1;
+        for (int i = 1; i < 64; i++) same &= p[i] == p[0];
         unsigned char *z = calloc(1, 64);
+        CHECK(z);
         for (int i = 0; i < 64; i++) CHECK(z[i] == 0);
+        if (same)
+            printf("fresh malloc(64): 64 bytes of 0x%02x\n", p[0]);
+        else
+            printf("fresh malloc(64): mixed bytes, first 0x%02x\n", p[0]);
         free(p); free(z);
-        puts("junk ok");
         return 0;
     }
     if (argc > 1 && !strcmp(argv[1], "trim")) {
@@ -169,20 +225,33 @@ int main(int argc, char **argv) {
     malloc_trim(0);
     struct mallinfo2 mi = mallinfo2();
     (void)mi;
-    /* Threads. */
+    /* Threads, and fork while they allocate and free: the child can allocate (and
+     * start a thread, and free what the parent allocated before the fork). */
     pthread_t t[4];
-    for (int i = 0; i < 4; i++) pthread_create(&t[i], NULL, worker, (void *)(uintptr_t)(i + 1));
-    for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
-    /* fork from a threaded program: the child can allocate. */
-    pid_t pid = fork();
-    if (pid == 0) {
-        void *x = malloc(100);
-        free(x);
-        _exit(0);
+    for (int i = 0; i < 4; i++)
+        CHECK(pthread_create(&t[i], NULL, worker, (void *)(uintptr_t)(i + 1)) == 0);
+    for (int f = 0; f < 8; f++) {
+        usleep(2000); /* the workers are in their loops */
+        size_t before_n = 100 + (size_t)f * 1000;
+        char *before = malloc(before_n);
+        CHECK(before);
+        memset(before, 'P', before_n);
+        fflush(stdout);
+        pid_t pid = fork();
+        CHECK(pid >= 0);
+        if (pid == 0) _exit(child_after_fork(before, before_n));
+        free(before);
+        int st;
+        CHECK(waitpid(pid, &st, 0) == pid);
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+            fprintf(stderr, "fork %d: child %s %d\n", f,
+                    WIFSIGNALED(st) ? "killed by signal" : "exited with",
+                    WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+            exit(1);
+        }
     }
-    int st;
-    waitpid(pid, &st, 0);
-    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    atomic_store(&forks_done, 1);
+    for (int i = 0; i < 4; i++) CHECK(pthread_join(t[i], NULL) == 0);
     puts("clean ok");
     return 0;
 }

@@ -1,8 +1,9 @@
 /* Threads under the hardened library's per-thread quarantines. argv[1] picks the case:
  *   clean            cross-thread frees, threads that exit holding quarantined
- *                    blocks, reuse of what they handed back, fork from a
- *                    threaded process, ox_hardened_check; leaks 5 x 777 bytes from an
- *                    exited thread (for the leak report); exits 0.
+ *                    blocks, reuse of what they handed back, fork while the
+ *                    threads allocate and free (and once after they exited),
+ *                    ox_hardened_check; leaks 5 x 777 bytes from an exited thread
+ *                    (for the leak report); exits 0.
  *   double_free      a block freed on one thread, then again on another.
  *   never_handed_out a neighbouring block of a live one, never handed out, freed from
  *                    a second thread while the first is alive.
@@ -17,6 +18,8 @@
  */
 #include <malloc.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,12 +43,16 @@ struct ring {
 };
 static struct ring rings[THREADS];
 
+/* In the fork round the mixers go on past ROUNDS until main has forked, so that every
+ * fork happens while all of them allocate, free and hand blocks across threads. */
+static atomic_int fork_round, forks_done;
+
 static void *mixer(void *arg) {
     int t = (int)(intptr_t)arg;
     unsigned seed = 12345u + t;
     struct ring *mine = &rings[t], *next = &rings[(t + 1) % THREADS];
     void *local[128] = {0};
-    for (int i = 0; i < ROUNDS; i++) {
+    for (int i = 0; i < ROUNDS || (atomic_load(&fork_round) && !atomic_load(&forks_done)); i++) {
         size_t n = 1 + rand_r(&seed) % (i % 500 == 0 ? 100000 : 700);
         unsigned char *p = i % 2 ? calloc(1, n) : malloc(n);
         CHECK(p);
@@ -84,6 +91,56 @@ static void *mixer(void *arg) {
     for (int k = 0; k < 128; k++) free(local[k]);
     /* Exit with blocks in the quarantine, and one block that main frees. */
     return malloc(1);
+}
+
+/* A child forked while the mixers run: allocates, checks and frees (small and large
+ * blocks, in a thread of its own too) and frees the block the parent allocated before
+ * the fork. Returns its exit status (0: all well). */
+static void *child_churn(void *arg) {
+    (void)arg;
+    for (int i = 0; i < 10000; i++) {
+        size_t n = 1 + (size_t)i % 900 * (i % 1000 == 0 ? 200 : 1);
+        unsigned char *p = malloc(n);
+        if (!p) return (void *)1;
+        memset(p, 0x3c, n);
+        if (p[0] != 0x3c || p[n - 1] != 0x3c) return (void *)1;
+        free(p);
+    }
+    return NULL;
+}
+
+static int child_after_fork(unsigned char *before, size_t before_n) {
+    alarm(20); /* a deadlocked child dies of SIGALRM, which the parent reports */
+    if (child_churn(NULL)) return 2;
+    pthread_t t;
+    void *r = (void *)1;
+    if (pthread_create(&t, NULL, child_churn, NULL) != 0 || pthread_join(t, &r) != 0 || r)
+        return 3;
+    for (size_t i = 0; i < before_n; i++)
+        if (before[i] != 0xbf) return 4;
+    free(before);
+    return 0;
+}
+
+static void fork_and_wait(int f) {
+    size_t before_n = 50 + (size_t)f * 3000;
+    unsigned char *before = malloc(before_n);
+    CHECK(before);
+    memset(before, 0xbf, before_n);
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) _exit(child_after_fork(before, before_n));
+    free(before);
+    int st;
+    CHECK(waitpid(pid, &st, 0) == pid);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        fprintf(stderr, "fork %d: child %s %d\n", f,
+                WIFSIGNALED(st) ? "killed by signal" : "exited with",
+                WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+        exit(1);
+    }
 }
 
 static void *leaker(void *arg) {
@@ -164,24 +221,26 @@ int main(int argc, char **argv) {
     if (!strcmp(c, "clean")) {
         for (int t = 0; t < THREADS; t++) pthread_mutex_init(&rings[t].mu, NULL);
         for (int round = 0; round < 3; round++) {
+            atomic_store(&fork_round, round == 1);
+            atomic_store(&forks_done, 0);
             for (int t = 0; t < THREADS; t++)
                 CHECK(pthread_create(&th[t], NULL, mixer, (void *)(intptr_t)t) == 0);
+            if (round == 1) {
+                /* fork while the mixers allocate, free and pass blocks around */
+                for (int f = 0; f < 6; f++) {
+                    usleep(2000);
+                    fork_and_wait(f);
+                }
+                atomic_store(&forks_done, 1);
+            }
             for (int t = 0; t < THREADS; t++) {
                 void *r;
                 pthread_join(th[t], &r);
                 free(r);
             }
-            if (round == 1) {
-                /* fork with the other threads' caches in whatever state they left */
-                pid_t pid = fork();
-                if (pid == 0) {
-                    for (int i = 0; i < 10000; i++) free(malloc(1 + i % 900));
-                    _exit(0);
-                }
-                int st;
-                waitpid(pid, &st, 0);
-                CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-            }
+            if (round == 1)
+                /* and with the exited threads' caches in whatever state they left */
+                fork_and_wait(6);
         }
         for (int t = 0; t < THREADS; t++) {
             while (rings[t].len) {

@@ -13,14 +13,14 @@
 //! with `--print native-static-libs`; [`NATIVE_LIBS`] is that list, which
 //! `OXALLOC_NATIVE_LIBS` (space separated) overrides.
 //!
-//! # What is skipped, and why
-//! * `pool.asm` needs `ox_pool_*` in `liboxalloc.so`: without them (checked with
-//!   `nm -D`) its test prints a note and passes.
+//! # Nothing is skipped
+//! * `pool.asm` needs `ox_pool_*` in `liboxalloc.so` (checked with `nm -D`): a library
+//!   without them fails its test.
 //! * The mistake programs are checked against `liboxalloc_hardened.so` (SIGABRT and a
-//!   report) only where that library exists next to `liboxalloc.so`; otherwise a note
-//!   is printed. They always run under the default library, where only the leak and
-//!   garbage programs must exit 0 (the others are undefined behaviour: their status
-//!   is printed, not asserted).
+//!   report), which must exist next to `liboxalloc.so` (the build above makes both;
+//!   an `OXALLOC_LIB_DIR` without it fails the test). They also run under the default
+//!   library, where only the leak and garbage programs must exit 0 (the others are
+//!   undefined behaviour: their status is printed, not asserted).
 //!
 //! Missing `nasm` or `cc` is a test failure, never a silent pass.
 
@@ -290,8 +290,8 @@ fn run(exe: &Path, env: &[(&str, &Path)], vars: &[(&str, &str)]) -> Run {
     }
 }
 
-/// Prints a note that shows even when the test harness captures output (a skipped
-/// check must be visible in a passing run).
+/// Prints a note that shows even when the test harness captures output (what the
+/// default build did with a mistake program must be visible in a passing run).
 fn note(msg: &str) {
     let _ = writeln!(std::io::stderr(), "note: {msg}");
 }
@@ -467,13 +467,12 @@ fn exports(lib: &Path, symbol: &str) -> bool {
 #[test]
 fn pool_through_ox_pool_abi() {
     let s = setup();
-    if !exports(&s.lib_dir.join("liboxalloc.so"), "ox_pool_create") {
-        note(
-            "pool.asm not run: liboxalloc.so does not export ox_pool_* yet \
-             (needs ox_pool_* in liboxalloc, issue 5)",
-        );
-        return;
-    }
+    let so = s.lib_dir.join("liboxalloc.so");
+    assert!(
+        exports(&so, "ox_pool_create"),
+        "{} does not export ox_pool_create: pool.asm cannot run",
+        so.display()
+    );
     check_exact("pool", Link::Static, POOL);
 }
 
@@ -494,24 +493,22 @@ fn mistake_default_run(name: &str) -> (PathBuf, Run) {
     (exe, r)
 }
 
-/// The hardened library, or `None` (with a printed note) when it is not built yet.
-fn hardened(name: &str) -> Option<PathBuf> {
+/// The hardened library; its absence fails the test (the setup's build makes it).
+fn hardened(name: &str) -> PathBuf {
     let lib = setup().lib_dir.join("liboxalloc_hardened.so");
-    if lib.is_file() {
-        Some(lib)
-    } else {
-        note(&format!(
-            "{name}: hardened check skipped, {} does not exist yet (crates/oxalloc-hardened)",
-            lib.display()
-        ));
-        None
-    }
+    assert!(
+        lib.is_file(),
+        "{name}: {} does not exist (cargo build --release -p oxalloc-hardened, or an \
+         OXALLOC_LIB_DIR that holds it)",
+        lib.display()
+    );
+    lib
 }
 
 /// Runs a mistake under the hardened library: it must die by SIGABRT with `report`
 /// on stderr, after printing `first_line` (the program flushes before the bug).
 fn check_hardened_abort(name: &str, exe: &Path, first_line: &str, report: &str) {
-    let Some(lib) = hardened(name) else { return };
+    let lib = hardened(name);
     let r = run(exe, &[("LD_PRELOAD", &lib)], &[]);
     r.assert_abort(name);
     assert!(r.stdout.starts_with(first_line), "{name}: {}", r.describe());
@@ -528,15 +525,14 @@ fn mistake_leak() {
     r.assert_success("mistake_leak under liboxalloc.so");
     let line = "allocated 3 blocks (100, 200, 300 bytes), freed 1: 400 bytes leaked\n";
     assert_eq!(r.stdout, line, "{}", r.describe());
-    if let Some(lib) = hardened("mistake_leak") {
-        let r = run(&exe, &[("LD_PRELOAD", &lib)], &[("OXALLOC_LEAKS", "1")]);
-        assert_eq!(r.stdout, line, "{}", r.describe());
-        assert!(
-            r.stderr.contains("leaked"),
-            "no leak report: {}",
-            r.describe()
-        );
-    }
+    let lib = hardened("mistake_leak");
+    let r = run(&exe, &[("LD_PRELOAD", &lib)], &[("OXALLOC_LEAKS", "1")]);
+    assert_eq!(r.stdout, line, "{}", r.describe());
+    assert!(
+        r.stderr.contains("leaked"),
+        "no leak report: {}",
+        r.describe()
+    );
 }
 
 #[test]
@@ -573,16 +569,15 @@ fn mistake_garbage() {
         "{}",
         r.describe()
     );
-    if let Some(lib) = hardened("mistake_garbage") {
-        let r = run(&exe, &[("LD_PRELOAD", &lib)], &[("OXALLOC_JUNK", "1")]);
-        r.assert_success("mistake_garbage under the hardened library");
-        assert_eq!(
-            r.stdout,
-            "uninitialised qword at p+8: 0xaaaaaaaaaaaaaaaa\n",
-            "{}",
-            r.describe()
-        );
-    }
+    let lib = hardened("mistake_garbage");
+    let r = run(&exe, &[("LD_PRELOAD", &lib)], &[("OXALLOC_JUNK", "1")]);
+    r.assert_success("mistake_garbage under the hardened library");
+    assert_eq!(
+        r.stdout,
+        "uninitialised qword at p+8: 0xaaaaaaaaaaaaaaaa\n",
+        "{}",
+        r.describe()
+    );
 }
 
 // ---- the examples themselves --------------------------------------------------------

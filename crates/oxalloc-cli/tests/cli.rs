@@ -2,12 +2,17 @@
 //! leaks) through each subcommand of the `oxalloc` binary, checking numbers and names.
 //!
 //! Three kinds of allocator library are used:
-//! - the real `liboxalloc.so` / `liboxalloc_hardened.so` when they are built (tests that need
-//!   them print a SKIP line and pass while they are not: the library is written in parallel);
+//! - the real `liboxalloc.so` / `liboxalloc_hardened.so`, built once per test process with
+//!   `cargo build --workspace --release` into the target directory of this test (a no-op
+//!   after `scripts/test.sh`'s own build);
 //! - a stand-in (`tests/fixtures/fake_liboxalloc.c`, compiled here with `cc`) that speaks the
 //!   same file contract, so the tool's side of `run`, `trace`, `map` and `leaks` is tested
-//!   end to end today;
+//!   end to end;
 //! - none (`--system`, or missing-library error paths).
+//!
+//! Every tool these tests use (`cc`, `python3`, `sqlite3`, `chromium`) is installed by
+//! `scripts/setup.sh`: a missing one fails its test with the Debian package to install, and
+//! a library or fixture that does not build fails too. Nothing is skipped.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -47,13 +52,19 @@ fn text(o: &Output) -> (String, String) {
     )
 }
 
-fn have(prog: &str) -> bool {
-    Command::new("sh")
+/// Fails the test, naming the Debian package, unless `prog` is on PATH: `scripts/setup.sh`
+/// installs every tool these tests run, so a missing one is a broken setup, not a skip.
+fn require(prog: &str, package: &str) {
+    let found = Command::new("sh")
         .args(["-c", &format!("command -v {prog}")])
         .stdout(Stdio::null())
         .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
+        .is_ok_and(|s| s.success());
+    assert!(
+        found,
+        "`{prog}` is not installed: this test needs it (apt-get install {package}, \
+         or run scripts/setup.sh)"
+    );
 }
 
 /// The real Python executable: `python3` may be a shim script (pyenv) that runs other
@@ -66,44 +77,42 @@ fn python_exe() -> String {
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
 
-fn skip(why: &str) {
-    println!("SKIP: {why}");
-    eprintln!("SKIP: {why}");
-}
-
-/// Compiles a C fixture with `cc`, once per process.
-fn compile(src: &Path, out: &Path, shared: bool) -> Option<PathBuf> {
+/// Compiles a C fixture with `cc`; a failure fails the test with the compiler's output.
+fn compile(src: &Path, out: &Path, shared: bool) -> PathBuf {
+    require("cc", "build-essential");
     let mut c = Command::new("cc");
     if shared {
         c.args(["-shared", "-fPIC", "-O1"]);
     } else {
         c.args(["-g", "-O0"]);
     }
-    let ok = c
+    let o = c
         .arg("-o")
         .arg(out)
         .arg(src)
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    ok.then(|| out.to_path_buf())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run cc: {e}"));
+    assert!(
+        o.status.success(),
+        "cc could not compile {}: {}",
+        src.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    out.to_path_buf()
 }
 
-fn fake_lib() -> Option<&'static Path> {
-    static LIB: OnceLock<Option<PathBuf>> = OnceLock::new();
+/// The stand-in library, compiled once per process.
+fn fake_lib() -> &'static Path {
+    static LIB: OnceLock<PathBuf> = OnceLock::new();
     LIB.get_or_init(|| {
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake_liboxalloc.c");
-        let r = compile(&src, &tmp("libfake_oxalloc.so"), true);
-        if r.is_none() {
-            skip("cannot compile tests/fixtures/fake_liboxalloc.c (is a C compiler installed?)");
-        }
-        r
+        compile(&src, &tmp("libfake_oxalloc.so"), true)
     })
-    .as_deref()
 }
 
-fn leak_prog() -> Option<&'static Path> {
-    static PROG: OnceLock<Option<PathBuf>> = OnceLock::new();
+/// `examples/programs/leak.c`, compiled once per process.
+fn leak_prog() -> &'static Path {
+    static PROG: OnceLock<PathBuf> = OnceLock::new();
     PROG.get_or_init(|| {
         compile(
             &repo().join("examples/programs/leak.c"),
@@ -111,28 +120,37 @@ fn leak_prog() -> Option<&'static Path> {
             false,
         )
     })
-    .as_deref()
 }
 
-/// The real library: `OXALLOC_LIB`, or a release build in the workspace target directories.
-fn real_lib(file: &str) -> Option<PathBuf> {
-    let exe = PathBuf::from(env!("CARGO_BIN_EXE_oxalloc"));
-    let target = exe.parent().and_then(Path::parent).map(Path::to_path_buf);
-    let mut c: Vec<PathBuf> = Vec::new();
-    if let Some(t) = &target {
-        c.push(t.join("release").join(file));
-    }
-    c.push(repo().join("target/release").join(file));
-    if let Ok(t) = std::env::var("CARGO_TARGET_DIR") {
-        c.push(Path::new(&t).join("release").join(file));
-    }
-    let found = c.into_iter().find(|p| p.is_file());
-    if found.is_none() {
-        skip(&format!(
-            "{file} is not built yet (cargo build --release -p oxalloc-capi); test not run"
-        ));
-    }
-    found
+/// The real library `file` (`liboxalloc.so`, `liboxalloc_hardened.so`): built once per
+/// process with `cargo build --workspace --release` into the target directory that holds
+/// the `oxalloc` binary under test (`cargo test` does not build the cdylibs; the
+/// workspace build makes them as the README's does, with the workspace's features).
+fn real_lib(file: &str) -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        // CARGO_BIN_EXE_oxalloc is <target>/<profile>/oxalloc.
+        let exe = PathBuf::from(env!("CARGO_BIN_EXE_oxalloc"));
+        let target = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target dir above the oxalloc binary");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--workspace", "--release", "--target-dir"])
+            .arg(target)
+            .current_dir(repo())
+            .status()
+            .expect("running cargo build --workspace --release");
+        assert!(
+            status.success(),
+            "cargo build --workspace --release failed: {status}"
+        );
+        target.join("release")
+    });
+    let lib = dir.join(file);
+    assert!(lib.is_file(), "{} was not built", lib.display());
+    lib
 }
 
 fn line_of(path: &Path, marker: &str) -> usize {
@@ -204,9 +222,7 @@ fn map_of_a_running_sleep_lists_the_textbook_regions() {
 
 #[test]
 fn map_of_a_python_child_is_taken_while_it_is_alive() {
-    if !have("python3") {
-        return skip("python3 not installed");
-    }
+    require("python3", "python3");
     let o = bin()
         .args([
             "map",
@@ -270,12 +286,8 @@ fn map_html_renders_in_headless_chromium() {
         "self-contained"
     );
 
-    let chromium = ["chromium", "chromium-browser", "google-chrome"]
-        .into_iter()
-        .find(|c| have(c));
-    let Some(chromium) = chromium else {
-        return skip("chromium not installed (apt-get install -y chromium); HTML not rendered");
-    };
+    require("chromium", "chromium");
+    let chromium = "chromium";
     let png = tmp("map.png");
     let _ = std::fs::remove_file(&png);
     let profile = tmp("chromium-profile");
@@ -320,7 +332,7 @@ fn map_of_a_missing_pid_is_one_clear_line() {
 
 #[test]
 fn map_shows_oxalloc_segments_from_the_live_statistics() {
-    let Some(lib) = fake_lib() else { return };
+    let lib = fake_lib();
     let o = bin()
         .env("OXALLOC_LIB", lib)
         .args([
@@ -454,44 +466,32 @@ fn check_run_report(lib: &Path) {
 
 #[test]
 fn run_python_with_the_real_library() {
-    if !have("python3") {
-        return skip("python3 not installed");
-    }
-    let Some(lib) = real_lib("liboxalloc.so") else {
-        return;
-    };
-    check_run_report(&lib);
+    require("python3", "python3");
+    check_run_report(&real_lib("liboxalloc.so"));
 }
 
 #[test]
 fn run_python_with_the_stand_in_library() {
-    if !have("python3") {
-        return skip("python3 not installed");
-    }
-    let Some(lib) = fake_lib() else { return };
-    check_run_report(lib);
+    require("python3", "python3");
+    check_run_report(fake_lib());
 }
 
 #[test]
 fn run_sqlite3_and_pass_its_exit_code_through() {
-    let Some(lib) = fake_lib() else { return };
-    let lib = real_lib("liboxalloc.so").unwrap_or(lib.to_path_buf());
-    if have("sqlite3") {
-        let sql = "create table t(x); with recursive c(i) as (select 1 union all select i+1 from c where i<20000) \
-                   insert into t select randomblob(100) from c; select count(*) from t;";
-        let o = bin()
-            .env("OXALLOC_LIB", &lib)
-            .args(["run", "--json", "--", "sqlite3", ":memory:", sql])
-            .output()
-            .unwrap();
-        let (out, err) = text(&o);
-        assert!(o.status.success(), "{err}");
-        assert!(out.starts_with("20000\n"), "{out}");
-        let v: serde_json::Value = serde_json::from_str(&out["20000\n".len()..]).unwrap();
-        assert!(v["stats"]["allocs"].as_u64().unwrap() > 1000, "{v}");
-    } else {
-        skip("sqlite3 not installed");
-    }
+    let lib = real_lib("liboxalloc.so");
+    require("sqlite3", "sqlite3");
+    let sql = "create table t(x); with recursive c(i) as (select 1 union all select i+1 from c where i<20000) \
+               insert into t select randomblob(100) from c; select count(*) from t;";
+    let o = bin()
+        .env("OXALLOC_LIB", &lib)
+        .args(["run", "--json", "--", "sqlite3", ":memory:", sql])
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(out.starts_with("20000\n"), "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out["20000\n".len()..]).unwrap();
+    assert!(v["stats"]["allocs"].as_u64().unwrap() > 1000, "{v}");
     let o = bin()
         .env("OXALLOC_LIB", &lib)
         .args(["run", "--", "sh", "-c", "exit 7"])
@@ -527,9 +527,7 @@ fn polyline_points(svg: &str) -> Vec<usize> {
 
 #[test]
 fn trace_python_draws_rss_over_time() {
-    if !have("python3") {
-        return skip("python3 not installed");
-    }
+    require("python3", "python3");
     let svg = tmp("trace.svg");
     let csv = tmp("trace.csv");
     let o = bin()
@@ -576,10 +574,8 @@ fn trace_python_draws_rss_over_time() {
 
 #[test]
 fn trace_with_oxalloc_adds_the_allocator_series() {
-    if !have("python3") {
-        return skip("python3 not installed");
-    }
-    let Some(lib) = fake_lib() else { return };
+    require("python3", "python3");
+    let lib = fake_lib();
     let html = tmp("trace.html");
     let o = bin()
         .env("OXALLOC_LIB", lib)
@@ -608,7 +604,7 @@ fn trace_with_oxalloc_adds_the_allocator_series() {
 
 #[test]
 fn trace_of_a_program_that_exits_between_samples_still_shows_the_allocator() {
-    let Some(lib) = fake_lib() else { return };
+    let lib = fake_lib();
     let html = tmp("trace-short.html");
     // The first sample comes before the program has started; the next one, two seconds
     // later, after it has exited: only the statistics page read after exit is left.
@@ -641,9 +637,7 @@ fn leaks_without_the_hardened_build_is_one_clear_line() {
 }
 
 fn check_leak_report(lib: &Path) {
-    let Some(prog) = leak_prog() else {
-        return skip("cannot compile examples/programs/leak.c");
-    };
+    let prog = leak_prog();
     let src = repo().join("examples/programs/leak.c");
     let o = bin()
         .env("OXALLOC_HARDENED_LIB", lib)
@@ -681,24 +675,18 @@ fn check_leak_report(lib: &Path) {
 
 #[test]
 fn leaks_of_a_c_program_with_the_stand_in_library() {
-    let Some(lib) = fake_lib() else { return };
-    check_leak_report(lib);
+    check_leak_report(fake_lib());
 }
 
 #[test]
 fn leaks_of_a_c_program_with_the_hardened_library() {
-    let Some(lib) = real_lib("liboxalloc_hardened.so") else {
-        return;
-    };
-    check_leak_report(&lib);
+    check_leak_report(&real_lib("liboxalloc_hardened.so"));
 }
 
 #[test]
 fn leaks_report_file_is_symbolised_without_running() {
-    let Some(prog) = leak_prog() else {
-        return skip("cannot compile examples/programs/leak.c");
-    };
-    let Some(lib) = fake_lib() else { return };
+    let prog = leak_prog();
+    let lib = fake_lib();
     // Produce a report with the stand-in, keep it, and symbolise it on its own.
     let report = tmp("leaks-saved.txt");
     let st = Command::new(prog)

@@ -277,33 +277,6 @@ fn calloc_is_zero_after_dirty_reuse() {
 }
 
 #[test]
-fn trim_returns_memory_after_a_burst() {
-    use std::sync::atomic::Ordering::Relaxed;
-    let g = &oxalloc_core::stats::GLOBAL;
-    let before = g.purged_bytes.load(Relaxed) + g.unmapped_bytes.load(Relaxed);
-    let blocks: Vec<*mut u8> = (0..20_000)
-        .map(|_| {
-            let p = api::malloc(1000);
-            // SAFETY: p has 1000 bytes.
-            unsafe { std::ptr::write_bytes(p, 1, 1000) };
-            p
-        })
-        .collect();
-    for p in blocks {
-        // SAFETY: live blocks.
-        unsafe { api::free(p) };
-    }
-    // Frees past the cache cap purge at once; trim gives back the rest.
-    api::malloc_trim(0);
-    let after = g.purged_bytes.load(Relaxed) + g.unmapped_bytes.load(Relaxed);
-    assert!(
-        after - before >= 18 << 20,
-        "only {} bytes returned",
-        after - before
-    );
-}
-
-#[test]
 fn another_allocators_pointers_are_ignored() {
     // (Pointers into the stack, static data or no mapping are stopped: misuse.rs.)
     let boxed = Box::new([1u8; 4096]);

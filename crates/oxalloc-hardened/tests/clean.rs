@@ -25,11 +25,19 @@ fn clean_c_program_exits_0_preloaded_and_static() {
 #[test]
 fn junk_fill_shows_uninitialised_reads() {
     let prog = build("clean", "cc", "clean.c", &["-lpthread"]);
-    let out = run(&prog, &["junk"], true, &[("OXALLOC_JUNK", "1")]);
-    expect_ok(&out, "junk");
+    // The program prints what a fresh malloc(64) holds and checks that calloc zeroes; it
+    // exits 0 either way, so a crash or a failed check fails both runs.
+    let fresh = |env: &[(&str, &str)], what: &str| {
+        let out = run(&prog, &["junk"], true, env);
+        expect_ok(&out, what);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(
+        fresh(&[("OXALLOC_JUNK", "1")], "junk"),
+        "fresh malloc(64): 64 bytes of 0xaa"
+    );
     // Without the option, fresh blocks are zero, not junk.
-    let out = run(&prog, &["junk"], true, &[]);
-    assert!(!out.status.success());
+    assert_eq!(fresh(&[], "no junk"), "fresh malloc(64): 64 bytes of 0x00");
 }
 
 #[test]
@@ -90,16 +98,23 @@ fn a_bad_option_value_is_reported_once_and_the_default_used() {
     assert_eq!(err.matches(msg).count(), 1, "stderr:\n{err}");
 }
 
-fn have(tool: &str) -> bool {
-    Command::new(tool).arg("--version").output().is_ok()
+/// Fails the test unless `tool` runs: `scripts/setup.sh` installs every tool these tests
+/// use, so a missing one is a broken setup, never a skip.
+fn require(tool: &str, package: &str) {
+    let runs = Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        runs,
+        "`{tool} --version` does not run: this test needs it (apt-get install {package}, \
+         or run scripts/setup.sh)"
+    );
 }
 
 #[test]
 fn python3_runs_under_the_hardened_library() {
-    if !have("python3") {
-        eprintln!("python3 not installed: skipped");
-        return;
-    }
+    require("python3", "python3");
     let script = "import json, collections\n\
         d = {str(i): list(range(i % 50)) for i in range(20000)}\n\
         s = json.dumps(d)\n\
@@ -119,10 +134,7 @@ fn python3_runs_under_the_hardened_library() {
 
 #[test]
 fn sqlite3_runs_under_the_hardened_library() {
-    if !have("sqlite3") {
-        eprintln!("sqlite3 not installed: skipped");
-        return;
-    }
+    require("sqlite3", "sqlite3");
     let sql = "create table t(a integer primary key, b text);\n\
         with recursive c(x) as (select 1 union all select x + 1 from c where x < 20000)\n\
         insert into t select x, printf('row-%d', x) from c;\n\

@@ -538,20 +538,58 @@ unsafe fn w(base: *mut u8, o: u32, v: u32) {
 mod tests {
     use super::*;
 
+    /// The smallest block size class `(fl, sl)` holds, from the layout the module
+    /// describes (not from `mapping`): below 128 in steps of 8, then each power of two
+    /// in 16 ranges.
+    fn class_min((fl, sl): (usize, usize)) -> u64 {
+        if fl == 0 {
+            sl as u64 * 8
+        } else {
+            let f = fl as u32 + FL_SHIFT - 1;
+            (1u64 << f) + ((sl as u64) << (f - SL_BITS))
+        }
+    }
+
     #[test]
     fn mapping_is_monotonic_and_search_rounds_up() {
-        let mut last = (0, 0);
-        for size in (16u32..1 << 20).step_by(8) {
-            let c = mapping(size);
-            assert!(c >= last, "class order at {size}");
-            last = c;
-            let s = mapping_search(size).unwrap();
-            assert!(s >= c);
-            // Every size that maps to the searched class is at least `size`.
-            if s != c {
-                assert!(mapping(size - 8) < s || size == 16);
+        // Every class in list order (index fl * SL_COUNT + sl), with its smallest size.
+        let mins: Vec<u64> = (0..FL_COUNT * SL_COUNT)
+            .map(|i| class_min((i / SL_COUNT, i % SL_COUNT)))
+            .collect();
+        assert!(
+            mins.windows(2).all(|w| w[0] < w[1]),
+            "classes in size order"
+        );
+        let index = |(fl, sl): (usize, usize)| fl * SL_COUNT + sl;
+        let check = |size: u32| {
+            let s = u64::from(size);
+            // `mapping` files a block under the class whose range holds its size.
+            let i = index(mapping(size));
+            assert!(
+                mins[i] <= s && mins.get(i + 1).is_none_or(|&next| s < next),
+                "mapping({size}) = {:?}, whose sizes start at {}",
+                mapping(size),
+                mins[i]
+            );
+            // `mapping_search` names the first class whose every block is at least
+            // `size` (so any block found there fits), or none when no class is.
+            let first = mins.partition_point(|&m| m < s);
+            let want = (first < mins.len()).then_some((first / SL_COUNT, first % SL_COUNT));
+            assert_eq!(mapping_search(size), want, "mapping_search({size})");
+        };
+        // Block sizes are multiples of 8 and at least MIN_BLOCK: all of them up to
+        // 1 MiB, then each side of every class boundary up to the largest sizes.
+        for size in (MIN_BLOCK..1 << 20).step_by(8) {
+            check(size);
+        }
+        for &m in &mins {
+            for s in [m.saturating_sub(8), m, m + 8] {
+                if s >= u64::from(MIN_BLOCK) && s <= u64::from(u32::MAX - 7) {
+                    check(s as u32);
+                }
             }
         }
+        check(u32::MAX - 7);
     }
 
     #[test]

@@ -1,4 +1,6 @@
-//! Model tests for `Stack`.
+//! Model tests for `Stack`: the model places every allocation itself (header, alignment,
+//! capacity), so a push that should fit must succeed at the predicted address and one
+//! that cannot must fail.
 mod common;
 
 use allocator_api2::alloc::Allocator;
@@ -34,36 +36,54 @@ struct Live {
     p: NonNull<u8>,
     len: usize,
     id: u64,
+    /// The model's top (bytes used from the region start) before this allocation.
+    below: usize,
 }
+
+/// The stack's header before each payload (previous top, previous last, serial).
+const HEADER: usize = 24;
+/// Small enough that the random pushes fill it often.
+const CAPACITY: usize = 4 * 1024;
 
 proptest! {
     #[test]
     fn stack_matches_model(ops in ops()) {
         let parent = Counting::default();
         {
-            let stack = Stack::with_source(Parent(&parent), 64 * 1024).unwrap();
+            let stack = Stack::with_source(Parent(&parent), CAPACITY).unwrap();
+            let base = parent.last_region.load(std::sync::atomic::Ordering::SeqCst);
+            prop_assert_eq!(stack.stats().capacity_bytes, CAPACITY);
             let mut model: Vec<Live> = Vec::new();
-            // Markers: (marker, depth, id of the top allocation then).
+            // Bytes used from the region start, headers and padding included.
+            let mut top = 0usize;
+            // Markers: (marker, depth, id of the top allocation then, top then).
             let mut marks = Vec::new();
             let mut next_id = 0u64;
             for op in ops {
                 match op {
                     Op::Push(size, al) => {
                         let l = Layout::from_size_align(size, 1 << al).unwrap();
-                        if let Ok(p) = stack.alloc(l) {
-                            prop_assert_eq!(p.as_ptr() as usize % l.align(), 0);
-                            if let Some(top) = model.last() {
-                                prop_assert!(p.as_ptr() as usize >= top.p.as_ptr() as usize + top.len, "LIFO order in memory");
+                        // The payload goes after a header, aligned to at least 8.
+                        let align = l.align().max(8);
+                        let at = (base + top + HEADER).next_multiple_of(align) - base;
+                        let fits = at + size <= CAPACITY;
+                        match stack.alloc(l) {
+                            Ok(p) => {
+                                prop_assert!(fits, "{} bytes at {} do not fit in {}", size, at, CAPACITY);
+                                prop_assert_eq!(p.as_ptr() as usize, base + at, "placed where the model puts it");
+                                next_id += 1;
+                                fill(p, size, next_id as u8);
+                                model.push(Live { p, len: size, id: next_id, below: top });
+                                top = at + size;
                             }
-                            next_id += 1;
-                            fill(p, size, next_id as u8);
-                            model.push(Live { p, len: size, id: next_id });
+                            Err(_) => prop_assert!(!fits, "{} bytes at {} fit in {} but alloc failed", size, at, CAPACITY),
                         }
                     }
                     Op::PopTop => {
-                        if let Some(top) = model.pop() {
-                            check(top.p, top.len, top.id as u8);
-                            prop_assert_eq!(stack.free(top.p), Ok(()));
+                        if let Some(last) = model.pop() {
+                            check(last.p, last.len, last.id as u8);
+                            prop_assert_eq!(stack.free(last.p), Ok(()));
+                            top = last.below;
                         }
                     }
                     Op::FreeAny(i) => {
@@ -72,21 +92,22 @@ proptest! {
                             let r = stack.free(model[i].p);
                             if i + 1 == model.len() {
                                 prop_assert_eq!(r, Ok(()));
-                                model.pop();
+                                top = model.pop().unwrap().below;
                             } else {
                                 prop_assert_eq!(r, Err(StackError::OutOfOrder), "out-of-order free refused");
                             }
                         }
                     }
-                    Op::Mark => marks.push((stack.marker(), model.len(), model.last().map(|l| l.id))),
+                    Op::Mark => marks.push((stack.marker(), model.len(), model.last().map(|l| l.id), top)),
                     Op::FreeTo(i) => {
                         if !marks.is_empty() {
-                            let (m, depth, id) = marks[i % marks.len()];
+                            let (m, depth, id, top_then) = marks[i % marks.len()];
                             let valid = model.len() >= depth && (depth == 0 || Some(model[depth - 1].id) == id);
                             let r = stack.free_to(m);
                             if valid {
                                 prop_assert_eq!(r, Ok(()));
                                 model.truncate(depth);
+                                top = top_then;
                             } else {
                                 prop_assert_eq!(r, Err(StackError::StaleMarker));
                             }
@@ -97,6 +118,7 @@ proptest! {
                     check(l.p, l.len, l.id as u8);
                 }
                 prop_assert_eq!(stack.stats().depth, model.len());
+                prop_assert_eq!(stack.stats().used_bytes, top);
             }
             while let Some(top) = model.pop() {
                 prop_assert_eq!(stack.free(top.p), Ok(()));

@@ -13,6 +13,8 @@ pub struct Counting {
     pub live_regions: AtomicUsize,
     pub live_bytes: AtomicUsize,
     pub total_regions: AtomicUsize,
+    /// Address of the region handed out last (a model can place blocks in it).
+    pub last_region: AtomicUsize,
 }
 
 impl Counting {
@@ -36,6 +38,8 @@ unsafe impl Allocator for Counting {
         self.live_regions.fetch_add(1, Ordering::SeqCst);
         self.total_regions.fetch_add(1, Ordering::SeqCst);
         self.live_bytes.fetch_add(layout.size(), Ordering::SeqCst);
+        self.last_region
+            .store(p.as_ptr() as usize, Ordering::SeqCst);
         Ok(NonNull::slice_from_raw_parts(p, layout.size()))
     }
 
