@@ -84,8 +84,8 @@ fn pattern_at(pat: u64, n: usize) -> u64 {
 /// Writes the canary over `[n, len - 8)` of the block at `p`, and in its last word
 /// the requested size `n` and alignment `align`, encoded with the pattern. Sixteen
 /// bytes at a time (two pattern words), unaligned, from `n` (the user's bytes below
-/// `n` are not touched); the last canary store may reach into the final 16 bytes,
-/// which are written after it. The canary's first byte (offset `n`) is then 0, so a
+/// `n` are not touched; see [`fill_canary`]); the last canary store may reach into the
+/// final 16 bytes, which are written after it. The canary's first byte (offset `n`) is then 0, so a
 /// string that fills the block to its requested size without a terminator still ends
 /// there (`strlen` stops).
 ///
@@ -114,20 +114,35 @@ fn record(n: usize, align: usize) -> u64 {
 }
 
 /// Stores the pattern word `w` (the pattern as stored at offset `from`) over
-/// `[from, to)` of the block at `p`, 16 bytes per store; the last store may run up to
-/// 15 bytes past `to`, so `to + 16` must not pass the block's end (the callers pass
-/// `to = len - 16` and write the final 16 bytes afterwards).
+/// `[from, to)` of the block at `p`, 16 bytes per store, where `to` is a multiple of 8
+/// and the block goes on for 16 bytes past `to` (the callers pass `to = len - 16` and
+/// write the final 16 bytes afterwards).
+///
+/// Up to 64 bytes without a branch: four stores at `from`, `from + 16`, `from + 32`,
+/// `from + 48`, each moved back to the last 16 bytes that fit (`last`, at the same
+/// phase as `from`) when it would pass them; the stores then overlap and write the same
+/// bytes. A loop takes what lies beyond (blocks whose slack is over 56 bytes). The
+/// slack varies from block to block, so a loop alone mispredicted its exit on nearly
+/// every `malloc`.
 #[inline(always)]
 fn fill_canary(p: usize, from: usize, to: usize, w: u64) {
+    debug_assert!(from <= to && to.is_multiple_of(8));
     #[cfg(target_arch = "x86_64")]
     {
         use core::arch::x86_64::{__m128i, _mm_set1_epi64x, _mm_storeu_si128};
         // SAFETY: SSE2 is part of x86-64; no memory access.
         let v = unsafe { _mm_set1_epi64x(w as i64) };
-        let mut off = from;
+        // The last store that ends within 16 bytes past `to`, at `from`'s phase.
+        let last = from + ((to - from) & !7);
+        for k in 0..4 {
+            let off = (from + 16 * k).min(last);
+            // SAFETY: `from <= off <= last <= to`, so the 16 bytes at `off` end before
+            // `to + 16`, inside the block (caller's contract), which the caller owns.
+            unsafe { _mm_storeu_si128((p + off) as *mut __m128i, v) };
+        }
+        let mut off = from + 64;
         while off < to {
-            // SAFETY: `off < to`, so the 16 bytes at `off` end before `to + 16`,
-            // inside the block (caller's contract), which the caller owns.
+            // SAFETY: as above (`off < to`).
             unsafe { _mm_storeu_si128((p + off) as *mut __m128i, v) };
             off += 16;
         }
@@ -185,33 +200,97 @@ pub fn recorded(p: usize, len: usize, pat: u64) -> Option<(usize, usize)> {
 }
 
 /// True when the canary of the block at `p` holding `n` bytes is intact (its first
-/// byte 0, the rest the pattern). The word at `n`, the word at `len - 16` and, between
-/// them, 16 bytes per load ([`canary_between`]).
+/// byte 0, the rest the pattern), from `n` to the size word at `len - 8`.
+///
+/// On x86-64 the 64 bytes before the size word (the whole block before it, if
+/// shorter) take four 16-byte compares with the pattern at fixed distances from the
+/// block's end, so no branch depends on the requested size: their mismatches make a
+/// 64-bit mask, and from bit `n` on it must be exactly bit `n` (the zero byte, which is
+/// never a pattern byte) ([`tail_mismatches`]). A canary longer than that (slack over
+/// 56 bytes) has its first bytes checked by [`canary_between`]. (Loops over the canary,
+/// one trip count per block size, mispredicted one or two branches on nearly every
+/// `free`.)
 #[inline(always)]
 pub fn sealed(p: usize, len: usize, n: usize, pat: u64) -> bool {
     let end = len - ROOM;
-    // The pattern as stored from `n` on, with its first byte (the zero) taken out.
-    let w = pattern_at(pat, n);
-    // SAFETY: `n + 8 <= len - 8`: inside the block (see `seal`).
-    let first = unsafe { ((p + n) as *const u64).read_unaligned() };
-    let mut acc = first & 0xFF;
-    acc |= (first ^ w) & !0xFF;
-    if !canary_between(p, n + 8, end, w, pat) {
-        return false;
+    #[cfg(target_arch = "x86_64")]
+    {
+        let stop = end + 8;
+        let (base, m) = tail_mismatches(p, stop, pat);
+        // SAFETY: `n <= end`: inside the block.
+        let zero = unsafe { ((p + n) as *const u8).read() } == 0;
+        if n >= base {
+            return zero & (m >> (n - base) == 1);
+        }
+        // The first byte is 0, then the pattern up to `base` (a multiple of 8).
+        // SAFETY: `n < base`, so the word ends before `base + 8 <= len - 8`: inside the
+        // block.
+        let first = unsafe { ((p + n) as *const u64).read_unaligned() };
+        let w = pattern_at(pat, n);
+        zero & (m == 0) & ((first ^ w) & !0xFF == 0) & canary_between(p, n + 8, base, w, pat)
     }
-    // The word at `end`, whose first byte is the zero when `n == end`.
-    let zero_at_end = ((n == end) as u64).wrapping_neg() & 0xFF;
-    // SAFETY: as in `seal`.
-    acc |= unsafe { ((p + end) as *const u64).read() } ^ (pat & !zero_at_end);
-    acc == 0
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        // The pattern as stored from `n` on, with its first byte (the zero) taken out.
+        let w = pattern_at(pat, n);
+        // SAFETY: `n + 8 <= len - 8`: inside the block (see `seal`).
+        let first = unsafe { ((p + n) as *const u64).read_unaligned() };
+        let mut acc = first & 0xFF;
+        acc |= (first ^ w) & !0xFF;
+        if !canary_between(p, n + 8, end, w, pat) {
+            return false;
+        }
+        // The word at `end`, whose first byte is the zero when `n == end`.
+        let zero_at_end = ((n == end) as u64).wrapping_neg() & 0xFF;
+        // SAFETY: as in `seal`.
+        acc |= unsafe { ((p + end) as *const u64).read() } ^ (pat & !zero_at_end);
+        acc == 0
+    }
+}
+
+/// The bytes of the block at `p` that differ from the pattern in the 64 bytes before
+/// `stop` (`len - 8`), or in `[0, stop)` for a block of 64 bytes or less: `(base, m)`,
+/// bit `i` of `m` set when byte `base + i` differs (bits at or past `stop` clear). Four
+/// 16-byte loads at `stop - 16`, `stop - 32`, ... (offsets that are multiples of 8, so
+/// the pattern's phase is 0 at each); for short blocks they start at 0 and overlap.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn tail_mismatches(p: usize, stop: usize, pat: u64) -> (usize, u64) {
+    use core::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi64x,
+    };
+    debug_assert!(stop % 16 == 8 && stop >= 24);
+    // SAFETY: SSE2 is part of x86-64; every load reads 16 bytes at `off` with
+    // `0 <= off` and `off + 16 <= stop`, inside the block (caller's contract).
+    unsafe {
+        let patv = _mm_set1_epi64x(pat as i64);
+        let differ = |off: usize| {
+            let v = _mm_loadu_si128((p + off) as *const __m128i);
+            (_mm_movemask_epi8(_mm_cmpeq_epi8(v, patv)) as u64) ^ 0xFFFF
+        };
+        if stop >= 64 {
+            let base = stop - 64;
+            let m = differ(base)
+                | differ(base + 16) << 16
+                | differ(base + 32) << 32
+                | differ(base + 48) << 48;
+            return (base, m);
+        }
+        // Blocks of 32, 48 or 64 bytes (`stop` 24, 40 or 56): loads at 0, 16, 32 and
+        // `stop - 16`, each moved back to `stop - 16` when it would pass it.
+        let last = stop - 16;
+        let (b, c) = (last.min(16), last.min(32));
+        let m = differ(0) | differ(b) << b | differ(c) << c | differ(last) << last;
+        (0, m)
+    }
 }
 
 /// True when `[from, to)` of the block at `p` holds the pattern (`w`: as stored at
 /// `from`; `pat`: as stored at the multiple of 8 `to`). Bytes up to `to + 8` may be
-/// read (the pattern word at `len - 16` when `to` is that). Below 16 bytes a word or
-/// two (the last may overlap `to`, where the pattern goes on); else 16-byte loads
-/// from `from`, two accumulators, and one last load of the 16 bytes before `to`
-/// (overlapping, harmless for an OR; at a multiple of 8, so its pattern is `pat`).
+/// read (the pattern goes on there: a word at `len - 16`, or more canary). Below 16
+/// bytes a word or two; else 16-byte loads from `from`, two accumulators, and one last
+/// load of the 16 bytes before `to` (overlapping, harmless for an OR; at a multiple
+/// of 8, so its pattern is `pat`).
 #[inline(always)]
 fn canary_between(p: usize, from: usize, to: usize, w: u64, pat: u64) -> bool {
     if from >= to {
