@@ -22,7 +22,7 @@ use core::sync::atomic::{AtomicU8, Ordering};
 
 use oxalloc_core::heap as core_heap;
 use oxalloc_core::segment::{
-    Owner, Segment, SpanKind, SEGMENT_HEADER_BYTES, SEGMENT_MAP, SLICE_SIZE,
+    Owner, Segment, Span, SpanKind, SEGMENT_HEADER_BYTES, SEGMENT_MAP, SLICE_SIZE,
 };
 use oxalloc_core::size_class::{SizeClass, MAX_SMALL};
 
@@ -82,30 +82,109 @@ fn pattern_at(pat: u64, n: usize) -> u64 {
 }
 
 /// Writes the canary over `[n, len - 8)` of the block at `p`, and in its last word
-/// the requested size `n` and alignment `align`, encoded with the pattern. A word at a
-/// time, unaligned, from `n` (the user's bytes below `n` are not touched); the last
-/// canary word may reach into the final 16 bytes, which are written after it. The
-/// canary's first byte (offset `n`) is then 0, so a string that fills the block to
-/// its requested size without a terminator still ends there (`strlen` stops).
+/// the requested size `n` and alignment `align`, encoded with the pattern. Sixteen
+/// bytes at a time (two pattern words), unaligned, from `n` (the user's bytes below
+/// `n` are not touched; see [`fill_canary`]); the last canary store may reach into the
+/// final 16 bytes, which are written after it. The canary's first byte (offset `n`) is then 0, so a
+/// string that fills the block to its requested size without a terminator still ends
+/// there (`strlen` stops).
+///
+/// Byte `i` of the canary area is pattern byte `i % 8` whatever `n` is (the phase
+/// follows the offset in the block, not the requested size), which is what lets
+/// [`reseal`] move the end of a block's user bytes without rewriting the rest.
 #[inline(always)]
 pub fn seal(p: usize, len: usize, n: usize, align: usize, pat: u64) {
     debug_assert!(n + ROOM <= len && len.is_multiple_of(16) && align.is_power_of_two());
     let end = len - ROOM;
-    let w = pattern_at(pat, n);
-    let mut off = n;
-    while off < end {
-        // SAFETY: `off + 8 <= len - 8`: inside the block, which the caller owns.
-        unsafe { ((p + off) as *mut u64).write_unaligned(w) };
-        off += 8;
-    }
-    let record = n as u64 | (align.max(16).trailing_zeros() as u64) << 32;
+    fill_canary(p, n, end, pattern_at(pat, n));
     // SAFETY: the last 16 bytes of the block (16-byte aligned).
     unsafe {
         ((p + end) as *mut u64).write(pat);
-        ((p + end + 8) as *mut u64).write(pat ^ record);
+        ((p + end + 8) as *mut u64).write(pat ^ record(n, align));
     }
     // SAFETY: `n <= len - ROOM`: the first canary byte, inside the block.
     unsafe { ((p + n) as *mut u8).write(0) };
+}
+
+/// The size word's value before encoding: the requested size, and the alignment's
+/// logarithm above it.
+#[inline(always)]
+fn record(n: usize, align: usize) -> u64 {
+    n as u64 | (align.max(16).trailing_zeros() as u64) << 32
+}
+
+/// Stores the pattern word `w` (the pattern as stored at offset `from`) over
+/// `[from, to)` of the block at `p`, 16 bytes per store, where `to` is a multiple of 8
+/// and the block goes on for 16 bytes past `to` (the callers pass `to = len - 16` and
+/// write the final 16 bytes afterwards).
+///
+/// Up to 64 bytes without a branch: four stores at `from`, `from + 16`, `from + 32`,
+/// `from + 48`, each moved back to the last 16 bytes that fit (`last`, at the same
+/// phase as `from`) when it would pass them; the stores then overlap and write the same
+/// bytes. A loop takes what lies beyond (blocks whose slack is over 56 bytes). The
+/// slack varies from block to block, so a loop alone mispredicted its exit on nearly
+/// every `malloc`.
+#[inline(always)]
+fn fill_canary(p: usize, from: usize, to: usize, w: u64) {
+    debug_assert!(from <= to && to.is_multiple_of(8));
+    #[cfg(target_arch = "x86_64")]
+    {
+        use core::arch::x86_64::{__m128i, _mm_set1_epi64x, _mm_storeu_si128};
+        // SAFETY: SSE2 is part of x86-64; no memory access.
+        let v = unsafe { _mm_set1_epi64x(w as i64) };
+        // The last store that ends within 16 bytes past `to`, at `from`'s phase.
+        let last = from + ((to - from) & !7);
+        for k in 0..4 {
+            let off = (from + 16 * k).min(last);
+            // SAFETY: `from <= off <= last <= to`, so the 16 bytes at `off` end before
+            // `to + 16`, inside the block (caller's contract), which the caller owns.
+            unsafe { _mm_storeu_si128((p + off) as *mut __m128i, v) };
+        }
+        let mut off = from + 64;
+        while off < to {
+            // SAFETY: as above (`off < to`).
+            unsafe { _mm_storeu_si128((p + off) as *mut __m128i, v) };
+            off += 16;
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let mut off = from;
+        while off < to {
+            // SAFETY: `off + 8 <= to + 16`: inside the block (caller's contract).
+            unsafe { ((p + off) as *mut u64).write_unaligned(w) };
+            off += 8;
+        }
+    }
+}
+
+/// Moves the end of the user bytes of the sealed block at `p` (length `len`) from
+/// `old` to `n`, for a `realloc` that stays in the block: bytes `[old, n)` become the
+/// user's, filled with `fill`, or `[n, old]` become canary again; then the zero
+/// canary byte at `n` and the size word. The rest of the canary is left as it is: the
+/// caller has just checked it ([`sealed`]), and its bytes do not depend on `n` (see
+/// [`seal`]). So an in-place `realloc` costs the bytes it moves, not the whole slack.
+#[inline]
+pub fn reseal(p: usize, len: usize, old: usize, n: usize, align: usize, fill: u8) {
+    debug_assert!(old + ROOM <= len && n + ROOM <= len && len.is_multiple_of(16));
+    let end = len - ROOM;
+    let pat = pattern(p);
+    if n > old {
+        // SAFETY: `[old, n)` lies below `len - ROOM`, in the block the caller owns.
+        unsafe { core::ptr::write_bytes((p + old) as *mut u8, fill, n - old) };
+    } else {
+        // `[n, old]` (at most `end`): byte `i` gets pattern byte `i % 8`.
+        let b = pat.to_ne_bytes();
+        for i in n..=old {
+            // SAFETY: `i <= old <= end`: inside the block.
+            unsafe { ((p + i) as *mut u8).write(b[i % 8]) };
+        }
+    }
+    // SAFETY: `n <= end`; the size word is the block's last 8 bytes.
+    unsafe {
+        ((p + n) as *mut u8).write(0);
+        ((p + end + 8) as *mut u64).write(pat ^ record(n, align));
+    }
 }
 
 /// The requested size and alignment recorded in the block at `p`, or `None` if its
@@ -121,27 +200,136 @@ pub fn recorded(p: usize, len: usize, pat: u64) -> Option<(usize, usize)> {
 }
 
 /// True when the canary of the block at `p` holding `n` bytes is intact (its first
-/// byte 0, the rest the pattern).
+/// byte 0, the rest the pattern), from `n` to the size word at `len - 8`.
+///
+/// On x86-64 the 64 bytes before the size word (the whole block before it, if
+/// shorter) take four 16-byte compares with the pattern at fixed distances from the
+/// block's end, so no branch depends on the requested size: their mismatches make a
+/// 64-bit mask, and from bit `n` on it must be exactly bit `n` (the zero byte, which is
+/// never a pattern byte) ([`tail_mismatches`]). A canary longer than that (slack over
+/// 56 bytes) has its first bytes checked by [`canary_between`]. (Loops over the canary,
+/// one trip count per block size, mispredicted one or two branches on nearly every
+/// `free`.)
 #[inline(always)]
 pub fn sealed(p: usize, len: usize, n: usize, pat: u64) -> bool {
     let end = len - ROOM;
-    // The pattern as stored from `n` on, with its first byte (the zero) taken out.
-    let w = pattern_at(pat, n);
-    // SAFETY: `n + 8 <= len - 8`: inside the block (see `seal`).
-    let first = unsafe { ((p + n) as *const u64).read_unaligned() };
-    let mut acc = first & 0xFF;
-    acc |= (first ^ w) & !0xFF;
-    let mut off = n + 8;
-    while off < end {
-        // SAFETY: inside the block (see `seal`); the last word read may overlap the
-        // final 16 bytes, whose first word holds the pattern at the same phase.
+    #[cfg(target_arch = "x86_64")]
+    {
+        let stop = end + 8;
+        let (base, m) = tail_mismatches(p, stop, pat);
+        // SAFETY: `n <= end`: inside the block.
+        let zero = unsafe { ((p + n) as *const u8).read() } == 0;
+        if n >= base {
+            return zero & (m >> (n - base) == 1);
+        }
+        // The first byte is 0, then the pattern up to `base` (a multiple of 8).
+        // SAFETY: `n < base`, so the word ends before `base + 8 <= len - 8`: inside the
+        // block.
+        let first = unsafe { ((p + n) as *const u64).read_unaligned() };
+        let w = pattern_at(pat, n);
+        zero & (m == 0) & ((first ^ w) & !0xFF == 0) & canary_between(p, n + 8, base, w, pat)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        // The pattern as stored from `n` on, with its first byte (the zero) taken out.
+        let w = pattern_at(pat, n);
+        // SAFETY: `n + 8 <= len - 8`: inside the block (see `seal`).
+        let first = unsafe { ((p + n) as *const u64).read_unaligned() };
+        let mut acc = first & 0xFF;
+        acc |= (first ^ w) & !0xFF;
+        if !canary_between(p, n + 8, end, w, pat) {
+            return false;
+        }
+        // The word at `end`, whose first byte is the zero when `n == end`.
+        let zero_at_end = ((n == end) as u64).wrapping_neg() & 0xFF;
+        // SAFETY: as in `seal`.
+        acc |= unsafe { ((p + end) as *const u64).read() } ^ (pat & !zero_at_end);
+        acc == 0
+    }
+}
+
+/// The bytes of the block at `p` that differ from the pattern in the 64 bytes before
+/// `stop` (`len - 8`), or in `[0, stop)` for a block of 64 bytes or less: `(base, m)`,
+/// bit `i` of `m` set when byte `base + i` differs (bits at or past `stop` clear). Four
+/// 16-byte loads at `stop - 16`, `stop - 32`, ... (offsets that are multiples of 8, so
+/// the pattern's phase is 0 at each); for short blocks they start at 0 and overlap.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn tail_mismatches(p: usize, stop: usize, pat: u64) -> (usize, u64) {
+    use core::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi64x,
+    };
+    debug_assert!(stop % 16 == 8 && stop >= 24);
+    // SAFETY: SSE2 is part of x86-64; every load reads 16 bytes at `off` with
+    // `0 <= off` and `off + 16 <= stop`, inside the block (caller's contract).
+    unsafe {
+        let patv = _mm_set1_epi64x(pat as i64);
+        let differ = |off: usize| {
+            let v = _mm_loadu_si128((p + off) as *const __m128i);
+            (_mm_movemask_epi8(_mm_cmpeq_epi8(v, patv)) as u64) ^ 0xFFFF
+        };
+        if stop >= 64 {
+            let base = stop - 64;
+            let m = differ(base)
+                | differ(base + 16) << 16
+                | differ(base + 32) << 32
+                | differ(base + 48) << 48;
+            return (base, m);
+        }
+        // Blocks of 32, 48 or 64 bytes (`stop` 24, 40 or 56): loads at 0, 16, 32 and
+        // `stop - 16`, each moved back to `stop - 16` when it would pass it.
+        let last = stop - 16;
+        let (b, c) = (last.min(16), last.min(32));
+        let m = differ(0) | differ(b) << b | differ(c) << c | differ(last) << last;
+        (0, m)
+    }
+}
+
+/// True when `[from, to)` of the block at `p` holds the pattern (`w`: as stored at
+/// `from`; `pat`: as stored at the multiple of 8 `to`). Bytes up to `to + 8` may be
+/// read (the pattern goes on there: a word at `len - 16`, or more canary). Below 16
+/// bytes a word or two; else 16-byte loads from `from`, two accumulators, and one last
+/// load of the 16 bytes before `to` (overlapping, harmless for an OR; at a multiple
+/// of 8, so its pattern is `pat`).
+#[inline(always)]
+fn canary_between(p: usize, from: usize, to: usize, w: u64, pat: u64) -> bool {
+    if from >= to {
+        return true;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if to - from >= 16 {
+        use core::arch::x86_64::{
+            __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128,
+            _mm_set1_epi64x, _mm_setzero_si128, _mm_xor_si128,
+        };
+        // SAFETY: SSE2 is part of x86-64; every load reads 16 bytes between `from` and
+        // `to`, inside the block (caller's contract).
+        unsafe {
+            let v = _mm_set1_epi64x(w as i64);
+            let ld = |off: usize| _mm_loadu_si128((p + off) as *const __m128i);
+            let mut a0 = _mm_xor_si128(ld(to - 16), _mm_set1_epi64x(pat as i64));
+            let mut a1 = _mm_setzero_si128();
+            let mut off = from;
+            while off + 32 <= to {
+                a0 = _mm_or_si128(a0, _mm_xor_si128(ld(off), v));
+                a1 = _mm_or_si128(a1, _mm_xor_si128(ld(off + 16), v));
+                off += 32;
+            }
+            if off + 16 <= to {
+                a0 = _mm_or_si128(a0, _mm_xor_si128(ld(off), v));
+            }
+            let a = _mm_or_si128(a0, a1);
+            return _mm_movemask_epi8(_mm_cmpeq_epi8(a, _mm_setzero_si128())) == 0xFFFF;
+        }
+    }
+    let mut acc = 0;
+    let mut off = from;
+    while off < to {
+        // SAFETY: `off < to`, so the word ends before `to + 8` (caller's contract);
+        // past `to` the pattern goes on at the same phase.
         acc |= unsafe { ((p + off) as *const u64).read_unaligned() } ^ w;
         off += 8;
     }
-    // The word at `end`, whose first byte is the zero when `n == end`.
-    let zero_at_end = ((n == end) as u64).wrapping_neg() & 0xFF;
-    // SAFETY: as in `seal`.
-    acc |= unsafe { ((p + end) as *const u64).read() } ^ (pat & !zero_at_end);
     acc == 0
 }
 
@@ -218,16 +406,17 @@ fn take(n: usize, align: usize, marker: usize) -> Option<(usize, usize, u8, &'st
         guard_header(seg);
     }
     // SAFETY: as above; the records are mapped for as long as the segment is.
-    let (span, len, class) = unsafe {
-        let span = Segment::span_of(seg, p);
-        (span, (*span).block_size as usize, (*span).class)
+    let span = unsafe { Segment::span_of(seg, p) };
+    if span.is_null() {
+        crate::heap::corrupt_free_list(p, "not in a span", marker);
+    }
+    // SAFETY: `span` is the head record of the span `p`'s slice names, in the live
+    // segment holding `p` (the grid test's contract).
+    let (len, class, on_grid) = unsafe {
+        let on_grid = Span::on_grid(span, p);
+        ((*span).block_size as usize, (*span).class, on_grid)
     };
-    let off = p.wrapping_sub(Segment::span_start(span) as usize);
-    if len < n + ROOM
-        || off >= (1 << 22)
-        || !SizeClass(class).is_block_offset(off)
-        || !p.is_multiple_of(align)
-    {
+    if len < n + ROOM || !on_grid || !p.is_multiple_of(align) {
         crate::heap::corrupt_free_list(p, "not a block of its size class", marker);
     }
     let Some(state) = shadow::get_or_map(p) else {
@@ -367,4 +556,75 @@ pub fn unquarantine(p: usize, len: usize) -> Result<(), usize> {
     // SAFETY: the core handed out `p` and we free it once (the state was QUARANTINED).
     unsafe { core_heap::free(p as *mut u8) };
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[repr(align(16))]
+    struct Block([u8; 320]);
+
+    #[test]
+    fn seal_and_check_every_size_of_some_lengths() {
+        let mut b = Block([0; 320]);
+        let p = b.0.as_mut_ptr() as usize;
+        for len in [32, 48, 64, 80, 96, 128, 160, 320] {
+            let pat = pattern(p);
+            for n in 0..=len - ROOM {
+                b.0.fill(0x77);
+                seal(p, len, n, 16, pat);
+                assert!(b.0[..n].iter().all(|&x| x == 0x77), "user bytes kept");
+                assert_eq!(b.0[n], 0, "first canary byte");
+                assert!(
+                    b.0[len..].iter().all(|&x| x == 0x77),
+                    "nothing past the block"
+                );
+                assert!(sealed(p, len, n, pat), "{len} {n}");
+                assert_eq!(recorded(p, len, pat), Some((n, 16)));
+                for i in n..len - 8 {
+                    b.0[i] ^= 0x10;
+                    assert!(!sealed(p, len, n, pat), "{len} {n}: byte {i} changed");
+                    assert_eq!(first_change(p, len, n, pat), i);
+                    b.0[i] ^= 0x10;
+                }
+                if n > 0 {
+                    b.0[n - 1] ^= 0x10;
+                    assert!(sealed(p, len, n, pat), "a user byte is not canary");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn reseal_matches_a_fresh_seal() {
+        let mut b = Block([0; 320]);
+        let mut fresh = Block([0; 320]);
+        let p = b.0.as_mut_ptr() as usize;
+        let pf = fresh.0.as_mut_ptr() as usize;
+        let pat = pattern(p);
+        for len in [32, 48, 96, 320] {
+            for old in 0..=len - ROOM {
+                for n in 0..=len - ROOM {
+                    b.0.fill(0);
+                    seal(p, len, old, 32, pat);
+                    reseal(p, len, old, n, 32, 0);
+                    // The same block sealed for `n` at once (user bytes all 0 in both;
+                    // the pattern of `p`, so the bytes compare).
+                    fresh.0.fill(0);
+                    seal(pf, len, n, 32, pat);
+                    assert_eq!(&b.0[..len], &fresh.0[..len], "{len}: {old} -> {n}");
+                    assert!(sealed(p, len, n, pat));
+                }
+            }
+        }
+        b.0.fill(0);
+        seal(p, 96, 10, 16, pat);
+        reseal(p, 96, 10, 40, 16, 0xAA);
+        assert!(
+            b.0[10..40].iter().all(|&x| x == 0xAA),
+            "grown bytes get the fill"
+        );
+        assert_eq!(recorded(p, 96, pat), Some((40, 16)));
+    }
 }

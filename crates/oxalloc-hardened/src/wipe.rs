@@ -135,8 +135,12 @@ mod sse2 {
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     /// True when every byte of `b` is zero. `b` is at least 32 bytes long; unaligned
-    /// 32-byte loads: steps of four, then the last four (overlapping); below 128
-    /// bytes, the first and last 64 (overlapping).
+    /// 32-byte loads. Up to 256 bytes without a branch: four loads from the start at
+    /// 0, 32, 64, 96 and four from the end at `len - 32` ... `len - 128`, each moved to
+    /// the other end of the range when it would pass it (then they overlap, harmless
+    /// for an OR). Beyond 256 bytes a loop takes the middle, 128 bytes per step. Block
+    /// lengths vary from one `free` to the next, so a loop alone mispredicted its exit
+    /// on nearly every call (and below 128 bytes, the test of the length did).
     ///
     /// # Safety
     /// The CPU supports AVX2.
@@ -144,49 +148,62 @@ mod avx2 {
     pub unsafe fn is_zero(b: &[u8]) -> bool {
         debug_assert!(b.len() >= 32);
         let zero: u8;
-        // SAFETY: every load reads 32 bytes between `p` and `p + len`, inside `b`
-        // (`len >= 32`); AVX2 is available (caller's contract); writes only the named
-        // registers and the flags.
+        // SAFETY: every load reads 32 bytes at an offset from 0 to `len - 32` (the
+        // clamps keep the fixed ones there; the loop's run from 128 while below
+        // `len - 128`), inside `b`; AVX2 is available (caller's contract); writes only
+        // the named registers and the flags.
         unsafe {
             core::arch::asm!(
-                "lea {end}, [{p} + {len}]",
-                "cmp {len}, 128",
-                "jb 3f",
-                "lea {q}, [{end} - 128]",
-                "vmovdqu ymm0, ymmword ptr [{q}]",
-                "vmovdqu ymm1, ymmword ptr [{q} + 32]",
-                "vmovdqu ymm2, ymmword ptr [{q} + 64]",
-                "vmovdqu ymm3, ymmword ptr [{q} + 96]",
-                "cmp {p}, {q}",
-                "jae 2f",
-                "5:",
-                "vpor ymm0, ymm0, ymmword ptr [{p}]",
-                "vpor ymm1, ymm1, ymmword ptr [{p} + 32]",
-                "vpor ymm2, ymm2, ymmword ptr [{p} + 64]",
-                "vpor ymm3, ymm3, ymmword ptr [{p} + 96]",
-                "add {p}, 128",
-                "cmp {p}, {q}",
-                "jb 5b",
-                "2:",
-                "vpor ymm0, ymm0, ymm1",
-                "vpor ymm2, ymm2, ymm3",
-                "vpor ymm0, ymm0, ymm2",
-                "jmp 4f",
-                "3:",
+                "lea {last}, [{len} - 32]",
                 "vmovdqu ymm0, ymmword ptr [{p}]",
-                "vpor ymm0, ymm0, ymmword ptr [{end} - 32]",
-                "cmp {len}, 64",
+                "vpor ymm1, ymm0, ymmword ptr [{p} + {last}]",
+                "mov {t}, 32",
+                "cmp {t}, {last}",
+                "cmova {t}, {last}",
+                "vpor ymm0, ymm0, ymmword ptr [{p} + {t}]",
+                "mov {t}, 64",
+                "cmp {t}, {last}",
+                "cmova {t}, {last}",
+                "vpor ymm1, ymm1, ymmword ptr [{p} + {t}]",
+                "mov {t}, 96",
+                "cmp {t}, {last}",
+                "cmova {t}, {last}",
+                "vpor ymm0, ymm0, ymmword ptr [{p} + {t}]",
+                "xor {z:e}, {z:e}",
+                "lea {t}, [{len} - 64]",
+                "test {t}, {t}",
+                "cmovs {t}, {z}",
+                "vpor ymm1, ymm1, ymmword ptr [{p} + {t}]",
+                "lea {t}, [{len} - 96]",
+                "test {t}, {t}",
+                "cmovs {t}, {z}",
+                "vpor ymm0, ymm0, ymmword ptr [{p} + {t}]",
+                "lea {t}, [{len} - 128]",
+                "test {t}, {t}",
+                "cmovs {t}, {z}",
+                "vpor ymm1, ymm1, ymmword ptr [{p} + {t}]",
+                "cmp {len}, 256",
                 "jbe 4f",
-                "vpor ymm0, ymm0, ymmword ptr [{p} + 32]",
-                "vpor ymm0, ymm0, ymmword ptr [{end} - 64]",
+                "lea {t}, [{p} + 128]",
+                "lea {last}, [{p} + {len} - 128]",
+                "5:",
+                "vpor ymm0, ymm0, ymmword ptr [{t}]",
+                "vpor ymm1, ymm1, ymmword ptr [{t} + 32]",
+                "vpor ymm0, ymm0, ymmword ptr [{t} + 64]",
+                "vpor ymm1, ymm1, ymmword ptr [{t} + 96]",
+                "add {t}, 128",
+                "cmp {t}, {last}",
+                "jb 5b",
                 "4:",
+                "vpor ymm0, ymm0, ymm1",
                 "vptest ymm0, ymm0",
                 "setz {zero}",
                 "vzeroupper",
-                p = inout(reg) b.as_ptr() => _,
+                p = in(reg) b.as_ptr(),
                 len = in(reg) b.len(),
-                end = out(reg) _,
-                q = out(reg) _,
+                last = out(reg) _,
+                t = out(reg) _,
+                z = out(reg) _,
                 zero = out(reg_byte) zero,
                 out("xmm0") _, out("xmm1") _, out("xmm2") _, out("xmm3") _,
                 out("xmm4") _, out("xmm5") _, out("xmm6") _, out("xmm7") _,
@@ -199,52 +216,67 @@ mod avx2 {
     }
 
     /// Sets every byte of `b` to zero. `b` is at least 32 bytes long; unaligned
-    /// 32-byte stores, laid out like [`is_zero`]'s loads.
+    /// 32-byte stores, laid out like [`is_zero`]'s loads (the overlapping ones store
+    /// zeroes twice).
     ///
     /// # Safety
     /// The CPU supports AVX2.
     #[inline(always)]
     pub unsafe fn zero(b: &mut [u8]) {
         debug_assert!(b.len() >= 32);
-        // SAFETY: every store writes 32 bytes between `p` and `p + len`, inside `b`
-        // (`len >= 32`), which we borrow mutably; AVX2 is available (caller's
+        // SAFETY: every store writes 32 bytes at an offset from 0 to `len - 32` (as in
+        // `is_zero`), inside `b`, which we borrow mutably; AVX2 is available (caller's
         // contract); writes only the named registers and the flags.
         unsafe {
             core::arch::asm!(
                 "vpxor xmm0, xmm0, xmm0",
-                "lea {end}, [{p} + {len}]",
-                "cmp {len}, 128",
-                "jb 3f",
-                "lea {q}, [{end} - 128]",
-                "cmp {p}, {q}",
-                "jae 2f",
-                "5:",
+                "lea {last}, [{len} - 32]",
                 "vmovdqu ymmword ptr [{p}], ymm0",
-                "vmovdqu ymmword ptr [{p} + 32], ymm0",
-                "vmovdqu ymmword ptr [{p} + 64], ymm0",
-                "vmovdqu ymmword ptr [{p} + 96], ymm0",
-                "add {p}, 128",
-                "cmp {p}, {q}",
-                "jb 5b",
-                "2:",
-                "vmovdqu ymmword ptr [{q}], ymm0",
-                "vmovdqu ymmword ptr [{q} + 32], ymm0",
-                "vmovdqu ymmword ptr [{q} + 64], ymm0",
-                "vmovdqu ymmword ptr [{q} + 96], ymm0",
-                "jmp 4f",
-                "3:",
-                "vmovdqu ymmword ptr [{p}], ymm0",
-                "vmovdqu ymmword ptr [{end} - 32], ymm0",
-                "cmp {len}, 64",
+                "vmovdqu ymmword ptr [{p} + {last}], ymm0",
+                "mov {t}, 32",
+                "cmp {t}, {last}",
+                "cmova {t}, {last}",
+                "vmovdqu ymmword ptr [{p} + {t}], ymm0",
+                "mov {t}, 64",
+                "cmp {t}, {last}",
+                "cmova {t}, {last}",
+                "vmovdqu ymmword ptr [{p} + {t}], ymm0",
+                "mov {t}, 96",
+                "cmp {t}, {last}",
+                "cmova {t}, {last}",
+                "vmovdqu ymmword ptr [{p} + {t}], ymm0",
+                "xor {z:e}, {z:e}",
+                "lea {t}, [{len} - 64]",
+                "test {t}, {t}",
+                "cmovs {t}, {z}",
+                "vmovdqu ymmword ptr [{p} + {t}], ymm0",
+                "lea {t}, [{len} - 96]",
+                "test {t}, {t}",
+                "cmovs {t}, {z}",
+                "vmovdqu ymmword ptr [{p} + {t}], ymm0",
+                "lea {t}, [{len} - 128]",
+                "test {t}, {t}",
+                "cmovs {t}, {z}",
+                "vmovdqu ymmword ptr [{p} + {t}], ymm0",
+                "cmp {len}, 256",
                 "jbe 4f",
-                "vmovdqu ymmword ptr [{p} + 32], ymm0",
-                "vmovdqu ymmword ptr [{end} - 64], ymm0",
+                "lea {t}, [{p} + 128]",
+                "lea {last}, [{p} + {len} - 128]",
+                "5:",
+                "vmovdqu ymmword ptr [{t}], ymm0",
+                "vmovdqu ymmword ptr [{t} + 32], ymm0",
+                "vmovdqu ymmword ptr [{t} + 64], ymm0",
+                "vmovdqu ymmword ptr [{t} + 96], ymm0",
+                "add {t}, 128",
+                "cmp {t}, {last}",
+                "jb 5b",
                 "4:",
                 "vzeroupper",
-                p = inout(reg) b.as_mut_ptr() => _,
+                p = in(reg) b.as_mut_ptr(),
                 len = in(reg) b.len(),
-                end = out(reg) _,
-                q = out(reg) _,
+                last = out(reg) _,
+                t = out(reg) _,
+                z = out(reg) _,
                 out("xmm0") _, out("xmm1") _, out("xmm2") _, out("xmm3") _,
                 out("xmm4") _, out("xmm5") _, out("xmm6") _, out("xmm7") _,
                 out("xmm8") _, out("xmm9") _, out("xmm10") _, out("xmm11") _,
