@@ -1,7 +1,7 @@
 //! Canaries: the bytes after a block's requested size are filled with a pattern derived
 //! from a per-process secret and the block's address. A heap overflow by even one byte
 //! changes them, and `free`/`realloc` notice. [`pattern`] serves every block (small
-//! blocks write and check theirs in `crate::small`, with the size word); [`write`] and
+//! blocks write and check theirs in `crate::small`, with the size word); [`write()`] and
 //! [`check`] fill and check the slack of large blocks.
 //!
 //! The pattern differs per block (address mixed in), so an attacker who learns one

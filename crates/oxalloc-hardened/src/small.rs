@@ -5,7 +5,7 @@
 //! block has at least [`ROOM`] bytes after the user's: a canary from `n` up to the
 //! last word, and in the last word the requested size, encoded with the block's
 //! canary pattern (an overflow that reaches it is caught like one that does not). The
-//! block's state lives in the [`shadow`](crate::shadow), out of line.
+//! block's state lives in the [`shadow`], out of line.
 //!
 //! `free` validates (the pointer is 16-byte aligned, in a core segment, and its state
 //! byte goes from `LIVE` to `QUARANTINED` in one compare-and-swap), checks the canary,
@@ -84,7 +84,7 @@ fn pattern_at(pat: u64, n: usize) -> u64 {
 /// Writes the canary over `[n, len - 8)` of the block at `p`, and in its last word
 /// the requested size `n` and alignment `align`, encoded with the pattern. Sixteen
 /// bytes at a time (two pattern words), unaligned, from `n` (the user's bytes below
-/// `n` are not touched; see [`fill_canary`]); the last canary store may reach into the
+/// `n` are not touched; see `fill_canary`); the last canary store may reach into the
 /// final 16 bytes, which are written after it. The canary's first byte (offset `n`) is then 0, so a
 /// string that fills the block to its requested size without a terminator still ends
 /// there (`strlen` stops).
@@ -206,8 +206,8 @@ pub fn recorded(p: usize, len: usize, pat: u64) -> Option<(usize, usize)> {
 /// shorter) take four 16-byte compares with the pattern at fixed distances from the
 /// block's end, so no branch depends on the requested size: their mismatches make a
 /// 64-bit mask, and from bit `n` on it must be exactly bit `n` (the zero byte, which is
-/// never a pattern byte) ([`tail_mismatches`]). A canary longer than that (slack over
-/// 56 bytes) has its first bytes checked by [`canary_between`]. (Loops over the canary,
+/// never a pattern byte) (`tail_mismatches`). A canary longer than that (slack over
+/// 56 bytes) has its first bytes checked by `canary_between`. (Loops over the canary,
 /// one trip count per block size, mispredicted one or two branches on nearly every
 /// `free`.)
 #[inline(always)]

@@ -6,7 +6,7 @@
 //! back to the core) and its live-block counters.
 //!
 //! The record's address sits in an initial-exec TLS word (one `mov %fs:`), as in the
-//! core allocator: 0 means "no record yet", [`NO_CACHE`] means "use the locked paths"
+//! core allocator: 0 means "no record yet", `NO_CACHE` means "use the locked paths"
 //! (the thread already exited, or no record could be had). Thread exit is learnt from
 //! a `pthread` key destructor (Rust's TLS destructors may call `calloc`), which sends
 //! the ring's blocks back to the core after their check ([`crate::heap::drain_cache`])

@@ -28,7 +28,7 @@ pub unsafe fn free(p: *mut u8) {
 ///
 /// The fast path frees a small block when the span is this thread's, the pointer is a
 /// carved block's start (`Span::on_grid`: a multiply and a compare) and not the head of
-/// the span's free list (a double free at once); anything else goes to [`free_other`],
+/// the span's free list (a double free at once); anything else goes to `free_other`,
 /// which also sorts out the misuses (`check`). The block itself is only written, never
 /// read: a free of a block the CPU does not have in cache then costs no wait. A block
 /// freed twice otherwise is caught when it would be handed out again (`alloc::pop`
