@@ -3,6 +3,8 @@
 //! Alone in its own test binary: it reads the process-wide span counters, which any
 //! other test in the same process would raise.
 
+mod common;
+use common::scale_down;
 use oxalloc_core::api;
 use oxalloc_core::stats::GLOBAL;
 use std::sync::atomic::Ordering::Relaxed;
@@ -13,15 +15,6 @@ struct Block(*mut u8, usize);
 // SAFETY: a block is owned by whoever holds the message; the allocator allows freeing
 // from any thread.
 unsafe impl Send for Block {}
-
-/// `OXALLOC_TEST_SCALE_DOWN=N` divides the work by N (the CI's emulated aarch64 run).
-fn scale_down() -> usize {
-    std::env::var("OXALLOC_TEST_SCALE_DOWN")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1usize)
-        .max(1)
-}
 
 #[test]
 fn producer_consumer_does_not_grow() {

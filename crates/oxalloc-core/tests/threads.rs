@@ -3,6 +3,8 @@
 //! pattern that is checked by whoever frees it. (Producer/consumer growth is measured
 //! in `producer_consumer.rs`, a binary of its own.)
 
+mod common;
+use common::scale_down;
 use oxalloc_core::api;
 use std::sync::mpsc;
 use std::thread;
@@ -49,16 +51,6 @@ fn check_and_free(b: Block) {
 fn rounds() -> usize {
     let n = if cfg!(debug_assertions) { 6 } else { 30 };
     (n / scale_down()).max(2)
-}
-
-/// `OXALLOC_TEST_SCALE_DOWN=N` divides the work of these tests by N (at least 1): the
-/// CI's emulated aarch64 run (qemu-user, some 20 times slower) sets it.
-fn scale_down() -> usize {
-    std::env::var("OXALLOC_TEST_SCALE_DOWN")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1usize)
-        .max(1)
 }
 
 #[test]
