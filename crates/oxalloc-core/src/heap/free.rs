@@ -50,11 +50,27 @@ pub unsafe fn free_with(p: *mut u8, op: Op) {
         let span = Segment::span_of(seg, addr);
         let heap = tls::heap();
         let b = p.cast::<Block>();
-        if (*span).owner == heap && Span::on_grid_owner(span, addr) && (*span).free != b {
+        if frees_locally(span, heap, addr) {
             free_local(heap, span, b);
         } else {
             free_other(p, span, heap, op);
         }
+    }
+}
+
+/// The fast path's test, shared by [`free_with`] and [`free_sized`]: the span is this
+/// thread's, `p` is the start of one of its carved blocks, and not the head of its free
+/// list (that would be a second free at once).
+///
+/// # Safety
+/// `span` is the head record `p`'s slice names, in a live normal segment; `heap` is the
+/// calling thread's heap.
+#[inline(always)]
+unsafe fn frees_locally(span: *mut Span, heap: *mut Heap, p: usize) -> bool {
+    // SAFETY: caller's contract: the record is mapped; the grid fields are the owner's
+    // to read plainly when the owner test passed first.
+    unsafe {
+        (*span).owner == heap && Span::on_grid_owner(span, p) && (*span).free != p as *mut Block
     }
 }
 
@@ -77,9 +93,7 @@ pub unsafe fn free_sized(p: *mut u8, size: usize, align: usize, op: Op) {
             let span = Segment::span_of(seg, addr);
             let heap = tls::heap();
             let b = p.cast::<Block>();
-            if (*span).owner == heap
-                && Span::on_grid_owner(span, addr)
-                && (*span).free != b
+            if frees_locally(span, heap, addr)
                 && (size as u64).wrapping_sub((*span).class_lo) <= (*span).class_range
             {
                 return free_local(heap, span, b);
