@@ -49,10 +49,11 @@ rustup_bin="$(command -v rustup 2>/dev/null || echo "$HOME/.cargo/bin/rustup")"
 if [ -x "$rustup_bin" ]; then
   # Windows (MinGW) is built and tested under wine by test-windows.sh; aarch64 Linux is
   # cross-built and run under qemu-user by test.sh, linking with Debian's
-  # gcc-aarch64-linux-gnu (installed above); macOS (arm64, x86-64) is only compiled by
+  # gcc-aarch64-linux-gnu (installed above), for glibc and for musl (Rust's musl target
+  # brings its own libc.a and crt files; the cross gcc only links); macOS (arm64, x86-64) is only compiled by
   # test.sh (no SDK to link with, no Mac to run on).
   for target in x86_64-unknown-linux-musl x86_64-pc-windows-gnu aarch64-unknown-linux-gnu \
-    aarch64-apple-darwin x86_64-apple-darwin; do
+    aarch64-unknown-linux-musl aarch64-apple-darwin x86_64-apple-darwin; do
     if ! "$rustup_bin" target list --installed | grep -qx "$target"; then
       echo "setup: adding the Rust target $target"
       "$rustup_bin" target add "$target" >/dev/null
@@ -60,7 +61,7 @@ if [ -x "$rustup_bin" ]; then
   done
 else
   echo "setup: no rustup: cannot add x86_64-unknown-linux-musl, x86_64-pc-windows-gnu," \
-    "aarch64-unknown-linux-gnu, aarch64-apple-darwin or x86_64-apple-darwin" \
+    "aarch64-unknown-linux-gnu, aarch64-unknown-linux-musl, aarch64-apple-darwin or x86_64-apple-darwin" \
     "(test.sh will skip them)" >&2
 fi
 echo "setup: all set"

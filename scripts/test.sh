@@ -61,6 +61,21 @@ if ((${#aarch64_missing[@]} == 0)); then
 else
   echo "test.sh: SKIPPED the aarch64 tests: missing ${aarch64_missing[*]} (setup.sh installs them)" >&2
 fi
+# aarch64 with musl (static Rust programs on arm64 Alpine, the cloud's arm64 containers):
+# the same Rust tests, linked by the same cross gcc (Rust's musl target brings its own
+# libc.a and crt files), run under qemu-user. No C programs here: Debian has no musl-gcc
+# for aarch64.
+if ((${#aarch64_missing[@]} == 0)) &&
+  [ -d "$(rustc --print sysroot)/lib/rustlib/aarch64-unknown-linux-musl" ]; then
+  CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=aarch64-linux-gnu-gcc \
+    CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER=qemu-aarch64-static \
+    OXALLOC_TEST_SCALE_DOWN=4 \
+    cargo test -p oxalloc-core -p oxalloc -p oxalloc-typed --target aarch64-unknown-linux-musl
+elif ((${#aarch64_missing[@]} == 0)); then
+  echo "test.sh: SKIPPED the aarch64 musl tests: target aarch64-unknown-linux-musl is not installed (setup.sh adds it)" >&2
+else
+  echo "test.sh: SKIPPED the aarch64 musl tests: missing ${aarch64_missing[*]} (setup.sh installs them)" >&2
+fi
 # macOS (aarch64-apple-darwin, x86_64-apple-darwin): nothing can be linked for macOS
 # here (no SDK) nor run (no Mac), so the core, facade and typed crates are compiled as
 # libraries (type-checked and turned into Mach-O objects, which needs no linker) with
