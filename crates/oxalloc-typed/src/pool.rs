@@ -14,7 +14,7 @@
 //! # `Pool<T>` layout
 //! Chunk `k` holds `B << k` slots (`B` a power of two), so a slot index maps to its chunk
 //! with one `leading_zeros` and a fixed table of 32 chunk pointers covers every `u32`
-//! index. A slot is `{ gen: u32, value | next_free }`: an odd `gen` means live. A handle
+//! index. A slot is `{ gen: u32, next_free: u32, value }`: an odd `gen` means live. A handle
 //! is `(index, gen)`; using it after removal (or a second removal) finds a different
 //! `gen` and fails with [`PoolError::StaleHandle`] instead of touching freed memory.
 //!
@@ -32,7 +32,7 @@ use core::alloc::Layout;
 use core::cell::UnsafeCell;
 use core::fmt;
 use core::marker::PhantomData;
-use core::mem::{self, ManuallyDrop, MaybeUninit};
+use core::mem::{self, MaybeUninit};
 use core::ptr::{self, NonNull};
 
 /// Misuse of a pool, reported instead of corrupting it.
@@ -374,16 +374,15 @@ impl<T> Handle<T> {
     }
 }
 
+/// The link of a free slot has a word of its own rather than sharing the value's bytes:
+/// `remove` can then move the value out and link the slot in either order, and the
+/// compiler copies the value once (to the caller) instead of through a temporary.
 #[repr(C)]
 struct Slot<T> {
     gen: u32,
-    data: SlotData<T>,
-}
-
-#[repr(C)]
-union SlotData<T> {
-    value: ManuallyDrop<T>,
+    /// The next free slot, while this one is free.
     next: u32,
+    value: MaybeUninit<T>,
 }
 
 const NIL: u32 = u32::MAX;
@@ -402,6 +401,8 @@ const MAX_CHUNKS: usize = 32;
 pub struct Pool<T, S: Source> {
     source: S,
     chunks: [*mut Slot<T>; MAX_CHUNKS],
+    /// `chunks[k]` minus [`Self::chunk_first`]`(k)` slots (wrapping): see `slot`.
+    based: [*mut Slot<T>; MAX_CHUNKS],
     n_chunks: usize,
     /// Slots carved so far (indices `0..carved` are initialised).
     carved: u32,
@@ -443,6 +444,7 @@ impl<T, S: Source> Pool<T, S> {
         Self {
             source,
             chunks: [ptr::null_mut(); MAX_CHUNKS],
+            based: [ptr::null_mut(); MAX_CHUNKS],
             n_chunks: 0,
             carved: 0,
             free: NIL,
@@ -470,38 +472,47 @@ impl<T, S: Source> Pool<T, S> {
         1 << (Self::B_SHIFT as usize + k)
     }
 
+    /// Index of the first slot of chunk `k`.
+    fn chunk_first(k: usize) -> usize {
+        ((1usize << k) - 1) << Self::B_SHIFT
+    }
+
     /// Pointer to slot `i` (`i < capacity`).
     #[inline]
     fn slot(&self, i: u32) -> *mut Slot<T> {
         let q = ((i as usize) >> Self::B_SHIFT) + 1;
         let k = (usize::BITS - 1 - q.leading_zeros()) as usize;
-        let off = i as usize - (((1usize << k) - 1) << Self::B_SHIFT);
-        // SAFETY: chunk `k` exists (i < capacity) and holds `B << k > off` slots.
-        unsafe { self.chunks[k].add(off) }
+        // `based[k]` is chunk `k`'s start moved back by the slots before it, so slot `i`
+        // is at `based[k] + i`: no subtraction of the chunk's first index per lookup.
+        // The moved-back address may lie outside any allocation, hence the wrapping
+        // arithmetic; the result lies inside chunk `k` (i < capacity, so chunk `k`
+        // exists and holds slot `i`).
+        self.based[k].wrapping_add(i as usize)
     }
 
     /// Stores `value` and returns its handle. O(1) (amortised over chunk growth).
     pub fn insert(&mut self, value: T) -> Result<Handle<T>, AllocError> {
-        let i = if self.free != NIL {
+        let (i, s) = if self.free != NIL {
             let i = self.free;
-            // SAFETY: `free` is a carved, free slot, so `next` is its active field.
-            self.free = unsafe { (*self.slot(i)).data.next };
-            i
+            let s = self.slot(i);
+            // SAFETY: `free` is a carved, free slot, so its `next` is set.
+            self.free = unsafe { (*s).next };
+            (i, s)
         } else {
             if self.carved as usize == self.capacity() {
                 self.grow()?;
             }
             let i = self.carved;
+            let s = self.slot(i);
             // SAFETY: `i < capacity`; the slot is uninitialised memory we own.
-            unsafe { ptr::addr_of_mut!((*self.slot(i)).gen).write(0) };
+            unsafe { ptr::addr_of_mut!((*s).gen).write(0) };
             self.carved += 1;
-            i
+            (i, s)
         };
-        let s = self.slot(i);
         // SAFETY: slot `i` is carved and free (`gen` even); we make it live.
         let gen = unsafe {
             (*s).gen = (*s).gen.wrapping_add(1);
-            ptr::addr_of_mut!((*s).data.value).write(ManuallyDrop::new(value));
+            ptr::addr_of_mut!((*s).value).write(MaybeUninit::new(value));
             (*s).gen
         };
         self.len += 1;
@@ -523,6 +534,7 @@ impl<T, S: Source> Pool<T, S> {
         let layout = or_err(Layout::array::<Slot<T>>(n).ok())?;
         let region = or_err(self.source.acquire(layout))?;
         self.chunks[k] = region.cast::<Slot<T>>().as_ptr();
+        self.based[k] = self.chunks[k].wrapping_sub(Self::chunk_first(k));
         self.n_chunks += 1;
         Ok(())
     }
@@ -532,20 +544,23 @@ impl<T, S: Source> Pool<T, S> {
             return None;
         }
         let s = self.slot(h.index);
-        // SAFETY: carved slots have an initialised `gen`.
-        (unsafe { (*s).gen } == h.gen && h.gen & 1 == 1).then_some(s)
+        // SAFETY: carved slots have an initialised `gen`. A handle's `gen` is odd (only
+        // `insert` makes handles), so an equal `gen` is odd too: the slot is live.
+        (unsafe { (*s).gen } == h.gen).then_some(s)
     }
 
     /// The value of `h`, or `None` if it was removed.
     pub fn get(&self, h: Handle<T>) -> Option<&T> {
         // SAFETY: an odd, matching `gen` means `value` is live.
-        self.live_slot(h).map(|s| unsafe { &*(*s).data.value })
+        self.live_slot(h)
+            .map(|s| unsafe { (*s).value.assume_init_ref() })
     }
 
     /// The value of `h`, mutably, or `None` if it was removed.
     pub fn get_mut(&mut self, h: Handle<T>) -> Option<&mut T> {
         // SAFETY: as in `get`; `&mut self` makes the borrow unique.
-        self.live_slot(h).map(|s| unsafe { &mut *(*s).data.value })
+        self.live_slot(h)
+            .map(|s| unsafe { (*s).value.assume_init_mut() })
     }
 
     /// Removes and returns the value of `h`. A second removal (double free) or a handle
@@ -555,9 +570,8 @@ impl<T, S: Source> Pool<T, S> {
         // SAFETY: the slot is live; we move the value out and mark the slot free.
         let v = unsafe {
             (*s).gen = (*s).gen.wrapping_add(1);
-            let v = ManuallyDrop::into_inner(ptr::addr_of!((*s).data.value).read());
-            ptr::addr_of_mut!((*s).data.next).write(self.free);
-            v
+            (*s).next = self.free;
+            ptr::addr_of!((*s).value).read().assume_init()
         };
         self.free = h.index;
         self.len -= 1;
@@ -573,7 +587,7 @@ impl<T, S: Source> Drop for Pool<T, S> {
                 // SAFETY: odd `gen` marks a live value, dropped once here.
                 unsafe {
                     if (*s).gen & 1 == 1 {
-                        ManuallyDrop::drop(&mut (*s).data.value);
+                        (*s).value.assume_init_drop();
                     }
                 }
             }
