@@ -1,9 +1,11 @@
 /* oxalloc_typed.h: C ABI of the oxalloc-typed crate (feature "capi").
  *
  * Pool (fixed-size blocks), arena (bump) and static heap (TLSF on a caller's buffer).
- * Allocating calls return NULL on failure, never abort. A handle is used by one thread
- * at a time. Pool and arena control blocks live in pages mapped from the OS, not in
- * malloc memory. Alignments are powers of two; 0 means 8.
+ * Allocating calls return NULL on failure, never abort. Threads may share a handle: each
+ * has its own lock (a short spin, then the waiter yields). Only ox_*_destroy, and
+ * ox_arena_reset (which frees what other threads may still use), must not overlap other
+ * calls on the same handle. Pool and arena control blocks live in pages mapped from the
+ * OS, not in malloc memory. Alignments are powers of two; 0 means 8.
  */
 #ifndef OXALLOC_TYPED_H
 #define OXALLOC_TYPED_H

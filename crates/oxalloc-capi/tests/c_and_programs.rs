@@ -476,6 +476,21 @@ fn c_api_shared() {
     assert_checks_passed(&success(&out, "api_test (shared)"), "api_test");
 }
 
+/// The typed allocators' C handles shared by four threads (tests/c/typed_threads.c):
+/// each handle locks, so no block is handed out twice and every count comes back to 0.
+#[test]
+fn typed_handles_are_thread_safe() {
+    let dir = scratch("typed_threads");
+    let exe = cc(
+        "typed_threads.c",
+        &dir,
+        "typed_threads",
+        &strs(&static_link()),
+    );
+    let out = run(&mut Command::new(&exe), Duration::from_secs(120));
+    assert_checks_passed(&success(&out, "typed_threads"), "typed_threads");
+}
+
 /// A preloaded wrapper library that itself links liboxalloc.so (tests/c/preload_wrapper.c)
 /// runs real programs: liboxalloc.so then loads after the program's libc, so it must name
 /// libc.so.6 as its own dependency, or glibc relocates it first and aborts on its IFUNC

@@ -9,10 +9,16 @@
 //! # Layout
 //! The control blocks of pools and arenas live in a page mapped from the OS for them
 //! (not from `malloc`, so this works when oxalloc *is* `malloc`); a static heap keeps its
-//! control block at the start of the caller's buffer. The handles are not thread-safe:
-//! one thread at a time per handle.
+//! control block at the start of the caller's buffer.
+//!
+//! # Threads
+//! Every handle carries its own [`SpinLock`] (one uncontended compare-exchange per call;
+//! a waiter spins briefly, then yields to the OS), so threads may share a handle. Only
+//! `destroy` (and, for an arena, `reset`, which frees what the others may still use) must
+//! not overlap other calls on the same handle.
 
 use crate::arena::Arena;
+use crate::lock::SpinLock;
 use crate::pool::RawPool;
 use crate::source::{Buffer, Os};
 use crate::static_heap::StaticHeap;
@@ -21,12 +27,12 @@ use core::ffi::{c_int, c_void};
 use core::mem;
 use core::ptr::{self, NonNull};
 
-/// A pool of fixed-size blocks (opaque in C).
-pub type OxPool = RawPool<Os>;
-/// A bump arena (opaque in C).
-pub type OxArena = Arena<Os>;
-/// A TLSF heap on a caller's buffer (opaque in C).
-pub type OxStaticHeap = StaticHeap<Buffer<'static>>;
+/// A pool of fixed-size blocks, behind its lock (opaque in C).
+pub type OxPool = SpinLock<RawPool<Os>>;
+/// A bump arena, behind its lock (opaque in C).
+pub type OxArena = SpinLock<Arena<Os>>;
+/// A TLSF heap on a caller's buffer, behind its lock (opaque in C).
+pub type OxStaticHeap = SpinLock<StaticHeap<Buffer<'static>>>;
 
 /// Counters of a static heap, as `struct ox_heap_stats` in C.
 #[repr(C)]
@@ -79,7 +85,7 @@ unsafe fn drop_page<T>(p: *mut T) {
 pub unsafe extern "C" fn ox_pool_create(block_size: usize, align: usize) -> *mut OxPool {
     let align = if align == 0 { 8 } else { align };
     match Layout::from_size_align(block_size.max(1), align) {
-        Ok(l) => boxed_in_page(RawPool::new(l)),
+        Ok(l) => boxed_in_page(SpinLock::new(RawPool::new(l))),
         Err(_) => ptr::null_mut(),
     }
 }
@@ -92,7 +98,10 @@ pub unsafe extern "C" fn ox_pool_create(block_size: usize, align: usize) -> *mut
 pub unsafe extern "C" fn ox_pool_alloc(pool: *mut OxPool) -> *mut c_void {
     // SAFETY: caller's contract.
     match unsafe { pool.as_ref() } {
-        Some(p) => p.alloc().map_or(ptr::null_mut(), |b| b.as_ptr().cast()),
+        Some(p) => p
+            .lock()
+            .alloc()
+            .map_or(ptr::null_mut(), |b| b.as_ptr().cast()),
         None => ptr::null_mut(),
     }
 }
@@ -106,7 +115,7 @@ pub unsafe extern "C" fn ox_pool_free(pool: *mut OxPool, ptr: *mut c_void) {
     // SAFETY: caller's contract.
     if let (Some(p), Some(b)) = (unsafe { pool.as_ref() }, NonNull::new(ptr)) {
         // SAFETY: caller's contract.
-        unsafe { p.free(b.cast()) }
+        unsafe { p.lock().free(b.cast()) }
     }
 }
 
@@ -117,7 +126,7 @@ pub unsafe extern "C" fn ox_pool_free(pool: *mut OxPool, ptr: *mut c_void) {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ox_pool_in_use(pool: *const OxPool) -> usize {
     // SAFETY: caller's contract.
-    unsafe { pool.as_ref() }.map_or(0, |p| p.stats().in_use)
+    unsafe { pool.as_ref() }.map_or(0, |p| p.lock().stats().in_use)
 }
 
 /// Destroys the pool and every block in it. NULL is ignored.
@@ -140,7 +149,9 @@ pub unsafe extern "C" fn ox_pool_destroy(pool: *mut OxPool) {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ox_arena_create(first_chunk: usize) -> *mut OxArena {
     let first = if first_chunk == 0 { 4096 } else { first_chunk };
-    boxed_in_page(Arena::new().chunk_bytes(first, (64 << 20usize).max(first)))
+    boxed_in_page(SpinLock::new(
+        Arena::new().chunk_bytes(first, (64 << 20usize).max(first)),
+    ))
 }
 
 /// `size` bytes aligned to `align` (a power of two; 0 means 8), or NULL.
@@ -161,7 +172,8 @@ pub unsafe extern "C" fn ox_arena_alloc(
     ) else {
         return ptr::null_mut();
     };
-    a.alloc_layout(l)
+    a.lock()
+        .alloc_layout(l)
         .map_or(ptr::null_mut(), |p| p.as_ptr().cast())
 }
 
@@ -172,8 +184,8 @@ pub unsafe extern "C" fn ox_arena_alloc(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ox_arena_reset(arena: *mut OxArena) {
     // SAFETY: caller's contract; C cannot hold Rust borrows into the arena.
-    if let Some(a) = unsafe { arena.as_mut() } {
-        a.reset();
+    if let Some(a) = unsafe { arena.as_ref() } {
+        a.lock().reset();
     }
 }
 
@@ -184,7 +196,7 @@ pub unsafe extern "C" fn ox_arena_reset(arena: *mut OxArena) {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ox_arena_allocated_bytes(arena: *const OxArena) -> usize {
     // SAFETY: caller's contract.
-    unsafe { arena.as_ref() }.map_or(0, |a| a.allocated_bytes())
+    unsafe { arena.as_ref() }.map_or(0, |a| a.lock().allocated_bytes())
 }
 
 /// Destroys the arena and everything in it. NULL is ignored.
@@ -223,7 +235,7 @@ pub unsafe extern "C" fn ox_static_heap_init(buf: *mut c_void, len: usize) -> *m
             // SAFETY: `buf+skip` is aligned for the control block and inside the buffer.
             let p = unsafe { buf.add(skip).cast::<OxStaticHeap>().as_ptr() };
             // SAFETY: as above; the heap region starts after it.
-            unsafe { p.write(h) };
+            unsafe { p.write(SpinLock::new(h)) };
             p
         }
         Err(_) => ptr::null_mut(),
@@ -248,7 +260,9 @@ pub unsafe extern "C" fn ox_static_heap_alloc(
     ) else {
         return ptr::null_mut();
     };
-    h.alloc(l).map_or(ptr::null_mut(), |p| p.as_ptr().cast())
+    h.lock()
+        .alloc(l)
+        .map_or(ptr::null_mut(), |p| p.as_ptr().cast())
 }
 
 /// Frees `ptr` (NULL is ignored). Returns 0, or -1 when a double free or a pointer
@@ -261,7 +275,7 @@ pub unsafe extern "C" fn ox_static_heap_free(heap: *mut OxStaticHeap, ptr: *mut 
     // SAFETY: caller's contract.
     match (unsafe { heap.as_ref() }, NonNull::new(ptr)) {
         // SAFETY: caller's contract.
-        (Some(h), Some(p)) => match unsafe { h.free(p.cast()) } {
+        (Some(h), Some(p)) => match unsafe { h.lock().free(p.cast()) } {
             Ok(()) => 0,
             Err(_) => -1,
         },
@@ -283,7 +297,7 @@ pub unsafe extern "C" fn ox_static_heap_stats(
     let (Some(h), false) = (unsafe { heap.as_ref() }, out.is_null()) else {
         return -1;
     };
-    let s = h.stats();
+    let s = h.lock().stats();
     let v = OxHeapStats {
         heap_bytes: s.heap_bytes,
         free_bytes: s.free_bytes,

@@ -24,6 +24,10 @@ use core::ops::{Deref, DerefMut};
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicBool, Ordering};
 
+/// Spins of a waiter before it yields the CPU (with the `os` feature).
+#[cfg(feature = "os")]
+const SPINS_BEFORE_YIELD: u32 = 100;
+
 /// A mutual-exclusion spin lock around a `T`.
 pub struct SpinLock<T> {
     locked: AtomicBool,
@@ -51,7 +55,19 @@ impl<T> SpinLock<T> {
                 return g;
             }
             // Wait on a plain load so the cache line stays shared while someone holds it.
+            // With an OS, a holder that lost its CPU would otherwise be waited for a whole
+            // time slice: after a short spin, give the CPU away.
+            #[cfg(feature = "os")]
+            let mut spins = 0u32;
             while self.locked.load(Ordering::Relaxed) {
+                #[cfg(feature = "os")]
+                {
+                    spins += 1;
+                    if spins > SPINS_BEFORE_YIELD {
+                        oxalloc_sys::yield_now();
+                        continue;
+                    }
+                }
                 core::hint::spin_loop();
             }
         }
