@@ -4,7 +4,8 @@
 # dpkg-dev for the install and Debian package tests, the real programs the
 # tests run under the allocator, the peer allocators the benchmark compares with, and
 # Chromium for the map page screenshot test, the aarch64 cross linker and qemu-user for
-# the emulated aarch64 tests, musl-gcc for the static musl C programs, and stable Rust
+# the emulated aarch64 tests, musl-gcc for the static musl C programs, qemu-system-arm
+# for the bare-metal Cortex-M example, and stable Rust
 # (rustup) when no cargo
 # is found. Safe to run again: it installs only
 # what is missing. Needs root (or sudo) for apt-get.
@@ -17,7 +18,7 @@ packages=(
   chromium valgrind hyperfine
   gcc-mingw-w64-x86-64 wine64
   qemu-user-static gcc-aarch64-linux-gnu libc6-dev-arm64-cross
-  musl-tools
+  musl-tools qemu-system-arm
 )
 
 missing=()
@@ -51,9 +52,10 @@ if [ -x "$rustup_bin" ]; then
   # cross-built and run under qemu-user by test.sh, linking with Debian's
   # gcc-aarch64-linux-gnu (installed above), for glibc and for musl (Rust's musl target
   # brings its own libc.a and crt files; the cross gcc only links); macOS (arm64, x86-64) is only compiled by
-  # test.sh (no SDK to link with, no Mac to run on).
+  # test.sh (no SDK to link with, no Mac to run on); thumbv7em-none-eabihf (Cortex-M4F,
+  # no OS) builds the bare-metal example that bare-metal.sh runs under qemu-system-arm.
   for target in x86_64-unknown-linux-musl x86_64-pc-windows-gnu aarch64-unknown-linux-gnu \
-    aarch64-unknown-linux-musl aarch64-apple-darwin x86_64-apple-darwin; do
+    aarch64-unknown-linux-musl aarch64-apple-darwin x86_64-apple-darwin thumbv7em-none-eabihf; do
     if ! "$rustup_bin" target list --installed | grep -qx "$target"; then
       echo "setup: adding the Rust target $target"
       "$rustup_bin" target add "$target" >/dev/null
@@ -61,7 +63,7 @@ if [ -x "$rustup_bin" ]; then
   done
 else
   echo "setup: no rustup: cannot add x86_64-unknown-linux-musl, x86_64-pc-windows-gnu," \
-    "aarch64-unknown-linux-gnu, aarch64-unknown-linux-musl, aarch64-apple-darwin or x86_64-apple-darwin" \
+    "aarch64-unknown-linux-gnu, aarch64-unknown-linux-musl, thumbv7em-none-eabihf, aarch64-apple-darwin or x86_64-apple-darwin" \
     "(test.sh will skip them)" >&2
 fi
 echo "setup: all set"

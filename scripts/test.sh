@@ -76,6 +76,15 @@ elif ((${#aarch64_missing[@]} == 0)); then
 else
   echo "test.sh: SKIPPED the aarch64 musl tests: missing ${aarch64_missing[*]} (setup.sh installs them)" >&2
 fi
+# Bare metal: the static heap as the global allocator of a no-OS Cortex-M4 program
+# (thumbv7em-none-eabihf), run under qemu-system-arm; SKIPPED where the target or qemu
+# is missing (setup.sh installs both).
+if [ -d "$(rustc --print sysroot)/lib/rustlib/thumbv7em-none-eabihf" ] &&
+  command -v qemu-system-arm >/dev/null 2>&1; then
+  bash scripts/bare-metal.sh
+else
+  echo "test.sh: SKIPPED the bare-metal example: target thumbv7em-none-eabihf or qemu-system-arm is missing (setup.sh installs them)" >&2
+fi
 # macOS (aarch64-apple-darwin, x86_64-apple-darwin): nothing can be linked for macOS
 # here (no SDK) nor run (no Mac), so the core, facade and typed crates are compiled as
 # libraries (type-checked and turned into Mach-O objects, which needs no linker) with
