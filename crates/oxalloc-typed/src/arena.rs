@@ -138,11 +138,15 @@ impl<S: Source> Arena<S> {
     /// Bump-allocates `layout`. O(1); `AllocError` when the source is exhausted.
     #[inline]
     pub fn alloc_layout(&self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
+        // Round up, then add: two dependent steps from one allocation's cursor to the
+        // next (the loop-carried chain of a run of allocations). The wrapping cases
+        // (a huge alignment or size) fail the bounds test and take the slow path.
         let cur = self.cur.get();
-        let pad = (cur as usize).wrapping_neg() & (layout.align() - 1);
-        let avail = self.end.get() as usize - cur as usize;
-        if pad <= avail && layout.size() <= avail - pad {
-            let p = cur.wrapping_add(pad);
+        let mask = layout.align() - 1;
+        let start = (cur as usize).wrapping_add(mask) & !mask;
+        let new = start.wrapping_add(layout.size());
+        if start >= cur as usize && new >= start && new <= self.end.get() as usize {
+            let p = cur.wrapping_add(start - cur as usize);
             self.cur.set(p.wrapping_add(layout.size()));
             // SAFETY: `p` lies in a chunk (or is the aligned dangling start for a zero
             // size), never null.
