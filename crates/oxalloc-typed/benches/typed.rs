@@ -1,6 +1,9 @@
 //! oxalloc-typed against the crates people use for the same jobs, one group per kind:
 //! arena (bumpalo, typed-arena), pool and slab (slab crate, Box on the system
 //! allocator), static heap (talc, linked_list_allocator, the system allocator).
+//! Each kind on more than one shape (the arena also request-scoped with resets, the static
+//! heap also with growing buffers), and for the static heaps the smallest heap each needs
+//! per workload against its peak of live bytes (overhead and fragmentation in one number).
 //! Short measurement times so the whole run stays within a few minutes:
 //! `cargo bench -p oxalloc-typed --bench typed`.
 #![allow(clippy::undocumented_unsafe_blocks)] // benchmark driver: contracts noted inline
@@ -48,6 +51,34 @@ fn arena(c: &mut Criterion) {
                 v.push(Box::new(i));
             }
             v.clear();
+        })
+    });
+    g.finish();
+
+    // Reset-heavy: a request-scoped arena, 200 rounds of 50 allocations of mixed sizes
+    // and alignments, then a reset.
+    let sizes: Vec<Layout> = (0..50)
+        .map(|i| Layout::from_size_align(8 + (i * 37) % 250, 1 << (i % 4 + 1)).unwrap())
+        .collect();
+    let mut g = c.benchmark_group("arena_reset_200x50_mixed");
+    g.bench_function("oxalloc_arena", |b| {
+        b.iter(|| {
+            for _ in 0..200 {
+                for &l in &sizes {
+                    black_box(ours.alloc_layout(l).unwrap());
+                }
+                ours.reset();
+            }
+        })
+    });
+    g.bench_function("bumpalo", |b| {
+        b.iter(|| {
+            for _ in 0..200 {
+                for &l in &sizes {
+                    black_box(bump.alloc_layout(l));
+                }
+                bump.reset();
+            }
         })
     });
     g.finish();
@@ -183,16 +214,77 @@ fn heap_workload() -> Vec<(Layout, usize)> {
 trait Heapish {
     fn a(&mut self, l: Layout) -> *mut u8;
     fn f(&mut self, p: *mut u8, l: Layout);
+    /// Grows `p` (layout `l`) to `new` bytes; null on failure (`p` still live then).
+    fn g(&mut self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        let q = self.a(Layout::from_size_align(new, l.align()).unwrap());
+        if !q.is_null() {
+            // SAFETY: both blocks are live and at least `l.size()` long; distinct.
+            unsafe { std::ptr::copy_nonoverlapping(p, q, l.size()) };
+            self.f(p, l);
+        }
+        q
+    }
 }
 
-fn run_heap<H: Heapish>(h: &mut H, w: &[(Layout, usize)], slots: &mut [(*mut u8, Layout)]) {
+/// Buffers that grow: 200 slots; each step picks one, starts it at 16..144 bytes if it is
+/// empty, else grows it by a quarter to a whole (a string or vector being built), and
+/// frees it once it passes 4 KiB. Alignment 8.
+fn realloc_workload() -> Vec<(usize, u32)> {
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    (0..N)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            ((x % 200) as usize, (x >> 40) as u32)
+        })
+        .collect()
+}
+
+fn run_realloc<H: Heapish>(h: &mut H, w: &[(usize, u32)], slots: &mut [(*mut u8, Layout)]) -> bool {
+    for &(k, r) in w {
+        let (p, l) = slots[k];
+        if p.is_null() {
+            let l = Layout::from_size_align(16 + (r % 128) as usize, 8).unwrap();
+            let q = h.a(l);
+            if q.is_null() {
+                return false;
+            }
+            slots[k] = (q, l);
+        } else if l.size() > 4096 {
+            h.f(p, l);
+            slots[k].0 = std::ptr::null_mut();
+        } else {
+            let new = l.size() + l.size() * (25 + (r % 76) as usize) / 100;
+            let q = h.g(p, l, new);
+            if q.is_null() {
+                return false;
+            }
+            slots[k] = (q, Layout::from_size_align(new, 8).unwrap());
+        }
+    }
+    for s in slots.iter_mut() {
+        if !s.0.is_null() {
+            h.f(s.0, s.1);
+            s.0 = std::ptr::null_mut();
+        }
+    }
+    true
+}
+
+fn run_heap<H: Heapish>(h: &mut H, w: &[(Layout, usize)], slots: &mut [(*mut u8, Layout)]) -> bool {
+    let mut ok = true;
     for &(l, k) in w {
         let (p, pl) = slots[k];
         if !p.is_null() {
             h.f(p, pl);
+            slots[k].0 = std::ptr::null_mut();
         }
         let q = h.a(l);
-        assert!(!q.is_null());
+        if q.is_null() {
+            ok = false;
+            break;
+        }
         slots[k] = (q, l);
     }
     for s in slots.iter_mut() {
@@ -201,6 +293,7 @@ fn run_heap<H: Heapish>(h: &mut H, w: &[(Layout, usize)], slots: &mut [(*mut u8,
             s.0 = std::ptr::null_mut();
         }
     }
+    ok
 }
 
 struct Ours<'a>(StaticHeap<oxalloc_typed::Buffer<'a>>);
@@ -212,6 +305,13 @@ impl Heapish for Ours<'_> {
         // SAFETY: `p` came from `a` and is freed once.
         let _ = unsafe { self.0.free(std::ptr::NonNull::new_unchecked(p)) };
     }
+    fn g(&mut self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        use oxalloc_typed::Allocator;
+        let nl = Layout::from_size_align(new, l.align()).unwrap();
+        // SAFETY: `p` is live with layout `l`; `nl` is not smaller.
+        unsafe { self.0.grow(std::ptr::NonNull::new_unchecked(p), l, nl) }
+            .map_or(std::ptr::null_mut(), |q| q.cast::<u8>().as_ptr())
+    }
 }
 struct Talc(talc::Talc<talc::ErrOnOom>);
 impl Heapish for Talc {
@@ -222,6 +322,11 @@ impl Heapish for Talc {
     fn f(&mut self, p: *mut u8, l: Layout) {
         // SAFETY: `p` came from `a` with layout `l` and is freed once.
         unsafe { self.0.free(std::ptr::NonNull::new_unchecked(p), l) }
+    }
+    fn g(&mut self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        // SAFETY: `p` is live with layout `l`; `new` is not smaller.
+        unsafe { self.0.grow(std::ptr::NonNull::new_unchecked(p), l, new) }
+            .map_or(std::ptr::null_mut(), |q| q.as_ptr())
     }
 }
 struct Lla(linked_list_allocator::Heap);
@@ -246,18 +351,116 @@ impl Heapish for Sys {
         // SAFETY: `p` came from `a` with layout `l` and is freed once.
         unsafe { std::alloc::dealloc(p, l) }
     }
+    fn g(&mut self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        // SAFETY: `p` is live with layout `l`; `new` is non-zero.
+        unsafe { std::alloc::realloc(p, l, new) }
+    }
+}
+
+/// A static heap of `bytes` under each allocator, handed to `f`.
+fn with_heaps(bytes: usize, f: &mut dyn FnMut(&str, &mut dyn HeapishDyn)) {
+    let mut b1 = vec![MaybeUninit::<u8>::uninit(); bytes];
+    let mut ours = Ours(StaticHeap::with_buffer(&mut b1));
+    f("oxalloc_static_heap", &mut ours);
+    let mut b2 = vec![0u8; bytes];
+    let mut t = Talc(talc::Talc::new(talc::ErrOnOom));
+    // SAFETY: the buffer outlives the heap and is used by nothing else.
+    if unsafe {
+        t.0.claim(talc::Span::from_base_size(b2.as_mut_ptr(), bytes))
+    }
+    .is_ok()
+    {
+        f("talc", &mut t);
+    }
+    let mut b3 = vec![0u8; bytes];
+    let mut l = Lla(linked_list_allocator::Heap::empty());
+    unsafe { l.0.init(b3.as_mut_ptr(), bytes) }; // SAFETY: our buffer, outlives `l`
+    f("linked_list_allocator", &mut l);
+}
+
+/// Object-safe face of [`Heapish`], so [`with_heaps`] can hand out any of them.
+trait HeapishDyn {
+    fn mixed(&mut self, w: &[(Layout, usize)]) -> bool;
+    fn grow(&mut self, w: &[(usize, u32)]) -> bool;
+}
+impl<H: Heapish> HeapishDyn for H {
+    fn mixed(&mut self, w: &[(Layout, usize)]) -> bool {
+        let mut slots = vec![(std::ptr::null_mut::<u8>(), Layout::new::<u8>()); 1000];
+        run_heap(self, w, &mut slots)
+    }
+    fn grow(&mut self, w: &[(usize, u32)]) -> bool {
+        let mut slots = vec![(std::ptr::null_mut::<u8>(), Layout::new::<u8>()); 200];
+        run_realloc(self, w, &mut slots)
+    }
+}
+
+/// The smallest heap (to 1/64 of the answer) in which each allocator runs the workload:
+/// its overhead and fragmentation in one number, next to the peak of live bytes.
+fn smallest_heaps(run: &dyn Fn(&mut dyn HeapishDyn) -> bool) -> Vec<(String, usize)> {
+    let mut names = Vec::new();
+    with_heaps(8 << 20, &mut |name, _| names.push(name.to_string()));
+    names
+        .into_iter()
+        .map(|name| {
+            let (mut lo, mut hi) = (1usize << 10, 8usize << 20);
+            while hi - lo > hi / 64 {
+                let mid = lo + (hi - lo) / 2;
+                let mut fits = false;
+                with_heaps(mid, &mut |n, h| {
+                    if n == name {
+                        fits = run(h);
+                    }
+                });
+                if fits {
+                    hi = mid;
+                } else {
+                    lo = mid;
+                }
+            }
+            (name, hi)
+        })
+        .collect()
+}
+
+/// Peak of the live bytes the mixed workload asks for.
+fn mixed_peak(w: &[(Layout, usize)]) -> usize {
+    let mut live = [0usize; 1000];
+    let (mut now, mut peak) = (0usize, 0usize);
+    for &(l, k) in w {
+        now = now - live[k] + l.size();
+        live[k] = l.size();
+        peak = peak.max(now);
+    }
+    peak
+}
+
+/// Peak of the live bytes the growing-buffer workload asks for (a grow holds the old and
+/// the new block at once only when it moves; counted as the new size).
+fn realloc_peak(w: &[(usize, u32)]) -> usize {
+    let mut live = [0usize; 200];
+    let (mut now, mut peak) = (0usize, 0usize);
+    for &(k, r) in w {
+        let old = live[k];
+        live[k] = if old == 0 {
+            16 + (r % 128) as usize
+        } else if old > 4096 {
+            0
+        } else {
+            old + old * (25 + (r % 76) as usize) / 100
+        };
+        now = now - old + live[k];
+        peak = peak.max(now);
+    }
+    peak
 }
 
 fn static_heap(c: &mut Criterion) {
     const HEAP: usize = 4 << 20;
     let w = heap_workload();
+    let rw = realloc_workload();
     let mut slots = vec![(std::ptr::null_mut::<u8>(), Layout::new::<u8>()); 1000];
-    let mut g = c.benchmark_group("static_heap_mixed_10k");
     let mut b1 = vec![MaybeUninit::<u8>::uninit(); HEAP];
     let mut ours = Ours(StaticHeap::with_buffer(&mut b1));
-    g.bench_function(BenchmarkId::new("oxalloc_static_heap", "tlsf"), |b| {
-        b.iter(|| run_heap(&mut ours, &w, &mut slots))
-    });
     let mut b2 = vec![0u8; HEAP];
     let mut t = Talc(talc::Talc::new(talc::ErrOnOom));
     // SAFETY: the buffer outlives the heap and is used by nothing else.
@@ -265,21 +468,64 @@ fn static_heap(c: &mut Criterion) {
         t.0.claim(talc::Span::from_base_size(b2.as_mut_ptr(), HEAP))
             .unwrap()
     }; // our buffer, outlives `t`
-    g.bench_function(BenchmarkId::new("talc", ""), |b| {
-        b.iter(|| run_heap(&mut t, &w, &mut slots))
-    });
     let mut b3 = vec![0u8; HEAP];
     let mut l = Lla(linked_list_allocator::Heap::empty());
     unsafe { l.0.init(b3.as_mut_ptr(), HEAP) }; // SAFETY: our buffer, outlives `l`
+
+    let mut g = c.benchmark_group("static_heap_mixed_10k");
+    g.bench_function(BenchmarkId::new("oxalloc_static_heap", "tlsf"), |b| {
+        b.iter(|| assert!(run_heap(&mut ours, &w, &mut slots)))
+    });
+    g.bench_function(BenchmarkId::new("talc", ""), |b| {
+        b.iter(|| assert!(run_heap(&mut t, &w, &mut slots)))
+    });
     g.bench_function(BenchmarkId::new("linked_list_allocator", ""), |b| {
-        b.iter(|| run_heap(&mut l, &w, &mut slots))
+        b.iter(|| assert!(run_heap(&mut l, &w, &mut slots)))
     });
     g.bench_function(BenchmarkId::new("system", ""), |b| {
-        b.iter(|| run_heap(&mut Sys, &w, &mut slots))
+        b.iter(|| assert!(run_heap(&mut Sys, &w, &mut slots)))
     });
     g.finish();
-    // Memory overhead after the workload's peak: bytes the heap needs beyond payload.
-    let _ = ours.0.stats();
+
+    let mut g = c.benchmark_group("static_heap_realloc_10k");
+    let mut rs = vec![(std::ptr::null_mut::<u8>(), Layout::new::<u8>()); 200];
+    g.bench_function(BenchmarkId::new("oxalloc_static_heap", "tlsf"), |b| {
+        b.iter(|| assert!(run_realloc(&mut ours, &rw, &mut rs)))
+    });
+    g.bench_function(BenchmarkId::new("talc", ""), |b| {
+        b.iter(|| assert!(run_realloc(&mut t, &rw, &mut rs)))
+    });
+    g.bench_function(BenchmarkId::new("linked_list_allocator", ""), |b| {
+        b.iter(|| assert!(run_realloc(&mut l, &rw, &mut rs)))
+    });
+    g.bench_function(BenchmarkId::new("system", ""), |b| {
+        b.iter(|| assert!(run_realloc(&mut Sys, &rw, &mut rs)))
+    });
+    g.finish();
+
+    // Memory: the smallest heap each allocator needs for each workload, against the
+    // workload's peak of live bytes (a ratio of 1.0 would be no overhead at all).
+    for (shape, peak, sizes) in [
+        (
+            "static_heap_mixed_10k",
+            mixed_peak(&w),
+            smallest_heaps(&|h| h.mixed(&w)),
+        ),
+        (
+            "static_heap_realloc_10k",
+            realloc_peak(&rw),
+            smallest_heaps(&|h| h.grow(&rw)),
+        ),
+    ] {
+        println!("{shape}: smallest heap that runs it (live bytes at peak {peak} B)");
+        for (name, bytes) in sizes {
+            println!(
+                "  {name:<24} {:>9} B  {:.2}x the peak",
+                bytes,
+                bytes as f64 / peak as f64
+            );
+        }
+    }
 }
 
 fn config() -> Criterion {

@@ -289,14 +289,27 @@ impl<S: Source> Arena<S> {
     }
 
     /// Frees everything. Keeps the largest chunk for reuse and releases the others.
+    ///
+    /// The kept chunk becomes the current one at once, so a request-scoped arena (fill,
+    /// reset, fill again) starts each round on the fast path.
     pub fn reset(&mut self) {
         let head = self.chunks.get();
         // SAFETY: `&mut self`: nothing borrows any chunk.
         unsafe { self.give_up(head, ptr::null_mut()) };
-        let d = NonNull::<u8>::dangling().as_ptr();
-        self.chunks.set(ptr::null_mut());
-        self.cur.set(d);
-        self.end.set(d);
+        let keep = self.spare.replace(ptr::null_mut());
+        self.chunks.set(keep);
+        if keep.is_null() {
+            let d = NonNull::<u8>::dangling().as_ptr();
+            self.cur.set(d);
+            self.end.set(d);
+        } else {
+            // SAFETY: `keep` is an unlinked chunk header we own, holding no object.
+            unsafe {
+                (*keep).prev = ptr::null_mut();
+                self.cur.set(keep.cast::<u8>().add(HEADER));
+                self.end.set(keep.cast::<u8>().add((*keep).len));
+            }
+        }
     }
 
     /// Unlinks the chunks from `from` down to (not including) `stop`, keeps the largest
