@@ -346,8 +346,12 @@ impl Central {
                 let run = run.min((want - released).div_ceil(SLICE_SIZE));
                 let first = end - run;
                 bits &= !slice_bits(first, run);
+                if !oxalloc_sys::discard(Segment::slice_start(seg, first), run * SLICE_SIZE) {
+                    // Refused: the pages keep what they held, so they stay dirty (not
+                    // known to read zero) for a later purge.
+                    break;
+                }
                 (*seg).dirty_slices &= !slice_bits(first, run);
-                oxalloc_sys::discard(Segment::slice_start(seg, first), run * SLICE_SIZE);
                 stats::add(&GLOBAL.purge_calls, 1);
                 released += run * SLICE_SIZE;
             }
