@@ -499,12 +499,7 @@ impl Central {
         // all-zero Span record is valid (null pointers, kind Free).
         unsafe {
             (*seg).from_brk = from_brk;
-            (*seg).prev = ptr::null_mut();
-            (*seg).next = self.segments;
-            if !self.segments.is_null() {
-                (*self.segments).prev = seg;
-            }
-            self.segments = seg;
+            self.link_segment(seg);
             (*seg).dirty_slices = 0;
             // Every slice record names a head, so `free` of any pointer into the segment
             // reads a valid record: the header's slice its own (a free record, never in
@@ -523,6 +518,22 @@ impl Central {
         Some(())
     }
 
+    /// Puts a segment at the head of the list of live segments.
+    ///
+    /// # Safety
+    /// `seg` is a mapped segment in no list; the lock is held.
+    unsafe fn link_segment(&mut self, seg: *mut Segment) {
+        // SAFETY: caller's contract; the list's head is a live segment.
+        unsafe {
+            (*seg).prev = ptr::null_mut();
+            (*seg).next = self.segments;
+            if !self.segments.is_null() {
+                (*self.segments).prev = seg;
+            }
+        }
+        self.segments = seg;
+    }
+
     /// Whether the segment of `span` can go back to the OS now (a `brk` segment can
     /// only from the top of the break).
     ///
@@ -535,7 +546,9 @@ impl Central {
             .can_release(seg as usize, unsafe { (*seg).from_brk })
     }
 
-    /// Unmaps the segment whose whole data area is the free span `span`.
+    /// Unmaps the segment whose whole data area is the free span `span`. Returns the
+    /// bytes given back: 0 if the kernel refused to move the break down (the segment
+    /// then stays, free, as it was).
     ///
     /// # Safety
     /// `span` is a free span covering slices 1..SLICES of its segment, and
@@ -546,7 +559,8 @@ impl Central {
         unsafe {
             self.unlink(span);
             let seg = Segment::of(span as usize);
-            self.dirty_bytes -= (*seg).dirty_slices.count_ones() as usize * SLICE_SIZE;
+            let dirty = (*seg).dirty_slices.count_ones() as usize * SLICE_SIZE;
+            self.dirty_bytes -= dirty;
             let (prev, next) = ((*seg).prev, (*seg).next);
             if prev.is_null() {
                 self.segments = next;
@@ -558,8 +572,15 @@ impl Central {
             }
             SEGMENT_MAP.set(seg as usize, Owner::Foreign);
             let from_brk = (*seg).from_brk;
-            let released = self.brk.release(seg as usize, from_brk);
-            debug_assert!(released, "can_unmap said yes");
+            if !self.brk.release(seg as usize, from_brk) {
+                // The break stayed (`can_unmap` said it could move): the segment is
+                // still mapped and still ours, so it goes back where it was.
+                SEGMENT_MAP.set(seg as usize, Owner::Normal);
+                self.link_segment(seg);
+                self.dirty_bytes += dirty;
+                self.insert_free(span, SLICES - FIRST_SLICE);
+                return 0;
+            }
         }
         self.segment_count -= 1;
         stats::sub(&GLOBAL.mapped_bytes, SEGMENT_SIZE);

@@ -30,6 +30,37 @@ fn free(p: *mut u8) {
     unsafe { api::free(p) };
 }
 
+/// A trim that moves the break down while the kernel refuses is not an error: the
+/// segment stays, and the next trim gives it back. (It tripped a debug assertion,
+/// "can_unmap said yes", and in release builds left the segment unlisted: leaked.)
+fn brk_release_refused() {
+    let p = api::malloc(512 * KIB);
+    assert!(!p.is_null());
+    let top = oxalloc_sys::brk(0);
+    assert!((p as usize) < top, "the block is not in the break");
+    free(p);
+    let segments = GLOBAL.segments.load(Relaxed);
+    let brk_calls = fault::calls_of(Call::Brk);
+    fault::fail_from(1);
+    api::malloc_trim(0);
+    fault::disarm();
+    assert!(
+        fault::calls_of(Call::Brk) > brk_calls,
+        "the trim did not try to move the break down: nothing was tested"
+    );
+    assert_eq!(GLOBAL.segments.load(Relaxed), segments, "segment lost");
+    assert_eq!(oxalloc_sys::brk(0), top);
+    // Still usable, and the next trim gives it back.
+    let q = api::malloc(512 * KIB);
+    assert!((q as usize) < top, "the kept segment is not reused");
+    fill(q, 512 * KIB, 7);
+    free(q);
+    api::malloc_trim(0);
+    assert_eq!(GLOBAL.segments.load(Relaxed), segments - 1);
+    assert!(oxalloc_sys::brk(0) < top, "the break did not come down");
+    println!("fault_regressions: brk release refused: ok");
+}
+
 /// A refused `MADV_DONTNEED` on a free span leaves it dirty: calloc of it zeroes it.
 /// (The span was marked purged, so calloc skipped the memset and returned old bytes.)
 fn central_discard_refused() {
@@ -77,11 +108,15 @@ fn huge_discard_refused() {
 }
 
 fn main() {
-    // Before the first allocation (which reads the environment): purges only at trim.
+    // Before the first allocation (which reads the environment): purges only at trim,
+    // segments from the break.
     options::BACKGROUND_PURGE.set(0);
     options::PURGE_DELAY_MS.set(600_000);
     options::DEMAND_WINDOW_MS.set(0);
     options::CACHE_MAX_MIB.set(1024);
+    options::PAGE_SOURCE_BRK.set(1);
+    brk_release_refused();
+    options::PAGE_SOURCE_BRK.set(0);
     central_discard_refused();
     huge_discard_refused();
 }
