@@ -314,7 +314,15 @@ impl Central {
                     let whole = bin == SLICES - FIRST_SLICE;
                     let dirty = Self::dirty_bytes_of(span);
                     if waited && whole && dirty <= excess && self.can_unmap(span) {
-                        released += self.unmap_segment(span);
+                        let from_brk = (*Segment::of(span as usize)).from_brk;
+                        let unmapped = self.unmap_segment(span);
+                        released += unmapped;
+                        if from_brk && unmapped > 0 {
+                            // The break came down: a free segment below it, passed over
+                            // earlier in this bin (not the topmost then), may go now.
+                            span = self.bins[bin];
+                            continue;
+                        }
                     } else if waited && excess > 0 {
                         released += self.purge_span(span, excess);
                     }

@@ -61,6 +61,34 @@ fn brk_release_refused() {
     println!("fault_regressions: brk release refused: ok");
 }
 
+/// One trim gives back every free segment at the top of the break, whatever order
+/// they were freed in. (Segments visited before the topmost one went stayed.)
+fn brk_trim_releases_all() {
+    // Three segments of four 900 KiB blocks each, one above the other; freed from
+    // the top down, so the lowest is first in its bin.
+    let blocks: Vec<usize> = (0..12)
+        .map(|_| {
+            let p = api::malloc(900 * KIB);
+            assert!(!p.is_null());
+            p as usize
+        })
+        .collect();
+    assert!(GLOBAL.segments.load(Relaxed) >= 3);
+    let mut sorted = blocks.clone();
+    sorted.sort();
+    for &p in sorted.iter().rev() {
+        free(p as *mut u8);
+    }
+    api::malloc_trim(0);
+    assert_eq!(
+        GLOBAL.segments.load(Relaxed),
+        0,
+        "free segments left in the break after one trim"
+    );
+    assert!(oxalloc_sys::brk(0) <= sorted[0], "the break did not come down");
+    println!("fault_regressions: brk trim releases every segment: ok");
+}
+
 /// A refused `MADV_DONTNEED` on a free span leaves it dirty: calloc of it zeroes it.
 /// (The span was marked purged, so calloc skipped the memset and returned old bytes.)
 fn central_discard_refused() {
@@ -116,6 +144,7 @@ fn main() {
     options::CACHE_MAX_MIB.set(1024);
     options::PAGE_SOURCE_BRK.set(1);
     brk_release_refused();
+    brk_trim_releases_all();
     options::PAGE_SOURCE_BRK.set(0);
     central_discard_refused();
     huge_discard_refused();
