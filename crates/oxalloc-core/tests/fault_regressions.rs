@@ -85,7 +85,10 @@ fn brk_trim_releases_all() {
         0,
         "free segments left in the break after one trim"
     );
-    assert!(oxalloc_sys::brk(0) <= sorted[0], "the break did not come down");
+    assert!(
+        oxalloc_sys::brk(0) <= sorted[0],
+        "the break did not come down"
+    );
     println!("fault_regressions: brk trim releases every segment: ok");
 }
 

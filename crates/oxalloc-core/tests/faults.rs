@@ -31,6 +31,9 @@ struct Workload {
     name: &'static str,
     run: fn(&mut Live),
     env: &'static [(&'static str, &'static str)],
+    /// Whether the child keeps live statistics in a shared file (`OXALLOC_STATS_SHM`,
+    /// one `map_shared_file` at start-up), a file of its own.
+    shm: bool,
 }
 
 /// Options every child runs with: no helper thread and no purge on a timer, so the
@@ -48,21 +51,25 @@ const WORKLOADS: &[Workload] = &[
         name: "small",
         run: small,
         env: &[],
+        shm: false,
     },
     Workload {
         name: "large",
         run: large,
         env: &[("OXALLOC_HUGE_PAGES", "1")],
+        shm: false,
     },
     Workload {
         name: "huge",
         run: huge,
         env: &[("OXALLOC_HUGE_PAGES", "1")],
+        shm: false,
     },
     Workload {
         name: "realloc",
         run: realloc_growth,
         env: &[],
+        shm: true,
     },
     Workload {
         name: "threads",
@@ -70,16 +77,19 @@ const WORKLOADS: &[Workload] = &[
         // Purges at trim only: how many spans a purge finds mid-run depends on how
         // the threads interleave.
         env: &[("OXALLOC_CACHE_MAX_MIB", "1024")],
+        shm: false,
     },
     Workload {
         name: "brk",
         run: brk,
         env: &[("OXALLOC_PAGE_SOURCE", "brk")],
+        shm: false,
     },
     Workload {
         name: "guard-slices",
         run: guard_slices,
         env: &[],
+        shm: false,
     },
 ];
 
@@ -201,7 +211,12 @@ impl Live {
         oxalloc_sys::set_errno(0);
         let p = api::calloc(1, size);
         if !p.is_null() {
-            Block { ptr: p, size, seed: 0 }.check_zero();
+            Block {
+                ptr: p,
+                size,
+                seed: 0,
+            }
+            .check_zero();
         }
         self.keep(p, size, "calloc")
     }
@@ -483,7 +498,10 @@ fn child(name: &str, fail_at: u64, onwards: bool) {
     fault::disarm();
     api::malloc_trim(0);
     let in_use = GLOBAL.in_use_bytes.load(Relaxed);
-    assert_eq!(in_use, 0, "{in_use} bytes still in use after freeing everything");
+    assert_eq!(
+        in_use, 0,
+        "{in_use} bytes still in use after freeing everything"
+    );
     let kind = fault::first_injected().map_or("-", |k| k.name());
     println!(
         "RESULT calls={calls} injected={injected} kind={kind} refused={} mapped={} by_kind:{by_kind}",
@@ -525,6 +543,14 @@ fn run_child(w: &Workload, fail_at: u64, onwards: bool) -> Result<Report, String
     for (k, v) in COMMON_ENV.iter().chain(w.env) {
         cmd.env(k, v);
     }
+    let shm = std::env::temp_dir().join(format!(
+        "oxalloc-faults-{}-{}-{fail_at}-{onwards}",
+        std::process::id(),
+        w.name
+    ));
+    if w.shm {
+        cmd.env("OXALLOC_STATS_SHM", &shm);
+    }
     let mut c = cmd.spawn().expect("start the child");
     let start = Instant::now();
     let status = loop {
@@ -539,6 +565,7 @@ fn run_child(w: &Workload, fail_at: u64, onwards: bool) -> Result<Report, String
         std::thread::sleep(Duration::from_millis(2));
     };
     let out = c.wait_with_output().expect("child output");
+    let _ = std::fs::remove_file(&shm);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let what = if onwards { "from" } else { "at" };

@@ -110,11 +110,7 @@ pub fn disarm() {
 
 fn arm(n: u64, onwards: bool) {
     FAIL_ONWARDS.store(onwards, Relaxed);
-    let at = if n == 0 {
-        0
-    } else {
-        CALLS.load(Relaxed) + n
-    };
+    let at = if n == 0 { 0 } else { CALLS.load(Relaxed) + n };
     FAIL_AT.store(at, Relaxed);
 }
 
