@@ -226,9 +226,11 @@ impl Live {
         oxalloc_sys::set_errno(0);
         // SAFETY: `p` is a valid out-pointer.
         let rc = unsafe { api::posix_memalign(&mut p, align, size) };
-        assert_eq!(oxalloc_sys::errno(), 0, "posix_memalign changed errno");
         if rc != 0 {
             assert_eq!(rc, oxalloc_sys::ENOMEM, "posix_memalign({align}, {size})");
+            // It reports through its return value only (a success may leave what a
+            // refused `brk` before the fallback set, as with libc's).
+            assert_eq!(oxalloc_sys::errno(), 0, "failed posix_memalign set errno");
             self.refused += 1;
             return false;
         }
@@ -446,6 +448,7 @@ fn brk(live: &mut Live) {
     for i in 0..30 {
         live.malloc([200 * KIB, 700 * KIB][i % 2]);
     }
+    live.aligned(128 * KIB, 300 * KIB);
     live.check_all();
     live.free_every_other();
     api::malloc_trim(0);
@@ -629,17 +632,27 @@ fn main() -> ExitCode {
             continue;
         }
         workloads += 1;
-        let dry = match run_child(w, 0, false) {
-            Ok(r) => r,
-            Err(e) => {
-                failures.push(e);
-                continue;
+        // Three runs without faults: the fewest calls any made is the walk's length
+        // (a threaded run varies by a call or two), the most bytes any left mapped the
+        // bound for the runs with faults.
+        let mut dry_runs = Vec::new();
+        for _ in 0..3 {
+            match run_child(w, 0, false) {
+                Ok(r) => dry_runs.push(r),
+                Err(e) => failures.push(e),
             }
-        };
-        assert_eq!(dry.injected, 0);
-        assert_eq!(dry.refused, 0, "{}: refused without faults", w.name);
+        }
+        if dry_runs.len() < 3 {
+            continue;
+        }
+        for d in &dry_runs {
+            assert_eq!(d.injected, 0);
+            assert_eq!(d.refused, 0, "{}: refused without faults", w.name);
+        }
+        let most_calls = dry_runs.iter().map(|d| d.calls).max().unwrap();
+        let most_mapped = dry_runs.iter().map(|d| d.mapped).max().unwrap();
+        let dry = dry_runs.into_iter().min_by_key(|d| d.calls).unwrap();
         assert!(dry.calls > 0, "{}: no system call counted", w.name);
-        let mut kinds = std::collections::BTreeMap::<String, u64>::new();
         let mut unreached = 0;
         let mut refused = 0;
         for onwards in [false, true] {
@@ -658,41 +671,46 @@ fn main() -> ExitCode {
                         assert!(r.calls < n, "{}: call {n} made but not refused", w.name);
                         unreached += 1;
                     }
-                    Ok(r) if r.mapped > dry.mapped => failures.push(format!(
+                    Ok(r) if r.mapped > most_mapped => failures.push(format!(
                         "{} with failure {} call {n} ({}): {} bytes mapped at the end, {} without faults (leak)",
                         w.name,
                         if onwards { "from" } else { "at" },
                         r.kind,
                         r.mapped,
-                        dry.mapped
+                        most_mapped
                     )),
                     Ok(r) => {
                         tried += 1;
                         refused += r.refused;
-                        if !onwards {
-                            *kinds.entry(r.kind).or_default() += 1;
-                        }
                     }
                     Err(e) => failures.push(e),
                 }
             }
         }
+        let varied = if most_calls > dry.calls {
+            format!(
+                ", {} to {most_calls} calls in the runs without faults",
+                dry.calls
+            )
+        } else {
+            String::new()
+        };
+        let missed = if unreached > 0 {
+            format!(", {unreached} points not reached (fewer calls in that run)")
+        } else {
+            String::new()
+        };
         println!(
-            "faults: {:<12} {:>4} calls ({}), each refused once and from then on; {refused} allocations refused{}",
+            "faults: {:<12} {:>4} calls ({}), each refused once and from then on; {refused} allocations refused{varied}{missed}",
             w.name,
             dry.calls,
             dry.by_kind.trim(),
-            if unreached > 0 {
-                format!(", {unreached} points not reached (fewer calls in that run)")
-            } else {
-                String::new()
-            },
         );
+        let points = dry.calls * 2;
         assert!(
-            unreached * 20 <= dry.calls * 2,
-            "{}: {unreached} of {} failure points not reached: the workload's calls vary too much",
+            unreached * 10 <= points,
+            "{}: {unreached} of {points} failure points not reached: the workload's calls vary too much",
             w.name,
-            dry.calls * 2
         );
     }
     for f in &failures {
