@@ -1,5 +1,6 @@
 //! Fault injection at every system call that can fail (issue 21): each workload runs
-//! once to count the calls that map or change memory, then once per call with that
+//! without faults to count the calls that map or change memory (three times: the
+//! threaded one varies by a call or two; the fewest is walked), then once per call with that
 //! call refused (oxalloc-sys's `fault` hook), and once per call with that call and
 //! every later one refused (memory that stays exhausted). Each run is a fresh child
 //! process (this binary, re-executed), so every run starts from a clean allocator
@@ -9,9 +10,9 @@
 //! `posix_memalign`'s `ENOMEM`), a failed `realloc` leaves its block as it was, every
 //! live block keeps its contents, `calloc` memory reads zero. At the end it frees
 //! everything, trims (the refusal may fall there), stops refusing, trims again, and
-//! checks that no byte is still in use and that the mapped bytes are those of the
-//! run without faults: nothing leaked. The parent checks that the child exited
-//! cleanly within its time limit and that the refusal was reached.
+//! checks that no byte is still in use; the parent, that no more bytes stay mapped
+//! than in the runs without faults (nothing leaked), that the child exited cleanly
+//! within its time limit, and that the refusal was reached.
 //!
 //! Built only with the `fault-injection` feature; `scripts/faults.sh` runs it. Its
 //! last line says how many failure points were tried.
