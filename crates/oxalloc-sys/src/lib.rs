@@ -101,7 +101,9 @@ pub fn map(len: usize) -> Option<NonNull<u8>> {
 }
 
 /// [`map`] without the fault hook, for [`map_aligned`] (which counts as one call).
+/// Inlined: without the feature, `map` is the `mmap` it always was.
 #[cfg(target_os = "linux")]
+#[inline(always)]
 fn map_anonymous(len: usize) -> Option<NonNull<u8>> {
     debug_assert!(len > 0 && len.is_multiple_of(PAGE_SIZE));
     // SAFETY: a null hint lets the kernel choose the address, so no existing mapping
