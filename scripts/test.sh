@@ -18,6 +18,9 @@ RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -q -p oxalloc-sys -p oxalloc-core
 # Soak: threads, forks, trims and every size at once, checked on every free; 20 s under
 # each build here (run it longer by hand: bash scripts/soak.sh 600).
 bash scripts/soak.sh 20
+# Fault injection: every call that maps or changes memory in seven workloads refused,
+# once and from then on, each in a fresh process (about a minute; scripts/faults.sh).
+bash scripts/faults.sh
 # musl (x86_64-unknown-linux-musl: static, as Rust builds it by default): the core,
 # facade and typed tests run natively. Skipped, and said so, only where no rustup could
 # add the target (setup.sh explains).

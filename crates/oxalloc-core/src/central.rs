@@ -314,7 +314,15 @@ impl Central {
                     let whole = bin == SLICES - FIRST_SLICE;
                     let dirty = Self::dirty_bytes_of(span);
                     if waited && whole && dirty <= excess && self.can_unmap(span) {
-                        released += self.unmap_segment(span);
+                        let from_brk = (*Segment::of(span as usize)).from_brk;
+                        let unmapped = self.unmap_segment(span);
+                        released += unmapped;
+                        if from_brk && unmapped > 0 {
+                            // The break came down: a free segment below it, passed over
+                            // earlier in this bin (not the topmost then), may go now.
+                            span = self.bins[bin];
+                            continue;
+                        }
                     } else if waited && excess > 0 {
                         released += self.purge_span(span, excess);
                     }
@@ -346,8 +354,12 @@ impl Central {
                 let run = run.min((want - released).div_ceil(SLICE_SIZE));
                 let first = end - run;
                 bits &= !slice_bits(first, run);
+                if !oxalloc_sys::discard(Segment::slice_start(seg, first), run * SLICE_SIZE) {
+                    // Refused: the pages keep what they held, so they stay dirty (not
+                    // known to read zero) for a later purge.
+                    break;
+                }
                 (*seg).dirty_slices &= !slice_bits(first, run);
-                oxalloc_sys::discard(Segment::slice_start(seg, first), run * SLICE_SIZE);
                 stats::add(&GLOBAL.purge_calls, 1);
                 released += run * SLICE_SIZE;
             }
@@ -495,12 +507,7 @@ impl Central {
         // all-zero Span record is valid (null pointers, kind Free).
         unsafe {
             (*seg).from_brk = from_brk;
-            (*seg).prev = ptr::null_mut();
-            (*seg).next = self.segments;
-            if !self.segments.is_null() {
-                (*self.segments).prev = seg;
-            }
-            self.segments = seg;
+            self.link_segment(seg);
             (*seg).dirty_slices = 0;
             // Every slice record names a head, so `free` of any pointer into the segment
             // reads a valid record: the header's slice its own (a free record, never in
@@ -519,6 +526,22 @@ impl Central {
         Some(())
     }
 
+    /// Puts a segment at the head of the list of live segments.
+    ///
+    /// # Safety
+    /// `seg` is a mapped segment in no list; the lock is held.
+    unsafe fn link_segment(&mut self, seg: *mut Segment) {
+        // SAFETY: caller's contract; the list's head is a live segment.
+        unsafe {
+            (*seg).prev = ptr::null_mut();
+            (*seg).next = self.segments;
+            if !self.segments.is_null() {
+                (*self.segments).prev = seg;
+            }
+        }
+        self.segments = seg;
+    }
+
     /// Whether the segment of `span` can go back to the OS now (a `brk` segment can
     /// only from the top of the break).
     ///
@@ -531,7 +554,9 @@ impl Central {
             .can_release(seg as usize, unsafe { (*seg).from_brk })
     }
 
-    /// Unmaps the segment whose whole data area is the free span `span`.
+    /// Unmaps the segment whose whole data area is the free span `span`. Returns the
+    /// bytes given back: 0 if the kernel refused to move the break down (the segment
+    /// then stays, free, as it was).
     ///
     /// # Safety
     /// `span` is a free span covering slices 1..SLICES of its segment, and
@@ -542,7 +567,8 @@ impl Central {
         unsafe {
             self.unlink(span);
             let seg = Segment::of(span as usize);
-            self.dirty_bytes -= (*seg).dirty_slices.count_ones() as usize * SLICE_SIZE;
+            let dirty = (*seg).dirty_slices.count_ones() as usize * SLICE_SIZE;
+            self.dirty_bytes -= dirty;
             let (prev, next) = ((*seg).prev, (*seg).next);
             if prev.is_null() {
                 self.segments = next;
@@ -554,8 +580,15 @@ impl Central {
             }
             SEGMENT_MAP.set(seg as usize, Owner::Foreign);
             let from_brk = (*seg).from_brk;
-            let released = self.brk.release(seg as usize, from_brk);
-            debug_assert!(released, "can_unmap said yes");
+            if !self.brk.release(seg as usize, from_brk) {
+                // The break stayed (`can_unmap` said it could move): the segment is
+                // still mapped and still ours, so it goes back where it was.
+                SEGMENT_MAP.set(seg as usize, Owner::Normal);
+                self.link_segment(seg);
+                self.dirty_bytes += dirty;
+                self.insert_free(span, SLICES - FIRST_SLICE);
+                return 0;
+            }
         }
         self.segment_count -= 1;
         stats::sub(&GLOBAL.mapped_bytes, SEGMENT_SIZE);

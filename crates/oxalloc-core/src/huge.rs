@@ -406,7 +406,7 @@ impl HugeHeap {
 
     /// Discards at least `want` bytes of a dirty free run's pages (all of them if it
     /// has fewer), from its end, and merges what was discarded with purged neighbours.
-    /// Returns the bytes discarded.
+    /// Returns the bytes discarded: 0 if the kernel refused (the run stays dirty).
     ///
     /// # Safety
     /// `run` is a listed dirty free run; the lock is held.
@@ -419,7 +419,10 @@ impl HugeHeap {
             let len = (*run).len;
             let cut = want.div_ceil(UNIT).clamp(1, len);
             let start = h + len - cut;
-            oxalloc_sys::discard(Region::unit_addr(r, start) as *mut u8, cut * UNIT);
+            if !oxalloc_sys::discard(Region::unit_addr(r, start) as *mut u8, cut * UNIT) {
+                // The pages keep what they held: not purged, not known zero.
+                return 0;
+            }
             stats::add(&GLOBAL.purged_bytes, cut * UNIT);
             self.unlink(run);
             if cut < len {
@@ -460,7 +463,11 @@ impl HugeHeap {
                 break;
             }
             // SAFETY: `oldest` is a listed dirty free run.
-            released += unsafe { self.purge_run(oldest, self.dirty_bytes - target) };
+            let purged = unsafe { self.purge_run(oldest, self.dirty_bytes - target) };
+            if purged == 0 {
+                break; // refused: the oldest run would be picked again forever
+            }
+            released += purged;
         }
         page_return::set_dirty(Pool::Huge, self.dirty_bytes);
         released

@@ -311,9 +311,18 @@ pub fn collect_one_abandoned() {
 
 /// Collects every abandoned heap and the orphan heap (for `malloc_trim`).
 pub fn collect_all_abandoned() {
-    let n = GLOBAL.heaps_abandoned.load(Ordering::Relaxed);
-    for _ in 0..n {
-        collect_one_abandoned();
+    // The whole list is taken and each heap put back once collected: popping and
+    // pushing the head (`collect_one_abandoned`) n times collects one heap n times.
+    let mut h = core::mem::replace(&mut REGISTRY.lock().abandoned, ptr::null_mut());
+    while !h.is_null() {
+        // SAFETY: the detached list is ours alone; `next` is read before `h` goes
+        // back on the shared list.
+        let next = unsafe { (*h).next_abandoned };
+        // SAFETY: as above.
+        unsafe { heap::collect(h) };
+        // SAFETY: we own `h` until it is back on the list.
+        unsafe { REGISTRY.lock().push_abandoned(h) };
+        h = next;
     }
     let orphan = ORPHAN.lock();
     if !orphan.0.is_null() {

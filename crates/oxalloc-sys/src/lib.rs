@@ -13,6 +13,8 @@
 //! * Lengths and addresses passed to the memory functions are multiples of
 //!   [`PAGE_SIZE`]; the `unsafe` ones state what else they need.
 //! * Failures are values (`None`, `false`), never panics: the caller decides.
+//! * With the test-only feature `fault-injection`, `fault` can make any chosen call
+//!   that maps or changes memory fail as the kernel would, to test every refusal.
 #![no_std]
 
 #[cfg(windows)]
@@ -22,6 +24,23 @@ mod windows;
 mod macos;
 
 mod tls_slot;
+
+#[cfg(all(feature = "fault-injection", target_os = "linux"))]
+pub mod fault;
+
+/// Returns `$refused` from the calling wrapper when the fault hook (feature
+/// `fault-injection`, tests only) says this call of kind `$kind` fails; without the
+/// feature it expands to nothing.
+#[cfg(target_os = "linux")]
+macro_rules! refuse_if_injected {
+    ($kind:ident, $refused:expr) => {
+        #[cfg(feature = "fault-injection")]
+        if fault::hit(fault::Call::$kind) {
+            return $refused;
+        }
+    };
+}
+
 #[cfg(target_os = "macos")]
 pub use macos::*;
 #[cfg(windows)]
@@ -77,6 +96,15 @@ pub const PAGE_SIZE: usize = 4096;
 /// a mapping costs resident memory only for what the program really uses.
 #[cfg(target_os = "linux")]
 pub fn map(len: usize) -> Option<NonNull<u8>> {
+    refuse_if_injected!(Map, None);
+    map_anonymous(len)
+}
+
+/// [`map`] without the fault hook, for [`map_aligned`] (which counts as one call).
+/// Inlined: without the feature, `map` is the `mmap` it always was.
+#[cfg(target_os = "linux")]
+#[inline(always)]
+fn map_anonymous(len: usize) -> Option<NonNull<u8>> {
     debug_assert!(len > 0 && len.is_multiple_of(PAGE_SIZE));
     // SAFETY: a null hint lets the kernel choose the address, so no existing mapping
     // can be replaced; an anonymous private mapping has no other preconditions.
@@ -98,8 +126,9 @@ pub fn map(len: usize) -> Option<NonNull<u8>> {
 #[cfg(target_os = "linux")]
 pub fn map_aligned(len: usize, align: usize) -> Option<NonNull<u8>> {
     debug_assert!(align.is_power_of_two() && align >= PAGE_SIZE);
+    refuse_if_injected!(MapAligned, None);
     let over = len.checked_add(align - PAGE_SIZE)?;
-    let base = map(over)?.as_ptr() as usize;
+    let base = map_anonymous(over)?.as_ptr() as usize;
     let start = (base + align - 1) & !(align - 1);
     let head = start - base;
     let tail = over - head - len;
@@ -135,6 +164,7 @@ pub unsafe fn unmap(ptr: *mut u8, len: usize) {
 /// The range is page aligned, mapped by us, and holds no live object.
 #[cfg(target_os = "linux")]
 pub unsafe fn discard(ptr: *mut u8, len: usize) -> bool {
+    refuse_if_injected!(Discard, false);
     // SAFETY: caller's contract; MADV_DONTNEED never unmaps or moves the range.
     unsafe { rustix::mm::madvise(ptr.cast(), len, Advice::LinuxDontNeed).is_ok() }
 }
@@ -147,6 +177,7 @@ pub unsafe fn discard(ptr: *mut u8, len: usize) -> bool {
 /// The range is page aligned and mapped by us.
 #[cfg(target_os = "linux")]
 pub unsafe fn prefer_huge_pages(ptr: *mut u8, len: usize) -> bool {
+    refuse_if_injected!(HugePages, false);
     // SAFETY: caller's contract; the advice only changes how later faults are served.
     unsafe { rustix::mm::madvise(ptr.cast(), len, Advice::LinuxHugepage).is_ok() }
 }
@@ -158,6 +189,7 @@ pub unsafe fn prefer_huge_pages(ptr: *mut u8, len: usize) -> bool {
 /// is inaccessible.
 #[cfg(target_os = "linux")]
 pub unsafe fn protect(ptr: *mut u8, len: usize, accessible: bool) -> bool {
+    refuse_if_injected!(Protect, false);
     let flags = if accessible {
         MprotectFlags::READ | MprotectFlags::WRITE
     } else {
@@ -175,6 +207,7 @@ pub unsafe fn protect(ptr: *mut u8, len: usize, accessible: bool) -> bool {
 /// live object.
 #[cfg(target_os = "linux")]
 pub unsafe fn resize_in_place(ptr: *mut u8, old_len: usize, new_len: usize) -> bool {
+    refuse_if_injected!(Resize, false);
     // SAFETY: caller's contract; without MAYMOVE the kernel never moves the mapping.
     unsafe {
         rustix::mm::mremap(ptr.cast(), old_len, new_len, MremapFlags::empty())
@@ -194,6 +227,11 @@ pub fn brk(addr: usize) -> usize {
     if addr == 0 {
         return current();
     }
+    // A refused move leaves errno ENOMEM, as libc's `brk` does.
+    refuse_if_injected!(Brk, {
+        set_errno(ENOMEM);
+        current()
+    });
     // SAFETY: moving the break is what the caller asks for; memory below the old
     // break is not touched by growing, and the caller owns what a shrink gives up.
     if unsafe { libc::brk(addr as *mut c_void) } == 0 {
@@ -274,6 +312,7 @@ pub use rustix::fd::{AsRawFd, OwnedFd};
 /// another process can read what we store in it. The descriptor is closed again.
 #[cfg(target_os = "linux")]
 pub fn map_shared_file(path: &CStr, len: usize) -> Option<NonNull<u8>> {
+    refuse_if_injected!(MapShared, None);
     use rustix::fs::{Mode, OFlags};
     let fd = rustix::fs::open(
         path,
@@ -545,6 +584,7 @@ pub fn atfork(prepare: extern "C" fn(), parent: extern "C" fn(), child: extern "
 #[cfg(target_os = "linux")]
 pub fn reserve(len: usize) -> Option<NonNull<u8>> {
     debug_assert!(len > 0 && len.is_multiple_of(PAGE_SIZE));
+    refuse_if_injected!(Reserve, None);
     // SAFETY: a null hint lets the kernel choose the address, so no existing mapping
     // can be replaced; an anonymous private mapping has no other preconditions.
     let p = unsafe {
@@ -568,6 +608,7 @@ pub fn reserve(len: usize) -> Option<NonNull<u8>> {
 /// is opened with [`protect`] (or unmapped).
 #[cfg(target_os = "linux")]
 pub unsafe fn decommit(ptr: *mut u8, len: usize) -> bool {
+    refuse_if_injected!(Decommit, false);
     // SAFETY: caller's contract: the range is ours, so MAP_FIXED replaces only our own
     // pages, which hold nothing still in use.
     let p = unsafe {
