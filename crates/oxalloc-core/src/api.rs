@@ -177,6 +177,14 @@ pub fn malloc_trim(_pad: usize) -> i32 {
     (heap::trim() > 0) as i32
 }
 
+/// Gives back the free pages the page-return policy says are due now: those that have
+/// waited the purge delay beyond what recent demand keeps (one round of what the
+/// background thread does). Unlike [`malloc_trim`], recently freed pages and the
+/// threads' cached spans stay. Returns the bytes given back.
+pub fn purge() -> usize {
+    crate::central::CENTRAL.lock().purge(false) + crate::huge::purge_cache(false)
+}
+
 pub use oxalloc_sys::Mallinfo2;
 
 /// `mallinfo2`, from our counters: `arena` = mapped bytes, `hblks` = live huge blocks,

@@ -171,8 +171,9 @@ pub fn verbose(msg: &str) {
     }
 }
 
-/// Remote frees counted by threads without a heap, plus every heap's own count.
-fn remote_frees() -> u64 {
+/// Small blocks freed by a thread other than their owner: those counted by threads
+/// without a heap, plus every heap's own count.
+pub fn remote_frees() -> u64 {
     let mut n = GLOBAL.remote_frees.load(Relaxed);
     crate::tls::for_each_heap(|h| {
         // SAFETY: heaps are never freed; the counter is read atomically.
@@ -240,6 +241,78 @@ fn class_counts(heap: *mut Heap) -> ([u64; NUM_CLASSES + 2], [u64; NUM_CLASSES +
         }
     }
     (allocs, frees)
+}
+
+/// Allocations and frees per size class over all heaps (index: the class; the last two
+/// slots: large and huge blocks, [`LARGE_SLOT`] and [`HUGE_SLOT`]), as the reports show
+/// them. Takes the central lock for a moment (and gives up on it after a short wait:
+/// then small frees not yet folded into the heaps' counters are missing).
+pub fn all_class_counts() -> ([u64; NUM_CLASSES + 2], [u64; NUM_CLASSES + 2]) {
+    class_counts(core::ptr::null_mut())
+}
+
+/// Free memory not yet given back to the OS, in bytes: the central pool's dirty spans
+/// plus the huge-block heap's free, possibly resident memory. Takes each pool's lock
+/// for a moment (unlike `GLOBAL.cached_bytes`, which is refreshed periodically).
+pub fn cached_bytes_now() -> u64 {
+    let spans = crate::central::CENTRAL.lock().dirty_bytes();
+    (spans + crate::huge::cached_bytes()) as u64
+}
+
+/// One heap's figures, as the JSON report's heap list gives them.
+#[derive(Default, Clone, Copy, Debug)]
+pub struct HeapSummary {
+    /// The heap's number, in creation order from 0.
+    pub id: u64,
+    /// The owning thread's id (`gettid` on Linux); 0 while abandoned.
+    pub tid: u64,
+    /// Whether its thread exited and no thread has taken it over yet.
+    pub abandoned: bool,
+    /// Whether it is the calling thread's heap.
+    pub current: bool,
+    /// Allocations served by this heap (small, large and huge).
+    pub allocs: u64,
+    /// Frees of its blocks (small blocks: allocations minus blocks still in use in
+    /// its spans; large and huge: the frees done by this heap's thread).
+    pub frees: u64,
+    /// Bytes in small blocks of its spans allocated and not yet freed.
+    pub live_small_bytes: u64,
+    /// Small blocks its thread freed into other heaps' spans.
+    pub remote_frees: u64,
+}
+
+/// Calls `f` with every heap's figures, newest heap first. No lock is held while `f`
+/// runs (each heap's counts take the central lock for a moment before), so `f` may
+/// allocate.
+pub fn for_each_heap_summary(mut f: impl FnMut(HeapSummary)) {
+    let me = crate::tls::heap();
+    crate::tls::for_each_heap(|h| {
+        let (allocs, frees) = class_counts(h);
+        // SAFETY: heaps are never freed; id/tid/abandoned are written before the
+        // heap is published and read atomically after, as is the remote counter.
+        let ((id, tid, abandoned), remote_frees) =
+            unsafe { (Heap::identity(h), read(&raw mut (*h).stats.remote_frees)) };
+        let mut s = HeapSummary {
+            id,
+            tid,
+            abandoned,
+            current: h == me,
+            remote_frees,
+            ..HeapSummary::default()
+        };
+        for i in 0..NUM_CLASSES + 2 {
+            let (ai, fi) = (allocs[i], frees[i]);
+            s.allocs += ai;
+            s.frees += fi;
+            if i < NUM_CLASSES {
+                s.live_small_bytes = s.live_small_bytes.wrapping_add(
+                    ai.wrapping_sub(fi)
+                        .wrapping_mul(SizeClass(i as u8).size() as u64),
+                );
+            }
+        }
+        f(s);
+    });
 }
 
 /// Allocations and frees of one size class over all heaps.
@@ -409,33 +482,21 @@ pub fn write_json(fd: i32) {
     }
     o.buf.str("],\"heap_list\":[");
     let mut first = true;
-    crate::tls::for_each_heap(|h| {
-        let (mut a, mut f, mut live) = (0u64, 0u64, 0u64);
-        let (allocs, frees) = class_counts(h);
-        for i in 0..NUM_CLASSES + 2 {
-            let (ai, fi) = (allocs[i], frees[i]);
-            a += ai;
-            f += fi;
-            if i < NUM_CLASSES {
-                live = live.wrapping_add(
-                    ai.wrapping_sub(fi)
-                        .wrapping_mul(SizeClass(i as u8).size() as u64),
-                );
-            }
-        }
+    for_each_heap_summary(|h| {
         if !first {
             o.buf.str(",");
         }
         first = false;
-        // SAFETY: heaps are never freed; id/tid/abandoned are written before the
-        // heap is published and read atomically after.
-        let (id, tid, abandoned) = unsafe { Heap::identity(h) };
-        o.buf.str("{\"id\":").num(id).str(",\"tid\":").num(tid);
-        o.buf.str(",\"allocs\":").num(a).str(",\"frees\":").num(f);
-        o.buf.str(",\"live_bytes\":").num(live);
+        o.buf.str("{\"id\":").num(h.id).str(",\"tid\":").num(h.tid);
+        o.buf
+            .str(",\"allocs\":")
+            .num(h.allocs)
+            .str(",\"frees\":")
+            .num(h.frees);
+        o.buf.str(",\"live_bytes\":").num(h.live_small_bytes);
         o.buf
             .str(",\"abandoned\":")
-            .str(if abandoned { "true" } else { "false" })
+            .str(if h.abandoned { "true" } else { "false" })
             .str("}");
         o.flush_if_full();
     });
