@@ -25,26 +25,39 @@ fn returned() -> u64 {
     t.purged_bytes + t.unmapped_bytes
 }
 
-/// Sets the options so that nothing gives freed memory back on its own for a minute:
-/// no purge delay to speak of, no cache cap, no demand window. Returns the old values.
-fn keep_everything() -> [u64; 3] {
-    [
-        RuntimeOption::PurgeDelayMs.set(60_000).unwrap(),
-        RuntimeOption::CacheMaxMib.set(1 << 20).unwrap(),
-        RuntimeOption::DemandWindowMs.set(0).unwrap(),
-    ]
+/// Puts the run-time options back as they were when dropped, also when a test fails
+/// (so one failure does not cascade into the others).
+struct Restore([u64; RuntimeOption::ALL.len()]);
+
+impl Restore {
+    fn new() -> Restore {
+        Restore(RuntimeOption::ALL.map(|o| o.get()))
+    }
 }
 
-fn restore(old: [u64; 3]) {
-    RuntimeOption::PurgeDelayMs.set(old[0]).unwrap();
-    RuntimeOption::CacheMaxMib.set(old[1]).unwrap();
-    RuntimeOption::DemandWindowMs.set(old[2]).unwrap();
+impl Drop for Restore {
+    fn drop(&mut self) {
+        for (o, v) in RuntimeOption::ALL.into_iter().zip(self.0) {
+            o.set(v).unwrap();
+        }
+    }
+}
+
+/// Sets the options so that nothing gives freed memory back on its own for a minute:
+/// a purge delay of a minute, no cache cap to speak of, no demand window. They are
+/// restored when the result is dropped.
+fn keep_everything() -> Restore {
+    let old = Restore::new();
+    RuntimeOption::PurgeDelayMs.set(60_000).unwrap();
+    RuntimeOption::CacheMaxMib.set(1 << 20).unwrap();
+    RuntimeOption::DemandWindowMs.set(0).unwrap();
+    old
 }
 
 #[test]
 fn trim_gives_a_freed_burst_back() {
     let _turn = serial();
-    let old = keep_everything();
+    let _restore = keep_everything();
     const BURST: u64 = 20 * MIB;
     let blocks: Vec<Vec<u8>> = (0..BURST / 1000).map(|i| vec![i as u8; 1000]).collect();
     let before = returned();
@@ -72,13 +85,12 @@ fn trim_gives_a_freed_burst_back() {
         t.cached_bytes
     );
     assert!(t.purge_calls >= 1);
-    restore(old);
 }
 
 #[test]
 fn purge_keeps_recent_pages_until_the_delay_says_they_are_due() {
     let _turn = serial();
-    let old = keep_everything();
+    let _restore = keep_everything();
     // Nothing older than this test's start is left to purge.
     oxalloc::trim();
     const BURST: u64 = 8 * MIB;
@@ -112,12 +124,12 @@ fn purge_keeps_recent_pages_until_the_delay_says_they_are_due() {
         after.cached_bytes
     );
     assert!(returned() - before >= BURST, "purged and unmapped counts");
-    restore(old);
 }
 
 #[test]
 fn runtime_options_read_back_what_was_set() {
     let _turn = serial();
+    let _restore = Restore::new();
     for o in RuntimeOption::ALL {
         let env = format!("{o}");
         assert!(env.starts_with("OXALLOC_"), "{env}");
@@ -154,6 +166,7 @@ fn runtime_options_read_back_what_was_set() {
 #[test]
 fn options_set_by_name_parse_like_the_environment() {
     let _turn = serial();
+    let _restore = Restore::new();
     let start = RuntimeOption::PurgeDelayMs.get();
     assert_eq!(
         options::set_by_name("OXALLOC_PURGE_DELAY_MS", "25"),
