@@ -322,6 +322,17 @@ pub fn class_totals(class: SizeClass) -> (u64, u64) {
 }
 
 /// Totals over all heaps.
+///
+/// ```
+/// use oxalloc_core::{api, stats};
+/// let before = stats::totals();
+/// let p = api::malloc(48);
+/// let after = stats::totals();
+/// assert!(after.allocs > before.allocs);
+/// assert!(after.live_small_bytes >= before.live_small_bytes + 48);
+/// // SAFETY: live, freed once.
+/// unsafe { api::free(p) };
+/// ```
 pub fn totals() -> Totals {
     let (allocs, frees) = class_counts(core::ptr::null_mut());
     let mut t = Totals::default();
