@@ -211,13 +211,33 @@ fn heaps() {
     assert!(stats::totals().heaps_abandoned >= 1);
 }
 
+/// Waits until no other thread allocates or frees: the counts stay the same for 50 ms
+/// (at most 5 s: slow emulators).
+fn settle() {
+    let counts = || {
+        let t = stats::totals();
+        (t.allocs, t.frees)
+    };
+    let mut last = counts();
+    let mut still = 0;
+    for _ in 0..500 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        let now = counts();
+        still = if now == last { still + 1 } else { 0 };
+        last = now;
+        if still == 5 {
+            return;
+        }
+    }
+}
+
 #[test]
 fn figures_change_by_exactly_what_the_program_does() {
     // Start the allocator (this thread's heap) and its background purge thread (which
     // the first large free starts, and whose start allocates a few small blocks from
     // that thread) before the first reading, and let that thread settle.
     free(alloc(256 << 10), 256 << 10);
-    std::thread::sleep(std::time::Duration::from_millis(100));
+    settle();
     size_class_counts();
     large_block();
     huge_block();
