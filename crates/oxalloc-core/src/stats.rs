@@ -199,10 +199,14 @@ pub struct Totals {
 /// Per size class, in the spans owned by `heap` (every heap if null), counted by
 /// walking the segments: the blocks in use, and the allocations the spans have not yet
 /// folded into their heap's counters. Blocks freed by other threads and not yet drained
-/// count as in use. None if the central lock stays busy (a report at exit must not wait
-/// on a thread that holds it).
-fn span_counts(heap: *mut Heap) -> Option<([u64; NUM_CLASSES], [u64; NUM_CLASSES])> {
-    let central = crate::central::CENTRAL.try_lock_for(1000)?;
+/// count as in use. With `wait` false, None if the central lock stays busy (a report at
+/// exit must not wait on a thread that holds it); readings from program code wait.
+fn span_counts(heap: *mut Heap, wait: bool) -> Option<([u64; NUM_CLASSES], [u64; NUM_CLASSES])> {
+    let central = if wait {
+        crate::central::CENTRAL.lock()
+    } else {
+        crate::central::CENTRAL.try_lock_for(1000)?
+    };
     let mut in_use = [0u64; NUM_CLASSES];
     let mut allocs = [0u64; NUM_CLASSES];
     central.for_each_segment(|seg| {
@@ -220,7 +224,7 @@ fn span_counts(heap: *mut Heap) -> Option<([u64; NUM_CLASSES], [u64; NUM_CLASSES
 }
 
 /// Per-class allocations and frees of one heap (or of all, with null).
-fn class_counts(heap: *mut Heap) -> ([u64; NUM_CLASSES + 2], [u64; NUM_CLASSES + 2]) {
+fn class_counts(heap: *mut Heap, wait: bool) -> ([u64; NUM_CLASSES + 2], [u64; NUM_CLASSES + 2]) {
     let mut allocs = [0u64; NUM_CLASSES + 2];
     let mut frees = [0u64; NUM_CLASSES + 2];
     crate::tls::for_each_heap(|h| {
@@ -234,7 +238,7 @@ fn class_counts(heap: *mut Heap) -> ([u64; NUM_CLASSES + 2], [u64; NUM_CLASSES +
             }
         }
     });
-    if let Some((in_use, unfolded)) = span_counts(heap) {
+    if let Some((in_use, unfolded)) = span_counts(heap, wait) {
         for i in 0..NUM_CLASSES {
             allocs[i] += unfolded[i];
             frees[i] = allocs[i].saturating_sub(in_use[i]);
@@ -245,10 +249,10 @@ fn class_counts(heap: *mut Heap) -> ([u64; NUM_CLASSES + 2], [u64; NUM_CLASSES +
 
 /// Allocations and frees per size class over all heaps (index: the class; the last two
 /// slots: large and huge blocks, [`LARGE_SLOT`] and [`HUGE_SLOT`]), as the reports show
-/// them. Takes the central lock for a moment (and gives up on it after a short wait:
-/// then small frees not yet folded into the heaps' counters are missing).
+/// them. Takes the central lock for a moment, waiting for it: for program code, not
+/// for the allocator's own paths or exit reports.
 pub fn all_class_counts() -> ([u64; NUM_CLASSES + 2], [u64; NUM_CLASSES + 2]) {
-    class_counts(core::ptr::null_mut())
+    class_counts(core::ptr::null_mut(), true)
 }
 
 /// Free memory not yet given back to the OS, in bytes: the central pool's dirty spans
@@ -282,12 +286,16 @@ pub struct HeapSummary {
 }
 
 /// Calls `f` with every heap's figures, newest heap first. No lock is held while `f`
-/// runs (each heap's counts take the central lock for a moment before), so `f` may
-/// allocate.
-pub fn for_each_heap_summary(mut f: impl FnMut(HeapSummary)) {
+/// runs (each heap's counts take the central lock for a moment before, waiting for
+/// it: for program code, not for exit reports), so `f` may allocate.
+pub fn for_each_heap_summary(f: impl FnMut(HeapSummary)) {
+    heap_summaries(true, f)
+}
+
+fn heap_summaries(wait: bool, mut f: impl FnMut(HeapSummary)) {
     let me = crate::tls::heap();
     crate::tls::for_each_heap(|h| {
-        let (allocs, frees) = class_counts(h);
+        let (allocs, frees) = class_counts(h, wait);
         // SAFETY: heaps are never freed; id/tid/abandoned are written before the
         // heap is published and read atomically after, as is the remote counter.
         let ((id, tid, abandoned), remote_frees) =
@@ -317,11 +325,13 @@ pub fn for_each_heap_summary(mut f: impl FnMut(HeapSummary)) {
 
 /// Allocations and frees of one size class over all heaps.
 pub fn class_totals(class: SizeClass) -> (u64, u64) {
-    let (allocs, frees) = class_counts(core::ptr::null_mut());
+    let (allocs, frees) = class_counts(core::ptr::null_mut(), false);
     (allocs[class.index()], frees[class.index()])
 }
 
-/// Totals over all heaps.
+/// Totals over all heaps, for reports: if the central lock stays busy for a short
+/// while, small frees not yet folded into the heaps' counters are missing (see
+/// [`totals_waiting`]).
 ///
 /// ```
 /// use oxalloc_core::{api, stats};
@@ -334,7 +344,17 @@ pub fn class_totals(class: SizeClass) -> (u64, u64) {
 /// unsafe { api::free(p) };
 /// ```
 pub fn totals() -> Totals {
-    let (allocs, frees) = class_counts(core::ptr::null_mut());
+    totals_from(class_counts(core::ptr::null_mut(), false))
+}
+
+/// [`totals`] for program code: waits for the central lock rather than give up on it
+/// after a short wait (when small frees not yet folded into the heaps' counters would
+/// be missing).
+pub fn totals_waiting() -> Totals {
+    totals_from(class_counts(core::ptr::null_mut(), true))
+}
+
+fn totals_from((allocs, frees): ([u64; NUM_CLASSES + 2], [u64; NUM_CLASSES + 2])) -> Totals {
     let mut t = Totals::default();
     for i in 0..NUM_CLASSES + 2 {
         t.allocs += allocs[i];
@@ -469,7 +489,7 @@ pub fn write_json(fd: i32) {
     o.field("heaps_abandoned", g.heaps_abandoned.load(Relaxed));
     o.field("remote_frees", remote_frees());
     o.field("foreign_frees", g.foreign_frees.load(Relaxed));
-    let (allocs, frees) = class_counts(core::ptr::null_mut());
+    let (allocs, frees) = class_counts(core::ptr::null_mut(), false);
     o.buf.str("\"classes\":[");
     let mut first = true;
     for i in 0..NUM_CLASSES {
@@ -493,7 +513,7 @@ pub fn write_json(fd: i32) {
     }
     o.buf.str("],\"heap_list\":[");
     let mut first = true;
-    for_each_heap_summary(|h| {
+    heap_summaries(false, |h| {
         if !first {
             o.buf.str(",");
         }

@@ -119,7 +119,7 @@ pub struct Totals {
 /// Takes the allocator's central lock for a moment (small frees are counted by
 /// walking the segments); allocates nothing.
 pub fn totals() -> Totals {
-    let t = oxalloc_core::stats::totals();
+    let t = oxalloc_core::stats::totals_waiting();
     let g = &GLOBAL;
     let in_use_bytes = g.in_use_bytes.load(Relaxed);
     let cached_bytes = oxalloc_core::stats::cached_bytes_now();
