@@ -39,6 +39,9 @@ use oxalloc_core::stats::GLOBAL;
 /// ([`cached_bytes`](Totals::cached_bytes)); the rest of the reservation was given
 /// back or never touched (and the allocator's own metadata).
 ///
+/// The fields are read one after another, not at one instant: while other threads
+/// allocate and free, they may disagree by what those threads did in between.
+///
 /// ```
 /// #[global_allocator]
 /// static ALLOC: oxalloc::Oxalloc = oxalloc::Oxalloc;
