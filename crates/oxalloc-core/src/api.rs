@@ -21,6 +21,20 @@ fn enomem<T>(v: T) -> T {
 }
 
 /// `malloc`: null with `errno = ENOMEM` when out of memory.
+///
+/// ```
+/// use oxalloc_core::api;
+/// let p = api::malloc(100);
+/// assert!(!p.is_null());
+/// // SAFETY: `p` is a live block of at least 100 bytes; freed once.
+/// unsafe {
+///     p.write_bytes(1, 100);
+///     assert!(api::malloc_usable_size(p) >= 100);
+///     api::free(p);
+/// }
+/// // Too much: null (and errno ENOMEM), no panic.
+/// assert!(api::malloc(usize::MAX).is_null());
+/// ```
 #[inline]
 pub fn malloc(size: usize) -> *mut u8 {
     // The heap sets errno itself on its slow paths.
@@ -28,6 +42,17 @@ pub fn malloc(size: usize) -> *mut u8 {
 }
 
 /// `calloc`: zeroed; `n * size` overflow gives null with `ENOMEM`.
+///
+/// ```
+/// use oxalloc_core::api;
+/// let p = api::calloc(10, 8);
+/// // SAFETY: 80 zeroed bytes; freed once.
+/// unsafe {
+///     assert!(std::slice::from_raw_parts(p, 80).iter().all(|&b| b == 0));
+///     api::free(p);
+/// }
+/// assert!(api::calloc(usize::MAX, 2).is_null()); // overflow
+/// ```
 pub fn calloc(n: usize, size: usize) -> *mut u8 {
     match n.checked_mul(size) {
         Some(total) if total <= MAX_REQUEST => {
@@ -56,6 +81,18 @@ pub unsafe fn free(p: *mut u8) {
 ///
 /// # Safety
 /// `p` is null or a live block from this allocator.
+///
+/// ```
+/// use oxalloc_core::api;
+/// let p = api::malloc(16);
+/// // SAFETY: `p` is live; realloc returns the (possibly moved) block, which is freed once.
+/// unsafe {
+///     p.write(42);
+///     let q = api::realloc(p, 100_000);
+///     assert_eq!(*q, 42);
+///     api::free(q);
+/// }
+/// ```
 pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
     if p.is_null() {
         return malloc(size);
@@ -173,8 +210,28 @@ pub unsafe fn malloc_usable_size(p: *mut u8) -> usize {
 }
 
 /// `malloc_trim`: gives cached free memory back to the OS now; 1 if any was released.
+///
+/// ```
+/// use oxalloc_core::api;
+/// let blocks: Vec<*mut u8> = (0..1000).map(|_| api::malloc(4000)).collect();
+/// for p in blocks {
+///     // SAFETY: each block is live and freed once.
+///     unsafe { api::free(p) };
+/// }
+/// api::malloc_trim(0);
+/// // Everything cached was given back: a second trim finds nothing.
+/// assert_eq!(api::malloc_trim(0), 0);
+/// ```
 pub fn malloc_trim(_pad: usize) -> i32 {
     (heap::trim() > 0) as i32
+}
+
+/// Gives back the free pages the page-return policy says are due now: those that have
+/// waited the purge delay beyond what recent demand keeps (one round of what the
+/// background thread does). Unlike [`malloc_trim`], recently freed pages and the
+/// threads' cached spans stay. Returns the bytes given back.
+pub fn purge() -> usize {
+    crate::central::CENTRAL.lock().purge(false) + crate::huge::purge_cache(false)
 }
 
 pub use oxalloc_sys::Mallinfo2;
@@ -182,6 +239,16 @@ pub use oxalloc_sys::Mallinfo2;
 /// `mallinfo2`, from our counters: `arena` = mapped bytes, `hblks` = live huge blocks,
 /// `usmblks` = peak in-use bytes, `uordblks` = bytes in use (spans handed out),
 /// `fordblks` = mapped but not in use, `keepcost` = free pages not yet purged.
+///
+/// ```
+/// use oxalloc_core::api;
+/// let p = api::malloc(1 << 20);
+/// let m = api::mallinfo2();
+/// assert!(m.uordblks >= 1 << 20);
+/// assert!(m.arena >= m.uordblks);
+/// // SAFETY: live, freed once.
+/// unsafe { api::free(p) };
+/// ```
 pub fn mallinfo2() -> Mallinfo2 {
     use core::sync::atomic::Ordering::Relaxed;
     let g = &crate::stats::GLOBAL;

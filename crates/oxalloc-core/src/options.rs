@@ -56,6 +56,19 @@ impl Opt {
     pub fn default_value(&self) -> u64 {
         self.default
     }
+    /// Whether it is a flag (0 or 1) rather than a number.
+    pub fn is_flag(&self) -> bool {
+        self.is_bool
+    }
+    /// Parses a value as the environment variable would be: a flag from 1/0,
+    /// true/false, yes/no, on/off (any case), a number from decimal digits.
+    pub fn parse(&self, v: &[u8]) -> Option<u64> {
+        if self.is_bool {
+            parse_bool(v).map(u64::from)
+        } else {
+            parse_num(v)
+        }
+    }
 }
 
 /// Print a statistics summary on stderr at exit.
@@ -212,12 +225,7 @@ pub fn init() {
         let Some(raw) = oxalloc_sys::env_var(name.as_bytes()) else {
             continue;
         };
-        let parsed = if opt.is_bool {
-            parse_bool(raw).map(u64::from)
-        } else {
-            parse_num(raw)
-        };
-        match parsed {
+        match opt.parse(raw) {
             Some(v) => opt.set(v),
             None => {
                 let mut msg: Buf<256> = Buf::new();

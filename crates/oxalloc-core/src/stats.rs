@@ -171,8 +171,9 @@ pub fn verbose(msg: &str) {
     }
 }
 
-/// Remote frees counted by threads without a heap, plus every heap's own count.
-fn remote_frees() -> u64 {
+/// Small blocks freed by a thread other than their owner: those counted by threads
+/// without a heap, plus every heap's own count.
+pub fn remote_frees() -> u64 {
     let mut n = GLOBAL.remote_frees.load(Relaxed);
     crate::tls::for_each_heap(|h| {
         // SAFETY: heaps are never freed; the counter is read atomically.
@@ -198,10 +199,14 @@ pub struct Totals {
 /// Per size class, in the spans owned by `heap` (every heap if null), counted by
 /// walking the segments: the blocks in use, and the allocations the spans have not yet
 /// folded into their heap's counters. Blocks freed by other threads and not yet drained
-/// count as in use. None if the central lock stays busy (a report at exit must not wait
-/// on a thread that holds it).
-fn span_counts(heap: *mut Heap) -> Option<([u64; NUM_CLASSES], [u64; NUM_CLASSES])> {
-    let central = crate::central::CENTRAL.try_lock_for(1000)?;
+/// count as in use. With `wait` false, None if the central lock stays busy (a report at
+/// exit must not wait on a thread that holds it); readings from program code wait.
+fn span_counts(heap: *mut Heap, wait: bool) -> Option<([u64; NUM_CLASSES], [u64; NUM_CLASSES])> {
+    let central = if wait {
+        crate::central::CENTRAL.lock()
+    } else {
+        crate::central::CENTRAL.try_lock_for(1000)?
+    };
     let mut in_use = [0u64; NUM_CLASSES];
     let mut allocs = [0u64; NUM_CLASSES];
     central.for_each_segment(|seg| {
@@ -219,7 +224,7 @@ fn span_counts(heap: *mut Heap) -> Option<([u64; NUM_CLASSES], [u64; NUM_CLASSES
 }
 
 /// Per-class allocations and frees of one heap (or of all, with null).
-fn class_counts(heap: *mut Heap) -> ([u64; NUM_CLASSES + 2], [u64; NUM_CLASSES + 2]) {
+fn class_counts(heap: *mut Heap, wait: bool) -> ([u64; NUM_CLASSES + 2], [u64; NUM_CLASSES + 2]) {
     let mut allocs = [0u64; NUM_CLASSES + 2];
     let mut frees = [0u64; NUM_CLASSES + 2];
     crate::tls::for_each_heap(|h| {
@@ -233,7 +238,7 @@ fn class_counts(heap: *mut Heap) -> ([u64; NUM_CLASSES + 2], [u64; NUM_CLASSES +
             }
         }
     });
-    if let Some((in_use, unfolded)) = span_counts(heap) {
+    if let Some((in_use, unfolded)) = span_counts(heap, wait) {
         for i in 0..NUM_CLASSES {
             allocs[i] += unfolded[i];
             frees[i] = allocs[i].saturating_sub(in_use[i]);
@@ -242,15 +247,114 @@ fn class_counts(heap: *mut Heap) -> ([u64; NUM_CLASSES + 2], [u64; NUM_CLASSES +
     (allocs, frees)
 }
 
+/// Allocations and frees per size class over all heaps (index: the class; the last two
+/// slots: large and huge blocks, [`LARGE_SLOT`] and [`HUGE_SLOT`]), as the reports show
+/// them. Takes the central lock for a moment, waiting for it: for program code, not
+/// for the allocator's own paths or exit reports.
+pub fn all_class_counts() -> ([u64; NUM_CLASSES + 2], [u64; NUM_CLASSES + 2]) {
+    class_counts(core::ptr::null_mut(), true)
+}
+
+/// Free memory not yet given back to the OS, in bytes: the central pool's dirty spans
+/// plus the huge-block heap's free, possibly resident memory. Takes each pool's lock
+/// for a moment (unlike `GLOBAL.cached_bytes`, which is refreshed periodically).
+pub fn cached_bytes_now() -> u64 {
+    let spans = crate::central::CENTRAL.lock().dirty_bytes();
+    (spans + crate::huge::cached_bytes()) as u64
+}
+
+/// One heap's figures, as the JSON report's heap list gives them.
+#[derive(Default, Clone, Copy, Debug)]
+pub struct HeapSummary {
+    /// The heap's number, in creation order from 0.
+    pub id: u64,
+    /// The owning thread's id (`gettid` on Linux); 0 while abandoned.
+    pub tid: u64,
+    /// Whether its thread exited and no thread has taken it over yet.
+    pub abandoned: bool,
+    /// Whether it is the calling thread's heap.
+    pub current: bool,
+    /// Allocations served by this heap (small, large and huge).
+    pub allocs: u64,
+    /// Frees of its blocks (small blocks: allocations minus blocks still in use in
+    /// its spans; large and huge: the frees done by this heap's thread).
+    pub frees: u64,
+    /// Bytes in small blocks of its spans allocated and not yet freed.
+    pub live_small_bytes: u64,
+    /// Small blocks its thread freed into other heaps' spans.
+    pub remote_frees: u64,
+}
+
+/// Calls `f` with every heap's figures, newest heap first. No lock is held while `f`
+/// runs (each heap's counts take the central lock for a moment before, waiting for
+/// it: for program code, not for exit reports), so `f` may allocate.
+pub fn for_each_heap_summary(f: impl FnMut(HeapSummary)) {
+    heap_summaries(true, f)
+}
+
+fn heap_summaries(wait: bool, mut f: impl FnMut(HeapSummary)) {
+    let me = crate::tls::heap();
+    crate::tls::for_each_heap(|h| {
+        let (allocs, frees) = class_counts(h, wait);
+        // SAFETY: heaps are never freed; id/tid/abandoned are written before the
+        // heap is published and read atomically after, as is the remote counter.
+        let ((id, tid, abandoned), remote_frees) =
+            unsafe { (Heap::identity(h), read(&raw mut (*h).stats.remote_frees)) };
+        let mut s = HeapSummary {
+            id,
+            tid,
+            abandoned,
+            current: h == me,
+            remote_frees,
+            ..HeapSummary::default()
+        };
+        for i in 0..NUM_CLASSES + 2 {
+            let (ai, fi) = (allocs[i], frees[i]);
+            s.allocs += ai;
+            s.frees += fi;
+            if i < NUM_CLASSES {
+                s.live_small_bytes = s.live_small_bytes.wrapping_add(
+                    ai.wrapping_sub(fi)
+                        .wrapping_mul(SizeClass(i as u8).size() as u64),
+                );
+            }
+        }
+        f(s);
+    });
+}
+
 /// Allocations and frees of one size class over all heaps.
 pub fn class_totals(class: SizeClass) -> (u64, u64) {
-    let (allocs, frees) = class_counts(core::ptr::null_mut());
+    let (allocs, frees) = class_counts(core::ptr::null_mut(), false);
     (allocs[class.index()], frees[class.index()])
 }
 
-/// Totals over all heaps.
+/// Totals over all heaps, for reports: if the central lock stays busy for a short
+/// while, small frees not yet folded into the heaps' counters are missing (see
+/// [`totals_waiting`]).
+///
+/// ```
+/// use oxalloc_core::{api, stats};
+/// let before = stats::totals();
+/// let p = api::malloc(48);
+/// let after = stats::totals();
+/// assert!(after.allocs > before.allocs);
+/// assert!(after.live_small_bytes >= before.live_small_bytes + 48);
+/// // SAFETY: live, freed once.
+/// unsafe { api::free(p) };
+/// ```
 pub fn totals() -> Totals {
-    let (allocs, frees) = class_counts(core::ptr::null_mut());
+    totals_from(class_counts(core::ptr::null_mut(), false))
+}
+
+/// [`totals`] for program code: waits for the central lock rather than give up on it
+/// after a short wait (when small frees not yet folded into the heaps' counters would
+/// be missing).
+pub fn totals_waiting() -> Totals {
+    totals_from(class_counts(core::ptr::null_mut(), true))
+}
+
+fn totals_from((allocs, frees): ([u64; NUM_CLASSES + 2], [u64; NUM_CLASSES + 2])) -> Totals {
     let mut t = Totals::default();
     for i in 0..NUM_CLASSES + 2 {
         t.allocs += allocs[i];
@@ -385,7 +489,7 @@ pub fn write_json(fd: i32) {
     o.field("heaps_abandoned", g.heaps_abandoned.load(Relaxed));
     o.field("remote_frees", remote_frees());
     o.field("foreign_frees", g.foreign_frees.load(Relaxed));
-    let (allocs, frees) = class_counts(core::ptr::null_mut());
+    let (allocs, frees) = class_counts(core::ptr::null_mut(), false);
     o.buf.str("\"classes\":[");
     let mut first = true;
     for i in 0..NUM_CLASSES {
@@ -409,33 +513,21 @@ pub fn write_json(fd: i32) {
     }
     o.buf.str("],\"heap_list\":[");
     let mut first = true;
-    crate::tls::for_each_heap(|h| {
-        let (mut a, mut f, mut live) = (0u64, 0u64, 0u64);
-        let (allocs, frees) = class_counts(h);
-        for i in 0..NUM_CLASSES + 2 {
-            let (ai, fi) = (allocs[i], frees[i]);
-            a += ai;
-            f += fi;
-            if i < NUM_CLASSES {
-                live = live.wrapping_add(
-                    ai.wrapping_sub(fi)
-                        .wrapping_mul(SizeClass(i as u8).size() as u64),
-                );
-            }
-        }
+    heap_summaries(false, |h| {
         if !first {
             o.buf.str(",");
         }
         first = false;
-        // SAFETY: heaps are never freed; id/tid/abandoned are written before the
-        // heap is published and read atomically after.
-        let (id, tid, abandoned) = unsafe { Heap::identity(h) };
-        o.buf.str("{\"id\":").num(id).str(",\"tid\":").num(tid);
-        o.buf.str(",\"allocs\":").num(a).str(",\"frees\":").num(f);
-        o.buf.str(",\"live_bytes\":").num(live);
+        o.buf.str("{\"id\":").num(h.id).str(",\"tid\":").num(h.tid);
+        o.buf
+            .str(",\"allocs\":")
+            .num(h.allocs)
+            .str(",\"frees\":")
+            .num(h.frees);
+        o.buf.str(",\"live_bytes\":").num(h.live_small_bytes);
         o.buf
             .str(",\"abandoned\":")
-            .str(if abandoned { "true" } else { "false" })
+            .str(if h.abandoned { "true" } else { "false" })
             .str("}");
         o.flush_if_full();
     });

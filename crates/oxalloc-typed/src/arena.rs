@@ -92,6 +92,13 @@ unsafe impl<S: Source + Send> Send for Arena<S> {}
 #[cfg(feature = "os")]
 impl Arena<crate::Os> {
     /// An empty arena with chunks from the OS (first 4 KiB, doubling to 64 MiB).
+    ///
+    /// ```
+    /// use oxalloc_typed::Arena;
+    /// let arena = Arena::new();
+    /// let s = arena.alloc_slice_copy(b"hello").unwrap();
+    /// assert_eq!(s, b"hello");
+    /// ```
     pub fn new() -> Self {
         Self::with_source(crate::Os)
     }
@@ -106,6 +113,16 @@ impl Default for Arena<crate::Os> {
 
 impl<'a> Arena<Buffer<'a>> {
     /// An arena on the caller's buffer; it never grows.
+    ///
+    /// ```
+    /// use core::mem::MaybeUninit;
+    /// use oxalloc_typed::Arena;
+    /// let mut buf = [MaybeUninit::<u8>::uninit(); 1024];
+    /// let arena = Arena::with_buffer(&mut buf);
+    /// assert_eq!(*arena.alloc(7u64).unwrap(), 7);
+    /// // The buffer is all it has: a request larger than the buffer fails, without a panic.
+    /// assert!(arena.alloc([0u8; 2048]).is_err());
+    /// ```
     pub fn with_buffer(buf: &'a mut [MaybeUninit<u8>]) -> Self {
         let a = Self::with_source(Buffer::new(buf));
         let len = a.source.remaining_aligned(CHUNK_ALIGN).max(HEADER + 1);
@@ -115,6 +132,15 @@ impl<'a> Arena<Buffer<'a>> {
 
 impl<S: Source> Arena<S> {
     /// An empty arena with chunks from `source`.
+    ///
+    /// ```
+    /// use allocator_api2::alloc::Global;
+    /// use oxalloc_typed::{Arena, Parent};
+    /// // Chunks from the global allocator.
+    /// let arena = Arena::with_source(Parent(Global));
+    /// let v = arena.alloc(vec![1, 2, 3]).unwrap();
+    /// assert_eq!(v.len(), 3);
+    /// ```
     pub fn with_source(source: S) -> Self {
         let d = NonNull::<u8>::dangling().as_ptr();
         Self {

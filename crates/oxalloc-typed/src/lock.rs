@@ -138,6 +138,17 @@ pub struct Locked<A> {
 
 impl<A> Locked<A> {
     /// Wraps `inner`.
+    ///
+    /// ```
+    /// use core::alloc::Layout;
+    /// use oxalloc_typed::{Locked, RawPool};
+    /// // A pool shared between threads.
+    /// let pool = Locked::new(RawPool::new(Layout::new::<u64>()));
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| assert!(pool.lock().alloc().is_ok()));
+    /// });
+    /// assert_eq!(pool.lock().stats().in_use, 1);
+    /// ```
     pub const fn new(inner: A) -> Self {
         Self {
             inner: SpinLock::new(inner),

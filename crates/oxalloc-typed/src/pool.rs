@@ -108,6 +108,18 @@ unsafe impl<S: Source + Send> Send for RawPool<S> {}
 #[cfg(feature = "os")]
 impl RawPool<crate::Os> {
     /// A growing pool of blocks fitting `layout`, with chunks from the OS.
+    ///
+    /// ```
+    /// use core::alloc::Layout;
+    /// use oxalloc_typed::RawPool;
+    /// let pool = RawPool::new(Layout::new::<[u8; 24]>());
+    /// let a = pool.alloc().unwrap();
+    /// assert_eq!(pool.stats().in_use, 1);
+    /// assert!(pool.stats().block_bytes >= 24);
+    /// // SAFETY: `a` came from this pool and is freed once.
+    /// unsafe { pool.free(a) };
+    /// assert_eq!(pool.stats().in_use, 0);
+    /// ```
     pub fn new(layout: Layout) -> Self {
         Self::with_source(crate::Os, layout)
     }
@@ -115,6 +127,21 @@ impl RawPool<crate::Os> {
 
 impl<'a> RawPool<Buffer<'a>> {
     /// A fixed pool on the caller's buffer: as many blocks as fit, never grows.
+    ///
+    /// ```
+    /// use core::alloc::Layout;
+    /// use core::mem::MaybeUninit;
+    /// use oxalloc_typed::RawPool;
+    /// let mut buf = [MaybeUninit::<u8>::uninit(); 4096];
+    /// let pool = RawPool::with_buffer(&mut buf, Layout::new::<u64>());
+    /// // As many blocks as fit, then an error (no panic, no growth).
+    /// let mut n = 0;
+    /// while pool.alloc().is_ok() {
+    ///     n += 1;
+    /// }
+    /// assert!(n > 100 && n <= 4096 / 8, "{n} blocks");
+    /// assert_eq!(pool.stats().capacity, n);
+    /// ```
     pub fn with_buffer(buf: &'a mut [MaybeUninit<u8>], layout: Layout) -> Self {
         let pool = Self::with_source(Buffer::new(buf), layout);
         let len = pool.source.remaining_aligned(pool.chunk_align).max(1);
@@ -127,6 +154,17 @@ impl<S: Source> RawPool<S> {
 
     /// A pool of blocks fitting `layout`, growing with chunks from `source`
     /// (first chunk 4 KiB or 16 blocks, doubling up to 1 MiB or 64 blocks).
+    ///
+    /// ```
+    /// use allocator_api2::alloc::Global;
+    /// use core::alloc::Layout;
+    /// use oxalloc_typed::{Parent, RawPool};
+    /// let pool = RawPool::with_source(Parent(Global), Layout::new::<[u64; 2]>());
+    /// let a = pool.alloc().unwrap();
+    /// assert_eq!(pool.stats().chunks, 1);
+    /// // SAFETY: `a` came from this pool and is freed once.
+    /// unsafe { pool.free(a) };
+    /// ```
     pub fn with_source(source: S, layout: Layout) -> Self {
         let align = layout.align().max(mem::align_of::<*mut u8>());
         let block = layout
@@ -419,6 +457,14 @@ unsafe impl<T: Sync, S: Source + Sync> Sync for Pool<T, S> {}
 #[cfg(feature = "os")]
 impl<T> Pool<T, crate::Os> {
     /// An empty pool with chunks from the OS.
+    ///
+    /// ```
+    /// use oxalloc_typed::Pool;
+    /// let mut pool = Pool::new();
+    /// let h = pool.insert([1u32; 4]).unwrap();
+    /// assert_eq!(pool.len(), 1);
+    /// assert_eq!(pool.get(h), Some(&[1; 4]));
+    /// ```
     pub fn new() -> Self {
         Self::with_source(crate::Os)
     }
@@ -440,6 +486,15 @@ impl<T, S: Source> Pool<T, S> {
     };
 
     /// An empty pool with chunks from `source`.
+    ///
+    /// ```
+    /// use allocator_api2::alloc::Global;
+    /// use oxalloc_typed::{Parent, Pool};
+    /// let mut pool = Pool::with_source(Parent(Global));
+    /// let h = pool.insert(String::from("node")).unwrap();
+    /// assert_eq!(pool.remove(h).unwrap(), "node");
+    /// assert_eq!(pool.len(), 0);
+    /// ```
     pub fn with_source(source: S) -> Self {
         Self {
             source,

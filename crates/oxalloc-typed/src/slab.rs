@@ -111,6 +111,16 @@ unsafe impl<T: Send, S: Source + Send> Send for SlabCache<T, S> {}
 #[cfg(feature = "os")]
 impl<T> SlabCache<T, crate::Os> {
     /// A plain cache with slabs from the OS.
+    ///
+    /// ```
+    /// use oxalloc_typed::SlabCache;
+    /// let cache = SlabCache::new();
+    /// let p = cache.alloc(String::from("cached")).unwrap();
+    /// assert_eq!(cache.stats().in_use, 1);
+    /// // SAFETY: `p` is live and ours; freed once (the String is dropped).
+    /// unsafe { cache.free(p) };
+    /// assert_eq!(cache.stats().in_use, 0);
+    /// ```
     pub fn new() -> Self {
         Self::with_source(crate::Os)
     }
@@ -125,12 +135,38 @@ impl<T> Default for SlabCache<T, crate::Os> {
 
 impl<T, S: Source> SlabCache<T, S> {
     /// A plain cache: `alloc(value)` stores a value, `free` drops it.
+    ///
+    /// ```
+    /// use allocator_api2::alloc::Global;
+    /// use oxalloc_typed::{Parent, SlabCache};
+    /// let cache = SlabCache::with_source(Parent(Global));
+    /// let p = cache.alloc(42u64).unwrap();
+    /// // SAFETY: `p` is live and ours.
+    /// assert_eq!(unsafe { *p.as_ref() }, 42);
+    /// // SAFETY: freed once, not used after.
+    /// unsafe { cache.free(p) };
+    /// ```
     pub fn with_source(source: S) -> Self {
         Self::build(source, None)
     }
 
     /// A cache of kept-constructed objects: each is built by `ctor` once and survives
     /// free/alloc; see the module docs.
+    ///
+    /// ```
+    /// use oxalloc_typed::{Os, SlabCache};
+    /// // Each object is built once; a freed one keeps its state for the next user.
+    /// let cache: SlabCache<Vec<u8>, _> = SlabCache::with_ctor(Os, || Vec::with_capacity(256));
+    /// let mut p = cache.alloc_constructed().unwrap();
+    /// // SAFETY: `p` is live and ours.
+    /// unsafe { p.as_mut() }.push(1);
+    /// // SAFETY: freed once, not used after; it stays built.
+    /// unsafe { cache.free(p) };
+    /// let q = cache.alloc_constructed().unwrap();
+    /// // SAFETY: `q` is live and ours: the same object, as its last user left it.
+    /// assert_eq!(unsafe { q.as_ref() }.as_slice(), &[1]);
+    /// assert!(unsafe { q.as_ref() }.capacity() >= 256);
+    /// ```
     pub fn with_ctor(source: S, ctor: fn() -> T) -> Self {
         Self::build(source, Some(ctor))
     }

@@ -92,6 +92,16 @@ unsafe impl Send for Buffer<'_> {}
 
 impl<'a> Buffer<'a> {
     /// Uses `buf` as the memory.
+    ///
+    /// ```
+    /// use core::mem::MaybeUninit;
+    /// use oxalloc_typed::{Arena, Buffer};
+    /// let mut buf = [MaybeUninit::<u8>::uninit(); 256];
+    /// let source = Buffer::new(&mut buf);
+    /// assert_eq!(source.remaining(), 256);
+    /// let arena = Arena::with_source(source).chunk_bytes(256, 256);
+    /// assert!(arena.alloc(1u32).is_ok());
+    /// ```
     pub fn new(buf: &'a mut [MaybeUninit<u8>]) -> Self {
         let len = buf.len();
         let start = NonNull::new(buf.as_mut_ptr().cast::<u8>()).unwrap_or(NonNull::dangling());

@@ -110,6 +110,16 @@ unsafe impl<S: Source + Send> Send for Stack<S> {}
 #[cfg(feature = "os")]
 impl Stack<crate::Os> {
     /// A stack of `bytes` bytes from the OS (pages are touched only when used).
+    ///
+    /// ```
+    /// use core::alloc::Layout;
+    /// use oxalloc_typed::Stack;
+    /// let stack = Stack::with_capacity(1 << 20).unwrap();
+    /// let a = stack.alloc(Layout::new::<[u8; 100]>()).unwrap();
+    /// assert!(stack.stats().used_bytes >= 100);
+    /// stack.free(a).unwrap();
+    /// assert_eq!(stack.stats().depth, 0);
+    /// ```
     pub fn with_capacity(bytes: usize) -> Result<Self, AllocError> {
         Self::with_source(crate::Os, bytes)
     }
@@ -117,6 +127,17 @@ impl Stack<crate::Os> {
 
 impl<'a> Stack<Buffer<'a>> {
     /// A stack on the caller's buffer.
+    ///
+    /// ```
+    /// use core::alloc::Layout;
+    /// use core::mem::MaybeUninit;
+    /// use oxalloc_typed::Stack;
+    /// let mut buf = [MaybeUninit::<u8>::uninit(); 512];
+    /// let stack = Stack::with_buffer(&mut buf);
+    /// assert!(stack.alloc(Layout::new::<[u8; 64]>()).is_ok());
+    /// // More than the buffer holds: an error, not a panic.
+    /// assert!(stack.alloc(Layout::new::<[u8; 1024]>()).is_err());
+    /// ```
     pub fn with_buffer(buf: &'a mut [MaybeUninit<u8>]) -> Self {
         let b = Buffer::new(buf);
         let n = b.remaining_aligned(REGION_ALIGN);
@@ -130,6 +151,13 @@ impl<'a> Stack<Buffer<'a>> {
 
 impl<S: Source> Stack<S> {
     /// A stack of `bytes` bytes taken from `source` now.
+    ///
+    /// ```
+    /// use allocator_api2::alloc::Global;
+    /// use oxalloc_typed::{Parent, Stack};
+    /// let stack = Stack::with_source(Parent(Global), 4096).unwrap();
+    /// assert!(stack.stats().capacity_bytes >= 4096);
+    /// ```
     pub fn with_source(source: S, bytes: usize) -> Result<Self, AllocError> {
         let layout = or_err(Layout::from_size_align(bytes, REGION_ALIGN).ok())?;
         let region = or_err(source.acquire(layout))?;

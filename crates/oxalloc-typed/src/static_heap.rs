@@ -50,6 +50,16 @@ unsafe impl<S: Source + Send> Send for StaticHeap<S> {}
 impl<'a> StaticHeap<Buffer<'a>> {
     /// A heap on the caller's buffer (e.g. a static array). A buffer too small for one
     /// block (about 32 bytes) gives a heap that refuses every request.
+    ///
+    /// ```
+    /// use core::alloc::Layout;
+    /// use core::mem::MaybeUninit;
+    /// use oxalloc_typed::StaticHeap;
+    /// let mut buf = [MaybeUninit::<u8>::uninit(); 16];
+    /// // Too small for one block: every request is refused.
+    /// let heap = StaticHeap::with_buffer(&mut buf);
+    /// assert!(heap.alloc(Layout::new::<u8>()).is_err());
+    /// ```
     pub fn with_buffer(buf: &'a mut [MaybeUninit<u8>]) -> Self {
         let b = Buffer::new(buf);
         let n = b.remaining_aligned(REGION_ALIGN);
@@ -67,6 +77,15 @@ impl<'a> StaticHeap<Buffer<'a>> {
 #[cfg(feature = "os")]
 impl StaticHeap<crate::Os> {
     /// A heap of `bytes` bytes mapped from the OS now (pages are touched when used).
+    ///
+    /// ```
+    /// use oxalloc_typed::StaticHeap;
+    /// let heap = StaticHeap::with_capacity(1 << 20).unwrap();
+    /// let mut v = allocator_api2::vec::Vec::new_in(&heap);
+    /// v.extend_from_slice(&[0u8; 1000]);
+    /// assert_eq!(heap.stats().used_blocks, 1);
+    /// assert!(heap.stats().heap_bytes >= 1 << 20);
+    /// ```
     pub fn with_capacity(bytes: usize) -> Result<Self, AllocError> {
         Self::with_source(crate::Os, bytes)
     }
@@ -74,6 +93,16 @@ impl StaticHeap<crate::Os> {
 
 impl<S: Source> StaticHeap<S> {
     /// A heap on `bytes` bytes taken from `source` now (at most 4 GiB are used).
+    ///
+    /// ```
+    /// use allocator_api2::alloc::Global;
+    /// use core::alloc::Layout;
+    /// use oxalloc_typed::{Parent, StaticHeap};
+    /// let heap = StaticHeap::with_source(Parent(Global), 64 << 10).unwrap();
+    /// let p = heap.alloc(Layout::new::<[u64; 8]>()).unwrap();
+    /// // SAFETY: `p` came from this heap and is freed once.
+    /// unsafe { heap.free(p) }.unwrap();
+    /// ```
     pub fn with_source(source: S, bytes: usize) -> Result<Self, AllocError> {
         let layout = or_err(Layout::from_size_align(bytes, REGION_ALIGN).ok())?;
         let region = or_err(source.acquire(layout))?;
@@ -202,9 +231,18 @@ struct AlignedBuf<const N: usize>(UnsafeCell<[MaybeUninit<u8>; N]>);
 
 /// A heap with its own buffer of `N` bytes, for `static` use as `#[global_allocator]`.
 ///
-/// ```ignore
+/// ```
 /// #[global_allocator]
-/// static HEAP: oxalloc_typed::GlobalStaticHeap<{ 64 * 1024 }> = oxalloc_typed::GlobalStaticHeap::new();
+/// static HEAP: oxalloc_typed::GlobalStaticHeap<{ 1 << 20 }> = oxalloc_typed::GlobalStaticHeap::new();
+///
+/// fn main() {
+///     let v: Vec<u32> = (0..1000).collect();
+///     assert_eq!(v.iter().sum::<u32>(), 499_500);
+///     assert!(HEAP.stats().used_blocks >= 1);
+///     // More than the buffer holds: the allocation fails (here as an error value).
+///     let mut big: Vec<u8> = Vec::new();
+///     assert!(big.try_reserve(2 << 20).is_err());
+/// }
 /// ```
 /// The buffer lands in `.bss`; the heap sets itself up on the first allocation.
 pub struct GlobalStaticHeap<const N: usize> {

@@ -1,25 +1,107 @@
-//! oxalloc as a Rust global allocator.
+//! oxalloc as a Rust global allocator, with its statistics and options as typed values.
+//!
+//! # Setting it up
+//!
+//! One `#[global_allocator]` static sends every allocation of the program (`Box`,
+//! `Vec`, `String`, collections, threads) through oxalloc:
 //!
 //! ```
 //! #[global_allocator]
 //! static ALLOC: oxalloc::Oxalloc = oxalloc::Oxalloc;
 //!
-//! let v: Vec<u64> = (0..1000).collect();
-//! assert_eq!(v.iter().sum::<u64>(), 499_500);
+//! fn main() {
+//!     let v: Vec<u64> = (0..1000).collect();
+//!     assert_eq!(v.iter().sum::<u64>(), 499_500);
+//! }
 //! ```
 //!
 //! `realloc` resizes in place when the block's size class, its span or its mapping
 //! has room; `alloc_zeroed` skips the memset for fresh pages (large and huge blocks).
+//!
+//! # Statistics
+//!
+//! [`stats`] reads the allocator's counters as plain structs: process-wide
+//! [`stats::totals`] (allocations, frees, bytes allocated, in use, committed, reserved
+//! address space, peaks, purged), per size class ([`stats::size_classes`]) and per
+//! thread heap ([`stats::heaps`]):
+//!
+//! ```
+//! #[global_allocator]
+//! static ALLOC: oxalloc::Oxalloc = oxalloc::Oxalloc;
+//!
+//! fn main() {
+//!     let before = oxalloc::stats::totals();
+//!     let big = vec![7u8; 256 << 10];
+//!     let after = oxalloc::stats::totals();
+//!     assert!(after.bytes_allocated - before.bytes_allocated >= 256 << 10);
+//!     assert!(after.mapped_bytes >= after.committed_bytes);
+//!     drop(big);
+//! }
+//! ```
+//!
+//! # Giving memory back
+//!
+//! Freed pages stay cached for a while (`OXALLOC_PURGE_DELAY_MS`) and are then given
+//! back to the OS by a background thread. [`trim`] gives back all cached pages now;
+//! [`purge`] only those that are due.
+//!
+//! # Options
+//!
+//! The `OXALLOC_*` environment variables configure the allocator at start;
+//! [`options`] reads them and changes those that may change while the program runs
+//! (purge delay, cache cap, ...), with an [`options::OptionError`] for a bad value.
 #![no_std]
+
+extern crate alloc;
+
+pub mod options;
+pub mod stats;
 
 use core::alloc::{GlobalAlloc, Layout};
 use oxalloc_core::heap;
 use oxalloc_core::misuse::Op;
 
 pub use oxalloc_core::api::Mallinfo2;
-pub use oxalloc_core::stats::Totals;
+pub use stats::Totals;
+
+/// Gives the cached free memory back to the OS now: the calling thread's cached spans,
+/// those of exited threads, every free page of the central pool and the huge-block
+/// heap. Returns the bytes given back (0 if there was nothing).
+///
+/// ```
+/// #[global_allocator]
+/// static ALLOC: oxalloc::Oxalloc = oxalloc::Oxalloc;
+///
+/// fn main() {
+///     let blocks: Vec<Vec<u8>> = (0..2000).map(|_| vec![1u8; 4000]).collect();
+///     drop(blocks);
+///     let released = oxalloc::trim();
+///     // Nothing is left to give back.
+///     assert_eq!(oxalloc::stats::totals().cached_bytes, 0);
+///     println!("gave back {released} bytes");
+/// }
+/// ```
+pub fn trim() -> usize {
+    heap::trim()
+}
+
+/// Gives back the free pages that are due: those that have waited the purge delay
+/// (`OXALLOC_PURGE_DELAY_MS`) beyond what recent demand keeps resident, as one round of
+/// the background thread does. Recently freed pages stay cached (see [`trim`] to give
+/// back everything). Returns the bytes given back.
+///
+/// ```
+/// let released = oxalloc::purge();
+/// println!("gave back {released} bytes");
+/// ```
+pub fn purge() -> usize {
+    oxalloc_core::api::purge()
+}
 
 /// The oxalloc allocator. A unit struct: all state is global or per thread.
+///
+/// Install it with `#[global_allocator]` (see the [crate docs](crate)); its methods
+/// are also available as free functions ([`trim`], [`stats::totals`]).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Oxalloc;
 
@@ -67,17 +149,36 @@ unsafe impl GlobalAlloc for Oxalloc {
 }
 
 impl Oxalloc {
-    /// Gives cached free memory back to the OS now; returns the bytes released.
+    /// Gives cached free memory back to the OS now; returns the bytes released. The
+    /// same as [`trim`].
     pub fn trim(&self) -> usize {
-        heap::trim()
+        trim()
     }
 
-    /// Allocation counters summed over all threads.
+    /// Gives back the free pages that are due; the same as [`purge`].
+    pub fn purge(&self) -> usize {
+        purge()
+    }
+
+    /// The process-wide figures; the same as [`stats::totals`].
+    ///
+    /// ```
+    /// #[global_allocator]
+    /// static ALLOC: oxalloc::Oxalloc = oxalloc::Oxalloc;
+    ///
+    /// fn main() {
+    ///     let b = Box::new([0u8; 100]);
+    ///     assert!(ALLOC.totals().allocs >= 1);
+    ///     drop(b);
+    /// }
+    /// ```
     pub fn totals(&self) -> Totals {
-        oxalloc_core::stats::totals()
+        stats::totals()
     }
 
-    /// glibc-style summary numbers.
+    /// glibc-style summary numbers (`mallinfo2`): `arena` is the mapped bytes,
+    /// `uordblks` the bytes in use, `fordblks` mapped but not in use, `hblks` the live
+    /// huge blocks, `usmblks` the peak in use, `keepcost` the free pages not yet purged.
     pub fn mallinfo(&self) -> Mallinfo2 {
         oxalloc_core::api::mallinfo2()
     }
@@ -91,8 +192,8 @@ impl Oxalloc {
         unsafe { heap::usable_size(ptr) }
     }
 
-    /// Prints the statistics summary on stderr.
+    /// Prints the statistics summary on stderr; the same as [`stats::print`].
     pub fn print_stats(&self) {
-        oxalloc_core::stats::print_summary();
+        stats::print();
     }
 }
