@@ -92,7 +92,12 @@ mod slot {
 const META_CHUNK: usize = 256 * 1024;
 
 struct Registry {
+    /// Ownerless heaps, linked through `next_abandoned`: taken for reuse from the front,
+    /// put back at the back after a periodic collection (so the next one collects
+    /// another heap).
     abandoned: *mut Heap,
+    /// The last heap of `abandoned` (null when it is empty).
+    abandoned_tail: *mut Heap,
     chunk: *mut u8,
     chunk_left: usize,
     next_id: u64,
@@ -104,6 +109,7 @@ unsafe impl Send for Registry {}
 
 static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
     abandoned: ptr::null_mut(),
+    abandoned_tail: ptr::null_mut(),
     chunk: ptr::null_mut(),
     chunk_left: 0,
     next_id: 0,
@@ -185,19 +191,57 @@ impl Registry {
     /// # Safety
     /// The caller owns `h` and gives it to the list.
     unsafe fn push_abandoned(&mut self, h: *mut Heap) {
+        if self.abandoned.is_null() {
+            self.abandoned_tail = h;
+        }
         // SAFETY: caller's contract.
         unsafe { (*h).next_abandoned = self.abandoned };
         self.abandoned = h;
+    }
+
+    /// Puts an ownerless heap at the back of the abandoned list.
+    ///
+    /// # Safety
+    /// The caller owns `h` and gives it to the list.
+    unsafe fn push_abandoned_back(&mut self, h: *mut Heap) {
+        // SAFETY: caller's contract; the tail is a list heap, owned by the list, which
+        // our lock guards.
+        unsafe {
+            (*h).next_abandoned = ptr::null_mut();
+            if self.abandoned_tail.is_null() {
+                self.abandoned = h;
+            } else {
+                (*self.abandoned_tail).next_abandoned = h;
+            }
+        }
+        self.abandoned_tail = h;
+    }
+
+    /// Takes the first heap off the abandoned list (null if it is empty).
+    fn pop_abandoned(&mut self) -> *mut Heap {
+        let h = self.abandoned;
+        if !h.is_null() {
+            // SAFETY: list heaps are owned by the list, which our lock guards.
+            self.abandoned = unsafe { (*h).next_abandoned };
+            if self.abandoned.is_null() {
+                self.abandoned_tail = ptr::null_mut();
+            }
+        }
+        h
+    }
+
+    /// Takes the whole abandoned list.
+    fn take_abandoned(&mut self) -> *mut Heap {
+        self.abandoned_tail = ptr::null_mut();
+        core::mem::replace(&mut self.abandoned, ptr::null_mut())
     }
 }
 
 /// An abandoned heap, or a new one.
 fn acquire_heap() -> *mut Heap {
     let mut reg = REGISTRY.lock();
-    if !reg.abandoned.is_null() {
-        let h = reg.abandoned;
-        // SAFETY: heaps on the abandoned list are owned by the list (under our lock).
-        reg.abandoned = unsafe { (*h).next_abandoned };
+    let h = reg.pop_abandoned();
+    if !h.is_null() {
         stats::sub(&GLOBAL.heaps_abandoned, 1);
         return h;
     }
@@ -293,27 +337,23 @@ pub fn with_orphan_heap(f: impl FnOnce(*mut Heap) -> *mut u8) -> *mut u8 {
 /// Collects one abandoned heap, if any: frees what other threads handed back to it
 /// and returns its empty spans to the central pool.
 pub fn collect_one_abandoned() {
-    let h = {
-        let mut reg = REGISTRY.lock();
-        let h = reg.abandoned;
-        if h.is_null() {
-            return;
-        }
-        // SAFETY: list heaps are owned by the list; popping gives it to us.
-        reg.abandoned = unsafe { (*h).next_abandoned };
-        h
-    };
+    let h = REGISTRY.lock().pop_abandoned();
+    if h.is_null() {
+        return;
+    }
     // SAFETY: popped from the list, so no one else can reach it.
     unsafe { heap::collect(h) };
+    // At the back: the next collection takes another heap (at the front it would take
+    // this one again, and the others would keep what was freed into them).
     // SAFETY: we own it until it is back on the list.
-    unsafe { REGISTRY.lock().push_abandoned(h) };
+    unsafe { REGISTRY.lock().push_abandoned_back(h) };
 }
 
 /// Collects every abandoned heap and the orphan heap (for `malloc_trim`).
 pub fn collect_all_abandoned() {
     // The whole list is taken and each heap put back once collected: popping and
     // pushing the head (`collect_one_abandoned`) n times collects one heap n times.
-    let mut h = core::mem::replace(&mut REGISTRY.lock().abandoned, ptr::null_mut());
+    let mut h = REGISTRY.lock().take_abandoned();
     while !h.is_null() {
         // SAFETY: the detached list is ours alone; `next` is read before `h` goes
         // back on the shared list.
