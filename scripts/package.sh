@@ -24,4 +24,15 @@ if [ "${minor:-0}" -lt 90 ]; then
     "depend on unpublished siblings: packaging with --no-verify" >&2
   args+=(--no-verify)
 fi
+# cargo unpacks the packages it verifies against into a registry of its own under
+# $CARGO_HOME/registry/src/-<hash>/ (one per package directory) and reuses an unpacked
+# copy of the same version, as it would a published crate: after an API change the
+# verification then builds against the old source, and fails. Remove our crates' copies,
+# and the previous run's packages and builds, first.
+cargo_home="${CARGO_HOME:-$HOME/.cargo}"
+for c in "${crates[@]}"; do
+  rm -rf "$cargo_home"/registry/src/-*/"$c"-[0-9]*
+done
+rm -rf "$(cargo metadata --format-version 1 --no-deps |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/package"
 cargo package --allow-dirty "${args[@]}" "$@"
