@@ -6,6 +6,16 @@ use proptest::prelude::*;
 
 const MIB: usize = 1 << 20;
 
+/// The tests of this file share one huge heap and cargo runs them on parallel threads:
+/// `huge_realloc_grows_and_shrinks_in_place_when_room_follows` needs the tail it freed
+/// to be still free when it grows again, which another test's allocation could take
+/// (it did under qemu). Each test holds this lock.
+static HUGE_HEAP: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    HUGE_HEAP.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Alloc(u32, usize),
@@ -88,6 +98,7 @@ proptest! {
 
     #[test]
     fn huge_blocks_stay_intact_and_disjoint(ops in proptest::collection::vec(op(), 1..60)) {
+        let _serial = serial();
         let mut live: Vec<Live> = Vec::new();
         let mut seed = 3u8;
         for op in ops {
@@ -136,6 +147,7 @@ proptest! {
 
 #[test]
 fn alignments_beyond_the_segment_size_work() {
+    let _serial = serial();
     for a in 22..=28 {
         let align = 1usize << a;
         let p = api::aligned_alloc(align, 3 * MIB);
@@ -153,6 +165,7 @@ fn alignments_beyond_the_segment_size_work() {
 
 #[test]
 fn huge_realloc_grows_and_shrinks_in_place_when_room_follows() {
+    let _serial = serial();
     let p = api::malloc(8 * MIB);
     // SAFETY: p has 8 MiB; each resize keeps the first bytes.
     unsafe {
@@ -169,6 +182,7 @@ fn huge_realloc_grows_and_shrinks_in_place_when_room_follows() {
 
 #[test]
 fn threads_share_the_huge_heap_without_overlap() {
+    let _serial = serial();
     // Four threads allocate, fill, check, resize and free huge blocks at once; another
     // thread frees some of them (a cross-thread free of a huge block).
     let (tx, rx) = std::sync::mpsc::channel::<(usize, usize, u8)>();
