@@ -100,6 +100,13 @@ pub fn map(len: usize) -> Option<NonNull<u8>> {
     map_anonymous(len)
 }
 
+/// Flags of every anonymous mapping. Miri (`scripts/sanitizers.sh`) accepts only private
+/// anonymous mappings; NORESERVE changes nothing it could observe.
+#[cfg(all(target_os = "linux", not(miri)))]
+const MAP_FLAGS: MapFlags = MapFlags::PRIVATE.union(MapFlags::NORESERVE);
+#[cfg(all(target_os = "linux", miri))]
+const MAP_FLAGS: MapFlags = MapFlags::PRIVATE;
+
 /// [`map`] without the fault hook, for [`map_aligned`] (which counts as one call).
 /// Inlined: without the feature, `map` is the `mmap` it always was.
 #[cfg(target_os = "linux")]
@@ -113,7 +120,7 @@ fn map_anonymous(len: usize) -> Option<NonNull<u8>> {
             ptr::null_mut(),
             len,
             ProtFlags::READ | ProtFlags::WRITE,
-            MapFlags::PRIVATE | MapFlags::NORESERVE,
+            MAP_FLAGS,
         )
     };
     p.ok().and_then(|p| NonNull::new(p.cast()))
