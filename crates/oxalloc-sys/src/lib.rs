@@ -100,16 +100,13 @@ pub fn map(len: usize) -> Option<NonNull<u8>> {
     map_anonymous(len)
 }
 
-/// Flags of every anonymous mapping. Miri (`scripts/sanitizers.sh`) accepts only private
-/// anonymous mappings; NORESERVE changes nothing it could observe.
+/// Flags of every anonymous mapping.
 #[cfg(all(target_os = "linux", not(miri)))]
 const MAP_FLAGS: MapFlags = MapFlags::PRIVATE.union(MapFlags::NORESERVE);
-#[cfg(all(target_os = "linux", miri))]
-const MAP_FLAGS: MapFlags = MapFlags::PRIVATE;
 
 /// [`map`] without the fault hook, for [`map_aligned`] (which counts as one call).
 /// Inlined: without the feature, `map` is the `mmap` it always was.
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", not(miri)))]
 #[inline(always)]
 fn map_anonymous(len: usize) -> Option<NonNull<u8>> {
     debug_assert!(len > 0 && len.is_multiple_of(PAGE_SIZE));
@@ -126,11 +123,38 @@ fn map_anonymous(len: usize) -> Option<NonNull<u8>> {
     p.ok().and_then(|p| NonNull::new(p.cast()))
 }
 
+/// Under Miri (`scripts/sanitizers.sh`): Miri models a mapping as one object and cannot
+/// unmap part of one (which [`map_aligned`] does), so zeroed blocks from its allocator
+/// stand in for mappings, and [`unmap`] frees them whole (what the typed allocators, the
+/// code Miri runs, always do).
+#[cfg(all(target_os = "linux", miri))]
+fn miri_map(len: usize, align: usize) -> Option<NonNull<u8>> {
+    let mut p: *mut c_void = ptr::null_mut();
+    // SAFETY: `align` is a power of two and a multiple of the pointer size.
+    if unsafe { libc::posix_memalign(&mut p, align, len) } != 0 {
+        return None;
+    }
+    // SAFETY: a fresh block of `len` bytes.
+    unsafe { ptr::write_bytes(p.cast::<u8>(), 0, len) };
+    NonNull::new(p.cast())
+}
+
+#[cfg(all(target_os = "linux", miri))]
+fn map_anonymous(len: usize) -> Option<NonNull<u8>> {
+    miri_map(len, PAGE_SIZE)
+}
+
+/// [`map_aligned`] under Miri: see [`miri_map`].
+#[cfg(all(target_os = "linux", miri))]
+pub fn map_aligned(len: usize, align: usize) -> Option<NonNull<u8>> {
+    miri_map(len, align)
+}
+
 /// Maps `len` bytes aligned to `align` (a power of two, at least a page).
 ///
 /// Maps `len + align - PAGE_SIZE` and unmaps the unaligned head and the tail, the usual
 /// way to get alignment from `mmap`, which only promises page alignment.
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", not(miri)))]
 pub fn map_aligned(len: usize, align: usize) -> Option<NonNull<u8>> {
     debug_assert!(align.is_power_of_two() && align >= PAGE_SIZE);
     refuse_if_injected!(MapAligned, None);
@@ -157,6 +181,13 @@ pub fn map_aligned(len: usize, align: usize) -> Option<NonNull<u8>> {
 /// `[ptr, ptr+len)` was mapped by [`map`]/[`map_aligned`] and holds no live object.
 #[cfg(target_os = "linux")]
 pub unsafe fn unmap(ptr: *mut u8, len: usize) {
+    #[cfg(miri)]
+    {
+        // SAFETY: under Miri every mapping is a block of `miri_map`, unmapped whole.
+        let _ = len;
+        unsafe { libc::free(ptr.cast()) };
+    }
+    #[cfg(not(miri))]
     // SAFETY: caller's contract. A failure (EINVAL on a bad range) leaks address
     // space but cannot corrupt memory, so it is ignored.
     let _ = unsafe { rustix::mm::munmap(ptr.cast(), len) };

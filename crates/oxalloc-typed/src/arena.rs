@@ -421,7 +421,10 @@ unsafe impl<S: Source> Allocator for Arena<S> {
     #[inline]
     unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
         if self.is_last(ptr, layout.size()) {
-            self.cur.set(ptr.as_ptr());
+            // From the cursor, not from `ptr`: a pointer handed back may carry
+            // provenance over its block only (a `Box`'s does), and the next blocks are
+            // carved from the cursor.
+            self.cur.set(self.cur.get().wrapping_sub(layout.size()));
         }
     }
 
@@ -434,8 +437,13 @@ unsafe impl<S: Source> Allocator for Arena<S> {
         let aligned = ptr.as_ptr() as usize & (new.align() - 1) == 0;
         let room = self.end.get() as usize - ptr.as_ptr() as usize;
         if aligned && self.is_last(ptr, old.size()) && new.size() <= room {
-            self.cur.set(ptr.as_ptr().wrapping_add(new.size()));
-            return Ok(NonNull::slice_from_raw_parts(ptr, new.size()));
+            // The grown block comes from the cursor (the chunk's provenance), not from
+            // `ptr`, whose provenance may end at the old size (see `deallocate`).
+            let p = self.cur.get().wrapping_sub(old.size());
+            self.cur.set(p.wrapping_add(new.size()));
+            // SAFETY: `p` is `ptr`'s address, not null.
+            let p = unsafe { NonNull::new_unchecked(p) };
+            return Ok(NonNull::slice_from_raw_parts(p, new.size()));
         }
         let p = self.alloc_layout(new)?;
         // SAFETY: `ptr` holds `old.size()` bytes (caller's contract); `p` is fresh.
@@ -451,7 +459,8 @@ unsafe impl<S: Source> Allocator for Arena<S> {
     ) -> Result<NonNull<[u8]>, AllocError> {
         if ptr.as_ptr() as usize & (new.align() - 1) == 0 {
             if self.is_last(ptr, old.size()) {
-                self.cur.set(ptr.as_ptr().wrapping_add(new.size()));
+                self.cur
+                    .set(self.cur.get().wrapping_sub(old.size() - new.size()));
             }
             return Ok(NonNull::slice_from_raw_parts(ptr, new.size()));
         }

@@ -283,6 +283,10 @@ impl<T, S: Source> SlabCache<T, S> {
         let layout = or_err(Layout::from_size_align(self.slab_bytes, self.slab_bytes).ok())?;
         let region = or_err(self.source.acquire(layout))?;
         let s = region.cast::<SlabHeader>().as_ptr();
+        // `give` finds the header from an object's address alone (a pointer the caller
+        // hands back may carry provenance over its object only, as a `Box`'s does), so
+        // the slab's provenance is exposed here and picked up there.
+        let _ = s.expose_provenance();
         // SAFETY: fresh region aligned to `slab_bytes`, big enough for the header.
         unsafe {
             s.write(SlabHeader {
@@ -340,10 +344,11 @@ impl<T, S: Source> SlabCache<T, S> {
     /// `obj` is a slot of this cache that is in use.
     #[inline]
     unsafe fn give(&self, obj: NonNull<u8>) {
-        let s = obj
-            .as_ptr()
-            .with_addr(obj.as_ptr() as usize & !(self.slab_bytes - 1));
-        let s = s.cast::<SlabHeader>();
+        // The header is not inside `obj`'s provenance: take the slab's, exposed by
+        // `new_slab`.
+        let s = ptr::with_exposed_provenance_mut::<SlabHeader>(
+            obj.as_ptr() as usize & !(self.slab_bytes - 1),
+        );
         // SAFETY: no other borrow of the state is live.
         let st = unsafe { &mut *self.st.get() };
         st.stats.in_use -= 1;
