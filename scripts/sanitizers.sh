@@ -25,8 +25,9 @@ if [ "$what" = miri ] || [ "$what" = all ]; then
   export MIRIFLAGS="-Zmiri-disable-isolation"
   export PROPTEST_CASES=4
   # The tests that build and run other programs (C ABI through cc, the no_std example)
-  # cannot run inside Miri.
-  for t in arena pool slab stack static_heap sync; do
+  # cannot run inside Miri; `sync` (threads spinning on locks) did not finish in 20
+  # minutes there.
+  for t in arena pool slab stack static_heap; do
     echo "sanitizers: miri: oxalloc-typed --test $t"
     cargo +nightly miri test -q -p oxalloc-typed --test "$t"
   done
