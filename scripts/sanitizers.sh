@@ -6,7 +6,8 @@
 #         code about a thousand times slower), and on oxalloc-core's pure data-structure
 #         unit tests (size classes, the formatter, the page-return policy).
 #   tsan  ThreadSanitizer on oxalloc-core's thread tests (the standard library rebuilt
-#         with the sanitizer: -Zbuild-std).
+#         with the sanitizer: -Zbuild-std; the dev profile's panic=abort is switched to
+#         unwind there, or the rebuilt panic_abort crate does not match).
 # Usage: bash scripts/sanitizers.sh [miri|tsan|all]   (default: all; about 30 minutes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,7 +42,8 @@ if [ "$what" = tsan ] || [ "$what" = all ]; then
   echo "sanitizers: tsan: oxalloc-core thread tests"
   RUSTFLAGS="-Zsanitizer=thread" RUSTDOCFLAGS="-Zsanitizer=thread" \
     TSAN_OPTIONS="halt_on_error=1" \
-    cargo +nightly test -q -Zbuild-std --target "$host" -p oxalloc-core \
+    cargo +nightly test -q -Zbuild-std --target "$host" \
+    --config 'profile.dev.panic="unwind"' -p oxalloc-core \
     --test threads --test producer_consumer --test remote_reuse
 fi
 echo "sanitizers: $what: done, no error"

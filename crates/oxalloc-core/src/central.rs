@@ -94,9 +94,11 @@ impl Central {
     /// Takes a span of exactly `slices` slices (1..SLICES), mapping a new segment if
     /// no free span is big enough. Returns `None` when the OS refuses memory.
     ///
-    /// The span comes back with `slice_count` and every slice's `head` set;
-    /// the caller sets its kind and the rest.
-    pub fn take(&mut self, slices: usize) -> Option<*mut Span> {
+    /// The span comes back as a `kind` span (Small or Large) with `slice_count` and
+    /// every slice's `head` set; the caller sets the rest. The kind is set here, under
+    /// the lock: `give` reads its neighbours' kinds under the lock, and a write outside
+    /// it would race with that read (ThreadSanitizer found it).
+    pub fn take(&mut self, slices: usize, kind: SpanKind) -> Option<*mut Span> {
         debug_assert!((1..SLICES).contains(&slices));
         self.tick();
         let mut mask = self.nonempty & (!0u64 << slices);
@@ -131,7 +133,7 @@ impl Central {
                 self.insert_free(rest, bin - slices);
             }
             let span = slice(seg, idx);
-            (*span).kind = SpanKind::Large; // not a free head (a tail cut starts mid-span)
+            (*span).kind = kind; // not a free head (a tail cut starts mid-span)
             (*span).zero = self.claim(seg, idx, slices);
             (*span).slice_count = slices as u8;
             for i in 0..slices {

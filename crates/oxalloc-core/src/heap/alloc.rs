@@ -362,14 +362,13 @@ unsafe fn take_small_span(heap: *mut Heap, c: SizeClass) -> *mut Span {
         }
     }
     let slices = c.span_slices();
-    let Some(span) = CENTRAL.lock().take(slices) else {
+    let Some(span) = CENTRAL.lock().take(slices, SpanKind::Small) else {
         return ptr::null_mut();
     };
     let bs = c.size();
     let start = Segment::span_start(span);
     // SAFETY: the span was just taken from the pool; it is ours alone.
     unsafe {
-        (*span).kind = SpanKind::Small;
         (*span).class = c.0;
         (*span).block_size = bs as u32;
         (*span).class_lo = c.smallest_request() as u64;
@@ -416,7 +415,7 @@ fn alloc_large_inner(size: usize, align: usize) -> *mut u8 {
         return p;
     }
     let slices = need.div_ceil(SLICE_SIZE);
-    let Some(span) = CENTRAL.lock().take(slices) else {
+    let Some(span) = CENTRAL.lock().take(slices, SpanKind::Large) else {
         return ptr::null_mut();
     };
     // SAFETY: the span was just taken from the pool; it is ours alone.
@@ -424,7 +423,6 @@ fn alloc_large_inner(size: usize, align: usize) -> *mut u8 {
     let p = (start + align - 1) & !(align - 1);
     // SAFETY: the span was just taken from the pool; it is ours alone.
     unsafe {
-        (*span).kind = SpanKind::Large;
         (*span).owner = ptr::null_mut();
         // What `free` accepts for this span: exactly this pointer.
         (*span).grid_base = p;
