@@ -92,12 +92,16 @@ fn brk_trim_releases_all() {
     println!("fault_regressions: brk trim releases every segment: ok");
 }
 
-/// A refused `MADV_DONTNEED` on a free span leaves it dirty: calloc of it zeroes it.
-/// (The span was marked purged, so calloc skipped the memset and returned old bytes.)
-fn central_discard_refused() {
-    let keep = api::malloc(100 * KIB); // holds the segment: no unmap instead of purge
-    let p = api::malloc(512 * KIB);
-    fill(p, 512 * KIB, 0xAB);
+/// A refused `MADV_DONTNEED` leaves the range dirty: calloc of it zeroes it. (The range
+/// was marked purged, so calloc skipped the memset and returned old bytes.) `keep` holds
+/// the segment or region, so the trim purges instead of unmapping; `size` picks the
+/// central pool (a large block) or the huge page heap, whose purge loop must also end
+/// when the kernel refuses (it picks the oldest dirty run, which a refusal leaves the
+/// oldest).
+fn discard_refused(what: &str, keep: usize, size: usize, byte: u8) {
+    let keep = api::malloc(keep);
+    let p = api::malloc(size);
+    fill(p, size, byte);
     free(p);
     let discards = fault::calls_of(Call::Discard);
     fault::fail_from(1);
@@ -107,34 +111,20 @@ fn central_discard_refused() {
         fault::calls_of(Call::Discard) > discards,
         "the trim did not purge: nothing was tested"
     );
-    let q = api::calloc(1, 512 * KIB);
-    assert_eq!(q, p, "calloc did not reuse the span");
-    assert!(is_zero(q, 512 * KIB), "calloc returned the old bytes");
+    let q = api::calloc(1, size);
+    assert_eq!(q, p, "calloc did not reuse the {what}");
+    assert!(is_zero(q, size), "calloc returned the old bytes");
     free(q);
     free(keep);
+}
+
+fn central_discard_refused() {
+    discard_refused("span", 100 * KIB, 512 * KIB, 0xAB);
     println!("fault_regressions: central discard refused: ok");
 }
 
-/// The same for the huge page heap, whose purge loop must also end when the kernel
-/// refuses (it picks the oldest dirty run, which a refusal leaves the oldest).
 fn huge_discard_refused() {
-    let keep = api::malloc(4 * MIB); // keeps the region
-    let p = api::malloc(8 * MIB);
-    fill(p, 8 * MIB, 0xCD);
-    free(p);
-    let discards = fault::calls_of(Call::Discard);
-    fault::fail_from(1);
-    api::malloc_trim(0);
-    fault::disarm();
-    assert!(
-        fault::calls_of(Call::Discard) > discards,
-        "the trim did not purge: nothing was tested"
-    );
-    let q = api::calloc(1, 8 * MIB);
-    assert_eq!(q, p, "calloc did not reuse the run");
-    assert!(is_zero(q, 8 * MIB), "calloc returned the old bytes");
-    free(q);
-    free(keep);
+    discard_refused("run", 4 * MIB, 8 * MIB, 0xCD);
     println!("fault_regressions: huge discard refused: ok");
 }
 

@@ -25,3 +25,31 @@ pub fn scale_down() -> usize {
         .unwrap_or(1usize)
         .max(1)
 }
+
+/// Starts `threads` threads that each allocate `count` blocks of `size` bytes and exit
+/// with them live (so each heap is abandoned holding them); a barrier keeps them alive
+/// together, so each has a heap of its own. Returns the blocks, for the caller to free
+/// from this thread (remote frees into the abandoned heaps' spans).
+pub fn abandon_heaps_with_live_blocks(threads: usize, count: usize, size: usize) -> Vec<usize> {
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(threads));
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                let mine: Vec<usize> = (0..count)
+                    .map(|_| {
+                        let p = oxalloc_core::api::malloc(size);
+                        assert!(!p.is_null());
+                        p as usize
+                    })
+                    .collect();
+                barrier.wait();
+                mine
+            })
+        })
+        .collect();
+    handles
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect()
+}
