@@ -51,11 +51,13 @@ if [ -x "$rustup_bin" ]; then
   # Windows (MinGW) is built and tested under wine by test-windows.sh; aarch64 Linux is
   # cross-built and run under qemu-user by test.sh, linking with Debian's
   # gcc-aarch64-linux-gnu (installed above), for glibc and for musl (Rust's musl target
-  # brings its own libc.a and crt files; the cross gcc only links); macOS (arm64, x86-64) is only compiled by
-  # test.sh (no SDK to link with, no Mac to run on); thumbv7em-none-eabihf (Cortex-M4F,
+  # brings its own libc.a and crt files; the cross gcc only links); macOS (arm64, x86-64)
+  # and Windows with MSVC (x86-64, arm64) are only compiled by test.sh (no SDK or
+  # link.exe to link with, nothing to run them on); thumbv7em-none-eabihf (Cortex-M4F,
   # no OS) builds the bare-metal example that bare-metal.sh runs under qemu-system-arm.
   for target in x86_64-unknown-linux-musl x86_64-pc-windows-gnu aarch64-unknown-linux-gnu \
-    aarch64-unknown-linux-musl aarch64-apple-darwin x86_64-apple-darwin thumbv7em-none-eabihf; do
+    aarch64-unknown-linux-musl aarch64-apple-darwin x86_64-apple-darwin thumbv7em-none-eabihf \
+    x86_64-pc-windows-msvc aarch64-pc-windows-msvc; do
     if ! "$rustup_bin" target list --installed | grep -qx "$target"; then
       echo "setup: adding the Rust target $target"
       "$rustup_bin" target add "$target" >/dev/null
@@ -63,7 +65,8 @@ if [ -x "$rustup_bin" ]; then
   done
 else
   echo "setup: no rustup: cannot add x86_64-unknown-linux-musl, x86_64-pc-windows-gnu," \
-    "aarch64-unknown-linux-gnu, aarch64-unknown-linux-musl, thumbv7em-none-eabihf, aarch64-apple-darwin or x86_64-apple-darwin" \
+    "aarch64-unknown-linux-gnu, aarch64-unknown-linux-musl, thumbv7em-none-eabihf, aarch64-apple-darwin," \
+    "x86_64-apple-darwin, x86_64-pc-windows-msvc or aarch64-pc-windows-msvc" \
     "(test.sh will skip them)" >&2
 fi
 echo "setup: all set"

@@ -88,21 +88,24 @@ if [ -d "$(rustc --print sysroot)/lib/rustlib/thumbv7em-none-eabihf" ] &&
 else
   echo "test.sh: SKIPPED the bare-metal example: target thumbv7em-none-eabihf or qemu-system-arm is missing (setup.sh installs them)" >&2
 fi
-# macOS (aarch64-apple-darwin, x86_64-apple-darwin): nothing can be linked for macOS
-# here (no SDK) nor run (no Mac), so the core, facade and typed crates are compiled as
-# libraries (type-checked and turned into Mach-O objects, which needs no linker) with
-# warnings denied, and linted with clippy where it is installed. SKIPPED, and said so,
-# where rustup could not add a target (setup.sh explains).
-for target in aarch64-apple-darwin x86_64-apple-darwin; do
+# macOS (aarch64-apple-darwin, x86_64-apple-darwin) and Windows with the MSVC toolchain
+# (x86_64 and arm64): nothing can be linked for them here (no SDK, no link.exe) nor run
+# (no Mac; wine runs only the MinGW build, test-windows.sh), so the core, facade and typed
+# crates are compiled as libraries (type-checked and turned into objects, which needs no
+# linker) with warnings denied, and linted with clippy where it is installed; the C API
+# crate (a .dll/.dylib, which would need the linker) is type-checked. SKIPPED, and said
+# so, where rustup could not add a target (setup.sh explains).
+for target in aarch64-apple-darwin x86_64-apple-darwin x86_64-pc-windows-msvc aarch64-pc-windows-msvc; do
   if ! rustc --print sysroot >/dev/null 2>&1 ||
     [ ! -d "$(rustc --print sysroot)/lib/rustlib/$target" ]; then
-    echo "test.sh: SKIPPED the macOS build: target $target is not installed" >&2
+    echo "test.sh: SKIPPED the compile-only build for $target: the target is not installed" >&2
     continue
   fi
   flags_var="CARGO_TARGET_$(echo "$target" | tr 'a-z-' 'A-Z_')_RUSTFLAGS"
   env "$flags_var=-D warnings" cargo build -p oxalloc -p oxalloc-typed --lib --target "$target"
   if cargo clippy --version >/dev/null 2>&1; then
     cargo clippy -p oxalloc -p oxalloc-typed --lib --target "$target" -- -D warnings
+    cargo clippy -p oxalloc-capi --lib --target "$target" -- -D warnings
   else
     echo "test.sh: SKIPPED clippy for $target: cargo clippy is not installed" >&2
   fi
