@@ -32,6 +32,14 @@ if rustc --print sysroot >/dev/null 2>&1 &&
   # test cannot count on musl-gcc.
   if command -v musl-gcc >/dev/null 2>&1; then
     cargo test --workspace --test c_and_programs -- --ignored musl_
+    # The benchmark's static musl rows (oxalloc, the mimalloc and jemalloc crates, musl's
+    # own malloc): the binaries, and one short run of each workload under each.
+    cargo build --release -p oxalloc-bench --bins --target x86_64-unknown-linux-musl
+    for alloc in system mimalloc jemalloc oxalloc; do
+      for work in btree hashmap boxtree; do
+        target/x86_64-unknown-linux-musl/release/oxbench-rust-$alloc $work 0.05 | grep '^OXBENCH {' >/dev/null
+      done
+    done
   else
     echo "test.sh: SKIPPED the musl C API tests: musl-gcc is missing (setup.sh installs musl-tools)" >&2
   fi

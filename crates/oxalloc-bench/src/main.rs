@@ -291,6 +291,22 @@ fn run_suite(mut args: RunArgs) -> i32 {
     if cases.iter().any(|c| c.kind == Kind::Rust) {
         ensure_rust_binaries(&bin_dir);
     }
+    let musl_bin_dir = suite::musl_bin_dir(&bin_dir);
+    let mut cases = cases;
+    if args.only.is_empty()
+        && !musl_bin_dir
+            .join(allocators::rust_binary_name("oxalloc"))
+            .is_file()
+    {
+        // Not asked for by name and not built: leave the rows out rather than print them
+        // skipped (building them needs the musl target and musl-gcc).
+        eprintln!(
+            "note: the static musl rows are left out: no binaries in {} ({})",
+            musl_bin_dir.display(),
+            suite::MUSL_BUILD
+        );
+        cases.retain(|c| c.kind != Kind::RustMusl);
+    }
     let tmp = std::env::temp_dir().join(format!("oxalloc-bench-{}", std::process::id()));
     if let Err(e) = std::fs::create_dir_all(&tmp) {
         eprintln!("error: creating {}: {e}", tmp.display());
@@ -299,6 +315,7 @@ fn run_suite(mut args: RunArgs) -> i32 {
     let ctx = Ctx {
         exe: exe.clone(),
         bin_dir,
+        musl_bin_dir,
         scale,
         timeout: Duration::from_secs(args.timeout.unwrap_or(if args.quick { 30 } else { 300 })),
         python: suite::find_program("python3", &["/usr/bin/python3", "/usr/local/bin/python3"]),

@@ -20,6 +20,11 @@ pub enum Kind {
     Sqlite,
     /// A `#[global_allocator]` binary (`oxbench-rust-*`).
     Rust,
+    /// The same binaries built static for `x86_64-unknown-linux-musl` (Alpine images,
+    /// static Rust tools): oxalloc, the mimalloc and jemalloc crates, and musl's own
+    /// malloc in the glibc column. `LD_PRELOAD` does not reach a static binary, so the
+    /// other allocators have no cell.
+    RustMusl,
 }
 
 /// How a workload uses the thread counts.
@@ -68,7 +73,7 @@ const fn w(
 }
 
 /// Every workload, in table order.
-pub const WORKLOADS: [Workload; 19] = [
+pub const WORKLOADS: [Workload; 22] = [
     w(
         "larson",
         Kind::Work,
@@ -196,6 +201,27 @@ pub const WORKLOADS: [Workload; 19] = [
         "Box binary trees built and dropped (binary-trees)",
     ),
     w(
+        "musl-btree",
+        Kind::RustMusl,
+        Threads::One,
+        true,
+        "rust-btree built static for musl (glibc column: musl's own malloc)",
+    ),
+    w(
+        "musl-hashmap",
+        Kind::RustMusl,
+        Threads::One,
+        true,
+        "rust-hashmap built static for musl (glibc column: musl's own malloc)",
+    ),
+    w(
+        "musl-boxtree",
+        Kind::RustMusl,
+        Threads::One,
+        true,
+        "rust-boxtree built static for musl (glibc column: musl's own malloc)",
+    ),
+    w(
         "pairs",
         Kind::Work,
         Threads::One,
@@ -266,6 +292,8 @@ pub struct Ctx {
     pub exe: PathBuf,
     /// Where the `oxbench-rust-*` binaries are.
     pub bin_dir: PathBuf,
+    /// Where their static musl builds are ([`musl_bin_dir`]).
+    pub musl_bin_dir: PathBuf,
     /// Work scale (1.0 full).
     pub scale: f64,
     /// Per-run timeout.
@@ -385,11 +413,54 @@ pub fn prepare(ctx: &Ctx, case: &Case, alloc: &Allocator) -> Result<Prepared, St
             }
             p.job.args = vec![name.into(), scale.into()];
         }
+        Kind::RustMusl => {
+            let name = case.workload.trim_start_matches("musl-");
+            p.job.program = match alloc.name {
+                "oxalloc" | "mimalloc" | "jemalloc" | "glibc" => {
+                    ctx.musl_bin_dir.join(rust_binary_name(alloc.name))
+                }
+                other => {
+                    return Err(format!(
+                    "no static musl build with {other} (LD_PRELOAD does not reach a static binary)"
+                ))
+                }
+            };
+            if !p.job.program.is_file() {
+                return Err(format!(
+                    "{} not built ({MUSL_BUILD})",
+                    p.job.program.display()
+                ));
+            }
+            p.job.preload = None;
+            p.mode = if alloc.name == "glibc" {
+                "musl_malloc"
+            } else {
+                "global_allocator"
+            };
+            p.job.args = vec![name.into(), scale.into()];
+        }
     }
     p.job
         .env
         .extend(alloc.env.iter().map(|&(k, v)| (k.into(), v.into())));
     Ok(p)
+}
+
+/// The Rust target of the static musl rows.
+pub const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
+
+/// How the static musl binaries are built (musl-gcc compiles the C of the mimalloc and
+/// jemalloc crates).
+pub const MUSL_BUILD: &str =
+    "cargo build --release -p oxalloc-bench --bins --target x86_64-unknown-linux-musl";
+
+/// Where cargo puts the musl builds of the binaries in `bin_dir` (`target/release` ->
+/// `target/x86_64-unknown-linux-musl/release`).
+pub fn musl_bin_dir(bin_dir: &Path) -> PathBuf {
+    match (bin_dir.parent(), bin_dir.file_name()) {
+        (Some(target), Some(profile)) => target.join(MUSL_TARGET).join(profile),
+        _ => bin_dir.join(MUSL_TARGET),
+    }
 }
 
 /// Rows inserted by the sqlite workload at `scale` (100k at 1.0).
@@ -531,6 +602,56 @@ mod tests {
         for w in WORKLOADS.iter().filter(|w| w.kind == Kind::Work) {
             assert!(crate::workloads::NAMES.contains(&w.name), "{}", w.name);
         }
+    }
+
+    #[test]
+    fn musl_rows_run_the_static_binaries_or_say_why_not() {
+        assert_eq!(
+            musl_bin_dir(Path::new("/w/target/release")),
+            Path::new("/w/target/x86_64-unknown-linux-musl/release")
+        );
+        let dir = std::env::temp_dir().join(format!("oxbench-musl-{}", std::process::id()));
+        let musl = dir.join("musl");
+        std::fs::create_dir_all(&musl).unwrap();
+        std::fs::write(musl.join("oxbench-rust-oxalloc"), b"").unwrap();
+        let ctx = Ctx {
+            exe: dir.join("oxalloc-bench"),
+            bin_dir: dir.clone(),
+            musl_bin_dir: musl.clone(),
+            scale: 0.5,
+            timeout: Duration::from_secs(1),
+            python: None,
+            python_script: dir.join("x.py"),
+            sqlite: None,
+            tmp: dir.clone(),
+        };
+        let case = &plan(&[1], &["musl-hashmap".into()])[0];
+        assert_eq!(case.kind, Kind::RustMusl);
+        let alloc = |name, lib: Option<&str>| Allocator {
+            name,
+            lib: lib.map(PathBuf::from),
+            missing: None,
+            env: Vec::new(),
+        };
+        // oxalloc: the musl binary, with no preload, running the workload by its own name.
+        let p = prepare(&ctx, case, &alloc("oxalloc", Some("/x/liboxalloc.so"))).unwrap();
+        assert_eq!(p.job.program, musl.join("oxbench-rust-oxalloc"));
+        assert_eq!(p.job.preload, None);
+        assert_eq!(p.job.args, [OsString::from("hashmap"), "0.5".into()]);
+        // Not built: the command that builds it.
+        let e = prepare(&ctx, case, &alloc("mimalloc", Some("/x/m.so"))).unwrap_err();
+        assert!(e.contains(MUSL_BUILD), "{e}");
+        // A preloaded allocator has no static musl cell.
+        let e = prepare(&ctx, case, &alloc("tcmalloc", Some("/x/t.so"))).unwrap_err();
+        assert!(e.contains("LD_PRELOAD"), "{e}");
+        // The default plan has one row per program (run_suite drops them when unbuilt).
+        let rows: Vec<&str> = plan(&[1], &[])
+            .into_iter()
+            .filter(|c| c.kind == Kind::RustMusl)
+            .map(|c| c.workload)
+            .collect();
+        assert_eq!(rows, ["musl-btree", "musl-hashmap", "musl-boxtree"]);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
