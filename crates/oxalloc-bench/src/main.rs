@@ -293,19 +293,23 @@ fn run_suite(mut args: RunArgs) -> i32 {
     }
     let musl_bin_dir = suite::musl_bin_dir(&bin_dir);
     let mut cases = cases;
-    if args.only.is_empty()
-        && !musl_bin_dir
+    if args.only.is_empty() {
+        // Not asked for by name: the rows are left out rather than printed skipped when the
+        // binaries are not built (that needs the musl target and musl-gcc) or oxalloc is
+        // not in the run (the hardened comparison: only the crates have static builds).
+        if !musl_bin_dir
             .join(allocators::rust_binary_name("oxalloc"))
             .is_file()
-    {
-        // Not asked for by name and not built: leave the rows out rather than print them
-        // skipped (building them needs the musl target and musl-gcc).
-        eprintln!(
-            "note: the static musl rows are left out: no binaries in {} ({})",
-            musl_bin_dir.display(),
-            suite::MUSL_BUILD
-        );
-        cases.retain(|c| c.kind != Kind::RustMusl);
+        {
+            eprintln!(
+                "note: the static musl rows are left out: no binaries in {} ({})",
+                musl_bin_dir.display(),
+                suite::MUSL_BUILD
+            );
+            cases.retain(|c| c.kind != Kind::RustMusl);
+        } else if !allocs.iter().any(|a| a.name == "oxalloc") {
+            cases.retain(|c| c.kind != Kind::RustMusl);
+        }
     }
     let tmp = std::env::temp_dir().join(format!("oxalloc-bench-{}", std::process::id()));
     if let Err(e) = std::fs::create_dir_all(&tmp) {
