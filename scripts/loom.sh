@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Model-checks the remote-free protocol (crates/oxalloc-core/src/remote_list.rs) with
-# loom: every interleaving of pushers and the owner within loom's default bounds.
+# Model-checks the lock-free protocols with loom: every interleaving within loom's
+# default bounds. tests/loom_remote.rs: the remote-free protocol (src/remote_list.rs),
+# pushers against the owner's take and drain. tests/loom_stack.rs: the stacks of
+# src/atomic_stack.rs, a heap's stack of spans with remote frees racing its drain, and
+# the registry of heaps walked while threads create heaps.
 # Each model prints how many interleavings it explored.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo test --release -p oxalloc-core --test loom_remote -- --nocapture
+cargo test --release -p oxalloc-core --test loom_remote --test loom_stack -- --nocapture

@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod atomic_stack;
 pub mod backtrace;
 mod central;
 pub mod fmt;

@@ -17,6 +17,10 @@
 //!   stack, so no remote block is forgotten).
 //!
 //! The words are reached through [`Word`], so the models can substitute loom's atomics.
+//! The span's place on its owner's stack (`atomic_stack`) is modelled with these
+//! functions in `tests/loom_stack.rs`: the flag's clear (Release) and the next push that
+//! sees it clear (Acquire) order the drain's read of the span's stack link before the
+//! pusher's new write of it.
 
 use crate::segment::RemoteList;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -93,7 +97,13 @@ pub fn push<W: Word>(
         let old = RemoteList(cur);
         link(old.head() as u64);
         let new = old.pushed_chain(head as *mut _, n).0;
-        match list.compare_exchange_weak(cur, new, Ordering::Release, Ordering::Relaxed) {
+        // Release: the chain's links and sum go with it. Acquire: a pusher that finds
+        // the flag clear is about to stack the span and write its stack link, which the
+        // drain that cleared the flag read just before (`take_clearing_flag`); without
+        // the pair, that read could see this later write (load buffering: Rust's memory
+        // model allows it, and so does aarch64's) and lose the rest of the stack it
+        // took. Found by the loom model of the span stack (tests/loom_stack.rs).
+        match list.compare_exchange_weak(cur, new, Ordering::AcqRel, Ordering::Relaxed) {
             Ok(_) => return !old.notified(),
             Err(now) => cur = now,
         }
@@ -120,7 +130,9 @@ pub fn take<W: Word>(list: &W, kept: bool) -> RemoteList {
 /// stack, or never got there): the next push sets the flag again.
 #[inline]
 pub fn take_clearing_flag<W: Word>(list: &W) -> RemoteList {
-    RemoteList(list.swap(0, Ordering::Acquire))
+    // Release: the drain read the span's stack link before this; the next pusher, which
+    // sees the flag clear (Acquire in `push`), may write it again (see `push`).
+    RemoteList(list.swap(0, Ordering::AcqRel))
 }
 
 /// The owner takes the sum of what was pushed, after taking a list: at least the sum of

@@ -17,6 +17,7 @@
 //! the fork are abandoned so their memory can be reused.
 #![allow(unsafe_code)]
 
+use crate::atomic_stack;
 use crate::heap::{self, Heap, EMPTY_HEAP};
 use crate::lock::Mutex;
 use crate::stats::{self, GLOBAL};
@@ -267,22 +268,17 @@ fn new_heap(reg: &mut Registry) -> *mut Heap {
     }
     reg.next_id += 1;
     // Publish on the append-only list.
-    let mut head = ALL_HEAPS.load(Ordering::Relaxed);
-    loop {
+    atomic_stack::push(&ALL_HEAPS, h, |top| {
         // SAFETY: the heap is not yet published; we own it.
-        unsafe { (*h).next_all = head };
-        match ALL_HEAPS.compare_exchange_weak(head, h, Ordering::Release, Ordering::Relaxed) {
-            Ok(_) => break,
-            Err(now) => head = now,
-        }
-    }
+        unsafe { (*h).next_all = top }
+    });
     stats::add(&GLOBAL.heaps, 1);
     h
 }
 
 /// Visits every heap ever made (for statistics).
 pub fn for_each_heap(mut f: impl FnMut(*mut Heap)) {
-    let mut h = ALL_HEAPS.load(Ordering::Acquire);
+    let mut h = atomic_stack::top(&ALL_HEAPS);
     while !h.is_null() {
         f(h);
         // SAFETY: heaps are never freed and `next_all` is set before publication.

@@ -4,7 +4,7 @@
 #![allow(unsafe_code)]
 
 use super::*;
-use crate::remote_list;
+use crate::{atomic_stack, remote_list};
 
 /// Spans of other heaps whose freed blocks a heap gathers before handing them over.
 pub(super) const PENDING_SPANS: usize = 64;
@@ -162,15 +162,11 @@ pub(super) unsafe fn push_remote(
             return; // the span is on the owner's stack already
         }
         // We set the notified flag: we alone put the span on the owner's stack.
-        let head = AtomicPtr::from_ptr(&raw mut (*owner).remote_spans);
-        let mut top = head.load(Ordering::Relaxed);
-        loop {
-            (*span).remote_next.store(top, Ordering::Relaxed);
-            match head.compare_exchange_weak(top, span, Ordering::Release, Ordering::Relaxed) {
-                Ok(_) => return,
-                Err(now) => top = now,
-            }
-        }
+        atomic_stack::push(
+            AtomicPtr::from_ptr(&raw mut (*owner).remote_spans),
+            span,
+            |top| (*span).remote_next.store(top, Ordering::Relaxed),
+        );
     }
 }
 
@@ -298,8 +294,7 @@ pub unsafe fn drain_remote(heap: *mut Heap) {
     // belong to this heap. A span's link is read before its flag is cleared: from then
     // on a pusher may put it on the stack again.
     unsafe {
-        let mut s = AtomicPtr::from_ptr(&raw mut (*heap).remote_spans)
-            .swap(ptr::null_mut(), Ordering::Acquire);
+        let mut s = atomic_stack::take_all(AtomicPtr::from_ptr(&raw mut (*heap).remote_spans));
         while !s.is_null() {
             let next = (*s).remote_next.load(Ordering::Relaxed);
             if (*s).free.is_null() {

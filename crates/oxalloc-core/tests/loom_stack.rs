@@ -1,0 +1,302 @@
+//! Loom models of the two lock-free stacks built on `src/atomic_stack.rs`, running the
+//! real `push`, `take_all` and `top` (and, for spans, the real `remote_list` functions)
+//! on loom's atomics, with the records' links as loom cells: a link read that the write
+//! of it does not happen before is reported as a data race. Every interleaving within
+//! loom's default bounds is explored. Run with `bash scripts/loom.sh`.
+//!
+//! * **A heap's stack of spans with remote frees, racing its drain** (`heap::remote`:
+//!   `push_remote` stacks a span when its push set the notified flag; `drain_remote`
+//!   takes the stack whole, reads each span's link, then clears its flag): every block
+//!   pushed is taken exactly once, a span is never on the stack twice (its link is never
+//!   written while a drain may still read it), and nothing is left behind: after the
+//!   last drain the stack and every list are empty.
+//! * **The registry of heaps** (`tls`: `new_heap` pushes, `for_each_heap` walks with no
+//!   lock): a walker racing two creators sees each heap at most once, every link it
+//!   follows was written before the heap was published, the heaps it sees are a suffix of
+//!   the final list in order, and a walk after the creators finish sees all of them.
+#![cfg(all(target_os = "linux", target_env = "gnu", target_arch = "x86_64"))]
+
+use loom::cell::UnsafeCell;
+use loom::sync::atomic::{AtomicPtr, AtomicU64};
+use loom::sync::Arc;
+use loom::thread;
+use oxalloc_core::atomic_stack::{self, Head};
+use oxalloc_core::remote_list::{self, Word};
+use oxalloc_core::segment::RemoteList;
+use std::ptr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Runs `f` under loom (every interleaving), then prints how many it explored and
+/// checks there were several (a model that explores one proves nothing).
+fn explore(name: &str, f: impl Fn() + Sync + Send + 'static) {
+    let runs = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = runs.clone();
+    loom::model(move || {
+        counter.fetch_add(1, Ordering::Relaxed);
+        f();
+    });
+    let n = runs.load(Ordering::Relaxed);
+    println!("{name}: {n} interleavings explored");
+    assert!(n > 10, "{name}: only {n} interleavings");
+}
+
+/// A loom atomic pointer as a stack head.
+struct LoomHead<T>(AtomicPtr<T>);
+
+impl<T> LoomHead<T> {
+    fn new() -> Self {
+        LoomHead(AtomicPtr::new(ptr::null_mut()))
+    }
+}
+
+impl<T> Head<T> for LoomHead<T> {
+    fn load(&self, order: Ordering) -> *mut T {
+        self.0.load(order)
+    }
+    fn compare_exchange_weak(
+        &self,
+        c: *mut T,
+        n: *mut T,
+        s: Ordering,
+        f: Ordering,
+    ) -> Result<*mut T, *mut T> {
+        self.0.compare_exchange_weak(c, n, s, f)
+    }
+    fn swap(&self, v: *mut T, order: Ordering) -> *mut T {
+        self.0.swap(v, order)
+    }
+}
+
+/// A loom atomic as a remote-list word.
+struct LoomWord(AtomicU64);
+
+impl Word for LoomWord {
+    fn load(&self, order: Ordering) -> u64 {
+        self.0.load(order)
+    }
+    fn compare_exchange_weak(&self, c: u64, n: u64, s: Ordering, f: Ordering) -> Result<u64, u64> {
+        self.0.compare_exchange_weak(c, n, s, f)
+    }
+    fn swap(&self, v: u64, order: Ordering) -> u64 {
+        self.0.swap(v, order)
+    }
+    fn fetch_add(&self, v: u64, order: Ordering) -> u64 {
+        self.0.fetch_add(v, order)
+    }
+    fn fetch_and(&self, v: u64, order: Ordering) -> u64 {
+        self.0.fetch_and(v, order)
+    }
+}
+
+/// Block addresses: 16 bytes apart from a made-up base (never dereferenced); block `i`
+/// of every span has the same address, and the span is told apart by its record.
+const BASE: u64 = 0x10_0000;
+
+fn addr(i: usize) -> u64 {
+    BASE + 16 * i as u64
+}
+
+fn index(a: u64) -> usize {
+    ((a - BASE) / 16) as usize
+}
+
+/// A span's shared words, its blocks' links and its link on the owner's stack.
+struct Span {
+    list: LoomWord,
+    sum: LoomWord,
+    next: Vec<UnsafeCell<u64>>,
+    stack_link: UnsafeCell<*mut Span>,
+}
+
+// SAFETY: the raw pointer in `stack_link` names another `Span` of the same model, which
+// outlives every thread; loom checks each access to the cell.
+unsafe impl Send for Span {}
+// SAFETY: as above.
+unsafe impl Sync for Span {}
+
+impl Span {
+    fn new(blocks: usize) -> Span {
+        Span {
+            list: LoomWord(AtomicU64::new(0)),
+            sum: LoomWord(AtomicU64::new(0)),
+            next: (0..blocks).map(|_| UnsafeCell::new(0)).collect(),
+            stack_link: UnsafeCell::new(ptr::null_mut()),
+        }
+    }
+}
+
+/// The owner's heap: its stack of spans, and the model's spans.
+struct Heap {
+    remote_spans: LoomHead<Span>,
+    spans: Vec<Span>,
+}
+
+impl Heap {
+    fn span(&self, s: usize) -> *mut Span {
+        (&self.spans[s] as *const Span).cast_mut()
+    }
+
+    /// Another thread frees a chain of blocks of span `s`, as `push_remote` does:
+    /// links them, publishes them, and stacks the span if it set the notified flag.
+    fn free_remote(&self, s: usize, blocks: &[usize]) {
+        let span = &self.spans[s];
+        for w in blocks.windows(2) {
+            // SAFETY: the chain is this thread's until it is published.
+            span.next[w[0]].with_mut(|p| unsafe { *p = addr(w[1]) });
+        }
+        let tail = *blocks.last().unwrap();
+        let sum = blocks.iter().map(|&i| addr(i)).sum();
+        let set_flag = remote_list::push(
+            &span.list,
+            &span.sum,
+            addr(blocks[0]),
+            blocks.len() as u32,
+            sum,
+            // SAFETY: as above.
+            |old| span.next[tail].with_mut(|p| unsafe { *p = old }),
+        );
+        if set_flag {
+            let me = self.span(s);
+            atomic_stack::push(&self.remote_spans, me, |top| {
+                // SAFETY: the span is ours to stack (we set its flag) until the CAS
+                // publishes it; loom checks no drain reads the link meanwhile.
+                span.stack_link.with_mut(|p| unsafe { *p = top })
+            });
+        }
+    }
+
+    /// The owner drains, as `drain_remote` does: takes the stack, and for each span
+    /// reads its link, then takes its list clearing the flag, and walks the list.
+    /// Returns the (span, block) pairs taken.
+    fn drain(&self, taken: &mut Vec<(usize, usize)>) {
+        let mut s = atomic_stack::take_all(&self.remote_spans);
+        let mut seen = Vec::new();
+        while !s.is_null() {
+            let i = self.spans.iter().position(|x| ptr::eq(x, s)).unwrap();
+            assert!(!seen.contains(&i), "span {i} twice on the stack");
+            seen.push(i);
+            let span = &self.spans[i];
+            // SAFETY: loom checks this read against the pusher's write.
+            let next = span.stack_link.with(|p| unsafe { *p });
+            let list = remote_list::take_clearing_flag(&span.list);
+            assert!(list.notified(), "a stacked span without its flag");
+            let mut a = list.head() as u64;
+            for _ in 0..list.count() {
+                taken.push((i, index(a)));
+                // SAFETY: loom checks the link was written before it was published.
+                a = span.next[index(a)].with(|p| unsafe { *p });
+            }
+            assert_eq!(a, 0, "a taken list ends after its count");
+            remote_list::take_sum(&span.sum);
+            s = next;
+        }
+    }
+}
+
+/// Two threads free into two spans of one heap (one of them into both, so the second
+/// span's flag and stack push race the first's) while the owner drains; a last drain
+/// after they finish must find every block, each once, and leave nothing behind.
+#[test]
+fn remote_frees_racing_the_drain_through_the_span_stack() {
+    explore("span stack: remote frees racing the drain", || {
+        let heap = Arc::new(Heap {
+            remote_spans: LoomHead::new(),
+            spans: vec![Span::new(2), Span::new(1)],
+        });
+        let h1 = heap.clone();
+        let t1 = thread::spawn(move || {
+            h1.free_remote(0, &[0]);
+            h1.free_remote(1, &[0]);
+        });
+        let h2 = heap.clone();
+        let t2 = thread::spawn(move || h2.free_remote(0, &[1]));
+        let mut taken = Vec::new();
+        heap.drain(&mut taken);
+        t1.join().unwrap();
+        t2.join().unwrap();
+        heap.drain(&mut taken);
+        taken.sort_unstable();
+        assert_eq!(taken, [(0, 0), (0, 1), (1, 0)], "each block taken once");
+        assert!(
+            heap.remote_spans.load(Ordering::Relaxed).is_null(),
+            "stack empty"
+        );
+        for span in &heap.spans {
+            let left = RemoteList(span.list.load(Ordering::Relaxed));
+            assert!(left.head().is_null() && !left.notified(), "a list left");
+        }
+    });
+}
+
+/// A registry record: its link and a value written before it is published.
+struct Record {
+    id: usize,
+    next: UnsafeCell<*mut Record>,
+}
+
+// SAFETY: the link names another record of the same model, which outlives every thread;
+// loom checks each access to the cell.
+unsafe impl Send for Record {}
+// SAFETY: as above.
+unsafe impl Sync for Record {}
+
+/// Walks the registry as `for_each_heap` does, returning the ids seen.
+fn walk(head: &LoomHead<Record>) -> Vec<usize> {
+    let mut ids = Vec::new();
+    let mut r = atomic_stack::top(head);
+    while !r.is_null() {
+        // SAFETY: records outlive the model; loom checks the link's write happens before.
+        let (id, next) = unsafe { ((*r).id, (*r).next.with(|p| *p)) };
+        assert!(!ids.contains(&id), "record {id} seen twice");
+        ids.push(id);
+        r = next;
+    }
+    ids
+}
+
+/// Two threads create heaps (one of them two) while a third walks the registry.
+#[test]
+fn registry_walk_racing_heap_creation() {
+    explore("registry: walk racing creation", || {
+        let head = Arc::new(LoomHead::<Record>::new());
+        let records: Arc<Vec<Record>> = Arc::new(
+            (0..3)
+                .map(|id| Record {
+                    id,
+                    next: UnsafeCell::new(ptr::null_mut()),
+                })
+                .collect(),
+        );
+        let create = |ids: &'static [usize]| {
+            let head = head.clone();
+            let records = records.clone();
+            thread::spawn(move || {
+                for &i in ids {
+                    let r = (&records[i] as *const Record).cast_mut();
+                    atomic_stack::push(&*head, r, |top| {
+                        // SAFETY: the record is ours until the CAS publishes it.
+                        records[i].next.with_mut(|p| unsafe { *p = top })
+                    });
+                }
+            })
+        };
+        let t1 = create(&[0, 1]);
+        let t2 = create(&[2]);
+        let seen = walk(&head);
+        t1.join().unwrap();
+        t2.join().unwrap();
+        let all = walk(&head);
+        let mut sorted = all.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, [0, 1, 2], "every heap created is in the registry");
+        assert!(
+            all.ends_with(&seen),
+            "a racing walk sees a suffix of the final list: {seen:?} of {all:?}"
+        );
+        let (p0, p1) = (
+            all.iter().position(|&i| i == 0),
+            all.iter().position(|&i| i == 1),
+        );
+        assert!(p1 < p0, "newest first: {all:?}");
+    });
+}
