@@ -34,4 +34,4 @@ for group in sorted(os.listdir(root)):
     for n, t in sorted(ours.items()):
         print(f"| {group} ({n}) | {t:.1f} us | {best_peer} {peers[best_peer]:.1f} us | {t / peers[best_peer]:.2f}x |")
 PY
-grep -E "smallest heap|the peak$" <<<"$out" || true
+grep -E "smallest heap|the peak$|bytes held per live object|the object$" <<<"$out" || true

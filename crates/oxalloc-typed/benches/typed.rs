@@ -9,15 +9,205 @@
 #![allow(clippy::undocumented_unsafe_blocks)] // benchmark driver: contracts noted inline
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use std::alloc::{GlobalAlloc, System};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 // The standard library's black_box (criterion's own reads a value byte by byte through
 // volatile loads, which for a 64-byte value costs more than the pool operation itself).
-use oxalloc_typed::{Arena, Pool, RawPool, SlabCache, StaticHeap};
+use oxalloc_typed::{Arena, Os, Pool, RawPool, SlabCache, Source, StaticHeap};
 use std::alloc::Layout;
 use std::hint::black_box;
 use std::mem::MaybeUninit;
 use std::time::Duration;
 
 const N: usize = 10_000;
+
+/// Bytes the benchmark's allocators hold from below, now: the global allocator's (where
+/// the crates grow their `Vec`s and chunks) and, through [`Counted`], the OS pages ours
+/// map. Memory lines compare what each allocator holds for the same live objects.
+static HELD: AtomicUsize = AtomicUsize::new(0);
+
+/// The system allocator, counting the bytes it hands out into [`HELD`].
+struct CountingSystem;
+
+// SAFETY: forwards to `System`, which keeps the contract; the counter is only arithmetic.
+unsafe impl GlobalAlloc for CountingSystem {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        HELD.fetch_add(l.size(), Relaxed);
+        unsafe { System.alloc(l) } // SAFETY: caller's contract, passed on
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        HELD.fetch_sub(l.size(), Relaxed);
+        unsafe { System.dealloc(p, l) } // SAFETY: caller's contract, passed on
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        HELD.fetch_add(new, Relaxed);
+        HELD.fetch_sub(l.size(), Relaxed);
+        unsafe { System.realloc(p, l, new) } // SAFETY: caller's contract, passed on
+    }
+}
+
+#[global_allocator]
+static COUNTING: CountingSystem = CountingSystem;
+
+/// OS pages, counted into [`HELD`] (the regions as mapped: whole pages).
+#[derive(Clone, Copy, Default)]
+struct Counted;
+
+// SAFETY: forwards to `Os`, which keeps the contract.
+unsafe impl Source for Counted {
+    fn acquire(&self, layout: Layout) -> Option<NonNull<[u8]>> {
+        let r = Os.acquire(layout)?;
+        HELD.fetch_add(r.len(), Relaxed);
+        Some(r)
+    }
+    unsafe fn release(&self, region: NonNull<[u8]>, align: usize) {
+        HELD.fetch_sub(region.len(), Relaxed);
+        unsafe { Os.release(region, align) } // SAFETY: caller's contract, passed on
+    }
+}
+
+/// Runs `fill` (which must leave `live` objects of `object` bytes alive and return them)
+/// and reports the bytes its allocator then holds per live object. The objects are
+/// dropped (and the allocator with them) by the caller's closure afterwards.
+fn held_per_object<R>(live: usize, fill: impl FnOnce() -> R) -> (f64, R) {
+    let before = HELD.load(Relaxed);
+    let kept = fill();
+    let held = HELD.load(Relaxed).saturating_sub(before);
+    (held as f64 / live as f64, kept)
+}
+
+/// Prints one memory line per allocator for a kind: bytes held per live object, and the
+/// object's own size for comparison.
+fn print_memory(group: &str, live: usize, object: usize, rows: &[(&str, f64)]) {
+    println!("{group}: bytes held per live object ({live} live objects of {object} B)");
+    for (name, per) in rows {
+        println!(
+            "  {name:<24} {per:>9.1} B  {:.2}x the object",
+            per / object as f64
+        );
+    }
+}
+
+/// Memory of the pool, slab and arena kinds against the crates: `N` live objects (the
+/// pool after its churn: every other one freed and allocated again), what each allocator
+/// holds from below for them. `Box` on the system allocator is left out: the counter sees
+/// the requested bytes, not malloc's own headers.
+fn memory() {
+    // Every Vec of handles is made before the count starts: only the allocators count.
+    let mut blocks = Vec::with_capacity(N);
+    let (raw, _) = {
+        let pool = RawPool::with_source(Counted, Layout::new::<[u8; 64]>());
+        held_per_object(N, || {
+            blocks.extend((0..N).map(|_| pool.alloc().unwrap()));
+            for p in blocks.iter().step_by(2) {
+                unsafe { pool.free(*p) }; // SAFETY: each freed once
+            }
+            for _ in (0..N).step_by(2) {
+                black_box(pool.alloc().unwrap());
+            }
+        })
+    };
+    let mut v = Vec::with_capacity(N);
+    let (typed, _) = {
+        let mut pool: Pool<[u8; 64], _> = Pool::with_source(Counted);
+        held_per_object(N, || {
+            for _ in 0..N {
+                v.push(pool.insert([1; 64]).unwrap());
+            }
+            for h in v.iter().step_by(2) {
+                black_box(pool.remove(*h).unwrap());
+            }
+            for i in (0..N).step_by(2) {
+                v[i] = pool.insert([2; 64]).unwrap();
+            }
+        })
+    };
+    v.clear();
+    let mut keys = Vec::with_capacity(N);
+    let (slab64, _) = {
+        let mut sl: slab::Slab<[u8; 64]> = slab::Slab::new();
+        held_per_object(N, || {
+            for _ in 0..N {
+                keys.push(sl.insert([1; 64]));
+            }
+            for k in keys.iter().step_by(2) {
+                black_box(sl.remove(*k));
+            }
+            for i in (0..N).step_by(2) {
+                keys[i] = sl.insert([2; 64]);
+            }
+            sl
+        })
+    };
+    print_memory(
+        "pool_64B_churn",
+        N,
+        64,
+        &[
+            ("oxalloc_raw_pool", raw),
+            ("oxalloc_typed_pool", typed),
+            ("slab_crate", slab64),
+        ],
+    );
+
+    let mut ptrs = Vec::with_capacity(N);
+    let cache: SlabCache<[u64; 9], _> = SlabCache::with_source(Counted);
+    let (ours, _) = held_per_object(N, || {
+        for i in 0..N as u64 {
+            ptrs.push(cache.alloc([i; 9]).unwrap());
+        }
+    });
+    for p in ptrs.drain(..) {
+        unsafe { cache.free(p) }; // SAFETY: each freed once
+    }
+    keys.clear();
+    let (theirs, _) = held_per_object(N, || {
+        let mut sl: slab::Slab<[u64; 9]> = slab::Slab::new();
+        for i in 0..N as u64 {
+            keys.push(sl.insert([i; 9]));
+        }
+        sl
+    });
+    print_memory(
+        "slab_cache_10k_obj72B",
+        N,
+        72,
+        &[("oxalloc_slab_cache", ours), ("slab_crate", theirs)],
+    );
+
+    let (ours, _) = held_per_object(N, || {
+        let a = Arena::with_source(Counted);
+        for i in 0..N as u64 {
+            black_box(a.alloc(i).unwrap());
+        }
+        a
+    });
+    let (bump, _) = held_per_object(N, || {
+        let b = bumpalo::Bump::new();
+        for i in 0..N as u64 {
+            black_box(b.alloc(i));
+        }
+        b
+    });
+    let (typed_arena, _) = held_per_object(N, || {
+        let a = typed_arena::Arena::new();
+        for i in 0..N as u64 {
+            black_box(a.alloc(i));
+        }
+        a
+    });
+    print_memory(
+        "arena_10k_u64",
+        N,
+        8,
+        &[
+            ("oxalloc_arena", ours),
+            ("bumpalo", bump),
+            ("typed_arena", typed_arena),
+        ],
+    );
+}
 
 fn arena(c: &mut Criterion) {
     let mut g = c.benchmark_group("arena_10k_u64");
@@ -538,5 +728,9 @@ fn config() -> Criterion {
         .sample_size(20)
 }
 
-criterion_group! { name = benches; config = config(); targets = arena, pool, slab_cache, static_heap }
+fn memory_lines(_: &mut Criterion) {
+    memory();
+}
+
+criterion_group! { name = benches; config = config(); targets = arena, pool, slab_cache, static_heap, memory_lines }
 criterion_main!(benches);
