@@ -74,14 +74,16 @@ else
 fi
 # aarch64 with musl (static Rust programs on arm64 Alpine, the cloud's arm64 containers):
 # the same Rust tests, linked by the same cross gcc (Rust's musl target brings its own
-# libc.a and crt files), run under qemu-user. No C programs here: Debian has no musl-gcc
-# for aarch64.
+# libc.a and crt files), run under qemu-user. Then a static C program against
+# liboxalloc.a, linked by that gcc with those crt files and libc.a (Debian has no
+# musl-gcc nor musl headers for aarch64: the program declares what it uses).
 if ((${#aarch64_missing[@]} == 0)) &&
   [ -d "$(rustc --print sysroot)/lib/rustlib/aarch64-unknown-linux-musl" ]; then
   CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=aarch64-linux-gnu-gcc \
     CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER=qemu-aarch64-static \
     OXALLOC_TEST_SCALE_DOWN=4 \
     cargo test -p oxalloc-core -p oxalloc -p oxalloc-typed --target aarch64-unknown-linux-musl
+  cargo test --workspace --test c_and_programs -- --ignored static_program_on_arm64_musl
 elif ((${#aarch64_missing[@]} == 0)); then
   echo "test.sh: SKIPPED the aarch64 musl tests: target aarch64-unknown-linux-musl is not installed (setup.sh adds it)" >&2
 else

@@ -971,6 +971,7 @@ fn bad_option_value_is_reported_once() {
 
 const MUSL: &str = "x86_64-unknown-linux-musl";
 const AARCH64: &str = "aarch64-unknown-linux-gnu";
+const AARCH64_MUSL: &str = "aarch64-unknown-linux-musl";
 const WINDOWS: &str = "x86_64-pc-windows-gnu";
 
 /// The directory of the liboxalloc built for `triple` (`<target>/<triple>/release`),
@@ -991,7 +992,7 @@ fn cross_lib_dir(triple: &'static str) -> PathBuf {
     }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(&cargo);
-    if triple == MUSL {
+    if triple == MUSL || triple == AARCH64_MUSL {
         // Rust's musl target links statically and makes no cdylib (cargo build would warn
         // that it drops it): the archive only.
         cmd.args(["rustc", "--crate-type", "staticlib"]);
@@ -1240,6 +1241,73 @@ fn aarch64_misuse_battery_static_and_preloaded() {
         c.arg(case);
         c
     });
+}
+
+/// aarch64 with musl: a static C program linked by the aarch64 cross gcc against
+/// liboxalloc.a for `aarch64-unknown-linux-musl` and the musl crt files and `libc.a` that
+/// Rust's target brings (Debian has no musl-gcc nor musl headers for arm64, so the
+/// program declares what it uses), run under qemu-user.
+#[test]
+#[ignore = "needs aarch64-linux-gnu-gcc, qemu-user and the aarch64-unknown-linux-musl target: scripts/test.sh runs it"]
+fn static_program_on_arm64_musl() {
+    let dir = scratch("aarch64_musl");
+    let sysroot = success(
+        &run(
+            Command::new("rustc").args(["--print", "sysroot"]),
+            Duration::from_secs(30),
+        ),
+        "rustc --print sysroot",
+    );
+    let musl = PathBuf::from(sysroot.trim())
+        .join("lib/rustlib")
+        .join(AARCH64_MUSL)
+        .join("lib/self-contained");
+    let gcc = aarch64_gcc();
+    let libgcc = success(
+        &run(
+            Command::new(&gcc).arg("-print-libgcc-file-name"),
+            Duration::from_secs(30),
+        ),
+        "aarch64 libgcc",
+    );
+    let f = |name: &str| musl.join(name).display().to_string();
+    let before = [
+        "-O2".to_string(),
+        "-nostdinc".into(),
+        "-nostdlib".into(),
+        "-static".into(),
+        "-fno-stack-protector".into(),
+        f("crt1.o"),
+        f("crti.o"),
+        f("crtbegin.o"),
+    ];
+    let after = [
+        cross_lib_dir(AARCH64_MUSL)
+            .join("liboxalloc.a")
+            .display()
+            .to_string(),
+        f("libunwind.a"),
+        f("libc.a"),
+        libgcc.trim().to_string(),
+        f("crtend.o"),
+        f("crtn.o"),
+    ];
+    let exe = compile(
+        &gcc,
+        "musl_no_headers.c",
+        &dir,
+        "musl_no_headers",
+        &strs(&before),
+        &strs(&after),
+    );
+    let qemu = ["/usr/bin/qemu-aarch64-static", "/usr/bin/qemu-aarch64"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| tool("qemu-aarch64-static", "qemu-user-static"));
+    let out = run(Command::new(qemu).arg(&exe), Duration::from_secs(120));
+    let stdout = success(&out, "musl_no_headers (aarch64 musl, static)");
+    assert_eq!(stdout.trim(), "ok");
 }
 
 /// Under LD_PRELOAD: the program maps liboxalloc.so and its statistics count the
