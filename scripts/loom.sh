@@ -2,8 +2,10 @@
 # Model-checks the lock-free protocols with loom: every interleaving within loom's
 # default bounds. tests/loom_remote.rs: the remote-free protocol (src/remote_list.rs),
 # pushers against the owner's take and drain. tests/loom_stack.rs: the stacks of
-# src/atomic_stack.rs, a heap's stack of spans with remote frees racing its drain, and
-# the registry of heaps walked while threads create heaps.
+# src/atomic_stack.rs, a heap's stack of spans with remote frees racing its drain, a
+# span's release racing its last remote frees, and the registry of heaps walked while
+# threads create heaps. Optimised: unoptimised, they take minutes (a debug `cargo test`
+# lists them as ignored).
 # Each model prints how many interleavings it explored.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -15,6 +15,9 @@ bash scripts/package.sh
 # Their documentation builds without a warning (a broken or private link fails here).
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -q -p oxalloc-sys -p oxalloc-core \
   -p oxalloc -p oxalloc-typed -p oxalloc-hardened -p oxalloc-cli
+# The loom models of the lock-free protocols, optimised (about a minute; unoptimised,
+# `cargo test` above lists them as ignored).
+bash scripts/loom.sh
 # Soak: threads, forks, trims and every size at once, checked on every free; 20 s under
 # each build here (run it longer by hand: bash scripts/soak.sh 600).
 bash scripts/soak.sh 20

@@ -135,6 +135,15 @@ pub fn take_clearing_flag<W: Word>(list: &W) -> RemoteList {
     RemoteList(list.swap(0, Ordering::AcqRel))
 }
 
+/// Whether the notified flag is clear, as the owner asks before it gives back a span
+/// whose blocks are all free: a set flag means a pusher's span is on the owner's stack,
+/// or about to be (its stack push follows its CAS), so the span must wait for the drain.
+/// Acquire: pairs with that pusher's CAS, as the drain's clear does.
+#[inline]
+pub fn flag_clear<W: Word>(list: &W) -> bool {
+    !RemoteList(list.load(Ordering::Acquire)).notified()
+}
+
 /// The owner takes the sum of what was pushed, after taking a list: at least the sum of
 /// the blocks taken so far that it has not taken before (see the module docs).
 #[inline]

@@ -147,6 +147,10 @@ impl Owner {
 /// Two threads push (a chain of two, a single block) while the owner takes the list
 /// outside the drain (the flag stays): exactly one pusher sets the flag.
 #[test]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "slow unoptimised: scripts/loom.sh runs it optimised"
+)]
 fn pushes_racing_the_owners_take() {
     explore("pushes racing the owner's take", || {
         let span = Arc::new(Span::new(3));
@@ -156,6 +160,9 @@ fn pushes_racing_the_owners_take() {
         let s2 = span.clone();
         let t2 = thread::spawn(move || s2.push(&[2]));
         let mut owner = Owner::default();
+        // Loom does not preempt the model's first thread before its first step unless it
+        // yields: without this, the pushers never run before the owner's first take.
+        thread::yield_now();
         let l = remote_list::take(&span.list, false);
         owner.absorb(&span, l, &total);
         let (n1, n2) = (t1.join().unwrap(), t2.join().unwrap());
@@ -178,6 +185,10 @@ fn pushes_racing_the_owners_take() {
 /// non-empty list always carries the flag afterwards, and a push after the drain sets
 /// it again.
 #[test]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "slow unoptimised: scripts/loom.sh runs it optimised"
+)]
 fn pushes_racing_the_drain() {
     explore("pushes racing the drain", || {
         let span = Arc::new(Span::new(3));
@@ -187,6 +198,9 @@ fn pushes_racing_the_drain() {
         let s2 = span.clone();
         let t2 = thread::spawn(move || s2.push(&[1, 2]));
         let mut owner = Owner::default();
+        // Loom does not preempt the model's first thread before its first step unless it
+        // yields: without this, the pushers never run before the owner's first take.
+        thread::yield_now();
         let l = remote_list::take_clearing_flag(&span.list);
         let cleared = l.notified();
         owner.absorb(&span, l, &total);

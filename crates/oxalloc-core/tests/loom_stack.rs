@@ -10,6 +10,10 @@
 //!   pushed is taken exactly once, a span is never on the stack twice (its link is never
 //!   written while a drain may still read it), and nothing is left behind: after the
 //!   last drain the stack and every list are empty.
+//! * **A span's release racing its last remote frees** (`heap::remote::may_release`:
+//!   a span whose blocks are all free goes back only while its flag is clear): the
+//!   release, modelled as a write over the span's stack link, never races a pusher still
+//!   stacking it, and the span does go back once the threads are done.
 //! * **The registry of heaps** (`tls`: `new_heap` pushes, `for_each_heap` walks with no
 //!   lock): a walker racing two creators sees each heap at most once, every link it
 //!   follows was written before the heap was published, the heaps it sees are a suffix of
@@ -180,16 +184,45 @@ impl Heap {
             let next = span.stack_link.with(|p| unsafe { *p });
             let list = remote_list::take_clearing_flag(&span.list);
             assert!(list.notified(), "a stacked span without its flag");
-            let mut a = list.head() as u64;
-            for _ in 0..list.count() {
-                taken.push((i, index(a)));
-                // SAFETY: loom checks the link was written before it was published.
-                a = span.next[index(a)].with(|p| unsafe { *p });
-            }
-            assert_eq!(a, 0, "a taken list ends after its count");
-            remote_list::take_sum(&span.sum);
+            self.walk(i, list, taken);
             s = next;
         }
+    }
+
+    /// The owner takes span `s`'s list outside the drain, as `take_remote` does when the
+    /// span's free list runs out (the flag stays: the span may be on the stack).
+    fn take_outside_drain(&self, s: usize, taken: &mut Vec<(usize, usize)>) {
+        let list = remote_list::take(&self.spans[s].list, false);
+        self.walk(s, list, taken);
+    }
+
+    /// Reads a taken list of span `s` to its end, and takes its sum.
+    fn walk(&self, s: usize, list: RemoteList, taken: &mut Vec<(usize, usize)>) {
+        let span = &self.spans[s];
+        let mut a = list.head() as u64;
+        for _ in 0..list.count() {
+            taken.push((s, index(a)));
+            // SAFETY: loom checks the link was written before it was published.
+            a = span.next[index(a)].with(|p| unsafe { *p });
+        }
+        assert_eq!(a, 0, "a taken list ends after its count");
+        remote_list::take_sum(&span.sum);
+    }
+
+    /// The owner gives span `s` back if all its `blocks` are free and the flag is clear
+    /// (`may_release`). Giving it back is modelled as a write over the span's stack link
+    /// (the record is reused for another span): loom reports it if a pusher may still
+    /// write there.
+    fn try_release(&self, s: usize, blocks: usize, taken: &[(usize, usize)]) -> bool {
+        let span = &self.spans[s];
+        let free = taken.iter().filter(|t| t.0 == s).count();
+        if free == blocks && remote_list::flag_clear(&span.list) {
+            // SAFETY: loom checks no pusher's write of the link is concurrent.
+            span.stack_link
+                .with_mut(|p| unsafe { *p = ptr::null_mut() });
+            return true;
+        }
+        false
     }
 }
 
@@ -197,6 +230,10 @@ impl Heap {
 /// span's flag and stack push race the first's) while the owner drains; a last drain
 /// after they finish must find every block, each once, and leave nothing behind.
 #[test]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "slow unoptimised: scripts/loom.sh runs it optimised"
+)]
 fn remote_frees_racing_the_drain_through_the_span_stack() {
     explore("span stack: remote frees racing the drain", || {
         let heap = Arc::new(Heap {
@@ -211,6 +248,7 @@ fn remote_frees_racing_the_drain_through_the_span_stack() {
         let h2 = heap.clone();
         let t2 = thread::spawn(move || h2.free_remote(0, &[1]));
         let mut taken = Vec::new();
+        thread::yield_now(); // let the pushers run first too (see above)
         heap.drain(&mut taken);
         t1.join().unwrap();
         t2.join().unwrap();
@@ -226,6 +264,54 @@ fn remote_frees_racing_the_drain_through_the_span_stack() {
             assert!(left.head().is_null() && !left.notified(), "a list left");
         }
     });
+}
+
+/// A span's last two blocks are freed by two other threads while the owner takes its
+/// list outside the drain, drains, and gives the span back as soon as it may; after the
+/// threads finish, one more drain and attempt must give it back, with each block taken
+/// once and nothing left on the stack.
+#[test]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "slow unoptimised: scripts/loom.sh runs it optimised"
+)]
+fn last_remote_frees_racing_the_owners_take_and_release() {
+    explore(
+        "span release: last remote frees racing take and release",
+        || {
+            let heap = Arc::new(Heap {
+                remote_spans: LoomHead::new(),
+                spans: vec![Span::new(2)],
+            });
+            let h1 = heap.clone();
+            let t1 = thread::spawn(move || h1.free_remote(0, &[0]));
+            let h2 = heap.clone();
+            let t2 = thread::spawn(move || h2.free_remote(0, &[1]));
+            let mut taken = Vec::new();
+            // Loom does not preempt the model's first thread before its first step unless
+            // it yields: without this, the pushers never run first.
+            thread::yield_now();
+            heap.take_outside_drain(0, &mut taken);
+            let mut released = heap.try_release(0, 2, &taken);
+            if !released {
+                heap.drain(&mut taken);
+                released = heap.try_release(0, 2, &taken);
+            }
+            t1.join().unwrap();
+            t2.join().unwrap();
+            if released {
+                assert!(
+                    heap.remote_spans.load(Ordering::Relaxed).is_null(),
+                    "a span given back while on the stack"
+                );
+            } else {
+                heap.drain(&mut taken);
+                assert!(heap.try_release(0, 2, &taken), "the span never went back");
+            }
+            taken.sort_unstable();
+            assert_eq!(taken, [(0, 0), (0, 1)], "each block taken once");
+        },
+    );
 }
 
 /// A registry record: its link and a value written before it is published.
@@ -256,6 +342,10 @@ fn walk(head: &LoomHead<Record>) -> Vec<usize> {
 
 /// Two threads create heaps (one of them two) while a third walks the registry.
 #[test]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "slow unoptimised: scripts/loom.sh runs it optimised"
+)]
 fn registry_walk_racing_heap_creation() {
     explore("registry: walk racing creation", || {
         let head = Arc::new(LoomHead::<Record>::new());
@@ -282,6 +372,7 @@ fn registry_walk_racing_heap_creation() {
         };
         let t1 = create(&[0, 1]);
         let t2 = create(&[2]);
+        thread::yield_now(); // let the creators run first too (see above)
         let seen = walk(&head);
         t1.join().unwrap();
         t2.join().unwrap();

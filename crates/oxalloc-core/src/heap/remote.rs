@@ -184,7 +184,7 @@ pub(super) unsafe fn may_release(span: *mut Span) -> bool {
             (*span).remote.store(0, Ordering::Relaxed);
             return true;
         }
-        !RemoteList((*span).remote.load(Ordering::Acquire)).notified()
+        remote_list::flag_clear(&(*span).remote)
     }
 }
 
