@@ -571,12 +571,70 @@ fn with_heaps(bytes: usize, f: &mut dyn FnMut(&str, &mut dyn HeapishDyn)) {
     f("linked_list_allocator", &mut l);
 }
 
+/// Live bytes the adversary keeps at most.
+const ADVERSARY_BUDGET: usize = 64 << 10;
+
+/// An adversary in the manner of Robson's worst-case fragmentation programs (J. M. Robson,
+/// "Bounds for some functions concerning dynamic storage allocation", JACM 1974): phases
+/// of blocks of 16 B, 32 B, ... 4 KiB. Each phase allocates blocks of its size until
+/// `budget` bytes are live, then, looking at where the blocks landed, frees every block it
+/// can while leaving no gap between the blocks it keeps as large as the next phase's
+/// block, so the next phase cannot reuse the freed space and must take new memory. Live
+/// bytes never exceed `budget`; the heap an allocator needs is its fragmentation under a
+/// program that adapts to its placement.
+fn run_adversary<H: Heapish>(h: &mut H, budget: usize) -> bool {
+    let mut live: Vec<(*mut u8, Layout)> = Vec::new();
+    let mut live_bytes = 0;
+    let mut ok = true;
+    let mut size = 16;
+    'phases: while size <= 4096 {
+        let l = Layout::from_size_align(size, 16).unwrap();
+        while live_bytes + size <= budget {
+            let p = h.a(l);
+            if p.is_null() {
+                ok = false;
+                break 'phases;
+            }
+            live.push((p, l));
+            live_bytes += size;
+        }
+        live.sort_by_key(|b| b.0 as usize);
+        let next = 2 * size;
+        let mut kept = Vec::with_capacity(live.len());
+        let mut last_end = live.first().map_or(0, |b| b.0 as usize);
+        for i in 0..live.len() {
+            let (p, l) = live[i];
+            let next_start = live
+                .get(i + 1)
+                .map_or(p as usize + l.size(), |b| b.0 as usize);
+            if next_start - last_end >= next {
+                // Freeing it would leave a gap the next phase could use: keep it.
+                last_end = p as usize + l.size();
+                kept.push((p, l));
+            } else {
+                h.f(p, l);
+                live_bytes -= l.size();
+            }
+        }
+        live = kept;
+        size = next;
+    }
+    for (p, l) in live {
+        h.f(p, l);
+    }
+    ok
+}
+
 /// Object-safe face of [`Heapish`], so [`with_heaps`] can hand out any of them.
 trait HeapishDyn {
     fn mixed(&mut self, w: &[(Layout, usize)]) -> bool;
     fn grow(&mut self, w: &[(usize, u32)]) -> bool;
+    fn adversary(&mut self, budget: usize) -> bool;
 }
 impl<H: Heapish> HeapishDyn for H {
+    fn adversary(&mut self, budget: usize) -> bool {
+        run_adversary(self, budget)
+    }
     fn mixed(&mut self, w: &[(Layout, usize)]) -> bool {
         let mut slots = vec![(std::ptr::null_mut::<u8>(), Layout::new::<u8>()); 1000];
         run_heap(self, w, &mut slots)
@@ -708,6 +766,11 @@ fn static_heap(c: &mut Criterion) {
             "static_heap_realloc_10k",
             realloc_peak(&rw),
             smallest_heaps(&|h| h.grow(&rw)),
+        ),
+        (
+            "static_heap_adversary_16B_4KiB",
+            ADVERSARY_BUDGET,
+            smallest_heaps(&|h| h.adversary(ADVERSARY_BUDGET)),
         ),
     ] {
         println!("{shape}: smallest heap that runs it (live bytes at peak {peak} B)");

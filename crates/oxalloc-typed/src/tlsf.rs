@@ -262,14 +262,42 @@ impl Tlsf {
     /// Takes a free block of at least `size` bytes off its list: `(offset, size)`.
     #[inline]
     fn take(&mut self, base: *mut u8, size: u32) -> Option<(u32, u32)> {
-        let (fl, sl) = mapping_search(size)?;
-        let (fl, sl) = self.find(fl, sl)?;
-        let o = self.heads[fl][sl];
-        // SAFETY: `o` heads a free list, so it is a free block.
-        let bsize = unsafe { self.size_flags(base, o) } & !FLAGS;
-        // SAFETY: as above.
+        let found = mapping_search(size).and_then(|(fl, sl)| self.find(fl, sl));
+        let (o, bsize) = match found {
+            Some((fl, sl)) => {
+                let o = self.heads[fl][sl];
+                // SAFETY: `o` heads a free list, so it is a free block.
+                (o, unsafe { self.size_flags(base, o) } & !FLAGS)
+            }
+            None => self.fit_in_own_class(base, size)?,
+        };
+        // SAFETY: `o` is a free block on its list.
         unsafe { self.remove(base, o, bsize) };
         Some((o, bsize))
+    }
+
+    /// The way out when no class above `size`'s own has a block: the search rounds up
+    /// (every block of the class it picks fits, so it takes the first without looking),
+    /// which passes over blocks of `size`'s own class that are big enough. Before the
+    /// heap is called full, that class's list is searched, first fit: a nearly full heap
+    /// no longer fails a request that one of its holes can hold. Only a request that
+    /// would otherwise fail pays for the walk.
+    #[cold]
+    fn fit_in_own_class(&self, base: *mut u8, size: u32) -> Option<(u32, u32)> {
+        let (fl, sl) = mapping(size);
+        if fl >= FL_COUNT {
+            return None;
+        }
+        let mut o = self.heads[fl][sl];
+        while o != NIL {
+            // SAFETY: `o` is on a free list, so it is a free block with its link words.
+            let (bsize, next) = unsafe { (self.size_flags(base, o) & !FLAGS, r(base, o + 8)) };
+            if bsize >= size {
+                return Some((o, bsize));
+            }
+            o = next;
+        }
+        None
     }
 
     /// Marks the free, unlisted block `o` (`bsize` bytes) used with `need` bytes and
@@ -590,6 +618,44 @@ mod tests {
             }
         }
         check(u32::MAX - 7);
+    }
+
+    #[test]
+    fn a_full_heap_reuses_a_hole_of_the_requests_own_class() {
+        let mut buf = vec![0u64; 8192];
+        let base = buf.as_mut_ptr().cast::<u8>();
+        let mut t = Tlsf::EMPTY;
+        // SAFETY: the vector is ours, 8-aligned, 64 KiB.
+        assert!(unsafe { t.init(base, 65536) });
+        let hole = t.alloc(base, 1000, 8).unwrap();
+        t.alloc(base, 8, 8).unwrap(); // keeps the hole from merging with what follows
+                                      // Fill the rest: the largest request that fits, until none does.
+        loop {
+            let (mut lo, mut hi) = (0usize, 65536usize);
+            while hi - lo > 1 {
+                let mid = (lo + hi) / 2;
+                if let Some(o) = t.alloc(base, mid, 8) {
+                    // SAFETY: just allocated, freed once (the heap is as before).
+                    unsafe { t.free(base, base as usize + o as usize).unwrap() };
+                    lo = mid;
+                } else {
+                    hi = mid;
+                }
+            }
+            if lo == 0 {
+                break;
+            }
+            t.alloc(base, lo, 8).unwrap();
+        }
+        // SAFETY: a live block, freed once.
+        unsafe { t.free(base, base as usize + hole as usize).unwrap() };
+        assert_eq!(t.stats(base).free_blocks, 1);
+        // The search for 1000 bytes rounds up past the hole's class, which is the only
+        // free block: the own-class walk finds it.
+        let need = 1000 + HDR;
+        assert!(mapping_search(need).unwrap() > mapping(need));
+        assert_eq!(t.alloc(base, 1000, 8), Some(hole));
+        t.check(base).unwrap();
     }
 
     #[test]
