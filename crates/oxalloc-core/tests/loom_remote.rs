@@ -13,96 +13,14 @@
 //!   are exactly one per time it was clear (the span reaches the owner's stack once).
 #![cfg(all(target_os = "linux", target_env = "gnu", target_arch = "x86_64"))]
 
-use loom::cell::UnsafeCell;
-use loom::sync::atomic::AtomicU64;
+mod loom_model;
+
 use loom::sync::Arc;
 use loom::thread;
+use loom_model::{addr, explore, RemoteWords as Span};
 use oxalloc_core::remote_list::{self, Word};
 use oxalloc_core::segment::RemoteList;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-/// Runs `f` under loom (every interleaving), then prints how many it explored and
-/// checks there were several (a model that explores one proves nothing).
-fn explore(name: &str, f: impl Fn() + Sync + Send + 'static) {
-    let runs = std::sync::Arc::new(AtomicUsize::new(0));
-    let counter = runs.clone();
-    loom::model(move || {
-        counter.fetch_add(1, Ordering::Relaxed);
-        f();
-    });
-    let n = runs.load(Ordering::Relaxed);
-    println!("{name}: {n} interleavings explored");
-    assert!(n > 10, "{name}: only {n} interleavings");
-}
-
-/// A loom atomic as the protocol's word.
-struct LoomWord(AtomicU64);
-
-impl Word for LoomWord {
-    fn load(&self, order: Ordering) -> u64 {
-        self.0.load(order)
-    }
-    fn compare_exchange_weak(&self, c: u64, n: u64, s: Ordering, f: Ordering) -> Result<u64, u64> {
-        self.0.compare_exchange_weak(c, n, s, f)
-    }
-    fn swap(&self, v: u64, order: Ordering) -> u64 {
-        self.0.swap(v, order)
-    }
-    fn fetch_add(&self, v: u64, order: Ordering) -> u64 {
-        self.0.fetch_add(v, order)
-    }
-    fn fetch_and(&self, v: u64, order: Ordering) -> u64 {
-        self.0.fetch_and(v, order)
-    }
-}
-
-/// Block addresses: 16 bytes apart from a made-up base (never dereferenced).
-const BASE: u64 = 0x10_0000;
-
-fn addr(i: usize) -> u64 {
-    BASE + 16 * i as u64
-}
-
-fn index(a: u64) -> usize {
-    ((a - BASE) / 16) as usize
-}
-
-/// A span's two shared words and its blocks' links.
-struct Span {
-    list: LoomWord,
-    sum: LoomWord,
-    next: Vec<UnsafeCell<u64>>,
-}
-
-impl Span {
-    fn new(blocks: usize) -> Span {
-        Span {
-            list: LoomWord(AtomicU64::new(0)),
-            sum: LoomWord(AtomicU64::new(0)),
-            next: (0..blocks).map(|_| UnsafeCell::new(0)).collect(),
-        }
-    }
-
-    /// A thread frees `blocks` (a chain it gathered) into the span: links them, then
-    /// publishes them. Returns whether it set the notified flag.
-    fn push(&self, blocks: &[usize]) -> bool {
-        for w in blocks.windows(2) {
-            // SAFETY: the chain is this thread's until it is published.
-            self.next[w[0]].with_mut(|p| unsafe { *p = addr(w[1]) });
-        }
-        let tail = *blocks.last().unwrap();
-        let sum = blocks.iter().map(|&i| addr(i)).sum();
-        remote_list::push(
-            &self.list,
-            &self.sum,
-            addr(blocks[0]),
-            blocks.len() as u32,
-            sum,
-            // SAFETY: as above.
-            |old| self.next[tail].with_mut(|p| unsafe { *p = old }),
-        )
-    }
-}
+use std::sync::atomic::Ordering;
 
 /// The owner's side: what it took so far.
 #[derive(Default)]
@@ -118,14 +36,7 @@ impl Owner {
         if list.head().is_null() {
             return;
         }
-        let mut a = list.head() as u64;
-        for _ in 0..list.count() {
-            let i = index(a);
-            self.blocks.push(i);
-            // SAFETY: loom checks that the write of this link happens before this read.
-            a = span.next[i].with(|p| unsafe { *p });
-        }
-        assert_eq!(a, 0, "a taken list ends after its count");
+        span.walk(list, |i| self.blocks.push(i));
         self.sum += remote_list::take_sum(&span.sum);
         let walked: u64 = self.blocks.iter().map(|&i| addr(i)).sum();
         assert!(self.sum >= walked, "took blocks without their sum");

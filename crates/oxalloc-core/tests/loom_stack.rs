@@ -20,29 +20,18 @@
 //!   the final list in order, and a walk after the creators finish sees all of them.
 #![cfg(all(target_os = "linux", target_env = "gnu", target_arch = "x86_64"))]
 
+mod loom_model;
+
 use loom::cell::UnsafeCell;
-use loom::sync::atomic::{AtomicPtr, AtomicU64};
+use loom::sync::atomic::AtomicPtr;
 use loom::sync::Arc;
 use loom::thread;
+use loom_model::{explore, RemoteWords};
 use oxalloc_core::atomic_stack::{self, Head};
-use oxalloc_core::remote_list::{self, Word};
+use oxalloc_core::remote_list;
 use oxalloc_core::segment::RemoteList;
 use std::ptr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-/// Runs `f` under loom (every interleaving), then prints how many it explored and
-/// checks there were several (a model that explores one proves nothing).
-fn explore(name: &str, f: impl Fn() + Sync + Send + 'static) {
-    let runs = std::sync::Arc::new(AtomicUsize::new(0));
-    let counter = runs.clone();
-    loom::model(move || {
-        counter.fetch_add(1, Ordering::Relaxed);
-        f();
-    });
-    let n = runs.load(Ordering::Relaxed);
-    println!("{name}: {n} interleavings explored");
-    assert!(n > 10, "{name}: only {n} interleavings");
-}
+use std::sync::atomic::Ordering;
 
 /// A loom atomic pointer as a stack head.
 struct LoomHead<T>(AtomicPtr<T>);
@@ -71,44 +60,10 @@ impl<T> Head<T> for LoomHead<T> {
     }
 }
 
-/// A loom atomic as a remote-list word.
-struct LoomWord(AtomicU64);
-
-impl Word for LoomWord {
-    fn load(&self, order: Ordering) -> u64 {
-        self.0.load(order)
-    }
-    fn compare_exchange_weak(&self, c: u64, n: u64, s: Ordering, f: Ordering) -> Result<u64, u64> {
-        self.0.compare_exchange_weak(c, n, s, f)
-    }
-    fn swap(&self, v: u64, order: Ordering) -> u64 {
-        self.0.swap(v, order)
-    }
-    fn fetch_add(&self, v: u64, order: Ordering) -> u64 {
-        self.0.fetch_add(v, order)
-    }
-    fn fetch_and(&self, v: u64, order: Ordering) -> u64 {
-        self.0.fetch_and(v, order)
-    }
-}
-
-/// Block addresses: 16 bytes apart from a made-up base (never dereferenced); block `i`
-/// of every span has the same address, and the span is told apart by its record.
-const BASE: u64 = 0x10_0000;
-
-fn addr(i: usize) -> u64 {
-    BASE + 16 * i as u64
-}
-
-fn index(a: u64) -> usize {
-    ((a - BASE) / 16) as usize
-}
-
-/// A span's shared words, its blocks' links and its link on the owner's stack.
+/// A span's shared words, its blocks' links and its link on the owner's stack. Block
+/// `i` of every span has the same made-up address; the span is told apart by its record.
 struct Span {
-    list: LoomWord,
-    sum: LoomWord,
-    next: Vec<UnsafeCell<u64>>,
+    remote: RemoteWords,
     stack_link: UnsafeCell<*mut Span>,
 }
 
@@ -121,9 +76,7 @@ unsafe impl Sync for Span {}
 impl Span {
     fn new(blocks: usize) -> Span {
         Span {
-            list: LoomWord(AtomicU64::new(0)),
-            sum: LoomWord(AtomicU64::new(0)),
-            next: (0..blocks).map(|_| UnsafeCell::new(0)).collect(),
+            remote: RemoteWords::new(blocks),
             stack_link: UnsafeCell::new(ptr::null_mut()),
         }
     }
@@ -144,22 +97,7 @@ impl Heap {
     /// links them, publishes them, and stacks the span if it set the notified flag.
     fn free_remote(&self, s: usize, blocks: &[usize]) {
         let span = &self.spans[s];
-        for w in blocks.windows(2) {
-            // SAFETY: the chain is this thread's until it is published.
-            span.next[w[0]].with_mut(|p| unsafe { *p = addr(w[1]) });
-        }
-        let tail = *blocks.last().unwrap();
-        let sum = blocks.iter().map(|&i| addr(i)).sum();
-        let set_flag = remote_list::push(
-            &span.list,
-            &span.sum,
-            addr(blocks[0]),
-            blocks.len() as u32,
-            sum,
-            // SAFETY: as above.
-            |old| span.next[tail].with_mut(|p| unsafe { *p = old }),
-        );
-        if set_flag {
+        if span.remote.push(blocks) {
             let me = self.span(s);
             atomic_stack::push(&self.remote_spans, me, |top| {
                 // SAFETY: the span is ours to stack (we set its flag) until the CAS
@@ -182,7 +120,7 @@ impl Heap {
             let span = &self.spans[i];
             // SAFETY: loom checks this read against the pusher's write.
             let next = span.stack_link.with(|p| unsafe { *p });
-            let list = remote_list::take_clearing_flag(&span.list);
+            let list = remote_list::take_clearing_flag(&span.remote.list);
             assert!(list.notified(), "a stacked span without its flag");
             self.walk(i, list, taken);
             s = next;
@@ -192,20 +130,14 @@ impl Heap {
     /// The owner takes span `s`'s list outside the drain, as `take_remote` does when the
     /// span's free list runs out (the flag stays: the span may be on the stack).
     fn take_outside_drain(&self, s: usize, taken: &mut Vec<(usize, usize)>) {
-        let list = remote_list::take(&self.spans[s].list, false);
+        let list = remote_list::take(&self.spans[s].remote.list, false);
         self.walk(s, list, taken);
     }
 
     /// Reads a taken list of span `s` to its end, and takes its sum.
     fn walk(&self, s: usize, list: RemoteList, taken: &mut Vec<(usize, usize)>) {
-        let span = &self.spans[s];
-        let mut a = list.head() as u64;
-        for _ in 0..list.count() {
-            taken.push((s, index(a)));
-            // SAFETY: loom checks the link was written before it was published.
-            a = span.next[index(a)].with(|p| unsafe { *p });
-        }
-        assert_eq!(a, 0, "a taken list ends after its count");
+        let span = &self.spans[s].remote;
+        span.walk(list, |i| taken.push((s, i)));
         remote_list::take_sum(&span.sum);
     }
 
@@ -216,7 +148,7 @@ impl Heap {
     fn try_release(&self, s: usize, blocks: usize, taken: &[(usize, usize)]) -> bool {
         let span = &self.spans[s];
         let free = taken.iter().filter(|t| t.0 == s).count();
-        if free == blocks && remote_list::flag_clear(&span.list) {
+        if free == blocks && remote_list::flag_clear(&span.remote.list) {
             // SAFETY: loom checks no pusher's write of the link is concurrent.
             span.stack_link
                 .with_mut(|p| unsafe { *p = ptr::null_mut() });
@@ -260,7 +192,7 @@ fn remote_frees_racing_the_drain_through_the_span_stack() {
             "stack empty"
         );
         for span in &heap.spans {
-            let left = RemoteList(span.list.load(Ordering::Relaxed));
+            let left = RemoteList(span.remote.list.0.load(Ordering::Relaxed));
             assert!(left.head().is_null() && !left.notified(), "a list left");
         }
     });
