@@ -144,7 +144,12 @@ impl Central {
         self.in_use += slices * SLICE_SIZE;
         stats::add(&GLOBAL.in_use_bytes, slices * SLICE_SIZE);
         stats::raise_peak(&GLOBAL.peak_in_use_bytes, &GLOBAL.in_use_bytes);
-        page_return::note_demand(Pool::Spans, self.in_use, oxalloc_sys::now_ns());
+        page_return::note_demand(
+            Pool::Spans,
+            self.in_use,
+            slices * SLICE_SIZE,
+            oxalloc_sys::now_ns(),
+        );
         Some(span)
     }
 
@@ -215,7 +220,7 @@ impl Central {
             let head = slice(seg, idx);
             (*head).freed_at_ns = oxalloc_sys::now_ns();
             self.insert_free(head, count);
-            page_return::note_demand(Pool::Spans, self.in_use, (*head).freed_at_ns);
+            page_return::note_demand(Pool::Spans, self.in_use, 0, (*head).freed_at_ns);
         }
         self.tick();
         if self.dirty_bytes > 0 {
@@ -278,7 +283,12 @@ impl Central {
             stats::add(&GLOBAL.large_huge_bytes, extra * SLICE_SIZE);
             stats::raise_peak(&GLOBAL.peak_in_use_bytes, &GLOBAL.in_use_bytes);
         }
-        page_return::note_demand(Pool::Spans, self.in_use, oxalloc_sys::now_ns());
+        page_return::note_demand(
+            Pool::Spans,
+            self.in_use,
+            new_slices * SLICE_SIZE,
+            oxalloc_sys::now_ns(),
+        );
         true
     }
 

@@ -597,7 +597,7 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
     };
     // SAFETY: best_fit returned a free range of `units` units.
     let block = unsafe { heap.carve(r, from, first, units) };
-    page_return::note_demand(Pool::Huge, heap.in_use, oxalloc_sys::now_ns());
+    page_return::note_demand(Pool::Huge, heap.in_use, units * UNIT, oxalloc_sys::now_ns());
     drop(heap);
     stats::add(&GLOBAL.in_use_bytes, units * UNIT);
     stats::raise_peak(&GLOBAL.peak_in_use_bytes, &GLOBAL.in_use_bytes);
@@ -624,7 +624,7 @@ pub unsafe fn free(p: *mut u8) -> bool {
     unsafe { heap.release(r, i) };
     stats::sub(&GLOBAL.in_use_bytes, len * UNIT);
     let now = oxalloc_sys::now_ns();
-    page_return::note_demand(Pool::Huge, heap.in_use, now);
+    page_return::note_demand(Pool::Huge, heap.in_use, 0, now);
     let targets = page_return::targets(Pool::Huge, heap.dirty_bytes, now);
     if heap.dirty_bytes > targets.at_once {
         heap.purge_down_to(targets.at_once, 0, now);
@@ -731,7 +731,7 @@ pub unsafe fn resize(p: *mut u8, new_size: usize) -> bool {
             heap.set_run(r, h, new_units, USED, Pages::block(false));
             heap.set_run(r, h + new_units, len - new_units, USED, Pages::block(false));
             heap.release(r, h + new_units);
-            page_return::note_demand(Pool::Huge, heap.in_use, oxalloc_sys::now_ns());
+            page_return::note_demand(Pool::Huge, heap.in_use, 0, oxalloc_sys::now_ns());
             drop(heap);
             stats::sub(&GLOBAL.in_use_bytes, (len - new_units) * UNIT);
             return true;
@@ -749,7 +749,12 @@ pub unsafe fn resize(p: *mut u8, new_size: usize) -> bool {
             heap.carve(r, next, next, extra);
             (*Region::run(r, next)).state = INTERIOR;
             heap.set_run(r, h, new_units, USED, Pages::block(false));
-            page_return::note_demand(Pool::Huge, heap.in_use, oxalloc_sys::now_ns());
+            page_return::note_demand(
+                Pool::Huge,
+                heap.in_use,
+                new_units * UNIT,
+                oxalloc_sys::now_ns(),
+            );
             drop(heap);
             stats::add(&GLOBAL.in_use_bytes, extra * UNIT);
             stats::add(&GLOBAL.large_huge_bytes, extra * UNIT);

@@ -93,7 +93,7 @@ pub static PURGE_DELAY_MS: Opt = Opt::num(
 pub static CACHE_MAX_MIB: Opt = Opt::num(
     "CACHE_MAX_MIB",
     8,
-    "most MiB of empty, still-resident pages kept beyond what recent demand keeps; past it they are purged at once",
+    "most MiB of empty, still-resident pages kept beyond what recent demand keeps (or a quarter of the bytes in use, or the pool's largest recent block, if more); past it they are purged at once",
 );
 
 /// Milliseconds of demand history that decide how much free memory stays resident.
