@@ -12,9 +12,26 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// Runs `f` under loom (every interleaving), then prints how many it explored and
 /// checks there were several (a model that explores one proves nothing).
 pub fn explore(name: &str, f: impl Fn() + Sync + Send + 'static) {
+    explore_with(name, loom::model::Builder::new(), f);
+}
+
+/// As [`explore`], but only the interleavings in which threads are preempted at most
+/// `preemptions` times (a bound that keeps a four-thread model to seconds; bugs of
+/// this kind need few preemptions, and each bound the model passed is reported).
+pub fn explore_bounded(name: &str, preemptions: usize, f: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(preemptions);
+    explore_with(
+        &format!("{name} (at most {preemptions} preemptions)"),
+        builder,
+        f,
+    );
+}
+
+fn explore_with(name: &str, builder: loom::model::Builder, f: impl Fn() + Sync + Send + 'static) {
     let runs = std::sync::Arc::new(AtomicUsize::new(0));
     let counter = runs.clone();
-    loom::model(move || {
+    builder.check(move || {
         counter.fetch_add(1, Ordering::Relaxed);
         f();
     });
