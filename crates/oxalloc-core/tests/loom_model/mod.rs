@@ -18,6 +18,7 @@ pub fn explore(name: &str, f: impl Fn() + Sync + Send + 'static) {
 /// As [`explore`], but only the interleavings in which threads are preempted at most
 /// `preemptions` times (a bound that keeps a four-thread model to seconds; bugs of
 /// this kind need few preemptions, and each bound the model passed is reported).
+#[allow(dead_code)] // loom_remote.rs's models are small enough to run unbounded
 pub fn explore_bounded(name: &str, preemptions: usize, f: impl Fn() + Sync + Send + 'static) {
     let mut builder = loom::model::Builder::new();
     builder.preemption_bound = Some(preemptions);
