@@ -39,11 +39,13 @@ if [ "$what" = miri ] || [ "$what" = all ]; then
 fi
 
 if [ "$what" = tsan ] || [ "$what" = all ]; then
-  echo "sanitizers: tsan: oxalloc-core thread tests"
+  echo "sanitizers: tsan: oxalloc-core thread and statistics tests"
   RUSTFLAGS="-Zsanitizer=thread" RUSTDOCFLAGS="-Zsanitizer=thread" \
     TSAN_OPTIONS="halt_on_error=1" \
     cargo +nightly test -q -Zbuild-std --target "$host" \
     --config 'profile.dev.panic="unwind"' -p oxalloc-core \
-    --test threads --test producer_consumer --test remote_reuse
+    --test threads --test producer_consumer --test remote_reuse \
+    --test class_counts --test large_counts --test bytes_allocated --test huge \
+    --test trim_abandoned --test collect_one_abandoned --test idle_release
 fi
 echo "sanitizers: $what: done, no error"
