@@ -138,21 +138,23 @@ fn raise(slots: &[AtomicU64; EPOCHS], epoch: u64, bytes: usize) {
     });
 }
 
-/// The largest value of `slots` in the window ending at `epoch` and not before `since`.
-fn window_max(slots: &[AtomicU64; EPOCHS], epoch: u64, since: u64) -> usize {
-    slots
+/// The largest value `pool` recorded in `slots` (`peaks` or `largest` of its demand)
+/// over the window, not counting what came before a quiet gap; 0 while the pool is
+/// quiet (its history predicts nothing then) or the window is off.
+fn recent_max(pool: Pool, slots: fn(&Demand) -> &[AtomicU64; EPOCHS], now: u64) -> usize {
+    let d = &DEMAND[pool as usize];
+    if window_ns() == 0 || now.wrapping_sub(d.last_active_ns.load(Relaxed)) >= quiet_ns(pool) {
+        return 0;
+    }
+    let epoch = now / epoch_ns();
+    let since = d.active_since_ns.load(Relaxed) / epoch_ns();
+    slots(d)
         .iter()
         .map(|s| s.load(Relaxed))
         .filter(|v| in_window(v >> PEAK_BITS, epoch, since))
         .map(|v| (v & PEAK_MASK) << UNIT_SHIFT)
         .max()
         .unwrap_or(0) as usize
-}
-
-/// Whether `pool` has been quiet (no allocation or free) long enough that its history
-/// predicts nothing; also true with the demand window off.
-fn is_quiet(d: &Demand, pool: Pool, now: u64) -> bool {
-    window_ns() == 0 || now.wrapping_sub(d.last_active_ns.load(Relaxed)) >= quiet_ns(pool)
 }
 
 /// Whether a peak tagged `tag` belongs to one of the last [`EPOCHS`] epochs up to
@@ -166,14 +168,9 @@ fn in_window(tag: u64, epoch: u64, since: u64) -> bool {
 /// window's peak in use minus what is in use now, plus a sixteenth of that peak; 0 once
 /// the program is quiet.
 pub fn keep_bytes(pool: Pool, now: u64) -> usize {
-    let d = &DEMAND[pool as usize];
-    if is_quiet(d, pool, now) {
-        return 0;
-    }
-    let epoch = now / epoch_ns();
-    let since = d.active_since_ns.load(Relaxed) / epoch_ns();
-    let peak = window_max(&d.peaks, epoch, since);
-    peak.saturating_sub(d.in_use.load(Relaxed) as usize) + peak / 16
+    let peak = recent_max(pool, |d| &d.peaks, now);
+    let in_use = DEMAND[pool as usize].in_use.load(Relaxed) as usize;
+    peak.saturating_sub(in_use) + peak / 16
 }
 
 /// Most bytes of free, resident memory `pool` may hold beyond what demand keeps before
@@ -184,13 +181,7 @@ pub fn keep_bytes(pool: Pool, now: u64) -> usize {
 pub fn cache_cap(pool: Pool, now: u64) -> usize {
     let configured = options::CACHE_MAX_MIB.get() as usize * (1 << 20);
     let in_use: u64 = DEMAND.iter().map(|d| d.in_use.load(Relaxed)).sum();
-    let d = &DEMAND[pool as usize];
-    let largest = if is_quiet(d, pool, now) {
-        0
-    } else {
-        let since = d.active_since_ns.load(Relaxed) / epoch_ns();
-        window_max(&d.largest, now / epoch_ns(), since)
-    };
+    let largest = recent_max(pool, |d| &d.largest, now);
     configured.max(in_use as usize / 4).max(largest)
 }
 
