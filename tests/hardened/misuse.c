@@ -29,6 +29,31 @@ static void cycle_quarantine(void) {
     }
 }
 
+/* Frees and allocates large blocks of one size (80 KiB) until their mappings are being
+ * reused (more rounds than the large quarantine holds), so a freed block of that
+ * size keeps its pages. Returns a block from a reused mapping, checked to read as
+ * zero (no byte of the blocks before it). */
+#define REUSED (80 * 1024)
+static char *reused_large(void) {
+    /* 300 x 80 KiB: all of them fit in what freed large blocks may keep resident. */
+    char *held[300];
+    for (int round = 0; round < 4; round++) {
+        for (int i = 0; i < 300; i++) {
+            held[i] = malloc(REUSED);
+            memset(held[i], 0x5A, REUSED);
+        }
+        for (int i = 0; i < 300; i++) free(held[i]);
+    }
+    char *r = malloc(REUSED);
+    for (size_t i = 0; i < REUSED; i++) {
+        if (r[i] != 0) {
+            fprintf(stderr, "stale byte 0x%x at %zu of a reused large block\n", r[i] & 0xff, i);
+            exit(3);
+        }
+    }
+    return r;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) return 2;
     const char *c = argv[1];
@@ -63,6 +88,14 @@ int main(int argc, char **argv) {
         free(p);
         p[5] = 'C';
         malloc_trim(0);
+    } else if (!strcmp(c, "reused_large_read_after_free")) {
+        char *r = reused_large();
+        free(r);
+        sink = r[100];
+    } else if (!strcmp(c, "reused_large_double_free")) {
+        char *r = reused_large();
+        free(r);
+        free(r);
     } else if (!strcmp(c, "read_after_free_large")) {
         free(p);
         sink = p[100];

@@ -140,12 +140,14 @@ pub unsafe extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
     heap::usable_size(p as usize, stack_marker!())
 }
 
-/// `malloc_trim(3)`: checks every quarantined block now, then has the core heaps give
-/// their cached free pages back to the OS; 1 if memory was released.
+/// `malloc_trim(3)`: checks every quarantined block now, then gives back the pages
+/// kept for freed large blocks and has the core heaps give their cached free pages
+/// back to the OS; 1 if memory was released.
 #[unsafe(no_mangle)]
 pub extern "C" fn malloc_trim(pad: usize) -> i32 {
     heap::check_now(stack_marker!());
-    oxalloc_core::api::malloc_trim(pad)
+    let large = heap::trim_large();
+    (oxalloc_core::api::malloc_trim(pad) != 0 || large != 0) as i32
 }
 
 /// Validates every block in the quarantine now (a write after free is reported at

@@ -161,6 +161,11 @@ impl<T> Shard<T> {
 pub struct Large {
     table: large::Table,
     quarantine: Ring,
+    spares: large::Spares,
+    /// Data bytes of freed blocks (quarantined or spare) whose pages were kept.
+    resident_bytes: usize,
+    /// Recent peak of `live_bytes`: what kept pages are held to.
+    peak: large::RecentPeak,
     live_bytes: usize,
     live_blocks: usize,
     mapped_bytes: usize,
@@ -170,6 +175,9 @@ pub struct Large {
 pub static LARGE: Shard<Large> = Shard::new(Large {
     table: large::Table::empty(),
     quarantine: Ring::empty(),
+    spares: large::Spares::empty(),
+    resident_bytes: 0,
+    peak: large::RecentPeak::new(),
     live_bytes: 0,
     live_blocks: 0,
     mapped_bytes: 0,
@@ -723,6 +731,7 @@ fn remember_site(p: usize, size: usize, stack: &Stack) {
             size,
             align: 16,
             freed: false,
+            resident: false,
             live: LIVE,
             stack: *stack,
         })
@@ -882,16 +891,31 @@ impl Large {
         let Some((data, total)) = large::layout(n, align) else {
             return 0;
         };
-        let Some(base) = oxalloc_sys::reserve(total) else {
-            return 0;
+        let spare = self.spares.take(total);
+        let base = match spare {
+            Some(s) => s.base,
+            None => match oxalloc_sys::reserve(total) {
+                Some(b) => b.as_ptr() as usize,
+                None => return 0,
+            },
         };
-        let base = base.as_ptr() as usize;
         let data_start = base + PAGE_SIZE;
-        // SAFETY: the data pages lie in the mapping just made; the guards stay closed.
+        let resident = spare.is_some_and(|s| s.resident);
+        if resident {
+            self.resident_bytes -= data;
+        }
+        // SAFETY: the data pages lie in our mapping (fresh or spare); the guards stay
+        // closed.
         if !unsafe { oxalloc_sys::protect(data_start as *mut u8, data, true) } {
-            // SAFETY: our fresh mapping, holding nothing.
+            // SAFETY: our mapping, holding no live block.
             unsafe { oxalloc_sys::unmap(base as *mut u8, total) };
             return 0;
+        }
+        if resident {
+            // Kept pages hold the last block's bytes: a new block starts as a fresh
+            // mapping does.
+            // SAFETY: the data pages were just opened; nothing refers to them.
+            unsafe { core::ptr::write_bytes(data_start as *mut u8, 0, data) };
         }
         let end = data_start + data;
         let ptr = (end - n) & !(align - 1);
@@ -902,6 +926,7 @@ impl Large {
             size: n,
             align,
             freed: false,
+            resident: false,
             live,
             stack: *stack,
         };
@@ -921,6 +946,7 @@ impl Large {
         self.live_bytes += n;
         self.live_blocks += 1;
         self.mapped_bytes += total;
+        self.peak.note(self.live_bytes, oxalloc_sys::now_ns());
         ptr
     }
 
@@ -1012,26 +1038,79 @@ impl Large {
         };
         self.live_blocks -= 1;
         self.live_bytes -= e.size;
-        // SAFETY: the mapping is the block's own; the program gave it back.
-        unsafe { oxalloc_sys::decommit(e.base as *mut u8, e.total) };
         self.mapped_bytes -= e.total;
         if !mt::LARGE_QUARANTINE {
-            self.unmap(idx);
+            // SAFETY: the mapping is the block's own; the program gave it back.
+            unsafe { oxalloc_sys::unmap(e.base as *mut u8, e.total) };
+            self.table.remove(idx);
             return;
         }
-        self.table.at(idx).expect("validated").freed = true;
+        let data = e.total - 2 * PAGE_SIZE;
+        self.peak.note(self.live_bytes, oxalloc_sys::now_ns());
+        let budget = large::RESIDENT_BUDGET.min(self.peak.get());
+        let keep = e.total <= large::RESIDENT_BLOCK_MAX
+            && self.spares.is_hot(e.total)
+            && self.resident_bytes + data <= budget
+            // SAFETY: the data pages are the block's own; the program gave it back.
+            && unsafe { oxalloc_sys::protect((e.base + PAGE_SIZE) as *mut u8, data, false) };
+        if keep {
+            self.resident_bytes += data;
+        } else {
+            // SAFETY: as above.
+            unsafe { oxalloc_sys::decommit(e.base as *mut u8, e.total) };
+        }
+        let entry = self.table.at(idx).expect("validated");
+        entry.freed = true;
+        entry.resident = keep;
         if let Some(old) = self.quarantine.push(e.ptr) {
             if let Some(i) = self.table.find(old) {
-                self.unmap(i);
+                self.leave_quarantine(i);
             }
         }
     }
 
-    fn unmap(&mut self, idx: usize) {
+    /// A freed block's mapping leaves the quarantine: kept as a spare (the oldest spare
+    /// is unmapped if there are too many).
+    fn leave_quarantine(&mut self, idx: usize) {
         let e = *self.table.at(idx).expect("occupied");
-        // SAFETY: the whole mapping is the freed block's own; nothing lives in it.
-        unsafe { oxalloc_sys::unmap(e.base as *mut u8, e.total) };
         self.table.remove(idx);
+        let spare = large::Spare {
+            base: e.base,
+            total: e.total,
+            resident: e.resident,
+        };
+        if let Some(old) = self.spares.put(spare) {
+            self.unmap_spare(old);
+        }
+    }
+
+    fn unmap_spare(&mut self, s: large::Spare) {
+        if s.resident {
+            self.resident_bytes -= s.total - 2 * PAGE_SIZE;
+        }
+        // SAFETY: a spare mapping holds no block.
+        unsafe { oxalloc_sys::unmap(s.base as *mut u8, s.total) };
+    }
+
+    /// `malloc_trim`: unmaps the spare mappings and discards the kept pages of
+    /// quarantined blocks. Returns the bytes given back.
+    fn trim(&mut self) -> usize {
+        let given = self.resident_bytes;
+        while let Some(s) = self.spares.pop() {
+            self.unmap_spare(s);
+        }
+        for i in 0..self.table.capacity() {
+            if let Some(e) = self.table.at(i) {
+                if e.freed && e.resident {
+                    e.resident = false;
+                    let (base, total) = (e.base, e.total);
+                    // SAFETY: a quarantined block's mapping: no live block in it.
+                    unsafe { oxalloc_sys::decommit(base as *mut u8, total) };
+                    self.resident_bytes -= total - 2 * PAGE_SIZE;
+                }
+            }
+        }
+        given
     }
 
     fn for_each_live(&mut self, f: &mut impl FnMut(usize, &Stack)) {
@@ -1274,6 +1353,14 @@ pub fn check_now(marker: usize) -> usize {
         check_ring(&o.ring, marker);
         o.ring.len()
     })
+}
+
+/// `malloc_trim`: gives back the pages kept for freed large blocks; the bytes released.
+pub fn trim_large() -> usize {
+    if !ensure_init() {
+        return 0;
+    }
+    LARGE.with(|l| l.trim())
 }
 
 /// Totals: (live bytes, live blocks, mapped bytes). Without a lock for the threads'

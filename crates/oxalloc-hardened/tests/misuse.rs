@@ -90,6 +90,14 @@ const CASES: &[(&str, i32, &[&str])] = &[
         ],
     ),
     ("read_after_free_large", SIGSEGV, &[]),
+    // A freed block whose mapping keeps its pages for reuse is as closed as one whose
+    // pages were discarded (and a reused one held no stale byte: exit 3 otherwise).
+    ("reused_large_read_after_free", SIGSEGV, &[]),
+    (
+        "reused_large_double_free",
+        SIGABRT,
+        &["double free of 0x", "size 81920", "in free()"],
+    ),
     ("write_after_free_large", SIGSEGV, &[]),
     (
         "overflow_small",
