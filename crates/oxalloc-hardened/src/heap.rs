@@ -887,38 +887,28 @@ fn validate_zero(p: usize, op: Op, marker: usize, claim: bool, slot: Slot) -> Bl
 }
 
 impl Large {
-    fn alloc(&mut self, n: usize, align: usize, zero: bool, live: u8, stack: &Stack) -> usize {
-        let Some((data, total)) = large::layout(n, align) else {
-            return 0;
-        };
-        let spare = self.spares.take(total);
-        let base = match spare {
-            Some(s) => s.base,
-            None => match oxalloc_sys::reserve(total) {
-                Some(b) => b.as_ptr() as usize,
-                None => return 0,
-            },
-        };
-        let data_start = base + PAGE_SIZE;
-        let resident = spare.is_some_and(|s| s.resident);
-        if resident {
-            self.resident_bytes -= data;
+    /// Takes a spare mapping of `total` bytes for a new block, if there is one.
+    fn take_spare(&mut self, total: usize) -> Option<large::Spare> {
+        let spare = self.spares.take(total)?;
+        if spare.resident {
+            self.resident_bytes -= total - 2 * PAGE_SIZE;
         }
-        // SAFETY: the data pages lie in our mapping (fresh or spare); the guards stay
-        // closed.
-        if !unsafe { oxalloc_sys::protect(data_start as *mut u8, data, true) } {
-            // SAFETY: our mapping, holding no live block.
-            unsafe { oxalloc_sys::unmap(base as *mut u8, total) };
-            return 0;
-        }
-        if resident {
-            // Kept pages hold the last block's bytes: a new block starts as a fresh
-            // mapping does.
-            // SAFETY: the data pages were just opened; nothing refers to them.
-            unsafe { core::ptr::write_bytes(data_start as *mut u8, 0, data) };
-        }
-        let end = data_start + data;
-        let ptr = (end - n) & !(align - 1);
+        Some(spare)
+    }
+
+    /// Enters a new block in the opened mapping at `base` (see [`large::open`]) and
+    /// counts it; returns its address, or 0 (the mapping unmapped) if the table cannot
+    /// grow.
+    fn insert(
+        &mut self,
+        base: usize,
+        total: usize,
+        n: usize,
+        align: usize,
+        live: u8,
+        stack: &Stack,
+    ) -> usize {
+        let ptr = large::block_start(base, total, n, align);
         let e = Entry {
             ptr,
             base,
@@ -931,17 +921,9 @@ impl Large {
             stack: *stack,
         };
         if !self.table.insert(e) {
-            // SAFETY: as above.
+            // SAFETY: our mapping; the block was never handed out.
             unsafe { oxalloc_sys::unmap(base as *mut u8, total) };
             return 0;
-        }
-        // SAFETY: `[ptr, end)` lies in the data pages just opened; nothing refers to it.
-        let block = unsafe { bytes(ptr, end - ptr) };
-        if mt::CANARY {
-            canary::write(ptr, block, n);
-        }
-        if !zero && OPTIONS.junk() {
-            block[..n].fill(mt::JUNK_BYTE);
         }
         self.live_bytes += n;
         self.live_blocks += 1;
@@ -1159,7 +1141,32 @@ fn alloc_in(n: usize, align: usize, zero: bool, live: u8, stack: &Stack, marker:
 /// lock.
 #[inline(never)]
 fn alloc_large(n: usize, align: usize, zero: bool, live: u8, stack: &Stack) -> usize {
-    LARGE.with(|l| l.alloc(n.max(1), align.max(16), zero, live, stack))
+    let (n, align) = (n.max(1), align.max(16));
+    let Some((data, total)) = large::layout(n, align) else {
+        return 0;
+    };
+    // The mapping is ours alone until its entry is in the table, so its system calls
+    // (and the zeroing of kept pages) run outside the lock: two threads allocating
+    // large blocks at once no longer wait on each other's `mmap` and `mprotect`.
+    let spare = LARGE.with(|l| l.take_spare(total));
+    let Some(base) = large::open(spare, total, data) else {
+        return 0;
+    };
+    let ptr = LARGE.with(|l| l.insert(base, total, n, align, live, stack));
+    if ptr == 0 {
+        return 0;
+    }
+    let end = base + total - PAGE_SIZE;
+    // SAFETY: `[ptr, end)` lies in the data pages just opened; no one else has `ptr`
+    // yet.
+    let block = unsafe { bytes(ptr, end - ptr) };
+    if mt::CANARY {
+        canary::write(ptr, block, n);
+    }
+    if !zero && OPTIONS.junk() {
+        block[..n].fill(mt::JUNK_BYTE);
+    }
+    ptr
 }
 
 /// Allocates for the `malloc` family; 0 on failure (the caller sets errno). Inlined

@@ -198,6 +198,37 @@ impl Spares {
     }
 }
 
+/// Opens the data pages of a mapping for a new block of `data` bytes: the spare one
+/// given, or a new reservation of `total` bytes; kept pages are zeroed. The address of
+/// the mapping, or None (nothing left mapped) if the system refuses.
+pub fn open(spare: Option<Spare>, total: usize, data: usize) -> Option<usize> {
+    let base = match spare {
+        Some(s) => s.base,
+        None => oxalloc_sys::reserve(total)?.as_ptr() as usize,
+    };
+    let data_start = base + PAGE_SIZE;
+    // SAFETY: the data pages lie in our mapping, which holds no block; the guards stay
+    // closed.
+    if !unsafe { oxalloc_sys::protect(data_start as *mut u8, data, true) } {
+        // SAFETY: as above.
+        unsafe { oxalloc_sys::unmap(base as *mut u8, total) };
+        return None;
+    }
+    if spare.is_some_and(|s| s.resident) {
+        // Kept pages hold the last block's bytes: a new block starts as a fresh mapping
+        // does.
+        // SAFETY: the data pages were just opened; nothing refers to them.
+        unsafe { core::ptr::write_bytes(data_start as *mut u8, 0, data) };
+    }
+    Some(base)
+}
+
+/// Where a block of `n` bytes aligned to `align` starts in a mapping of `total` bytes:
+/// as far right as the alignment allows, so an overflow runs into the guard page.
+pub fn block_start(base: usize, total: usize, n: usize, align: usize) -> usize {
+    (base + total - PAGE_SIZE - n) & !(align - 1)
+}
+
 /// The address-to-block table.
 pub struct Table {
     slots: usize,
