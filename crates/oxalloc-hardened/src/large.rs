@@ -9,18 +9,21 @@
 //! allows), so an overflow runs into the guard page and faults at once; the few slack
 //! bytes between the end of the block and the guard hold a canary checked on free.
 //! A freed block's pages are discarded and made `PROT_NONE`, and the mapping waits in a
-//! quarantine (its table entry marked freed) before it is unmapped: a later access
-//! faults, and a second free is reported as a double free.
+//! quarantine (its table entry marked freed): a later access faults, and a second free
+//! is reported as a double free.
 //!
 //! A mapping that leaves the quarantine is kept as a *spare* ([`Spares`]) for the next
-//! large block of the same length, still inaccessible: reusing it costs one `mprotect`
-//! instead of `mmap`, `mprotect` and `munmap`. Freed blocks of up to
-//! [`RESIDENT_BLOCK_MAX`] also keep their pages (inaccessible, not discarded) while the
-//! freed bytes kept so stay under [`RESIDENT_BUDGET`] and the recent peak of live
-//! large bytes ([`RecentPeak`]), once their length has been reused: a program that frees and allocates
-//! buffers of one size round after round then reuses pages instead of faulting in fresh
-//! zeroed ones every time (a reused block is zeroed by us, once). Both still fault on
-//! any access while the block is free, as a discarded mapping does.
+//! large block of the same length, still inaccessible (the oldest spare is unmapped):
+//! reusing it costs one `mprotect` instead of `mmap`, `mprotect` and `munmap`. Once a
+//! length has been reused so, freed blocks of that length (up to
+//! [`RESIDENT_BLOCK_MAX`]) keep their pages, inaccessible but not discarded, while the
+//! bytes kept stay under [`RESIDENT_BUDGET`] and the recent peak of live large bytes
+//! ([`RecentPeak`]): a program that frees and allocates buffers of one size round after
+//! round reuses pages instead of faulting in fresh zeroed ones every time (a reused
+//! block is zeroed by us, once). Either way a free block faults on any access.
+//!
+//! A new block's mapping is opened ([`open`]) outside the large-block lock: it is the
+//! caller's alone until its entry is in the table.
 //!
 //! The table from user address to mapping is an open-addressing hash table (linear
 //! probing, backward-shift deletion) in its own mapping; it grows by rehashing into a
