@@ -359,6 +359,9 @@ pub struct Segment {
     /// mapped or purged (central's lock guards it). A free slice whose bit is clear
     /// reads as zero.
     pub dirty_slices: u64,
+    /// The heap (its address) whose spans this segment serves first, 0 for none
+    /// (central's lock guards it): see `Central::take`.
+    pub home: usize,
     /// One record per slice.
     pub spans: [Span; SLICES],
 }

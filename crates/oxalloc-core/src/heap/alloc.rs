@@ -363,7 +363,7 @@ unsafe fn take_small_span(heap: *mut Heap, c: SizeClass) -> *mut Span {
         }
     }
     let slices = c.span_slices();
-    let Some(span) = CENTRAL.lock().take(slices, SpanKind::Small) else {
+    let Some(span) = CENTRAL.lock().take(slices, SpanKind::Small, heap as usize) else {
         return ptr::null_mut();
     };
     let bs = c.size();
@@ -416,7 +416,10 @@ fn alloc_large_inner(size: usize, align: usize) -> *mut u8 {
         return p;
     }
     let slices = need.div_ceil(SLICE_SIZE);
-    let Some(span) = CENTRAL.lock().take(slices, SpanKind::Large) else {
+    // The heap whose segments serve this thread first (set up now if the thread has
+    // none: its first blocks may all be large).
+    let home = counting_heap() as usize;
+    let Some(span) = CENTRAL.lock().take(slices, SpanKind::Large, home) else {
         return ptr::null_mut();
     };
     // SAFETY: the span was just taken from the pool; it is ours alone.
