@@ -73,7 +73,7 @@ const fn w(
 }
 
 /// Every workload, in table order.
-pub const WORKLOADS: [Workload; 22] = [
+pub const WORKLOADS: [Workload; 23] = [
     w(
         "larson",
         Kind::Work,
@@ -164,6 +164,13 @@ pub const WORKLOADS: [Workload; 22] = [
         Threads::One,
         true,
         "one thread allocates 16-256 B, another frees, through a bounded SPSC ring",
+    ),
+    w(
+        "shared-slots",
+        Kind::Work,
+        Threads::Fixed(&[8]),
+        true,
+        "8 threads replace 16-512 B blocks in shared tables: nearly every free is another's",
     ),
     w(
         "python",

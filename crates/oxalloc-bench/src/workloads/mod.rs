@@ -17,6 +17,7 @@ pub mod power_law;
 pub mod prodcons;
 pub mod realloc_growth;
 pub mod realloc_threads;
+pub mod shared_slots;
 pub mod table_replace;
 pub mod xchurn;
 pub mod xmalloc;
@@ -58,7 +59,7 @@ impl WorkOutput {
 }
 
 /// Names of the C-allocator workloads this module runs (see [`run`]).
-pub const NAMES: [&str; 14] = [
+pub const NAMES: [&str; 15] = [
     "larson",
     "xmalloc",
     "cache-thrash",
@@ -72,6 +73,7 @@ pub const NAMES: [&str; 14] = [
     "table-replace",
     "xchurn",
     "prodcons",
+    "shared-slots",
     "pairs",
 ];
 
@@ -92,6 +94,7 @@ pub fn run(name: &str, threads: usize, scale: f64, pairs: u64) -> Option<WorkOut
         "table-replace" => table_replace::run(threads, scale),
         "xchurn" => xchurn::run(threads, scale),
         "prodcons" => prodcons::run(scale),
+        "shared-slots" => shared_slots::run(threads, scale),
         "pairs" => pairs::run(pairs, 32),
         _ => return None,
     })
