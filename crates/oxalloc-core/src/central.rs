@@ -197,32 +197,54 @@ impl Central {
         slices: usize,
         home: usize,
     ) -> Option<(usize, *mut Span, bool, (u32, u32))> {
-        const LOOK: usize = 16;
-        let mut looked = 0;
+        let mut budget = 16;
         let mut bins = mask;
-        while bins != 0 && looked < LOOK {
+        while bins != 0 && budget > 0 {
             let bin = bins.trailing_zeros() as usize;
             bins &= bins - 1;
-            let mut best: Option<(*mut Span, bool, (u32, u32))> = None;
-            let mut span = self.bins[bin];
-            while !span.is_null() && looked < LOOK {
-                // SAFETY: caller's contract: listed spans are free heads of live segments.
-                unsafe {
-                    if (*Segment::of(span as usize)).home == home {
-                        let (from_tail, key) = self.cut_side(span, bin, slices);
-                        if best.is_none_or(|b| key > b.2) {
-                            best = Some((span, from_tail, key));
-                        }
-                    }
-                    span = (*span).next;
-                }
-                looked += 1;
-            }
+            // SAFETY: caller's contract; listed spans are free heads of live segments.
+            let best = unsafe {
+                self.best_cut(bin, slices, &mut budget, |span| {
+                    (*Segment::of(span as usize)).home == home
+                })
+            };
             if let Some((span, from_tail, key)) = best {
                 return Some((bin, span, from_tail, key));
             }
         }
         None
+    }
+
+    /// Among the next spans of `bin` (at most `budget` of them, counted down) that
+    /// `accept` takes, the one whose cut holds the most dirty slices, then the most
+    /// dirty slices in all ([`Central::cut_side`]'s key), with the side to cut from and
+    /// its key; it stops at a span dirty all through, which none can beat.
+    ///
+    /// # Safety
+    /// The lock is held (we are `&self` under `&mut self`); `accept` is called on free
+    /// heads of live segments.
+    unsafe fn best_cut(
+        &self,
+        bin: usize,
+        slices: usize,
+        budget: &mut usize,
+        accept: impl Fn(*mut Span) -> bool,
+    ) -> Option<(*mut Span, bool, (u32, u32))> {
+        let mut best: Option<(*mut Span, bool, (u32, u32))> = None;
+        let mut span = self.bins[bin];
+        while !span.is_null() && *budget > 0 && best.is_none_or(|b| b.2 .1 < bin as u32) {
+            if accept(span) {
+                // SAFETY: bins hold only free heads of live segments (caller's lock).
+                let (from_tail, key) = unsafe { self.cut_side(span, bin, slices) };
+                if best.is_none_or(|b| key > b.2) {
+                    best = Some((span, from_tail, key));
+                }
+            }
+            // SAFETY: as above.
+            span = unsafe { (*span).next };
+            *budget -= 1;
+        }
+        best
     }
 
     /// Whether to cut `slices` slices from the tail of the free span `span` of `bin`
@@ -253,22 +275,10 @@ impl Central {
     /// # Safety
     /// `bin` is not empty; the lock is held (we are `&mut self`).
     unsafe fn most_resident(&self, bin: usize, slices: usize) -> (*mut Span, bool, (u32, u32)) {
-        const LOOK: usize = 8;
-        let mut best = (self.bins[bin], false, (0, 0));
-        let mut span = self.bins[bin];
-        let mut looked = 0;
-        while !span.is_null() && looked < LOOK && best.2 .1 < bin as u32 {
-            // SAFETY: caller's contract: listed spans are free heads of live segments.
-            unsafe {
-                let (from_tail, key) = self.cut_side(span, bin, slices);
-                if key > best.2 {
-                    best = (span, from_tail, key);
-                }
-                span = (*span).next;
-            }
-            looked += 1;
-        }
-        best
+        let mut budget = 8;
+        // SAFETY: caller's contract; every span is accepted, so the first one of the
+        // (non-empty) bin at least is the answer.
+        unsafe { self.best_cut(bin, slices, &mut budget, |_| true) }.expect("bin is not empty")
     }
 
     /// Gives a span back (every block in it free), merging it with free neighbours.

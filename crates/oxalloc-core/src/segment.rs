@@ -315,10 +315,10 @@ impl Span {
     /// # Safety
     /// The caller's heap owns the small span `span`.
     pub unsafe fn grow_grid(span: *mut Span, n: usize, size: usize) {
-        // SAFETY: caller's contract; Release pairs with other threads' Acquire loads.
         // The owner is the only writer, so a load and a store do what `fetch_add`
         // would without its `lock` prefix, which waited for the line (other threads'
         // frees read it): 23% of `alloc_slow`'s samples in `shared-slots/t8`.
+        // SAFETY: caller's contract; Release pairs with other threads' Acquire loads.
         unsafe {
             let limit = AtomicU64::from_ptr(&raw mut (*span).grid_limit);
             let grown = limit.load(Ordering::Relaxed) + n as u64 * Span::grid_step_for(size);

@@ -342,7 +342,7 @@ impl Block {
         match *self {
             Block::Small { len, .. } => small::class_of_len(len),
             Block::Zero => 0,
-            Block::Large { e, .. } => e.total - 2 * PAGE_SIZE,
+            Block::Large { e, .. } => large::data_len(e.total),
         }
     }
     fn align(&self) -> usize {
@@ -891,7 +891,7 @@ impl Large {
     fn take_spare(&mut self, total: usize) -> Option<large::Spare> {
         let spare = self.spares.take(total)?;
         if spare.resident {
-            self.resident_bytes -= total - 2 * PAGE_SIZE;
+            self.resident_bytes -= large::data_len(total);
         }
         Some(spare)
     }
@@ -945,7 +945,7 @@ impl Large {
                     Kind::UseAfterFree
                 };
                 let mut m = report::headline(kind, p);
-                report::block(&mut m, e.size, e.total - 2 * PAGE_SIZE);
+                report::block(&mut m, e.size, large::data_len(e.total));
                 report::within(&mut m, op.name);
                 m.str(": the large block was already freed");
                 report::fatal(held, m, marker, Some(&e.stack));
@@ -960,7 +960,7 @@ impl Large {
                         Some(held),
                         p,
                         e.size,
-                        e.total - 2 * PAGE_SIZE,
+                        large::data_len(e.total),
                         off,
                         op,
                         marker,
@@ -969,7 +969,7 @@ impl Large {
                 }
             }
             if op.live != 0 && e.live != op.live {
-                let sizes = (e.size, e.total - 2 * PAGE_SIZE);
+                let sizes = (e.size, large::data_len(e.total));
                 kind_mismatch(
                     Some(held),
                     p,
@@ -999,7 +999,7 @@ impl Large {
                 m.str(": points into the slack or guard pages of the large block at ")
                     .hex(e.ptr as u64);
             }
-            report::block(&mut m, e.size, e.total - 2 * PAGE_SIZE);
+            report::block(&mut m, e.size, large::data_len(e.total));
             if e.freed {
                 m.str(", already freed");
             }
@@ -1027,7 +1027,7 @@ impl Large {
             self.table.remove(idx);
             return;
         }
-        let data = e.total - 2 * PAGE_SIZE;
+        let data = large::data_len(e.total);
         self.peak.note(self.live_bytes, oxalloc_sys::now_ns());
         let budget = large::RESIDENT_BUDGET.min(self.peak.get());
         let keep = e.total <= large::RESIDENT_BLOCK_MAX
@@ -1068,7 +1068,7 @@ impl Large {
 
     fn unmap_spare(&mut self, s: large::Spare) {
         if s.resident {
-            self.resident_bytes -= s.total - 2 * PAGE_SIZE;
+            self.resident_bytes -= large::data_len(s.total);
         }
         // SAFETY: a spare mapping holds no block.
         unsafe { oxalloc_sys::unmap(s.base as *mut u8, s.total) };
@@ -1088,7 +1088,7 @@ impl Large {
                     let (base, total) = (e.base, e.total);
                     // SAFETY: a quarantined block's mapping: no live block in it.
                     unsafe { oxalloc_sys::decommit(base as *mut u8, total) };
-                    self.resident_bytes -= total - 2 * PAGE_SIZE;
+                    self.resident_bytes -= large::data_len(total);
                 }
             }
         }

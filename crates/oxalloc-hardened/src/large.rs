@@ -226,6 +226,11 @@ pub fn open(spare: Option<Spare>, total: usize, data: usize) -> Option<usize> {
     Some(base)
 }
 
+/// The data bytes of a mapping of `total` bytes (the rest are its two guard pages).
+pub const fn data_len(total: usize) -> usize {
+    total - 2 * PAGE_SIZE
+}
+
 /// Where a block of `n` bytes aligned to `align` starts in a mapping of `total` bytes:
 /// as far right as the alignment allows, so an overflow runs into the guard page.
 pub fn block_start(base: usize, total: usize, n: usize, align: usize) -> usize {
