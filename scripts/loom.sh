@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Model-checks the lock-free protocols with loom: every interleaving within loom's
 # default bounds. tests/loom_remote.rs: the remote-free protocol (src/remote_list.rs),
-# pushers against the owner's take and drain. tests/loom_stack.rs: the stacks of
+# pushers against the owner's take and drain, and a thread stealing the waiting list
+# (heap/foreign.rs) against both (at most three preemptions). tests/loom_stack.rs: the stacks of
 # src/atomic_stack.rs, a heap's stack of spans with remote frees racing its drain, a
 # span's release racing its last remote frees, the registry of heaps walked while
 # threads create heaps, and a heap changing owners (exit and adoption) while two threads

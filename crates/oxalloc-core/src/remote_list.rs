@@ -16,6 +16,13 @@
 //!   after each time the owner clears it (that pusher puts the span on the owner's
 //!   stack, so no remote block is forgotten).
 //!
+//! A third party may take a waiting list whole ([`steal`], for `heap::foreign`): one
+//! CAS from a list that holds blocks to the bare flag, so exactly one of it and the
+//! owner gets each block, the flag stays with the span, and the stealer takes its
+//! blocks' sum off the sum word ([`unsum_stolen`]) before it hands any of them out;
+//! once every block is back with the owner its sums are exact again (the third model
+//! in `tests/loom_remote.rs`).
+//!
 //! The words are reached through [`Word`], so the models can substitute loom's atomics.
 //! The span's place on its owner's stack (`atomic_stack`) is modelled with these
 //! functions in `tests/loom_stack.rs`: the flag's clear (Release) and the next push that
@@ -149,4 +156,41 @@ pub fn flag_clear<W: Word>(list: &W) -> bool {
 #[inline]
 pub fn take_sum<W: Word>(sum: &W) -> u64 {
     sum.swap(0, Ordering::Acquire)
+}
+
+/// Another thread takes a span's waiting list whole, to hand its blocks out itself
+/// (`heap::foreign`): only a list that holds blocks (so it carries the flag), and the
+/// flag stays, since the span may be on its owner's stack (the owner's drain then finds
+/// an empty list). Empty, and nothing changed, if the list holds fewer than
+/// `min_blocks` blocks (or none). Exactly one of this and the owner's takes gets each
+/// block. Acquire: the blocks' links are the pushers' (see `push`).
+#[inline]
+pub fn steal<W: Word>(list: &W, min_blocks: u32) -> RemoteList {
+    let mut cur = list.load(Ordering::Relaxed);
+    loop {
+        let l = RemoteList(cur);
+        if l.head().is_null() || l.count() < min_blocks {
+            return RemoteList(0);
+        }
+        match list.compare_exchange_weak(
+            cur,
+            RemoteList::NOTIFIED,
+            Ordering::Acquire,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => return RemoteList(cur),
+            Err(now) => cur = now,
+        }
+    }
+}
+
+/// After [`steal`]: takes the stolen blocks' sum (`chain_sum`, their addresses added
+/// up) off the sum word, before any of them is handed out again. The owner may have
+/// taken that sum already (its take of the sum is not tied to a list); the word then
+/// goes below zero (wrapping) until the owner takes it again, which it does before it
+/// trusts `live_sum` (see `check::verify_empty`): once every block of the span is back
+/// with the owner, the sums it took add up exactly again.
+#[inline]
+pub fn unsum_stolen<W: Word>(sum: &W, chain_sum: u64) {
+    sum.fetch_add(chain_sum.wrapping_neg(), Ordering::Relaxed);
 }

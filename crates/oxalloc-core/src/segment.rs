@@ -160,12 +160,14 @@ pub struct Span {
     pub class_range: u64,
 
     /// Blocks of this span freed by other threads, as one word (see [`RemoteList`]):
-    /// pushed with a CAS by any thread, taken whole by the owner. In the third cache
+    /// pushed with a CAS by any thread, taken whole by the owner (or by a thread that
+    /// reuses the blocks: `heap::foreign`). In the third cache
     /// line, so those CASes do not contend with the owner's fast-path fields.
     pub remote: AtomicU64,
     /// The sum of the addresses of the blocks pushed on `remote` and not yet taken by
     /// the owner: a pusher adds its chain's sum before it publishes the chain, so the
-    /// owner, having taken a list, takes (at least) its sum too.
+    /// owner, having taken a list, takes (at least) its sum too. A thread that steals
+    /// the list takes the stolen blocks' sum off (for a while below zero, wrapping).
     pub remote_sum: AtomicU64,
     /// Link in the owner heap's stack of spans that have remote frees to collect.
     pub remote_next: AtomicPtr<Span>,

@@ -10,7 +10,10 @@
 //!   has taken every block pushed (`live_sum` never reports a double free that is not
 //!   there, and sees one that is);
 //! * a list that is not empty carries the notified flag, and pushers that set the flag
-//!   are exactly one per time it was clear (the span reaches the owner's stack once).
+//!   are exactly one per time it was clear (the span reaches the owner's stack once);
+//! * a thread that steals the waiting list (`steal`, `unsum_stolen`) gets each of its
+//!   blocks alone, sees their links, leaves the flag, and once its blocks come back the
+//!   owner's sums are exact.
 #![cfg(all(target_os = "linux", target_env = "gnu", target_arch = "x86_64"))]
 
 mod loom_model;
@@ -129,5 +132,63 @@ fn pushes_racing_the_drain() {
         let l = remote_list::take(&span.list, false);
         owner.absorb(&span, l, &total);
         owner.check_all_taken(&total);
+    });
+}
+
+/// Another thread steals the waiting list (`remote_list::steal`, as `heap::foreign`
+/// does) while two threads push and the owner takes the list: every block ends up with
+/// exactly one of them, the stealer's blocks come back to the owner later (freed
+/// again, pushed), and then the owner's sums are exact although the stealer took its
+/// blocks' sum off the word after the owner may have taken it. The steal leaves the
+/// flag: exactly one push sets it while nobody clears it.
+#[test]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "slow unoptimised: scripts/loom.sh runs it optimised"
+)]
+fn a_steal_racing_pushes_and_the_owners_take() {
+    loom_model::explore_bounded("a steal racing pushes and the owner's take", 3, || {
+        let span = Arc::new(Span::new(3));
+        let total = [0, 1, 2];
+        let s1 = span.clone();
+        let t1 = thread::spawn(move || s1.push(&[0, 1]));
+        let s2 = span.clone();
+        let t2 = thread::spawn(move || s2.push(&[2]));
+        let s3 = span.clone();
+        let stealer = thread::spawn(move || {
+            let l = remote_list::steal(&s3.list, 1);
+            if l.head().is_null() {
+                return false;
+            }
+            assert!(l.notified(), "a list with blocks and no flag");
+            let mut got = Vec::new();
+            s3.walk(l, |i| got.push(i));
+            remote_list::unsum_stolen(&s3.sum, got.iter().map(|&i| addr(i)).sum());
+            // Handed out, used, and freed again by this thread: back to the owner.
+            s3.push(&got)
+        });
+        let mut owner = Owner::default();
+        thread::yield_now();
+        let l = remote_list::take(&span.list, false);
+        owner.absorb(&span, l, &total);
+        let (n1, n2, n3) = (
+            t1.join().unwrap(),
+            t2.join().unwrap(),
+            stealer.join().unwrap(),
+        );
+        assert_eq!(
+            n1 as u32 + n2 as u32 + n3 as u32,
+            1,
+            "exactly one push sets the flag while nobody clears it"
+        );
+        let left = RemoteList(span.list.load(Ordering::Relaxed));
+        assert!(left.notified(), "the steal must leave the flag");
+        let l = remote_list::take_clearing_flag(&span.list);
+        owner.absorb(&span, l, &total);
+        owner.check_all_taken(&total);
+        // What `check::verify_empty` does when `live_sum` is off: take the sum again.
+        owner.sum = owner.sum.wrapping_add(remote_list::take_sum(&span.sum));
+        let walked: u64 = owner.blocks.iter().map(|&i| addr(i)).sum();
+        assert_eq!(owner.sum, walked, "every block back: the sums are exact");
     });
 }

@@ -180,6 +180,11 @@ unsafe fn alloc_slow_inner(heap: *mut Heap, c: SizeClass) -> *mut u8 {
                     promote(heap, c, next);
                     continue;
                 }
+                // Blocks taken from other heaps go before fresh pages of this span.
+                let b = take_foreign(heap, c, false);
+                if !b.is_null() {
+                    return b;
+                }
                 if carve(span) {
                     return pop(heap, span);
                 }
@@ -194,6 +199,13 @@ unsafe fn alloc_slow_inner(heap: *mut Heap, c: SizeClass) -> *mut u8 {
             if !next.is_null() {
                 promote(heap, c, next);
                 continue;
+            }
+            // Before a fresh span: blocks of this class that wait for other heaps.
+            let b = take_foreign(heap, c, true);
+            if !b.is_null() {
+                // The direct table may still name the span parked above.
+                set_current(heap, c, empty_span());
+                return b;
             }
             let fresh = take_small_span(heap, c);
             if fresh.is_null() {

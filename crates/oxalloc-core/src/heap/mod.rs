@@ -19,24 +19,27 @@
 //! remote blocks whole, as its new free list, without walking them: walking means one
 //! cache miss per block, each on a line another core just wrote. A span whose every
 //! block is free goes back to the central pool, except the current one, which stays
-//! as a cache.
+//! as a cache. A thread that would otherwise take fresh memory for a class first takes
+//! the remote lists that wait for owners which are not running (`foreign`).
 //!
 //! Large blocks (64 KiB .. 1 MiB) are whole spans from the central pool, and huge ones
 //! (1 MiB and up) have a mapping of their own (`huge.rs`); neither belongs to a heap.
 //!
 //! The parts: `alloc` (malloc and its slow path), `free` (free and its slow path),
-//! `remote` (frees from other threads), `partial` (the queue of spans with free
-//! blocks); this file holds the heap record and what the parts share.
+//! `remote` (frees from other threads), `foreign` (reusing other heaps' waiting
+//! blocks), `partial` (the queue of spans with free blocks); this file holds the heap record and what the parts share.
 #![allow(unsafe_code)]
 
 mod alloc;
 mod check;
+mod foreign;
 mod free;
 mod partial;
 mod remote;
 
 pub use self::alloc::{alloc, alloc_aligned, alloc_small, alloc_zeroed};
 pub use self::check::check_sized;
+use self::foreign::*;
 use self::free::*;
 use self::free::{bad_huge, bad_large};
 pub use self::free::{free, free_sized, free_with};
@@ -92,6 +95,18 @@ pub struct Heap {
     /// Blocks freed by this thread into other heaps' spans, gathered per span so that
     /// a run of such frees costs one CAS, not one each.
     pub pending: [Pending; PENDING_SPANS],
+    /// Per size class, blocks of other heaps' spans this heap hands out before it takes
+    /// a fresh span (see `foreign`).
+    pub foreign: [*mut Block; NUM_CLASSES],
+    /// Bit per size class: `pending` may hold a chain of the class (set when an entry
+    /// is made, cleared by a refill that finds none), so a heap that never frees other
+    /// heaps' blocks never looks.
+    pub pending_classes: u64,
+    /// Bit per size class: a refill of the class found nothing and the heap took a
+    /// fresh span instead; from then on, a chain of the class handed over to a span
+    /// whose remote list waits for its owner takes that list instead, while the class's
+    /// reused list is empty (see `foreign`).
+    pub reuse_wanted: u64,
     /// Counters written by the owner.
     pub stats: HeapStats,
     /// Fresh spans taken, for the periodic collection of abandoned heaps.
@@ -121,6 +136,9 @@ pub static EMPTY_HEAP: Heap = Heap {
     }; NUM_CLASSES],
     remote_spans: ptr::null_mut(),
     pending: [Pending::NONE; PENDING_SPANS],
+    foreign: [ptr::null_mut(); NUM_CLASSES],
+    pending_classes: 0,
+    reuse_wanted: 0,
     stats: HeapStats {
         allocs: [0; NUM_CLASSES + 2],
         frees: [0; NUM_CLASSES + 2],
@@ -246,6 +264,7 @@ unsafe fn set_current(h: *mut Heap, c: SizeClass, span: *mut Span) {
 pub unsafe fn collect(heap: *mut Heap) {
     // SAFETY: caller's contract.
     unsafe {
+        flush_foreign(heap);
         flush_pending(heap);
         drain_remote(heap);
         for c in 0..NUM_CLASSES {

@@ -23,10 +23,12 @@ pub(super) const PENDING_BLOCK_MAX: u32 = 512;
 #[derive(Clone, Copy)]
 #[repr(C)]
 pub struct Pending {
-    span: *mut Span,
-    head: *mut Block,
-    tail: *mut Block,
-    count: u32,
+    pub(super) span: *mut Span,
+    pub(super) head: *mut Block,
+    pub(super) tail: *mut Block,
+    pub(super) count: u32,
+    /// The span's size class (read once, when the entry is made).
+    pub(super) class: u8,
     /// The sum of the chain's block addresses (see `Span::remote_sum`).
     sum: u64,
 }
@@ -37,6 +39,7 @@ impl Pending {
         head: ptr::null_mut(),
         tail: ptr::null_mut(),
         count: 0,
+        class: 0,
         sum: 0,
     };
 }
@@ -63,17 +66,19 @@ pub(super) unsafe fn gather(heap: *mut Heap, span: *mut Span, b: *mut Block) {
             e.count += 1;
             e.sum = e.sum.wrapping_add(b as u64);
             if e.count >= PENDING_BLOCKS {
-                hand_over(e);
+                hand_over_or_reuse(heap, e);
             }
             return;
         }
-        hand_over(e);
+        hand_over_or_reuse(heap, e);
         (*b).next = ptr::null_mut();
+        (*heap).pending_classes |= 1 << (*span).class;
         *e = Pending {
             span,
             head: b,
             tail: b,
             count: 1,
+            class: (*span).class,
             sum: b as u64,
         };
     }
@@ -104,6 +109,26 @@ pub(super) unsafe fn pending_holds(
         }
     }
     false
+}
+
+/// Hands a pending chain over, or, if this heap wants blocks of its class and the
+/// span's remote list waits for its owner, takes that list with the chain for itself
+/// (see `foreign`).
+///
+/// # Safety
+/// The entry belongs to `heap`, the calling thread's heap.
+unsafe fn hand_over_or_reuse(heap: *mut Heap, e: &mut Pending) {
+    // SAFETY: caller's contract.
+    unsafe {
+        if e.count > 0
+            && (*heap).reuse_wanted & (1 << e.class) != 0
+            && (*heap).foreign[e.class as usize].is_null()
+            && reuse_waiting(heap, e)
+        {
+            return;
+        }
+        hand_over(e);
+    }
 }
 
 /// Hands a pending chain over to its span's owner (if it holds any) and empties it.
@@ -210,7 +235,7 @@ unsafe fn take_list(span: *mut Span) -> RemoteList {
 ///
 /// # Safety
 /// `span` is a small span owned by the calling thread's heap.
-unsafe fn take_sum(span: *mut Span) {
+pub(super) unsafe fn take_sum(span: *mut Span) {
     // SAFETY: caller's contract; `live_sum` is the owner's, `remote_sum` atomic.
     unsafe {
         let taken = remote_list::take_sum(&(*span).remote_sum);

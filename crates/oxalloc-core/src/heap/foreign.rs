@@ -1,0 +1,212 @@
+//! Reuse of other heaps' freed blocks: before a heap takes a fresh span for a class, it
+//! takes the blocks of that class that wait for another heap, and hands them out itself.
+//!
+//! Why: a block freed by a thread that does not own it waits on its span's remote list
+//! until the owner takes it back, and an owner does that only when it runs out of
+//! blocks. A program with more threads than cores, where every thread frees the others'
+//! blocks, keeps most of its freed memory waiting for owners that are not running,
+//! while the running threads map fresh spans (`shared-slots/t8`: 38.9 MiB waiting at the
+//! peak). tcmalloc does not meet this: its freeing thread keeps the block.
+//!
+//! Which blocks: the remote lists of spans this heap holds a pending chain for
+//! (`remote::Pending`, blocks it freed into the span and has not handed over yet), taken
+//! whole with one CAS (`remote_list::steal`), with the chain. A span with a pending
+//! chain has a block out (that chain's), so it and its record stay while we look.
+//! * When a heap is about to take a fresh span for a class, it first looks at its
+//!   chains of that class (`refill`). If that finds nothing, the class is marked wanted,
+//!   and while it is, a chain of the class that the heap hands over to a span with a
+//!   waiting list takes that list instead, whenever the class's reused list is empty
+//!   (`remote::hand_over_or_reuse`).
+//! * Only lists of at least 4 KiB of blocks: an owner that runs takes its lists back
+//!   soon, and taking its short lists only moved blocks between heaps that were about
+//!   to use them (and handed out blocks in lines other threads write).
+//! * Reused blocks go before the current span's fresh pages.
+//!
+//! The owner's books stay right without it doing anything: its count of blocks in use
+//! still counts them (they are out, only reused), and their addresses' sum comes off the
+//! span's `remote_sum` (`remote_list::unsum_stolen`), as if they had never been freed.
+//!
+//! The blocks keep the owner's free key until they are handed out, so a block freed
+//! twice is still caught when it would be handed out the second time. A heap holds the
+//! reused blocks of a class in one list of mixed spans; collection (thread exit, trim)
+//! gives what is left to the owners. A thread that stops allocating keeps at most what
+//! its last steal per class brought until then.
+#![allow(unsafe_code)]
+
+use super::*;
+use crate::remote_list;
+
+/// Hands out a block of class `c` from this heap's reused blocks, refilling them from
+/// the pending chains and the waiting remote lists first if needed; null if there are
+/// none.
+///
+/// # Safety
+/// `heap` is the calling thread's real heap and `c` a valid class.
+pub(super) unsafe fn take_foreign(heap: *mut Heap, c: SizeClass, may_refill: bool) -> *mut u8 {
+    // SAFETY: caller's contract: the list is this heap's.
+    unsafe {
+        let slot = foreign_slot(heap, c);
+        if (*slot).is_null() && !(may_refill && refill(heap, c)) {
+            return ptr::null_mut();
+        }
+        let b = *slot;
+        *slot = (*b).next;
+        // The span of a block out (this one is, in its owner's count) keeps its owner.
+        let span = Segment::span_of(Segment::of(b as usize), b as usize);
+        if (*b).key != (*span).owner {
+            // Freed twice (the other copy was handed out and took the key), or written
+            // after it was freed. The rest of the list is dropped: the report may
+            // allocate.
+            *slot = ptr::null_mut();
+            misuse::freed_twice_found(b as usize, (*span).block_size as usize, "malloc");
+        }
+        (*b).key = ptr::null_mut();
+        stats::bump(stats::slot(&raw mut (*heap).stats.allocs, c.index()));
+        b.cast()
+    }
+}
+
+/// The list of reused blocks of class `c`.
+///
+/// # Safety
+/// `heap` is a real heap and `c` a valid class.
+#[inline]
+unsafe fn foreign_slot(heap: *mut Heap, c: SizeClass) -> *mut *mut Block {
+    // SAFETY: caller's contract: the index is below NUM_CLASSES.
+    unsafe {
+        (&raw mut (*heap).foreign)
+            .cast::<*mut Block>()
+            .add(c.index())
+    }
+}
+
+/// Takes the waiting remote lists of the spans this heap holds pending chains of class
+/// `c` for, with the chains, onto the heap's reused blocks. Returns whether it got any;
+/// if not, the class is marked wanted.
+///
+/// # Safety
+/// As for [`take_foreign`].
+unsafe fn refill(heap: *mut Heap, c: SizeClass) -> bool {
+    // SAFETY: caller's contract.
+    unsafe {
+        let bit = 1u64 << c.0;
+        if (*heap).pending_classes & bit != 0 {
+            let mut any = false;
+            for e in (*heap).pending.iter_mut() {
+                if e.count != 0 && e.class == c.0 {
+                    any = true;
+                    reuse_waiting(heap, e);
+                }
+            }
+            if !any {
+                (*heap).pending_classes &= !bit;
+            }
+        }
+        let got = !(*foreign_slot(heap, c)).is_null();
+        if !got {
+            (*heap).reuse_wanted |= bit;
+        }
+        got
+    }
+}
+
+/// Takes the remote list of a pending entry's span, if it holds enough blocks
+/// ([`steal_min_blocks`]), onto this heap's reused blocks, then the entry's own chain
+/// too. Returns false, and leaves the entry, otherwise.
+///
+/// # Safety
+/// `e` is an entry of `heap`'s pending table holding a chain, and `heap` the calling
+/// thread's heap.
+pub(super) unsafe fn reuse_waiting(heap: *mut Heap, e: &mut Pending) -> bool {
+    // SAFETY: caller's contract; the entry's chain holds blocks out of its span, which
+    // keeps the span's record live and its class and owner fixed.
+    unsafe {
+        let span = e.span;
+        let list = remote_list::steal(&(*span).remote, steal_min_blocks(span));
+        let head = list.head();
+        if head.is_null() {
+            return false;
+        }
+        // Walk the count's links for the sum; a list that goes on after them loops (a
+        // block freed twice by other threads).
+        let mut tail = head;
+        let mut sum = head as u64;
+        for _ in 1..list.count() {
+            tail = (*tail).next;
+            if tail.is_null() {
+                break;
+            }
+            sum = sum.wrapping_add(tail as u64);
+        }
+        if tail.is_null() || !(*tail).next.is_null() {
+            misuse::span_count_broken(
+                Segment::span_start(span) as usize,
+                (*span).block_size as usize,
+            );
+        }
+        remote_list::unsum_stolen(&(*span).remote_sum, sum);
+        let slot = foreign_slot(heap, SizeClass(e.class));
+        (*tail).next = *slot;
+        *slot = head;
+        reuse_chain(heap, e);
+        true
+    }
+}
+
+/// Bytes of blocks a remote list must hold before another thread takes it. An owner
+/// that runs takes its lists back soon, so they stay short, and their blocks sit in
+/// lines beside blocks other threads use (cache-scratch: a thread that reused the one
+/// block it freed shared its line with the other threads, 1.37x slower); a list this
+/// long has waited a while, for an owner that is not running.
+const STEAL_MIN_BYTES: u32 = 4096;
+
+/// The fewest blocks worth taking from a span's remote list.
+///
+/// # Safety
+/// `span` is a live small span.
+unsafe fn steal_min_blocks(span: *mut Span) -> u32 {
+    // SAFETY: caller's contract.
+    unsafe { (STEAL_MIN_BYTES / (*span).block_size).max(2) }
+}
+
+/// Moves a pending entry's chain (blocks this thread freed and still holds) onto the
+/// heap's reused blocks, and empties the entry.
+///
+/// # Safety
+/// As for [`reuse_waiting`]; the entry may be empty already.
+unsafe fn reuse_chain(heap: *mut Heap, e: &mut Pending) {
+    // SAFETY: caller's contract.
+    unsafe {
+        if e.count != 0 {
+            let slot = foreign_slot(heap, SizeClass(e.class));
+            (*e.tail).next = *slot;
+            *slot = e.head;
+        }
+        *e = Pending::NONE;
+    }
+}
+
+/// Gives every reused block this heap still holds back to its owner (through the
+/// pending chains, which the caller flushes next): at thread exit, trim and collection.
+///
+/// # Safety
+/// The caller owns `heap`.
+pub(super) unsafe fn flush_foreign(heap: *mut Heap) {
+    // SAFETY: caller's contract; each block is out of its span (which keeps its record
+    // live), and carries its owner's key.
+    unsafe {
+        // Handing the blocks over must not take other lists back in.
+        (*heap).reuse_wanted = 0;
+        for c in 0..NUM_CLASSES {
+            let slot = foreign_slot(heap, SizeClass(c as u8));
+            let mut b = *slot;
+            *slot = ptr::null_mut();
+            while !b.is_null() {
+                let next = (*b).next;
+                let span = Segment::span_of(Segment::of(b as usize), b as usize);
+                gather(heap, span, b);
+                b = next;
+            }
+        }
+    }
+}
