@@ -53,6 +53,9 @@ pub struct Global {
     pub huge_cache_hits: AtomicU64,
     /// Small blocks freed by a thread other than their owner.
     pub remote_frees: AtomicU64,
+    /// Blocks a heap took from another heap's waiting remote lists and handed out
+    /// itself (`heap::foreign`), instead of taking fresh memory.
+    pub remote_reused: AtomicU64,
     /// Pointers passed to free/realloc that were not ours (ignored).
     pub foreign_frees: AtomicU64,
     /// Heaps created (threads that allocated, minus reuse).
@@ -82,6 +85,7 @@ pub static GLOBAL: Global = Global {
     huge_count: AtomicU64::new(0),
     huge_cache_hits: AtomicU64::new(0),
     remote_frees: AtomicU64::new(0),
+    remote_reused: AtomicU64::new(0),
     foreign_frees: AtomicU64::new(0),
     heaps: AtomicU64::new(0),
     heaps_abandoned: AtomicU64::new(0),
@@ -426,6 +430,12 @@ pub fn print_summary() {
         false,
     );
     line(&mut b, "remote frees", remote_frees(), false);
+    line(
+        &mut b,
+        "remote reused by others",
+        g.remote_reused.load(Relaxed),
+        false,
+    );
     line(&mut b, "heaps (threads)", g.heaps.load(Relaxed), false);
     line(&mut b, "peak RSS", oxalloc_sys::peak_rss_bytes(), true);
     oxalloc_sys::write_stderr(b.as_bytes());
@@ -488,6 +498,7 @@ pub fn write_json(fd: i32) {
     o.field("heaps", g.heaps.load(Relaxed));
     o.field("heaps_abandoned", g.heaps_abandoned.load(Relaxed));
     o.field("remote_frees", remote_frees());
+    o.field("remote_reused", g.remote_reused.load(Relaxed));
     o.field("foreign_frees", g.foreign_frees.load(Relaxed));
     let (allocs, frees) = class_counts(core::ptr::null_mut(), false);
     o.buf.str("\"classes\":[");

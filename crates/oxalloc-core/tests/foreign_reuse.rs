@@ -83,6 +83,13 @@ fn blocks_waiting_for_a_sleeping_owner_are_reused_by_the_freeing_thread() {
         free_all(sorted.into_iter().filter(|p| theirs.contains(p)));
         let reused: Vec<usize> = (0..2000).map(|_| malloc_checked(SIZE)).collect();
         let n = reused.iter().filter(|p| theirs.contains(p)).count();
+        let counted = oxalloc_core::stats::GLOBAL
+            .remote_reused
+            .load(std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            counted as usize >= n.saturating_sub(64),
+            "{n} blocks reused but the statistics count {counted}"
+        );
         assert!(
             n > 1000,
             "only {n} of 2000 blocks reused the ~4000 just freed into a sleeping owner"

@@ -145,6 +145,7 @@ pub(super) unsafe fn reuse_waiting(heap: *mut Heap, e: &mut Pending) -> bool {
             );
         }
         remote_list::unsum_stolen(&(*span).remote_sum, sum);
+        stats::add(&GLOBAL.remote_reused, list.count() as usize);
         let slot = foreign_slot(heap, SizeClass(e.class));
         (*tail).next = *slot;
         *slot = head;
