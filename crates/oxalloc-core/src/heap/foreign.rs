@@ -16,7 +16,7 @@
 //!   chains of that class (`refill`). If that finds nothing, the class is marked wanted,
 //!   and while it is, a chain of the class that the heap hands over to a span with a
 //!   waiting list takes that list instead, whenever the class's reused list is empty
-//!   (`remote::hand_over_or_reuse`).
+//!   (`reuse_instead`, from `remote::hand_over_or_reuse`).
 //! * Only lists of at least 4 KiB of blocks: an owner that runs takes its lists back
 //!   soon, and taking its short lists only moved blocks between heaps that were about
 //!   to use them (and handed out blocks in lines other threads write).
@@ -110,6 +110,22 @@ unsafe fn refill(heap: *mut Heap, c: SizeClass) -> bool {
     }
 }
 
+/// Instead of handing a pending chain over: if the heap wants blocks of the chain's
+/// class (`Heap::reuse_wanted`) and holds none of them for reuse, takes the span's
+/// waiting list with the chain (`reuse_waiting`). Returns whether it did.
+///
+/// # Safety
+/// `e` is an entry of `heap`'s pending table, and `heap` the calling thread's heap.
+pub(super) unsafe fn reuse_instead(heap: *mut Heap, e: &mut Pending) -> bool {
+    // SAFETY: caller's contract.
+    unsafe {
+        e.count > 0
+            && (*heap).reuse_wanted & (1 << e.class) != 0
+            && (*foreign_slot(heap, SizeClass(e.class))).is_null()
+            && reuse_waiting(heap, e)
+    }
+}
+
 /// Takes the remote list of a pending entry's span, if it holds enough blocks
 /// ([`steal_min_blocks`]), onto this heap's reused blocks, then the entry's own chain
 /// too. Returns false, and leaves the entry, otherwise.
@@ -117,7 +133,7 @@ unsafe fn refill(heap: *mut Heap, c: SizeClass) -> bool {
 /// # Safety
 /// `e` is an entry of `heap`'s pending table holding a chain, and `heap` the calling
 /// thread's heap.
-pub(super) unsafe fn reuse_waiting(heap: *mut Heap, e: &mut Pending) -> bool {
+unsafe fn reuse_waiting(heap: *mut Heap, e: &mut Pending) -> bool {
     // SAFETY: caller's contract; the entry's chain holds blocks out of its span, which
     // keeps the span's record live and its class and owner fixed.
     unsafe {

@@ -27,7 +27,8 @@
 //!
 //! The parts: `alloc` (malloc and its slow path), `free` (free and its slow path),
 //! `remote` (frees from other threads), `foreign` (reusing other heaps' waiting
-//! blocks), `partial` (the queue of spans with free blocks); this file holds the heap record and what the parts share.
+//! blocks), `partial` (the queue of spans with free blocks); this file holds the heap
+//! record and what the parts share.
 #![allow(unsafe_code)]
 
 mod alloc;

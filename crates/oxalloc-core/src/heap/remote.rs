@@ -111,23 +111,17 @@ pub(super) unsafe fn pending_holds(
     false
 }
 
-/// Hands a pending chain over, or, if this heap wants blocks of its class and the
-/// span's remote list waits for its owner, takes that list with the chain for itself
-/// (see `foreign`).
+/// Hands a pending chain over, unless this heap takes its span's waiting list with
+/// the chain for itself (`foreign::reuse_instead`).
 ///
 /// # Safety
 /// The entry belongs to `heap`, the calling thread's heap.
 unsafe fn hand_over_or_reuse(heap: *mut Heap, e: &mut Pending) {
     // SAFETY: caller's contract.
     unsafe {
-        if e.count > 0
-            && (*heap).reuse_wanted & (1 << e.class) != 0
-            && (*heap).foreign[e.class as usize].is_null()
-            && reuse_waiting(heap, e)
-        {
-            return;
+        if !reuse_instead(heap, e) {
+            hand_over(e);
         }
-        hand_over(e);
     }
 }
 
