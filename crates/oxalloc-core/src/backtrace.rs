@@ -198,12 +198,38 @@ pub fn capture_with(unwinder: Unwinder, marker: usize) -> Stack {
     cap.stack
 }
 
-/// The address of a local of the calling function, as a stack marker for [`capture`].
+/// An address in the calling function's frame, as a stack marker for [`capture`]: its
+/// stack pointer (every callee's frame lies at or below it), read with one instruction
+/// where the architecture is known. The hardened build takes a marker on every
+/// `malloc` and `free`; the address of a local made the compiler store a byte and a
+/// pointer to the stack for it (five instructions a call).
 #[macro_export]
 #[doc(hidden)]
 macro_rules! stack_marker {
-    () => {{
+    () => {
+        $crate::backtrace::stack_pointer()
+    };
+}
+
+/// The stack pointer of the function it is inlined into (see [`stack_marker!`]).
+#[inline(always)]
+#[doc(hidden)]
+pub fn stack_pointer() -> usize {
+    let sp: usize;
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: reads the stack pointer into a register; touches no memory.
+    unsafe {
+        core::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags))
+    };
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: as above.
+    unsafe {
+        core::arch::asm!("mov {}, sp", out(reg) sp, options(nomem, nostack, preserves_flags))
+    };
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
         let marker = 0u8;
-        core::hint::black_box(&marker) as *const u8 as usize
-    }};
+        sp = core::hint::black_box(&marker) as *const u8 as usize;
+    }
+    sp
 }
