@@ -3,8 +3,8 @@
 # a C/C++ toolchain and nasm for the C, C++ and assembly tests, pkg-config, cmake and
 # dpkg-dev for the install and Debian package tests, the real programs the
 # tests run under the allocator, the peer allocators the benchmark compares with, and
-# Chromium for the map page screenshot test, the aarch64 cross linker and qemu-user for
-# the emulated aarch64 tests, musl-gcc for the static musl C programs, qemu-system-arm
+# Chromium for the map page screenshot test, the aarch64 cross compilers (C and C++)
+# and qemu-user for the emulated aarch64 tests, musl-gcc for the static musl C programs, qemu-system-arm
 # for the bare-metal Cortex-M example, and stable Rust
 # (rustup) when no cargo
 # is found. Safe to run again: it installs only
@@ -17,7 +17,7 @@ packages=(
   libmimalloc2.0 libjemalloc2 libtcmalloc-minimal4
   chromium valgrind hyperfine
   gcc-mingw-w64-x86-64 wine64
-  qemu-user-static gcc-aarch64-linux-gnu libc6-dev-arm64-cross
+  qemu-user-static gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross
   musl-tools qemu-system-arm
 )
 

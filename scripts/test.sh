@@ -56,7 +56,8 @@ bash scripts/test-windows.sh
 # with the thread tests' work divided by 4 (about 20 times slower emulated). The
 # huge-page test says SKIPPED there: qemu-user drops madvise advice. Then the C API:
 # C programs cross-compiled against liboxalloc.a and under LD_PRELOAD of liboxalloc.so,
-# run under qemu-user by the host's test (the API test, the misuse battery, threads).
+# run under qemu-user by the host's test (the API test, the misuse battery, threads),
+# and the same for the hardened build's C and C++ programs.
 aarch64_missing=()
 if ! rustc --print sysroot >/dev/null 2>&1 ||
   [ ! -d "$(rustc --print sysroot)/lib/rustlib/aarch64-unknown-linux-gnu" ]; then
@@ -72,6 +73,13 @@ if ((${#aarch64_missing[@]} == 0)); then
     cargo test -p oxalloc-core -p oxalloc -p oxalloc-typed --target aarch64-unknown-linux-gnu
   CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
     cargo test --workspace --test c_and_programs -- --ignored aarch64_
+  # The hardened build: its misuse battery, C++ checks and threads, preloaded.
+  if command -v aarch64-linux-gnu-g++ >/dev/null 2>&1; then
+    CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
+      cargo test -p oxalloc-hardened --test aarch64 -- --ignored
+  else
+    echo "test.sh: SKIPPED the aarch64 hardened tests: missing aarch64-linux-gnu-g++ (setup.sh installs it)" >&2
+  fi
 else
   echo "test.sh: SKIPPED the aarch64 tests: missing ${aarch64_missing[*]} (setup.sh installs them)" >&2
 fi

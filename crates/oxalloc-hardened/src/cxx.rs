@@ -5,9 +5,9 @@
 //! `panic = "abort"` no exception may cross a Rust frame), so the four throwing
 //! operators are assembly trampolines that jump to libstdc++'s `std::__throw_bad_alloc()`
 //! (looked up when needed; present whenever the program is C++). Without libstdc++ the
-//! failure is reported ("out of memory") and the process aborts. On other architectures
-//! than x86-64 the throwing operators are not exported (libstdc++'s own forward to
-//! our `malloc`, which is still checked).
+//! failure is reported ("out of memory") and the process aborts. The trampolines exist
+//! for x86-64 and aarch64; elsewhere the throwing operators are not exported
+//! (libstdc++'s own forward to our `malloc`, which is still checked).
 #![allow(clippy::missing_safety_doc)]
 
 use core::ffi::c_void;
@@ -55,6 +55,50 @@ macro_rules! throwing_new {
     };
 }
 
+/// The aarch64 trampolines: the same plan with a frame record (`x29`, `x30`) around
+/// the call, the marker (the entry stack pointer) in the next argument register, and
+/// the jump to the throw through `x16` once the caller's `x30` is back, so the throw
+/// returns to the `new` expression's caller as if called from there.
+#[cfg(target_arch = "aarch64")]
+macro_rules! throwing_new {
+    ($name:ident($($a:ident: $t:ty),*), $marker_reg:literal, $imp:path) => {
+        /// C++ throwing `operator new` (assembly trampoline, see above).
+        #[unsafe(no_mangle)]
+        #[unsafe(naked)]
+        pub extern "C" fn $name($($a: $t),*) -> *mut c_void {
+            core::arch::naked_asm!(
+                ".cfi_startproc",
+                concat!("mov ", $marker_reg, ", sp"),
+                "stp x29, x30, [sp, #-16]!",
+                ".cfi_def_cfa_offset 16",
+                ".cfi_offset 30, -8",
+                ".cfi_offset 29, -16",
+                "mov x29, sp",
+                "bl {imp}",
+                "cbz x0, 2f",
+                "ldp x29, x30, [sp], #16",
+                ".cfi_remember_state",
+                ".cfi_def_cfa_offset 0",
+                ".cfi_restore 30",
+                ".cfi_restore 29",
+                "ret",
+                "2:",
+                ".cfi_restore_state",
+                "bl {target}",
+                "mov x16, x0",
+                "ldp x29, x30, [sp], #16",
+                ".cfi_def_cfa_offset 0",
+                ".cfi_restore 30",
+                ".cfi_restore 29",
+                "br x16",
+                ".cfi_endproc",
+                imp = sym $imp,
+                target = sym bad_alloc_target,
+            )
+        }
+    };
+}
+
 #[cfg(target_arch = "x86_64")]
 throwing_new!(_Znwm(_n: usize), "rsi", new_or_null);
 #[cfg(target_arch = "x86_64")]
@@ -63,6 +107,14 @@ throwing_new!(_Znam(_n: usize), "rsi", new_array_or_null);
 throwing_new!(_ZnwmSt11align_val_t(_n: usize, _a: usize), "rdx", new_aligned_or_null);
 #[cfg(target_arch = "x86_64")]
 throwing_new!(_ZnamSt11align_val_t(_n: usize, _a: usize), "rdx", new_array_aligned_or_null);
+#[cfg(target_arch = "aarch64")]
+throwing_new!(_Znwm(_n: usize), "x1", new_or_null);
+#[cfg(target_arch = "aarch64")]
+throwing_new!(_Znam(_n: usize), "x1", new_array_or_null);
+#[cfg(target_arch = "aarch64")]
+throwing_new!(_ZnwmSt11align_val_t(_n: usize, _a: usize), "x2", new_aligned_or_null);
+#[cfg(target_arch = "aarch64")]
+throwing_new!(_ZnamSt11align_val_t(_n: usize, _a: usize), "x2", new_array_aligned_or_null);
 
 /// `operator new(n)` without the throw: null on failure.
 extern "C" fn new_or_null(n: usize, marker: usize) -> *mut c_void {

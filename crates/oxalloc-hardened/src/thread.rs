@@ -184,7 +184,10 @@ static EXIT_KEY: AtomicU32 = AtomicU32::new(u32::MAX);
 
 /// Creates the thread-exit key (once, after the heap is initialised).
 pub fn init_key() {
-    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    #[cfg(all(
+        any(target_arch = "x86_64", target_arch = "aarch64"),
+        target_os = "linux"
+    ))]
     if let Some(key) = oxalloc_sys::thread_key_create(thread_exit) {
         EXIT_KEY.store(key, Ordering::Release);
     }
@@ -289,7 +292,10 @@ pub fn for_each(mut f: impl FnMut(&Cache)) {
 }
 
 /// The `pthread` key destructor: the thread is exiting.
-#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[cfg(all(
+    any(target_arch = "x86_64", target_arch = "aarch64"),
+    target_os = "linux"
+))]
 unsafe extern "C" fn thread_exit(arg: *mut c_void) {
     let c = arg.cast::<Cache>();
     if c.is_null() {
@@ -303,13 +309,19 @@ unsafe extern "C" fn thread_exit(arg: *mut c_void) {
     release(c);
 }
 
-// The thread slot on x86-64 Linux: an initial-exec TLS word, one `mov %fs:` per read
-// (see `oxalloc_sys::initial_exec_slot!`).
-#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+// The thread slot on x86-64 and aarch64 Linux: an initial-exec TLS word, one `mov %fs:`
+// per read (aarch64: `mrs tpidr_el0` and a load; see `oxalloc_sys::initial_exec_slot!`).
+#[cfg(all(
+    any(target_arch = "x86_64", target_arch = "aarch64"),
+    target_os = "linux"
+))]
 oxalloc_sys::initial_exec_slot!(mod slot = "oxalloc_hardened_thread");
 
 /// Elsewhere: no thread caches (every call takes the locked paths).
-#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+#[cfg(not(all(
+    any(target_arch = "x86_64", target_arch = "aarch64"),
+    target_os = "linux"
+)))]
 mod slot {
     #[inline(always)]
     pub fn get() -> usize {

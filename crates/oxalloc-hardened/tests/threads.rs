@@ -6,8 +6,6 @@
 mod common;
 use common::*;
 
-const SIGABRT: i32 = 6;
-
 fn programs() -> [(std::path::PathBuf, bool); 2] {
     let lib = static_lib();
     [
@@ -42,39 +40,7 @@ fn threads_with_cross_thread_frees_exit_and_fork_run_clean() {
 
 #[test]
 fn misuse_across_threads_is_reported() {
-    let cases: &[(&str, &[&str])] = &[
-        (
-            "double_free",
-            &["double free of 0x", "(size 48, class 48)", "in free()"],
-        ),
-        (
-            "never_handed_out",
-            &["invalid free of 0x", "never handed out by malloc"],
-        ),
-        (
-            "recycled_slot",
-            &["double free of 0x", "the block was already freed"],
-        ),
-        (
-            "overflow",
-            &[
-                "heap overflow of 0x",
-                "(size 40, class 48)",
-                "1 bytes past its end",
-            ],
-        ),
-        (
-            "write_after_free",
-            &[
-                "write after free of 0x",
-                "byte 8 of the freed block is 0x41",
-            ],
-        ),
-        (
-            "usable_size",
-            &["use after free of 0x", "in malloc_usable_size()"],
-        ),
-    ];
+    let cases = THREAD_CASES;
     for (prog, preload) in programs() {
         for (case, needles) in cases {
             let out = run(&prog, &[case], preload, &[]);

@@ -2,6 +2,10 @@
 //! `tests/hardened/` once per test binary, and running them.
 #![allow(dead_code)]
 
+pub mod cases;
+#[allow(unused_imports)] // not every test binary uses the case tables
+pub use cases::*;
+
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
