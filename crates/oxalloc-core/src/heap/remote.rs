@@ -9,13 +9,26 @@ use crate::{atomic_stack, remote_list};
 /// Spans of other heaps whose freed blocks a heap gathers before handing them over.
 pub(super) const PENDING_SPANS: usize = 64;
 
-/// Blocks gathered for one span before they are handed over. 16 held up to 4 MiB of
-/// freed blocks away from their owners across 8 threads (larson/t8 peak RSS 37.1 ->
-/// 34.3 MiB with 8, times unchanged; 4 cost xmalloc time).
+/// Blocks gathered for one span before they are handed over, at least: a chain is
+/// handed over at [`PENDING_BYTES`] of blocks, and never before this many (16 held up to
+/// 4 MiB of 512-byte blocks away from their owners across 8 threads: larson/t8 peak
+/// RSS 37.1 -> 34.3 MiB with 8, times unchanged; 4 cost xmalloc time).
 const PENDING_BLOCKS: u32 = 8;
 
+/// Bytes of blocks gathered per chain: smaller blocks make longer chains (up to
+/// [`PENDING_BLOCKS_MAX`]), so each hand-over (two locked operations on a line the
+/// owner also takes, a cache-line transfer each way) carries as many bytes whatever
+/// the size. With 8 blocks of any size, 16..256-byte blocks paid that every 8 frees:
+/// same-run A/B (`--runs 5`), xmalloc/t2 0.156 -> 0.138 s and t8 0.137 -> 0.123 s,
+/// prodcons 0.297 -> 0.272 s and shared-slots/t8 0.354 -> 0.323 s (`--runs 3`), RSS
+/// within 0.5 MiB.
+const PENDING_BYTES: u32 = 4096;
+/// The longest chain (blocks of 64 bytes or less).
+const PENDING_BLOCKS_MAX: u32 = 64;
+
 /// Only blocks up to this size are gathered, so a thread that frees and then sleeps
-/// keeps at most `PENDING_SPANS * PENDING_BLOCKS` such blocks (256 KiB) from their owner.
+/// keeps at most `PENDING_SPANS` chains of [`PENDING_BYTES`] (256 KiB) from their
+/// owners.
 pub(super) const PENDING_BLOCK_MAX: u32 = 512;
 
 /// Blocks this thread freed into one span of another heap, not yet handed over: a
@@ -29,6 +42,9 @@ pub struct Pending {
     pub(super) count: u32,
     /// The span's size class (read once, when the entry is made).
     pub(super) class: u8,
+    /// Blocks gathered before the chain is handed over (set from the block size when
+    /// the entry is made: [`PENDING_BYTES`]).
+    limit: u8,
     /// The sum of the chain's block addresses (see `Span::remote_sum`).
     sum: u64,
 }
@@ -40,6 +56,7 @@ impl Pending {
         tail: ptr::null_mut(),
         count: 0,
         class: 0,
+        limit: 0,
         sum: 0,
     };
 }
@@ -65,7 +82,7 @@ pub(super) unsafe fn gather(heap: *mut Heap, span: *mut Span, b: *mut Block) {
             e.head = b;
             e.count += 1;
             e.sum = e.sum.wrapping_add(b as u64);
-            if e.count >= PENDING_BLOCKS {
+            if e.count >= e.limit as u32 {
                 hand_over_or_reuse(heap, e);
             }
             return;
@@ -79,6 +96,8 @@ pub(super) unsafe fn gather(heap: *mut Heap, span: *mut Span, b: *mut Block) {
             tail: b,
             count: 1,
             class: (*span).class,
+            limit: (PENDING_BYTES / (*span).block_size).clamp(PENDING_BLOCKS, PENDING_BLOCKS_MAX)
+                as u8,
             sum: b as u64,
         };
     }
@@ -104,7 +123,7 @@ pub(super) unsafe fn pending_holds(
                 ptr::read_volatile(&raw const (*e).head),
             )
         };
-        if s == span && holds(head, PENDING_BLOCKS as usize + 1) {
+        if s == span && holds(head, PENDING_BLOCKS_MAX as usize + 1) {
             return true;
         }
     }
