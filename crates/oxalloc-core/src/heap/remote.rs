@@ -20,8 +20,10 @@ const PENDING_BLOCKS: u32 = 8;
 /// owner also takes, a cache-line transfer each way) carries as many bytes whatever
 /// the size. With 8 blocks of any size, 16..256-byte blocks paid that every 8 frees:
 /// same-run A/B (`--runs 5`), xmalloc/t2 0.156 -> 0.138 s and t8 0.137 -> 0.123 s,
-/// prodcons 0.297 -> 0.272 s and shared-slots/t8 0.354 -> 0.323 s (`--runs 3`), RSS
-/// within 0.5 MiB.
+/// prodcons 0.297 -> 0.272 s and shared-slots/t8 0.354 -> 0.323 s (`--runs 3`);
+/// prodcons alone, 9 alternating runs: 0.35 -> 0.23 s wall, 0.69 -> 0.45 s CPU (2 KiB:
+/// 0.28 and 0.56). The cost: blocks wait longer away from their owners, xmalloc/t8 peak
+/// RSS 8.06 -> 8.41 MiB (medians of 5; 2 KiB: 8.28), other rows within 0.5 MiB.
 const PENDING_BYTES: u32 = 4096;
 /// The longest chain (blocks of 64 bytes or less).
 const PENDING_BLOCKS_MAX: u32 = 64;
