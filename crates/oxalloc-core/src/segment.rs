@@ -18,9 +18,10 @@
 //! # The segment map
 //! Before masking a pointer we must know the segment is ours: `free` can be handed a
 //! pointer from another allocator (or garbage), and reading its "header" could fault.
-//! [`SegmentMap`] keeps one byte per 4 MiB of the 47-bit address space (32 MiB of
-//! zero-initialised `.bss`, touched only where segments live): none, normal, or huge
-//! with the distance back to the start of the huge region.
+//! [`SegmentMap`] keeps one byte per 4 MiB of the user address space ([`ADDRESS_BITS`]:
+//! 47 bits on x86-64, 32 MiB of zero-initialised `.bss`; 48 on aarch64, 64 MiB; touched
+//! only where segments live): none, normal, or huge with the distance back to the start
+//! of the huge region.
 //!
 //! # Who may touch what
 //! A span's block fields (`free`, `used`, `bump`) belong to its owner heap's
@@ -498,7 +499,17 @@ pub enum Owner {
     Huge,
 }
 
-const ADDRESS_BITS: usize = 47;
+/// Bits of the user addresses the kernel hands out without a hint: x86-64 Linux keeps
+/// them below 2^47 (also with 5-level paging); aarch64 Linux (48-bit VA) maps just below
+/// 2^48 (`0xffff...` addresses), so a 47-bit map would own none of its segments and
+/// every `free` there would take the block for a foreign pointer. (qemu-user places
+/// the guest low, so the emulated tests cannot see this; `tests` below checks the top
+/// granule.)
+#[cfg(target_arch = "aarch64")]
+pub const ADDRESS_BITS: usize = 48;
+/// See the aarch64 value.
+#[cfg(not(target_arch = "aarch64"))]
+pub const ADDRESS_BITS: usize = 47;
 const GRANULES: usize = 1 << (ADDRESS_BITS - SEGMENT_SHIFT);
 
 const FOREIGN: u8 = 0;
@@ -508,9 +519,9 @@ const NORMAL: u8 = 1;
 const HUGE: u8 = 2;
 const HUGE_STEP_MAX: usize = (u8::MAX - HUGE) as usize;
 
-/// One byte per 4 MiB of the 47-bit address space: is this segment ours, and what
-/// kind. 32 MiB of `.bss`, of which the kernel backs only the pages we touch (one page
-/// covers 16 GiB of address space). A byte rather than two bits keeps `free`'s check to
+/// One byte per 4 MiB of the user address space ([`ADDRESS_BITS`]): is this segment
+/// ours, and what kind. 32 MiB of `.bss` (64 MiB on aarch64), of which the kernel backs
+/// only the pages we touch (one page covers 16 GiB of address space). A byte rather than two bits keeps `free`'s check to
 /// a shift and a load.
 pub struct SegmentMap {
     entries: [AtomicU8; GRANULES],
@@ -545,7 +556,8 @@ impl SegmentMap {
     pub fn normal_segment(&self, p: usize) -> Option<*mut Segment> {
         let mut g = p >> SEGMENT_SHIFT;
         // An empty asm hides that `g` came from `p`: LLVM would otherwise test
-        // `p >> 47` and shift `p` a second time (two more instructions on every free).
+        // `p >> ADDRESS_BITS` and shift `p` a second time (two more instructions on every
+        // free).
         #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
         // SAFETY: the template is empty; the register keeps its value.
         unsafe {
@@ -634,6 +646,33 @@ mod tests {
         SEGMENT_MAP.set(addr, Owner::Foreign);
         assert_eq!(SEGMENT_MAP.owner(addr), Owner::Foreign);
         assert_eq!(SEGMENT_MAP.owner(usize::MAX), Owner::Foreign);
+    }
+
+    #[test]
+    fn the_map_covers_the_top_of_the_user_address_space() {
+        // The highest segment the kernel can hand out (aarch64: just below 2^48, where
+        // its mmap areas are) is recorded and found by `free`'s test; the first address
+        // past the map is foreign.
+        let top = (1usize << ADDRESS_BITS) - SEGMENT_SIZE;
+        SEGMENT_MAP.set(top, Owner::Normal);
+        assert_eq!(SEGMENT_MAP.owner(top + 4096), Owner::Normal);
+        assert_eq!(
+            SEGMENT_MAP.normal_segment(top + SEGMENT_SIZE - 16),
+            Some(top as *mut Segment)
+        );
+        SEGMENT_MAP.set(top, Owner::Foreign);
+        assert_eq!(SEGMENT_MAP.normal_segment(top + 16), None);
+        assert_eq!(SEGMENT_MAP.owner(1 << ADDRESS_BITS), Owner::Foreign);
+        #[cfg(target_arch = "aarch64")]
+        {
+            let arm64_mmap = 0xffff_a000_0000usize;
+            SEGMENT_MAP.set(arm64_mmap, Owner::Normal);
+            assert_eq!(
+                SEGMENT_MAP.normal_segment(arm64_mmap + 64),
+                Some(arm64_mmap as *mut Segment)
+            );
+            SEGMENT_MAP.set(arm64_mmap, Owner::Foreign);
+        }
     }
 
     #[test]

@@ -14,16 +14,17 @@
 //! the value compared are constants of each function.
 //!
 //! A segment's shadow is 256 KiB (1/16 of its 4 MiB), mapped when its first block is
-//! handed out and found through a table indexed by segment number (one entry per
-//! 4 MiB of the 47-bit address space, 256 MiB of address space of which only the
-//! pages of live segments are touched). Shadows are never unmapped: when the core
+//! handed out and found through a table indexed by segment number (one entry per 4 MiB
+//! of the user address space the core's segment map covers, `ADDRESS_BITS`: 256 MiB of
+//! address space on x86-64, 512 MiB on aarch64, of which only the pages of live
+//! segments are touched). Shadows are never unmapped: when the core
 //! returns a segment to the OS and later maps one at the same address, the old bytes
 //! still say `FREED` or `NEVER` (a segment is released only when none of its blocks is
 //! live or quarantined), which is what they mean for the new segment too.
 #![allow(unsafe_code)]
 
 use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use oxalloc_core::segment::{SEGMENT_MASK, SEGMENT_SHIFT, SEGMENT_SIZE};
+use oxalloc_core::segment::{ADDRESS_BITS, SEGMENT_MASK, SEGMENT_SHIFT, SEGMENT_SIZE};
 
 /// Never the start of a block we handed out.
 pub const NEVER: u8 = 0;
@@ -65,7 +66,7 @@ pub fn deallocator_name(state: u8) -> &'static str {
 /// Bytes per state byte.
 pub const GRANULE: usize = 16;
 const SHADOW_BYTES: usize = SEGMENT_SIZE / GRANULE;
-const TABLE_ENTRIES: usize = 1 << (47 - SEGMENT_SHIFT);
+const TABLE_ENTRIES: usize = 1 << (ADDRESS_BITS - SEGMENT_SHIFT);
 
 /// Address of the table of per-segment shadows (0 until [`init`]).
 static TABLE: AtomicUsize = AtomicUsize::new(0);
@@ -82,14 +83,15 @@ pub fn init() -> bool {
     true
 }
 
-/// The table entry for the segment holding `p` (`p` below 2^47).
+/// The table entry for the segment holding `p` (`p` below `2^ADDRESS_BITS`).
 #[inline(always)]
 fn entry(p: usize) -> &'static AtomicUsize {
     let t = TABLE.load(Ordering::Relaxed);
-    debug_assert!(t != 0 && p >> 47 == 0);
+    debug_assert!(t != 0 && p >> ADDRESS_BITS == 0);
     // SAFETY: the table is mapped before any block exists (init), never unmapped, and
-    // has an entry for every segment number of the 47-bit address space; the callers
-    // pass addresses the segment map says are ours, so below 2^47.
+    // has an entry for every segment number of the user address space the segment map
+    // covers; the callers pass addresses the map says are ours, so below
+    // 2^ADDRESS_BITS.
     unsafe { &*(t as *const AtomicUsize).add(p >> SEGMENT_SHIFT) }
 }
 
@@ -124,4 +126,22 @@ fn map_for(p: usize) -> Option<&'static AtomicU8> {
         unsafe { oxalloc_sys::unmap(fresh as *mut u8, SHADOW_BYTES) };
     }
     get(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_reaches_the_top_segment_of_the_address_space() {
+        // aarch64 maps just below 2^48: a block there has a state byte of its own.
+        assert!(init());
+        let top = (1usize << ADDRESS_BITS) - SEGMENT_SIZE;
+        let (a, b) = (top + 64, top + SEGMENT_SIZE - 16);
+        get_or_map(a).expect("shadow").store(QUARANTINED, Ordering::Relaxed);
+        get_or_map(b).expect("shadow").store(FREED, Ordering::Relaxed);
+        assert_eq!(get(a).unwrap().load(Ordering::Relaxed), QUARANTINED);
+        assert_eq!(get(b).unwrap().load(Ordering::Relaxed), FREED);
+        assert_eq!(get(top).unwrap().load(Ordering::Relaxed), NEVER);
+    }
 }

@@ -27,7 +27,8 @@ pub const RING_MAX: usize = 8192;
 /// TLS value of a thread that must use the locked paths.
 const NO_CACHE: usize = 1;
 
-/// A FIFO of quarantined blocks, each entry `address | length << 47`; `head` and
+/// A FIFO of quarantined blocks, each entry `address | (length / 16) << 48` (48-bit
+/// addresses: aarch64 maps just below 2^48; block lengths are multiples of 16); `head` and
 /// `tail` count pops and pushes (wrapping), so the length is their difference.
 #[repr(C)]
 pub struct QRing {
@@ -76,8 +77,9 @@ impl QRing {
     /// Adds a block (the caller makes room first: `len() < RING_MAX`).
     #[inline(always)]
     pub fn push(&mut self, q: Quarantined) {
-        debug_assert!(self.len() < RING_MAX && q.addr >> 47 == 0 && q.len <= 1 << 17);
-        self.buf[(self.tail & RING_MASK) as usize] = q.addr | q.len << 47;
+        debug_assert!(self.len() < RING_MAX && q.addr >> 48 == 0);
+        debug_assert!(q.len.is_multiple_of(16) && q.len <= 1 << 17);
+        self.buf[(self.tail & RING_MASK) as usize] = q.addr | (q.len >> 4) << 48;
         self.tail = self.tail.wrapping_add(1);
         self.bytes += q.len;
     }
@@ -99,8 +101,8 @@ impl QRing {
     pub fn get(&self, i: usize) -> Quarantined {
         let e = self.buf[(self.head.wrapping_add(i as u32) & RING_MASK) as usize];
         Quarantined {
-            addr: e & ((1 << 47) - 1),
-            len: e >> 47,
+            addr: e & ((1 << 48) - 1),
+            len: (e >> 48) << 4,
         }
     }
 }
@@ -359,5 +361,31 @@ mod tests {
             next_out += 1;
         }
         assert!(r.is_empty() && r.bytes == 0);
+    }
+
+    #[test]
+    fn ring_keeps_48_bit_addresses_and_the_largest_lengths() {
+        // aarch64 maps just below 2^48; the largest small block is 64 KiB.
+        let mut r = Box::new(QRing::new());
+        let blocks = [
+            Quarantined {
+                addr: 0xffff_a123_4560,
+                len: 48,
+            },
+            Quarantined {
+                addr: (1 << 48) - 16,
+                len: 1 << 16,
+            },
+            Quarantined {
+                addr: 0x8000_0000_0010,
+                len: 1 << 17,
+            },
+        ];
+        for b in blocks {
+            r.push(b);
+        }
+        for b in blocks {
+            assert_eq!(r.pop(), Some(b));
+        }
     }
 }
