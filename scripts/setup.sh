@@ -16,7 +16,7 @@ packages=(
   python3 sqlite3 git perl curl ca-certificates
   libmimalloc2.0 libjemalloc2 libtcmalloc-minimal4
   chromium valgrind hyperfine
-  gcc-mingw-w64-x86-64 wine64
+  gcc-mingw-w64-x86-64 wine wine64
   qemu-user-static gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross
   musl-tools qemu-system-arm
 )

@@ -7,7 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:$HOME/.cargo/bin"
 target=x86_64-pc-windows-gnu
-wine_bin="$(command -v wine64 || command -v wine || true)"
+# Debian's wine64 package keeps its loader in /usr/lib/wine (the `wine` package puts
+# `wine` on PATH); without this fallback the tests were skipped on such a machine.
+wine_bin="$(command -v wine64 || command -v wine || ls /usr/lib/wine/wine64 2>/dev/null || true)"
 if ! { rustc --print sysroot >/dev/null 2>&1 &&
   [ -d "$(rustc --print sysroot)/lib/rustlib/$target" ]; }; then
   echo "test-windows.sh: SKIPPED the Windows tests: target $target is not installed" >&2
