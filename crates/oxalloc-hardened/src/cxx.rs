@@ -16,38 +16,23 @@ use crate::heap::{self, Expect, Op, DELETE, DELETE_ARRAY};
 use crate::report::{self, Kind};
 use crate::stack_marker;
 
-/// The throwing `new` operators are four small assembly trampolines (x86-64): they call
-/// [`new_or_null`] and, when it returns null, jump (not call) to libstdc++'s
-/// `std::__throw_bad_alloc()`. The exception then starts in a frame whose caller is the
-/// program's, and never has to cross a Rust frame, which `panic = "abort"` forbids.
-/// Each trampoline passes its entry stack pointer as the stack marker, and carries CFI
-/// so the unwinder walks through it both for stack capture and for the exception.
-#[cfg(target_arch = "x86_64")]
+/// The throwing `new` operators are four small assembly trampolines (x86-64 and
+/// aarch64): they call [`new_or_null`] and, when it returns null, jump (not call) to
+/// libstdc++'s `std::__throw_bad_alloc()`. The exception then starts in a frame whose
+/// caller is the program's, and never has to cross a Rust frame, which `panic =
+/// "abort"` forbids. Each trampoline passes its entry stack pointer as the stack
+/// marker (in the argument register after the operator's own, `marker_reg!`), and
+/// carries CFI so the unwinder walks through it both for stack capture and for the
+/// exception. The code is `trampoline!`, one per architecture.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 macro_rules! throwing_new {
-    ($name:ident($($a:ident: $t:ty),*), $marker_reg:literal, $imp:path) => {
+    ($name:ident($($a:ident: $t:ty),*), $args:tt, $imp:path) => {
         /// C++ throwing `operator new` (assembly trampoline, see above).
         #[unsafe(no_mangle)]
         #[unsafe(naked)]
         pub extern "C" fn $name($($a: $t),*) -> *mut c_void {
             core::arch::naked_asm!(
-                ".cfi_startproc",
-                concat!("mov ", $marker_reg, ", rsp"),
-                "sub rsp, 8",
-                ".cfi_adjust_cfa_offset 8",
-                "call {imp}",
-                "add rsp, 8",
-                ".cfi_adjust_cfa_offset -8",
-                "test rax, rax",
-                "jz 2f",
-                "ret",
-                "2:",
-                "sub rsp, 8",
-                ".cfi_adjust_cfa_offset 8",
-                "call {target}",
-                "add rsp, 8",
-                ".cfi_adjust_cfa_offset -8",
-                "jmp rax",
-                ".cfi_endproc",
+                trampoline!(marker_reg!($args)),
                 imp = sym $imp,
                 target = sym bad_alloc_target,
             )
@@ -55,66 +40,101 @@ macro_rules! throwing_new {
     };
 }
 
-/// The aarch64 trampolines: the same plan with a frame record (`x29`, `x30`) around
-/// the call, the marker (the entry stack pointer) in the next argument register, and
-/// the jump to the throw through `x16` once the caller's `x30` is back, so the throw
-/// returns to the `new` expression's caller as if called from there.
-#[cfg(target_arch = "aarch64")]
-macro_rules! throwing_new {
-    ($name:ident($($a:ident: $t:ty),*), $marker_reg:literal, $imp:path) => {
-        /// C++ throwing `operator new` (assembly trampoline, see above).
-        #[unsafe(no_mangle)]
-        #[unsafe(naked)]
-        pub extern "C" fn $name($($a: $t),*) -> *mut c_void {
-            core::arch::naked_asm!(
-                ".cfi_startproc",
-                concat!("mov ", $marker_reg, ", sp"),
-                "stp x29, x30, [sp, #-16]!",
-                ".cfi_def_cfa_offset 16",
-                ".cfi_offset 30, -8",
-                ".cfi_offset 29, -16",
-                "mov x29, sp",
-                "bl {imp}",
-                "cbz x0, 2f",
-                "ldp x29, x30, [sp], #16",
-                ".cfi_remember_state",
-                ".cfi_def_cfa_offset 0",
-                ".cfi_restore 30",
-                ".cfi_restore 29",
-                "ret",
-                "2:",
-                ".cfi_restore_state",
-                "bl {target}",
-                "mov x16, x0",
-                "ldp x29, x30, [sp], #16",
-                ".cfi_def_cfa_offset 0",
-                ".cfi_restore 30",
-                ".cfi_restore 29",
-                "br x16",
-                ".cfi_endproc",
-                imp = sym $imp,
-                target = sym bad_alloc_target,
-            )
-        }
+/// x86-64: the call and the jump keep the stack 16-byte aligned around `call`.
+#[cfg(target_arch = "x86_64")]
+macro_rules! trampoline {
+    ($marker:expr) => {
+        concat!(
+            ".cfi_startproc\n",
+            "mov ",
+            $marker,
+            ", rsp\n",
+            "sub rsp, 8\n",
+            ".cfi_adjust_cfa_offset 8\n",
+            "call {imp}\n",
+            "add rsp, 8\n",
+            ".cfi_adjust_cfa_offset -8\n",
+            "test rax, rax\n",
+            "jz 2f\n",
+            "ret\n",
+            "2:\n",
+            "sub rsp, 8\n",
+            ".cfi_adjust_cfa_offset 8\n",
+            "call {target}\n",
+            "add rsp, 8\n",
+            ".cfi_adjust_cfa_offset -8\n",
+            "jmp rax\n",
+            ".cfi_endproc",
+        )
     };
 }
 
-#[cfg(target_arch = "x86_64")]
-throwing_new!(_Znwm(_n: usize), "rsi", new_or_null);
-#[cfg(target_arch = "x86_64")]
-throwing_new!(_Znam(_n: usize), "rsi", new_array_or_null);
-#[cfg(target_arch = "x86_64")]
-throwing_new!(_ZnwmSt11align_val_t(_n: usize, _a: usize), "rdx", new_aligned_or_null);
-#[cfg(target_arch = "x86_64")]
-throwing_new!(_ZnamSt11align_val_t(_n: usize, _a: usize), "rdx", new_array_aligned_or_null);
+/// aarch64: a frame record (`x29`, `x30`) around the call, and the jump to the throw
+/// through `x16` once the caller's `x30` is back, so the throw returns to the `new`
+/// expression's caller as if called from there.
 #[cfg(target_arch = "aarch64")]
-throwing_new!(_Znwm(_n: usize), "x1", new_or_null);
+macro_rules! trampoline {
+    ($marker:expr) => {
+        concat!(
+            ".cfi_startproc\n",
+            "mov ",
+            $marker,
+            ", sp\n",
+            "stp x29, x30, [sp, #-16]!\n",
+            ".cfi_def_cfa_offset 16\n",
+            ".cfi_offset 30, -8\n",
+            ".cfi_offset 29, -16\n",
+            "mov x29, sp\n",
+            "bl {imp}\n",
+            "cbz x0, 2f\n",
+            "ldp x29, x30, [sp], #16\n",
+            ".cfi_remember_state\n",
+            ".cfi_def_cfa_offset 0\n",
+            ".cfi_restore 30\n",
+            ".cfi_restore 29\n",
+            "ret\n",
+            "2:\n",
+            ".cfi_restore_state\n",
+            "bl {target}\n",
+            "mov x16, x0\n",
+            "ldp x29, x30, [sp], #16\n",
+            ".cfi_def_cfa_offset 0\n",
+            ".cfi_restore 30\n",
+            ".cfi_restore 29\n",
+            "br x16\n",
+            ".cfi_endproc",
+        )
+    };
+}
+
+/// The register that carries the marker: the second or third argument register.
+#[cfg(target_arch = "x86_64")]
+macro_rules! marker_reg {
+    (1) => {
+        "rsi"
+    };
+    (2) => {
+        "rdx"
+    };
+}
 #[cfg(target_arch = "aarch64")]
-throwing_new!(_Znam(_n: usize), "x1", new_array_or_null);
-#[cfg(target_arch = "aarch64")]
-throwing_new!(_ZnwmSt11align_val_t(_n: usize, _a: usize), "x2", new_aligned_or_null);
-#[cfg(target_arch = "aarch64")]
-throwing_new!(_ZnamSt11align_val_t(_n: usize, _a: usize), "x2", new_array_aligned_or_null);
+macro_rules! marker_reg {
+    (1) => {
+        "x1"
+    };
+    (2) => {
+        "x2"
+    };
+}
+
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+throwing_new!(_Znwm(_n: usize), 1, new_or_null);
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+throwing_new!(_Znam(_n: usize), 1, new_array_or_null);
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+throwing_new!(_ZnwmSt11align_val_t(_n: usize, _a: usize), 2, new_aligned_or_null);
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+throwing_new!(_ZnamSt11align_val_t(_n: usize, _a: usize), 2, new_array_aligned_or_null);
 
 /// `operator new(n)` without the throw: null on failure.
 extern "C" fn new_or_null(n: usize, marker: usize) -> *mut c_void {

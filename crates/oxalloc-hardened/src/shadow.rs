@@ -138,8 +138,12 @@ mod tests {
         assert!(init());
         let top = (1usize << ADDRESS_BITS) - SEGMENT_SIZE;
         let (a, b) = (top + 64, top + SEGMENT_SIZE - 16);
-        get_or_map(a).expect("shadow").store(QUARANTINED, Ordering::Relaxed);
-        get_or_map(b).expect("shadow").store(FREED, Ordering::Relaxed);
+        get_or_map(a)
+            .expect("shadow")
+            .store(QUARANTINED, Ordering::Relaxed);
+        get_or_map(b)
+            .expect("shadow")
+            .store(FREED, Ordering::Relaxed);
         assert_eq!(get(a).unwrap().load(Ordering::Relaxed), QUARANTINED);
         assert_eq!(get(b).unwrap().load(Ordering::Relaxed), FREED);
         assert_eq!(get(top).unwrap().load(Ordering::Relaxed), NEVER);
