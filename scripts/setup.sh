@@ -4,11 +4,10 @@
 # dpkg-dev for the install and Debian package tests, the real programs the
 # tests run under the allocator, the peer allocators the benchmark compares with, and
 # Chromium for the map page screenshot test, the aarch64 cross compilers (C and C++)
-# and qemu-user for the emulated aarch64 tests, musl-gcc for the static musl C programs, qemu-system-arm
-# for the bare-metal Cortex-M example, and stable Rust
-# (rustup) when no cargo
-# is found. Safe to run again: it installs only
-# what is missing. Needs root (or sudo) for apt-get.
+# and qemu-user for the emulated aarch64 tests, musl-gcc for the static musl C
+# programs, qemu-system-arm for the bare-metal Cortex-M example, wine for the Windows
+# tests, and stable Rust (rustup) when no cargo is found. Safe to run again: it
+# installs only what is missing. Needs root (or sudo) for apt-get.
 set -euo pipefail
 
 packages=(

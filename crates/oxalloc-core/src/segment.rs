@@ -521,8 +521,8 @@ const HUGE_STEP_MAX: usize = (u8::MAX - HUGE) as usize;
 
 /// One byte per 4 MiB of the user address space ([`ADDRESS_BITS`]): is this segment
 /// ours, and what kind. 32 MiB of `.bss` (64 MiB on aarch64), of which the kernel backs
-/// only the pages we touch (one page covers 16 GiB of address space). A byte rather than two bits keeps `free`'s check to
-/// a shift and a load.
+/// only the pages we touch (one page covers 16 GiB of address space). A byte rather
+/// than two bits keeps `free`'s check to a shift and a load.
 pub struct SegmentMap {
     entries: [AtomicU8; GRANULES],
 }

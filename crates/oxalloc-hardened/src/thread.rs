@@ -28,8 +28,8 @@ pub const RING_MAX: usize = 8192;
 const NO_CACHE: usize = 1;
 
 /// A FIFO of quarantined blocks, each entry `address | (length / 16) << 48` (48-bit
-/// addresses: aarch64 maps just below 2^48; block lengths are multiples of 16); `head` and
-/// `tail` count pops and pushes (wrapping), so the length is their difference.
+/// addresses: aarch64 maps just below 2^48; block lengths are multiples of 16); `head`
+/// and `tail` count pops and pushes (wrapping), so the length is their difference.
 #[repr(C)]
 pub struct QRing {
     head: u32,

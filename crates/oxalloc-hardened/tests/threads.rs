@@ -40,9 +40,8 @@ fn threads_with_cross_thread_frees_exit_and_fork_run_clean() {
 
 #[test]
 fn misuse_across_threads_is_reported() {
-    let cases = THREAD_CASES;
     for (prog, preload) in programs() {
-        for (case, needles) in cases {
+        for (case, needles) in THREAD_CASES {
             let out = run(&prog, &[case], preload, &[]);
             let what = format!("threads {case} (preload {preload})");
             expect_signal(&out, SIGABRT, needles, &what);

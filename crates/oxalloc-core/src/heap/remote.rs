@@ -9,12 +9,6 @@ use crate::{atomic_stack, remote_list};
 /// Spans of other heaps whose freed blocks a heap gathers before handing them over.
 pub(super) const PENDING_SPANS: usize = 64;
 
-/// Blocks gathered for one span before they are handed over, at least: a chain is
-/// handed over at [`PENDING_BYTES`] of blocks, and never before this many (16 held up to
-/// 4 MiB of 512-byte blocks away from their owners across 8 threads: larson/t8 peak
-/// RSS 37.1 -> 34.3 MiB with 8, times unchanged; 4 cost xmalloc time).
-const PENDING_BLOCKS: u32 = 8;
-
 /// Bytes of blocks gathered per chain: smaller blocks make longer chains (up to
 /// [`PENDING_BLOCKS_MAX`]), so each hand-over (two locked operations on a line the
 /// owner also takes, a cache-line transfer each way) carries as many bytes whatever
@@ -30,8 +24,10 @@ const PENDING_BLOCKS_MAX: u32 = 64;
 
 /// Only blocks up to this size are gathered, so a thread that frees and then sleeps
 /// keeps at most `PENDING_SPANS` chains of [`PENDING_BYTES`] (256 KiB) from their
-/// owners.
-pub(super) const PENDING_BLOCK_MAX: u32 = 512;
+/// owners, and every chain is at least 8 blocks long (16 held up to 4 MiB of 512-byte
+/// blocks away from their owners across 8 threads: larson/t8 peak RSS 37.1 -> 34.3 MiB
+/// with 8, times unchanged; 4 cost xmalloc time).
+pub(super) const PENDING_BLOCK_MAX: u32 = PENDING_BYTES / 8;
 
 /// Blocks this thread freed into one span of another heap, not yet handed over: a
 /// chain linked through the blocks, handed over with one CAS.
@@ -98,8 +94,7 @@ pub(super) unsafe fn gather(heap: *mut Heap, span: *mut Span, b: *mut Block) {
             tail: b,
             count: 1,
             class: (*span).class,
-            limit: (PENDING_BYTES / (*span).block_size).clamp(PENDING_BLOCKS, PENDING_BLOCKS_MAX)
-                as u8,
+            limit: (PENDING_BYTES / (*span).block_size).min(PENDING_BLOCKS_MAX) as u8,
             sum: b as u64,
         };
     }
