@@ -8,7 +8,7 @@
 
 use crate::heap;
 use core::ffi::c_void;
-use oxalloc_sys::{set_errno, EINVAL, ENOMEM, PAGE_SIZE};
+use oxalloc_sys::{kernel_page_size, set_errno, EINVAL, ENOMEM};
 
 /// Largest request we try: anything above cannot be mapped in a 47-bit address space,
 /// and refusing early keeps size arithmetic far from overflow.
@@ -187,15 +187,17 @@ pub fn memalign(align: usize, size: usize) -> *mut u8 {
     p
 }
 
-/// `valloc`: page aligned.
+/// `valloc`: aligned to the kernel's page (16 or 64 KiB on some arm64 kernels), which
+/// is what a caller that `mprotect`s the block needs.
 pub fn valloc(size: usize) -> *mut u8 {
-    memalign(PAGE_SIZE, size)
+    memalign(kernel_page_size(), size)
 }
 
-/// `pvalloc`: page aligned, size rounded up to whole pages (one page for 0).
+/// `pvalloc`: page aligned, size rounded up to whole kernel pages (one page for 0).
 pub fn pvalloc(size: usize) -> *mut u8 {
-    match size.max(1).checked_next_multiple_of(PAGE_SIZE) {
-        Some(n) => memalign(PAGE_SIZE, n),
+    let page = kernel_page_size();
+    match size.max(1).checked_next_multiple_of(page) {
+        Some(n) => memalign(page, n),
         None => enomem(core::ptr::null_mut()),
     }
 }

@@ -207,6 +207,25 @@ static INIT: Lock = Lock::new();
 static READY: AtomicU32 = AtomicU32::new(0);
 static ATFORK_DONE: AtomicBool = AtomicBool::new(false);
 
+/// Whether the kernel's pages are the 4 KiB this build lays out its guard pages, shadow
+/// map and large blocks in. On a 16 or 64 KiB-page kernel (some arm64 systems) the guard
+/// pages could not be made: said once on stderr, and every allocation then fails.
+fn page_size_supported() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        let page = oxalloc_sys::kernel_page_size();
+        if page != PAGE_SIZE {
+            let mut m = crate::fmt::Buf::<256>::new();
+            m.str("oxalloc: the hardened build needs 4096-byte pages and this kernel's are ")
+                .num(page as u64)
+                .str(" bytes: every allocation fails (liboxalloc.so, the default build, works)\n");
+            oxalloc_sys::write_stderr(m.as_bytes());
+            return false;
+        }
+    }
+    true
+}
+
 /// Makes sure the allocator is set up; false if it could not be (out of address space).
 #[inline]
 pub fn ensure_init() -> bool {
@@ -235,6 +254,9 @@ fn init_slow() -> bool {
 }
 
 fn init_all() -> bool {
+    if !page_size_supported() {
+        return false;
+    }
     crate::keep_exit_hook();
     // Before the first block: every core segment gets guard slices, so a linear
     // overflow out of a small block faults within 1 MiB.

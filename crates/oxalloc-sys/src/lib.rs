@@ -86,8 +86,37 @@ use rustix::mm::{Advice, MapFlags, MprotectFlags, MremapFlags, ProtFlags};
 extern "C" {}
 
 /// The page size the allocator plans with. x86-64 and the usual aarch64 kernels use
-/// 4 KiB pages; a kernel with larger pages still works, it only purges less precisely.
+/// 4 KiB pages; on a kernel with larger ones ([`kernel_page_size`]) the calls below
+/// never let the kernel widen a range past what the caller gave (see [`discard`]).
 pub const PAGE_SIZE: usize = 4096;
+
+/// The kernel's page size (`AT_PAGESZ`): 4 KiB on x86-64 and most aarch64 kernels, 16
+/// KiB on Apple silicon (Asahi), 64 KiB on some arm64 server kernels. Read once.
+#[cfg(target_os = "linux")]
+pub fn kernel_page_size() -> usize {
+    use core::sync::atomic::{AtomicUsize, Ordering};
+    static PAGE: AtomicUsize = AtomicUsize::new(0);
+    let p = PAGE.load(Ordering::Relaxed);
+    if p != 0 {
+        return p;
+    }
+    let p = rustix::param::page_size();
+    let p = if p.is_power_of_two() && p >= PAGE_SIZE {
+        p
+    } else {
+        PAGE_SIZE
+    };
+    PAGE.store(p, Ordering::Relaxed);
+    p
+}
+
+/// Whether `[ptr, ptr+len)` is made of whole kernel pages. `madvise` and `mprotect`
+/// round a length *up* to whole pages: on a 64 KiB-page kernel a 4 KiB range at the
+/// start of a page would take the page's other 60 KiB (maybe live blocks) with it.
+#[cfg(target_os = "linux")]
+fn whole_kernel_pages(ptr: *mut u8, len: usize) -> bool {
+    (ptr as usize | len) & (kernel_page_size() - 1) == 0
+}
 
 /// Maps `len` bytes of fresh, zeroed, read-write memory, or `None` when the kernel
 /// refuses (for example under `ulimit -v`).
@@ -200,11 +229,50 @@ pub unsafe fn unmap(ptr: *mut u8, len: usize) {
 ///
 /// # Safety
 /// The range is page aligned, mapped by us, and holds no live object.
+///
+/// On a kernel with pages larger than the range's alignment, only the whole kernel
+/// pages inside are given back; the parts of pages at the ends are zeroed by hand (the
+/// range still reads as zeroes, and the neighbours' bytes in those pages are kept).
 #[cfg(target_os = "linux")]
 pub unsafe fn discard(ptr: *mut u8, len: usize) -> bool {
     refuse_if_injected!(Discard, false);
+    if !whole_kernel_pages(ptr, len) {
+        // SAFETY: caller's contract.
+        return unsafe { discard_inside(ptr, len) };
+    }
     // SAFETY: caller's contract; MADV_DONTNEED never unmaps or moves the range.
     unsafe { rustix::mm::madvise(ptr.cast(), len, Advice::LinuxDontNeed).is_ok() }
+}
+
+/// [`discard`] of a range that is not whole kernel pages: zeroes the parts of kernel
+/// pages at its ends and discards the whole pages between (if any).
+///
+/// # Safety
+/// As for [`discard`]; the range is read-write.
+#[cfg(target_os = "linux")]
+#[cold]
+unsafe fn discard_inside(ptr: *mut u8, len: usize) -> bool {
+    let page = kernel_page_size();
+    let (start, end) = (ptr as usize, ptr as usize + len);
+    let inner_start = start.next_multiple_of(page);
+    let inner_end = end & !(page - 1);
+    if inner_start >= inner_end {
+        // SAFETY: caller's contract: the range is ours and nothing in it is live.
+        unsafe { ptr::write_bytes(ptr, 0, len) };
+        return true;
+    }
+    // SAFETY: the head and tail are parts of the caller's range; inside, whole pages.
+    unsafe {
+        ptr::write_bytes(ptr, 0, inner_start - start);
+        ptr::write_bytes(inner_end as *mut u8, 0, end - inner_end);
+        let inner = inner_start as *mut c_void;
+        if rustix::mm::madvise(inner, inner_end - inner_start, Advice::LinuxDontNeed).is_ok() {
+            return true;
+        }
+        // Still reads as zeroes, as promised.
+        ptr::write_bytes(inner.cast::<u8>(), 0, inner_end - inner_start);
+    }
+    false
 }
 
 /// Asks the kernel to back a range with transparent huge pages (`MADV_HUGEPAGE`),
@@ -216,6 +284,9 @@ pub unsafe fn discard(ptr: *mut u8, len: usize) -> bool {
 #[cfg(target_os = "linux")]
 pub unsafe fn prefer_huge_pages(ptr: *mut u8, len: usize) -> bool {
     refuse_if_injected!(HugePages, false);
+    if !whole_kernel_pages(ptr, len) {
+        return false;
+    }
     // SAFETY: caller's contract; the advice only changes how later faults are served.
     unsafe { rustix::mm::madvise(ptr.cast(), len, Advice::LinuxHugepage).is_ok() }
 }
@@ -225,9 +296,15 @@ pub unsafe fn prefer_huge_pages(ptr: *mut u8, len: usize) -> bool {
 /// # Safety
 /// The range is page aligned and mapped by us; no live object in it is used while it
 /// is inaccessible.
+///
+/// False (nothing changed) for a range that is not whole kernel pages: the kernel would
+/// change the protection of the rest of the last page too.
 #[cfg(target_os = "linux")]
 pub unsafe fn protect(ptr: *mut u8, len: usize, accessible: bool) -> bool {
     refuse_if_injected!(Protect, false);
+    if !whole_kernel_pages(ptr, len) {
+        return false;
+    }
     let flags = if accessible {
         MprotectFlags::READ | MprotectFlags::WRITE
     } else {
@@ -644,9 +721,14 @@ pub fn reserve(len: usize) -> Option<NonNull<u8>> {
 /// # Safety
 /// The range is page aligned, mapped by us, and nothing in it is used again until it
 /// is opened with [`protect`] (or unmapped).
+///
+/// False (nothing changed) for a range that is not whole kernel pages (see [`protect`]).
 #[cfg(target_os = "linux")]
 pub unsafe fn decommit(ptr: *mut u8, len: usize) -> bool {
     refuse_if_injected!(Decommit, false);
+    if !whole_kernel_pages(ptr, len) {
+        return false;
+    }
     // SAFETY: caller's contract: the range is ours, so MAP_FIXED replaces only our own
     // pages, which hold nothing still in use.
     let p = unsafe {

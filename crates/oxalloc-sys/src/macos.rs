@@ -67,6 +67,11 @@ const OS_PAGE: usize = 16 * 1024;
 #[cfg(not(target_arch = "aarch64"))]
 const OS_PAGE: usize = 4096;
 
+/// The kernel's page size (see [`OS_PAGE`]).
+pub fn kernel_page_size() -> usize {
+    OS_PAGE
+}
+
 const fn round_up(x: usize, to: usize) -> usize {
     (x + to - 1) & !(to - 1)
 }

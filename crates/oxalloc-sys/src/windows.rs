@@ -65,6 +65,12 @@ use windows_sys::Win32::System::Threading::{
     TerminateProcess, WaitOnAddress, WakeByAddressSingle, INFINITE,
 };
 
+/// The page size: 4 KiB on x64 and arm64 Windows (`VirtualAlloc`'s 64 KiB is its
+/// allocation granularity, not a page).
+pub fn kernel_page_size() -> usize {
+    PAGE_SIZE
+}
+
 /// Address-space granularity of `VirtualAlloc` reservations on every Windows version.
 const ALLOCATION_GRANULARITY: usize = 64 * 1024;
 
