@@ -252,27 +252,42 @@ pub unsafe fn discard(ptr: *mut u8, len: usize) -> bool {
 #[cfg(target_os = "linux")]
 #[cold]
 unsafe fn discard_inside(ptr: *mut u8, len: usize) -> bool {
-    let page = kernel_page_size();
+    // SAFETY: caller's contract.
+    let Some((inner, inner_len)) = (unsafe { zero_page_ends(ptr, len, kernel_page_size()) }) else {
+        return true;
+    };
+    // SAFETY: whole kernel pages of the caller's range, which holds nothing live.
+    if unsafe { rustix::mm::madvise(inner.cast(), inner_len, Advice::LinuxDontNeed) }.is_ok() {
+        return true;
+    }
+    // SAFETY: as above. Still reads as zeroes, as promised.
+    unsafe { ptr::write_bytes(inner, 0, inner_len) };
+    false
+}
+
+/// Zeroes by hand the parts of kernel pages (`page` bytes) at the ends of `[ptr,
+/// ptr+len)` and returns the whole pages between, to be given back by the caller; None
+/// (all of it zeroed by hand) when there are none. For a discard that must not reach
+/// the neighbours' bytes in those pages.
+///
+/// # Safety
+/// The range is ours, read-write, and holds no live object.
+#[cfg(any(target_os = "linux", target_os = "macos"))]
+unsafe fn zero_page_ends(ptr: *mut u8, len: usize, page: usize) -> Option<(*mut u8, usize)> {
     let (start, end) = (ptr as usize, ptr as usize + len);
     let inner_start = start.next_multiple_of(page);
     let inner_end = end & !(page - 1);
     if inner_start >= inner_end {
         // SAFETY: caller's contract: the range is ours and nothing in it is live.
-        unsafe { ptr::write_bytes(ptr, 0, len) };
-        return true;
+        unsafe { core::ptr::write_bytes(ptr, 0, len) };
+        return None;
     }
-    // SAFETY: the head and tail are parts of the caller's range; inside, whole pages.
+    // SAFETY: the head and tail are parts of the caller's range.
     unsafe {
-        ptr::write_bytes(ptr, 0, inner_start - start);
-        ptr::write_bytes(inner_end as *mut u8, 0, end - inner_end);
-        let inner = inner_start as *mut c_void;
-        if rustix::mm::madvise(inner, inner_end - inner_start, Advice::LinuxDontNeed).is_ok() {
-            return true;
-        }
-        // Still reads as zeroes, as promised.
-        ptr::write_bytes(inner.cast::<u8>(), 0, inner_end - inner_start);
+        core::ptr::write_bytes(ptr, 0, inner_start - start);
+        core::ptr::write_bytes(inner_end as *mut u8, 0, end - inner_end);
     }
-    false
+    Some((inner_start as *mut u8, inner_end - inner_start))
 }
 
 /// Asks the kernel to back a range with transparent huge pages (`MADV_HUGEPAGE`),

@@ -76,10 +76,6 @@ const fn round_up(x: usize, to: usize) -> usize {
     (x + to - 1) & !(to - 1)
 }
 
-const fn round_down(x: usize, to: usize) -> usize {
-    x & !(to - 1)
-}
-
 /// An anonymous private mapping at `addr` (a hint, or the exact place with
 /// `MAP_FIXED` in `extra`), or `None`.
 ///
@@ -169,20 +165,10 @@ pub unsafe fn unmap(ptr: *mut u8, len: usize) {
 /// # Safety
 /// The range is page aligned, mapped by us, and holds no live object.
 pub unsafe fn discard(ptr: *mut u8, len: usize) -> bool {
-    let (start, end) = (ptr as usize, ptr as usize + len);
-    let (inner_start, inner_end) = (round_up(start, OS_PAGE), round_down(end, OS_PAGE));
-    if inner_start >= inner_end {
-        // SAFETY: caller's contract: the range is ours and nothing in it is live.
-        unsafe { ptr::write_bytes(ptr, 0, len) };
+    // SAFETY: caller's contract.
+    let Some((inner, inner_len)) = (unsafe { crate::zero_page_ends(ptr, len, OS_PAGE) }) else {
         return true;
-    }
-    // SAFETY: the head and tail are parts of the caller's range, which holds nothing live.
-    unsafe {
-        ptr::write_bytes(ptr, 0, inner_start - start);
-        ptr::write_bytes(inner_end as *mut u8, 0, end - inner_end);
-    }
-    let inner = inner_start as *mut u8;
-    let inner_len = inner_end - inner_start;
+    };
     // SAFETY: the inner range is ours and holds nothing live, so MAP_FIXED replaces only
     // our own unused pages.
     let fresh = unsafe {
