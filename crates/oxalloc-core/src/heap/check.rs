@@ -176,7 +176,11 @@ pub(super) unsafe fn check_count(span: *mut Span) {
     unsafe {
         let used = (*span).used;
         let flags = USED_FULL | USED_CURRENT;
-        if used & flags == flags || (used & !flags) as usize > capacity(span) {
+        // `used > capacity` without the division (a `div` on every slow-path free):
+        // `used * block_size` stays below 2^49.
+        let bytes = (*span).slice_count.max(1) as u64 * SLICE_SIZE as u64;
+        let block = ((*span).block_size as u64).max(16);
+        if used & flags == flags || (used & !flags) as u64 * block > bytes {
             misuse::span_count_broken(
                 Segment::span_start(span) as usize,
                 (*span).block_size as usize,
