@@ -147,3 +147,45 @@ fn a_span_back_from_full_comes_before_one_set_aside_for_its_fresh_pages() {
     .join()
     .unwrap();
 }
+
+#[test]
+fn a_two_slice_span_with_many_free_blocks_hands_them_out_by_address() {
+    std::thread::spawn(|| {
+        const SIZE: usize = 1024; // 128 blocks per two-slice (128 KiB) span
+        let first: Vec<usize> = (0..128).map(|_| api::malloc(SIZE) as usize).collect();
+        let start = first[0];
+        assert!(
+            first.iter().all(|&p| p >= start && p < start + (128 << 10)),
+            "one full span of 128 KiB"
+        );
+        let next = api::malloc(SIZE) as usize; // opens a second span
+        assert!(next < start || next >= start + (128 << 10));
+        // 100 blocks freed in a scrambled order (37 is odd: i * 37 mod 128 is distinct).
+        let freed: Vec<usize> = (0..100).map(|i| first[i * 37 % 128]).collect();
+        for &p in &freed {
+            // SAFETY: live blocks of this thread, each freed once.
+            unsafe { api::free(p as *mut u8) };
+        }
+        let again: Vec<usize> = (0..110).map(|_| api::malloc(SIZE) as usize).collect();
+        let reused: Vec<usize> = again
+            .iter()
+            .copied()
+            .filter(|&p| p >= start && p < start + (128 << 10))
+            .collect();
+        assert_eq!(reused.len(), 100, "every freed block is reused");
+        assert!(
+            reused.windows(2).all(|w| w[0] < w[1]),
+            "freed blocks come back in address order"
+        );
+        let mut sorted = freed.clone();
+        sorted.sort_unstable();
+        assert_eq!(reused, sorted, "the same blocks");
+        let kept = (0..128).filter(|i| !(0..100).any(|j| j * 37 % 128 == *i));
+        for p in kept.map(|i| first[i]).chain([next]).chain(again) {
+            // SAFETY: every block is live and freed once.
+            unsafe { api::free(p as *mut u8) };
+        }
+    })
+    .join()
+    .unwrap();
+}

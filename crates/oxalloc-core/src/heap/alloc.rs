@@ -235,10 +235,11 @@ unsafe fn promote(heap: *mut Heap, c: SizeClass, span: *mut Span) {
 /// a pass over the list and a scan of a bitmap, worth it only if many blocks follow.
 const ORDER_MIN_BLOCKS: usize = 64;
 
-/// 16-byte granules in a single-slice span: one bit each in [`order_by_address`].
+/// Granules of a span: one bit each in [`order_by_address`]. 16 bytes in a single-slice
+/// span, 32 in a two-slice one (whose blocks are at least 640 bytes).
 const ORDER_GRANULES: usize = SLICE_SIZE / 16;
 
-/// Reorders the free list of a single-slice span by ascending address, so that the
+/// Reorders the free list of a span of one or two slices by ascending address, so that the
 /// blocks `malloc` hands out next lie one after another. A free list is LIFO: after a
 /// while consecutive `malloc`s return blocks scattered over the span, and a program
 /// that walks what it allocated in order (a garbage collector, a list, a tree) jumps
@@ -251,11 +252,17 @@ const ORDER_GRANULES: usize = SLICE_SIZE / 16;
 /// parked (its `used` carries no flag).
 unsafe fn order_by_address(span: *mut Span) {
     // SAFETY: caller's contract: the free list is ours, and every block on it lies in
-    // the span, 16-byte aligned, so its granule index is below ORDER_GRANULES.
+    // the span at a multiple of the granule, so its granule index is below
+    // ORDER_GRANULES.
     unsafe {
-        if (*span).slice_count != 1 {
-            return; // big blocks, few of them: their order matters little
-        }
+        // A granule holds at most one block's start, and every block starts on one (so
+        // the bitmap gives back the block addresses). Spans of more slices hold blocks
+        // of 5 KiB and up, few of them: their order matters little.
+        let granule_shift = match (*span).slice_count {
+            1 => 4,
+            2 if (*span).block_size % 32 == 0 => 5,
+            _ => return,
+        };
         // Blocks on the free list: carved ones not handed out (`used` has no flag on a
         // partial span), counted in bytes to spare a division and a walk.
         let start = Segment::span_start(span) as usize;
@@ -267,7 +274,7 @@ unsafe fn order_by_address(span: *mut Span) {
         let mut bits = [0u64; ORDER_GRANULES / 64];
         let mut b = (*span).free;
         while !b.is_null() {
-            let g = (b as usize - start) >> 4;
+            let g = (b as usize - start) >> granule_shift;
             if bits[g / 64] & (1 << (g % 64)) != 0 {
                 // On the list twice (freed twice): the list loops from here.
                 check::on_list_twice(span, b, "malloc");
@@ -282,7 +289,7 @@ unsafe fn order_by_address(span: *mut Span) {
             while word != 0 {
                 let g = w * 64 + word.trailing_zeros() as usize;
                 word &= word - 1;
-                let blk = (start + (g << 4)) as *mut Block;
+                let blk = (start + (g << granule_shift)) as *mut Block;
                 if tail.is_null() {
                     head = blk;
                 } else {
