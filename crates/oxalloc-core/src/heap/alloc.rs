@@ -260,7 +260,7 @@ unsafe fn order_by_address(span: *mut Span) {
         // of 5 KiB and up, few of them: their order matters little.
         let granule_shift = match (*span).slice_count {
             1 => 4,
-            2 if (*span).block_size % 32 == 0 => 5,
+            2 if (*span).block_size.is_multiple_of(32) => 5,
             _ => return,
         };
         // Blocks on the free list: carved ones not handed out (`used` has no flag on a
