@@ -257,7 +257,8 @@ unsafe fn order_by_address(span: *mut Span) {
     unsafe {
         // A granule holds at most one block's start, and every block starts on one (so
         // the bitmap gives back the block addresses). Spans of more slices hold blocks
-        // of 5 KiB and up, few of them: their order matters little.
+        // of 10 KiB and up, few of them: their order matters little (and a two-slice
+        // span of 5-8 KiB blocks holds fewer than ORDER_MIN_BLOCKS).
         let granule_shift = match (*span).slice_count {
             1 => 4,
             2 if (*span).block_size.is_multiple_of(32) => 5,
