@@ -25,15 +25,29 @@
 use super::*;
 use crate::misuse::{self, Op};
 
+/// A small span's length and block size in bytes, as the checks read them: never zero,
+/// even from a record a misuse has damaged.
+///
+/// # Safety
+/// `span` is a small span record.
+unsafe fn span_and_block_bytes(span: *const Span) -> (usize, usize) {
+    // SAFETY: caller's contract.
+    unsafe {
+        (
+            (*span).slice_count.max(1) as usize * SLICE_SIZE,
+            ((*span).block_size as usize).max(16),
+        )
+    }
+}
+
 /// Blocks a small span can hold: the bound of a list walk.
 ///
 /// # Safety
 /// `span` is a small span record.
 unsafe fn capacity(span: *const Span) -> usize {
     // SAFETY: caller's contract.
-    unsafe {
-        (*span).slice_count.max(1) as usize * SLICE_SIZE / ((*span).block_size as usize).max(16)
-    }
+    let (bytes, block) = unsafe { span_and_block_bytes(span) };
+    bytes / block
 }
 
 /// Whether `b` is on the list starting at `head`, walking at most `limit` links, each
@@ -178,9 +192,8 @@ pub(super) unsafe fn check_count(span: *mut Span) {
         let flags = USED_FULL | USED_CURRENT;
         // `used > capacity` without the division (a `div` on every slow-path free):
         // `used * block_size` stays below 2^49.
-        let bytes = (*span).slice_count.max(1) as u64 * SLICE_SIZE as u64;
-        let block = ((*span).block_size as u64).max(16);
-        if used & flags == flags || (used & !flags) as u64 * block > bytes {
+        let (bytes, block) = span_and_block_bytes(span);
+        if used & flags == flags || (used & !flags) as u64 * block as u64 > bytes as u64 {
             misuse::span_count_broken(
                 Segment::span_start(span) as usize,
                 (*span).block_size as usize,
