@@ -32,11 +32,6 @@ const MULTI_BLOCK_MAX: usize = 16 * 1024;
 /// carved lazily (a page at a time, or one block), so the longer span costs resident
 /// memory only as its blocks are used.
 const MIN_BLOCKS_PER_SPAN: usize = 16;
-/// How many times a span of a class up to [`MULTI_BLOCK_MAX`] doubles its blocks as its
-/// heap holds more spans of the class (see [`SizeClass::span_slices_for`]).
-const SPAN_GROWTH_STEPS: u32 = 2;
-/// The longest span that growth gives (512 KiB: 32 blocks of 16 KiB).
-const GROWN_SPAN_MAX_SLICES: usize = 8;
 /// Classes up to this size get spans of at least [`MIN_BLOCKS_PER_DENSE_SPAN`] blocks:
 /// two slices for 640-1024 bytes, one for the rest.
 ///
@@ -192,48 +187,14 @@ impl SizeClass {
         }
     }
 
-    /// How many 64 KiB slices a span of this class covers (the first span a heap takes
-    /// of it; see [`SizeClass::span_slices_for`] for the next ones).
+    /// How many 64 KiB slices a span of this class covers.
     pub const fn span_slices(self) -> usize {
-        self.span_slices_for(0)
-    }
-
-    /// How many 64 KiB slices the next span of this class covers when the heap already
-    /// holds `held` spans of it.
-    ///
-    /// Classes above [`DENSE_CLASS_MAX`] up to [`MULTI_BLOCK_MAX`] start with spans of
-    /// [`MIN_BLOCKS_PER_SPAN`] blocks, and a heap that needs more than one such span
-    /// gets longer ones (twice the blocks with one held, four times with two or more,
-    /// at most [`GROWN_SPAN_MAX_SLICES`] slices). A class whose live blocks fill several
-    /// spans is the case where most frees land in spans that are not current, and
-    /// those blocks wait, cold, until their span is promoted; with fewer, longer spans
-    /// more of the frees go to the current one, and spans switch less often. A class
-    /// with few live blocks keeps short spans, which is what keeps memory low where
-    /// many classes each hold a few blocks (realloc growth, per-thread heaps).
-    pub const fn span_slices_for(self, held: u32) -> usize {
         let bs = self.size();
-        let slice = crate::segment::SLICE_SIZE;
-        let mut min = self.min_blocks();
-        if bs > DENSE_CLASS_MAX && bs <= MULTI_BLOCK_MAX {
-            let steps = if held < SPAN_GROWTH_STEPS {
-                held
-            } else {
-                SPAN_GROWTH_STEPS
-            };
-            let grown = min << steps;
-            let cap = GROWN_SPAN_MAX_SLICES * slice / bs;
-            min = if grown < cap {
-                grown
-            } else if cap > min {
-                cap
-            } else {
-                min
-            };
-        }
         // The fewest slices that hold the minimum number of blocks and leave at most an
         // eighth of the span as tail (one slice for every class up to 512 bytes and from
-        // 1280 bytes to 4 KiB, for a first span).
-        let mut n = (bs * min).div_ceil(slice);
+        // 1280 bytes to 4 KiB).
+        let slice = crate::segment::SLICE_SIZE;
+        let mut n = (bs * self.min_blocks()).div_ceil(slice);
         while (n * slice) % bs * 8 > n * slice {
             n += 1;
         }
@@ -386,36 +347,6 @@ mod tests {
         assert_eq!(slices(20480), 1);
         assert_eq!(slices(MAX_SMALL), 1);
         assert!((0..NUM_CLASSES as u8).all(|c| SizeClass(c).span_slices() <= 4));
-    }
-
-    #[test]
-    fn spans_of_classes_above_1k_grow_with_the_spans_a_heap_holds() {
-        let blocks = |size: usize, held: u32| {
-            let c = SizeClass::of(size);
-            c.span_slices_for(held) * crate::segment::SLICE_SIZE / c.size()
-        };
-        // 16, then 32, then 64 blocks (at least: whole slices, small tail).
-        assert_eq!([0, 1, 2, 9].map(|h| blocks(8192, h)), [16, 32, 64, 64]);
-        assert_eq!([0, 1, 2].map(|h| blocks(4096, h)), [16, 32, 64]);
-        assert_eq!([0, 1, 2].map(|h| blocks(2048, h)), [32, 32, 64]);
-        // At most 8 slices: 32 blocks of 16 KiB.
-        assert_eq!([0, 1, 2].map(|h| blocks(16384, h)), [16, 32, 32]);
-        for c in 0..NUM_CLASSES as u8 {
-            let c = SizeClass(c);
-            for held in 0..4 {
-                let n = c.span_slices_for(held);
-                let span = n * crate::segment::SLICE_SIZE;
-                assert!(
-                    n >= c.span_slices() && n <= 8,
-                    "class {} {held}: {n}",
-                    c.size()
-                );
-                assert!((span % c.size()) * 8 <= span, "class {} tail", c.size());
-                if c.size() <= 1024 || c.size() > MULTI_BLOCK_MAX {
-                    assert_eq!(n, c.span_slices(), "class {} does not grow", c.size());
-                }
-            }
-        }
     }
 
     #[test]

@@ -75,11 +75,9 @@ fn a_span_with_many_free_blocks_hands_them_out_by_address() {
 #[test]
 fn spans_coming_back_from_full_are_used_in_the_order_they_came_back() {
     std::thread::spawn(|| {
-        // 128 blocks per 64 KiB span, carved 8 per 4 KiB page. (A class above 1 KiB
-        // would get longer spans from the third on: `SizeClass::span_slices_for`.)
-        const SIZE: usize = 512;
+        const SIZE: usize = 2048; // 32 blocks per 64 KiB span, carved 2 per 4 KiB page
         const SPANS: usize = 4;
-        let full: Vec<usize> = (0..128 * SPANS)
+        let full: Vec<usize> = (0..32 * SPANS)
             .map(|_| api::malloc(SIZE) as usize)
             .collect();
         assert!(full.iter().all(|&p| p != 0));
@@ -88,7 +86,7 @@ fn spans_coming_back_from_full_are_used_in_the_order_they_came_back() {
         assert_eq!(spans.len(), SPANS, "{SPANS} full spans");
         // Open a fifth span and use up the page it carved, so the next malloc has to
         // choose among the spans with free blocks.
-        let fifth: Vec<usize> = (0..8).map(|_| api::malloc(SIZE) as usize).collect();
+        let fifth: Vec<usize> = (0..2).map(|_| api::malloc(SIZE) as usize).collect();
         assert!(fifth.iter().all(|&p| p != 0 && !spans.contains(&(p >> 16))));
         // One block freed in each full span, not in address order: a list that takes
         // the most recently refilled span, or the lowest, would hand them back in

@@ -388,15 +388,10 @@ unsafe fn take_small_span(heap: *mut Heap, c: SizeClass) -> *mut Span {
             tls::collect_one_abandoned();
         }
     }
-    // SAFETY: caller's contract: the bin is this thread's.
-    let held = unsafe { &raw mut (*bin(heap, c.index())).spans };
-    // SAFETY: as above.
-    let slices = c.span_slices_for(unsafe { *held });
+    let slices = c.span_slices();
     let Some(span) = CENTRAL.lock().take(slices, SpanKind::Small, heap as usize) else {
         return ptr::null_mut();
     };
-    // SAFETY: as above.
-    unsafe { *held += 1 };
     let bs = c.size();
     let start = Segment::span_start(span);
     // SAFETY: the span was just taken from the pool; it is ours alone.

@@ -423,10 +423,6 @@ unsafe fn release_span(span: *mut Span) {
             let c = stats::slot(&raw mut (*owner).stats.allocs, (*span).class as usize);
             AtomicU64::from_ptr(c).fetch_add(n, Ordering::Relaxed);
         }
-        if !owner.is_null() {
-            let held = &raw mut (*bin(owner, (*span).class as usize)).spans;
-            *held = (*held).saturating_sub(1);
-        }
         (*span).owner = ptr::null_mut();
         (*span).free = ptr::null_mut();
         CENTRAL.lock().give(span);

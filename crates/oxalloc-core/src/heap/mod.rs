@@ -78,9 +78,6 @@ pub struct Bin {
     /// The first set-aside span of `partial` (null if none): spans coming back from
     /// full go in front of it.
     pub set_aside: *mut Span,
-    /// How many spans of this class the heap holds (current, partial and full): the
-    /// next span's length grows with it (`SizeClass::span_slices_for`).
-    pub spans: u32,
 }
 
 /// A thread's heap. Never freed: when its thread exits it is abandoned and later
@@ -137,7 +134,6 @@ pub static EMPTY_HEAP: Heap = Heap {
         partial: ptr::null_mut(),
         partial_tail: ptr::null_mut(),
         set_aside: ptr::null_mut(),
-        spans: 0,
     }; NUM_CLASSES],
     remote_spans: ptr::null_mut(),
     pending: [Pending::NONE; PENDING_SPANS],
@@ -198,7 +194,6 @@ impl Heap {
                     partial: ptr::null_mut(),
                     partial_tail: ptr::null_mut(),
                     set_aside: ptr::null_mut(),
-                    spans: 0,
                 };
             }
             (*h).direct = [empty_span(); DIRECT_SLOTS];
