@@ -73,7 +73,7 @@ const fn w(
 }
 
 /// Every workload, in table order.
-pub const WORKLOADS: [Workload; 23] = [
+pub const WORKLOADS: [Workload; 24] = [
     w(
         "larson",
         Kind::Work,
@@ -171,6 +171,13 @@ pub const WORKLOADS: [Workload; 23] = [
         Threads::Fixed(&[8]),
         true,
         "8 threads replace 16-512 B blocks in shared tables: nearly every free is another's",
+    ),
+    w(
+        "thread-churn",
+        Kind::Work,
+        Threads::Fixed(&[8]),
+        true,
+        "rounds of 8 short-lived threads, each leaving 16-4016 B blocks in a shared table",
     ),
     w(
         "python",
@@ -605,6 +612,7 @@ mod tests {
         );
         assert!(all.iter().any(|c| c.id == "realloc-threads/t2"));
         assert!(all.iter().any(|c| c.id == "calloc-churn/t4"));
+        assert!(all.iter().any(|c| c.id == "thread-churn/t8"));
         // Every C workload of the suite is one the child knows.
         for w in WORKLOADS.iter().filter(|w| w.kind == Kind::Work) {
             assert!(crate::workloads::NAMES.contains(&w.name), "{}", w.name);

@@ -19,6 +19,7 @@ pub mod realloc_growth;
 pub mod realloc_threads;
 pub mod shared_slots;
 pub mod table_replace;
+pub mod thread_churn;
 pub mod xchurn;
 pub mod xmalloc;
 
@@ -59,7 +60,7 @@ impl WorkOutput {
 }
 
 /// Names of the C-allocator workloads this module runs (see [`run`]).
-pub const NAMES: [&str; 15] = [
+pub const NAMES: [&str; 16] = [
     "larson",
     "xmalloc",
     "cache-thrash",
@@ -74,6 +75,7 @@ pub const NAMES: [&str; 15] = [
     "xchurn",
     "prodcons",
     "shared-slots",
+    "thread-churn",
     "pairs",
 ];
 
@@ -95,6 +97,7 @@ pub fn run(name: &str, threads: usize, scale: f64, pairs: u64) -> Option<WorkOut
         "xchurn" => xchurn::run(threads, scale),
         "prodcons" => prodcons::run(scale),
         "shared-slots" => shared_slots::run(threads, scale),
+        "thread-churn" => thread_churn::run(threads, scale),
         "pairs" => pairs::run(pairs, 32),
         _ => return None,
     })
