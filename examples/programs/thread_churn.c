@@ -5,6 +5,8 @@
 // threads (freeing the block it replaces there, which another thread, long gone, left).
 // The live memory is the same under every allocator (~9 MiB, mostly the table).
 //   usage: thread_churn [ROUNDS=3000] [PAR=8] [SHARE=1]   (SHARE=0: free everything)
+// With PERSIST=1 in the environment the same rounds run on PAR threads started once,
+// with a barrier between rounds (the same work without thread churn).
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -46,11 +48,31 @@ static void *work(void *arg) {
     return 0;
 }
 
+static pthread_barrier_t round_end;
+static int g_rounds, g_par;
+
+static void *persistent(void *arg) {
+    for (int r = 0; r < g_rounds; r++) {
+        work((void *)(uintptr_t)(r * g_par + (uintptr_t)arg + 1));
+        pthread_barrier_wait(&round_end);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     int rounds = argc > 1 ? atoi(argv[1]) : 3000;
     int par = argc > 2 ? atoi(argv[2]) : 8;
     share = argc > 3 ? atoi(argv[3]) : 1;
     if (par < 1 || par > 64) return 2;
+    if (getenv("PERSIST")) {
+        pthread_t t[64];
+        g_rounds = rounds;
+        g_par = par;
+        pthread_barrier_init(&round_end, 0, par);
+        for (int i = 0; i < par; i++) pthread_create(&t[i], 0, persistent, (void *)(uintptr_t)i);
+        for (int i = 0; i < par; i++) pthread_join(t[i], 0);
+        rounds = 0;
+    }
     for (int r = 0; r < rounds; r++) {
         pthread_t t[64];
         for (int i = 0; i < par; i++) pthread_create(&t[i], 0, work, (void *)(uintptr_t)(r * par + i + 1));
