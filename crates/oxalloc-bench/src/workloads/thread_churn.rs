@@ -5,10 +5,9 @@
 //! tasks put results into a shared cache.
 //!
 //! The live memory is the same under every allocator (the table, ~9 MiB, plus the
-//! running threads' blocks), so peak RSS shows what each holds beside it: allocators
-//! with a partly used span per (thread heap, size class) hold one for every class the
-//! table's blocks pin, in every heap. Found in session 20 as
-//! `examples/programs/thread_churn.c`.
+//! running threads' blocks), so peak RSS shows what each holds beside it. Found in
+//! session 20 as `examples/programs/thread_churn.c` (whose `PERSIST=1` runs the same
+//! rounds on threads started once: the difference is what thread churn costs).
 
 use super::{scaled, Block, WorkOutput};
 use crate::rng::Rng;
