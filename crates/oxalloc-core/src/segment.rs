@@ -175,8 +175,17 @@ pub struct Span {
     /// When a free span became free (ns), for delayed purging.
     pub freed_at_ns: u64,
     /// Set when central hands the span out: its memory reads as zero (every slice was
-    /// fresh or purged, none written since; central's `dirty_slices` says so).
+    /// fresh or purged, none written since; central's `dirty_slices` says so). In a
+    /// small span it then goes on meaning that the pages past `bump` (from the next
+    /// page boundary) read as zero, as carving writes only below `bump`; the owner
+    /// sets it again when it purges them (`purge_tail` in `heap/alloc.rs`).
     pub zero: bool,
+    /// Small spans: `bump` when the owner heap was last collected with its thread gone
+    /// (null before), so the next such collection sees whether the span carved anything
+    /// in between (`heap::purge_tails`).
+    pub bump_at_exit: *mut u8,
+    /// Small spans: when such a collection first found `bump` where it is now (ns).
+    pub bump_since_ns: u64,
 }
 
 /// The word behind [`Span::remote`]: the list head in the low 48 bits, the number of
@@ -254,6 +263,8 @@ pub static EMPTY_SPAN: Span = Span {
     remote_sum: AtomicU64::new(0),
     remote_next: AtomicPtr::new(ptr::null_mut()),
     freed_at_ns: 0,
+    bump_at_exit: ptr::null_mut(),
+    bump_since_ns: 0,
 };
 
 /// The block grid of a small span: whether a pointer is the start of a block that has

@@ -294,6 +294,7 @@ unsafe fn abandon(h: *mut Heap) {
     // SAFETY: caller's contract.
     unsafe {
         heap::collect(h);
+        heap::purge_tails(h, false);
         Heap::set_owner(h, 0, true);
     }
     // SAFETY: we own `h`; it becomes the list's.
@@ -330,22 +331,26 @@ pub fn with_orphan_heap(f: impl FnOnce(*mut Heap) -> *mut u8) -> *mut u8 {
     f(h)
 }
 
-/// Collects one abandoned heap, if any: frees what other threads handed back to it
-/// and returns its empty spans to the central pool.
+/// Collects one abandoned heap, if any: frees what other threads handed back to it,
+/// returns its empty spans to the central pool and purges its idle spans' tails.
 pub fn collect_one_abandoned() {
     let h = REGISTRY.lock().pop_abandoned();
     if h.is_null() {
         return;
     }
     // SAFETY: popped from the list, so no one else can reach it.
-    unsafe { heap::collect(h) };
+    unsafe {
+        heap::collect(h);
+        heap::purge_tails(h, false);
+    }
     // At the back: the next collection takes another heap (at the front it would take
     // this one again, and the others would keep what was freed into them).
     // SAFETY: we own it until it is back on the list.
     unsafe { REGISTRY.lock().push_abandoned_back(h) };
 }
 
-/// Collects every abandoned heap and the orphan heap (for `malloc_trim`).
+/// Collects every abandoned heap and the orphan heap, and purges their spans' tails
+/// (for `malloc_trim`).
 pub fn collect_all_abandoned() {
     // The whole list is taken and each heap put back once collected: popping and
     // pushing the head (`collect_one_abandoned`) n times collects one heap n times.
@@ -355,7 +360,10 @@ pub fn collect_all_abandoned() {
         // back on the shared list.
         let next = unsafe { (*h).next_abandoned };
         // SAFETY: as above.
-        unsafe { heap::collect(h) };
+        unsafe {
+            heap::collect(h);
+            heap::purge_tails(h, true);
+        }
         // SAFETY: we own `h` until it is back on the list.
         unsafe { REGISTRY.lock().push_abandoned(h) };
         h = next;
@@ -363,7 +371,10 @@ pub fn collect_all_abandoned() {
     let orphan = ORPHAN.lock();
     if !orphan.0.is_null() {
         // SAFETY: the lock makes the orphan heap ours.
-        unsafe { heap::collect(orphan.0) };
+        unsafe {
+            heap::collect(orphan.0);
+            heap::purge_tails(orphan.0, true);
+        }
     }
 }
 

@@ -38,6 +38,7 @@ mod free;
 mod partial;
 mod remote;
 
+use self::alloc::purge_tail;
 pub use self::alloc::{alloc, alloc_aligned, alloc_small, alloc_zeroed};
 pub use self::check::check_sized;
 use self::foreign::*;
@@ -286,6 +287,32 @@ pub unsafe fn collect(heap: *mut Heap) {
     }
 }
 
+/// Gives back the written, never-carved pages of the spans `heap` keeps (see
+/// [`purge_tail`]): with `all`, of every such span (`malloc_trim`); without (a thread
+/// exit, or a collection of the abandoned heap), of those that carved nothing for a
+/// purge delay, not those that the next thread may carve on or that empty soon.
+///
+/// # Safety
+/// The caller owns `heap` exclusively.
+pub unsafe fn purge_tails(heap: *mut Heap, all: bool) {
+    let now = (!all).then(oxalloc_sys::now_ns);
+    // SAFETY: caller's contract: the bins and their spans are this heap's.
+    unsafe {
+        for c in 0..NUM_CLASSES {
+            let bin = bin(heap, c);
+            let cur = (*bin).current;
+            if cur != empty_span() {
+                purge_tail(cur, now);
+            }
+            let mut s = (*bin).partial;
+            while !s.is_null() {
+                purge_tail(s, now);
+                s = (*s).next;
+            }
+        }
+    }
+}
+
 /// Usable bytes of a block (0 for null, or for a pointer into another allocator's
 /// memory that `misuse::not_ours` lets through); a pointer that is not a live block is
 /// reported as a misuse of `malloc_usable_size`.
@@ -448,7 +475,10 @@ pub fn trim() -> usize {
     let h = tls::heap();
     if !is_empty_heap(h) {
         // SAFETY: `h` is this thread's heap.
-        unsafe { collect(h) };
+        unsafe {
+            collect(h);
+            purge_tails(h, true);
+        }
     }
     tls::collect_all_abandoned();
     CENTRAL.lock().purge(true) + huge::purge_cache(true)
