@@ -288,9 +288,9 @@ pub unsafe fn collect(heap: *mut Heap) {
 }
 
 /// Gives back the written, never-carved pages of the spans `heap` keeps (see
-/// [`purge_tail`]): with `all`, of every such span (`malloc_trim`); without (a thread
-/// exit, or a collection of the abandoned heap), of those that carved nothing for a
-/// purge delay, not those that the next thread may carve on or that empty soon.
+/// `purge_tail` in `alloc.rs`): with `all`, of every such span (`malloc_trim`); without
+/// (a thread exit, or a collection of the abandoned heap), of those that carved nothing
+/// for a purge delay, not those that the next thread may carve on or that empty soon.
 ///
 /// # Safety
 /// The caller owns `heap` exclusively.
