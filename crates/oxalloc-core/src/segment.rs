@@ -182,7 +182,7 @@ pub struct Span {
     pub zero: bool,
     /// Small spans: `bump` when the owner heap was last collected with its thread gone
     /// (null before), so the next such collection sees whether the span carved anything
-    /// in between (`heap::purge_tails`).
+    /// in between (`heap::collect` with `Tails::Idle`).
     pub bump_at_exit: *mut u8,
     /// Small spans: when such a collection first found `bump` where it is now (ns).
     pub bump_since_ns: u64,

@@ -18,7 +18,7 @@
 #![allow(unsafe_code)]
 
 use crate::atomic_stack;
-use crate::heap::{self, Heap, EMPTY_HEAP};
+use crate::heap::{self, Heap, Tails, EMPTY_HEAP};
 use crate::lock::Mutex;
 use crate::stats::{self, GLOBAL};
 use core::ffi::c_void;
@@ -289,8 +289,7 @@ pub fn for_each_heap(mut f: impl FnMut(*mut Heap)) {
 unsafe fn abandon(h: *mut Heap) {
     // SAFETY: caller's contract.
     unsafe {
-        heap::collect(h);
-        heap::purge_tails(h, false);
+        heap::collect(h, Tails::Idle);
         Heap::set_owner(h, 0, true);
     }
     // SAFETY: we own `h`; it becomes the list's.
@@ -335,10 +334,7 @@ pub fn collect_one_abandoned() {
         return;
     }
     // SAFETY: popped from the list, so no one else can reach it.
-    unsafe {
-        heap::collect(h);
-        heap::purge_tails(h, false);
-    }
+    unsafe { heap::collect(h, Tails::Idle) };
     // At the back: the next collection takes another heap (at the front it would take
     // this one again, and the others would keep what was freed into them).
     // SAFETY: we own it until it is back on the list.
@@ -356,10 +352,7 @@ pub fn collect_all_abandoned() {
         // back on the shared list.
         let next = unsafe { (*h).next_abandoned };
         // SAFETY: as above.
-        unsafe {
-            heap::collect(h);
-            heap::purge_tails(h, true);
-        }
+        unsafe { heap::collect(h, Tails::All) };
         // SAFETY: we own `h` until it is back on the list (in its place in the order).
         unsafe { REGISTRY.lock().push_abandoned_back(h) };
         h = next;
@@ -367,10 +360,7 @@ pub fn collect_all_abandoned() {
     let orphan = ORPHAN.lock();
     if !orphan.0.is_null() {
         // SAFETY: the lock makes the orphan heap ours.
-        unsafe {
-            heap::collect(orphan.0);
-            heap::purge_tails(orphan.0, true);
-        }
+        unsafe { heap::collect(orphan.0, Tails::All) };
     }
 }
 

@@ -258,12 +258,25 @@ unsafe fn set_current(h: *mut Heap, c: SizeClass, span: *mut Span) {
     }
 }
 
-/// Gives back to the central pool every span of `heap` with no used block: after
-/// draining remote frees, for thread exit and `malloc_trim`.
+/// Which written, never-carved pages of the spans it keeps `collect` gives back (see
+/// `purge_tail` in `alloc.rs`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Tails {
+    /// Those of spans that carved nothing for a purge delay (a thread exit, a collection
+    /// of the abandoned heap): not those the next thread may carve on or that empty soon.
+    Idle,
+    /// All of them (`malloc_trim`).
+    All,
+}
+
+/// Gives back to the central pool every span of `heap` with no used block, after
+/// draining remote frees, and the `tails` of those it keeps: for thread exit, the
+/// collection of abandoned heaps and `malloc_trim`.
 ///
 /// # Safety
 /// The caller owns `heap` exclusively.
-pub unsafe fn collect(heap: *mut Heap) {
+pub unsafe fn collect(heap: *mut Heap, tails: Tails) {
+    let idle_at = (tails == Tails::Idle).then(oxalloc_sys::now_ns);
     // SAFETY: caller's contract.
     unsafe {
         flush_foreign(heap);
@@ -283,30 +296,14 @@ pub unsafe fn collect(heap: *mut Heap) {
                 take_remote_into(heap, s);
                 s = next;
             }
-        }
-    }
-}
-
-/// Gives back the written, never-carved pages of the spans `heap` keeps (see
-/// `purge_tail` in `alloc.rs`): with `all`, of every such span (`malloc_trim`); without
-/// (a thread exit, or a collection of the abandoned heap), of those that carved nothing
-/// for a purge delay, not those that the next thread may carve on or that empty soon.
-///
-/// # Safety
-/// The caller owns `heap` exclusively.
-pub unsafe fn purge_tails(heap: *mut Heap, all: bool) {
-    let now = (!all).then(oxalloc_sys::now_ns);
-    // SAFETY: caller's contract: the bins and their spans are this heap's.
-    unsafe {
-        for c in 0..NUM_CLASSES {
-            let bin = bin(heap, c);
+            // What is left is kept.
             let cur = (*bin).current;
             if cur != empty_span() {
-                purge_tail(cur, now);
+                purge_tail(cur, idle_at);
             }
             let mut s = (*bin).partial;
             while !s.is_null() {
-                purge_tail(s, now);
+                purge_tail(s, idle_at);
                 s = (*s).next;
             }
         }
@@ -475,10 +472,7 @@ pub fn trim() -> usize {
     let h = tls::heap();
     if !is_empty_heap(h) {
         // SAFETY: `h` is this thread's heap.
-        unsafe {
-            collect(h);
-            purge_tails(h, true);
-        }
+        unsafe { collect(h, Tails::All) };
     }
     tls::collect_all_abandoned();
     CENTRAL.lock().purge(true) + huge::purge_cache(true)
