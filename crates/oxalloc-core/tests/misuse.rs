@@ -43,6 +43,22 @@ fn run_case(case: &str) {
                 api::free(p as *mut u8);
                 allocate_some(64);
             }
+            // Another thread's block, kept by the freeing thread for its own use
+            // (`heap::foreign::keep`: its span of the class is used up), freed again.
+            "small-double-kept" => {
+                // The owner stays (its heap is not this thread's to adopt).
+                let (tx, rx) = std::sync::mpsc::channel();
+                let (_stay, wait) = std::sync::mpsc::channel::<()>();
+                std::thread::spawn(move || {
+                    tx.send(api::malloc(64) as usize).unwrap();
+                    let _ = wait.recv();
+                });
+                let p = rx.recv().unwrap();
+                while !(api::malloc(64) as usize + 64).is_multiple_of(64 << 10) {}
+                api::free(p as *mut u8);
+                api::free(p as *mut u8);
+                allocate_some(64);
+            }
             "small-double-local-then-remote" => {
                 let keep = api::malloc(64);
                 let p = api::malloc(64);
@@ -278,6 +294,7 @@ fn double_frees_of_small_blocks_are_stopped_on_any_thread() {
         "at: 0x",
     ];
     expect_abort("small-double", &words);
+    expect_abort("small-double-kept", &words);
     // Later, before the block is handed out a second time.
     let words = [
         "oxalloc: double free of 0x",

@@ -207,6 +207,7 @@ unsafe fn alloc_slow_inner(heap: *mut Heap, c: SizeClass) -> *mut u8 {
                 set_current(heap, c, empty_span());
                 return b;
             }
+            (*heap).keep_classes |= 1 << c.0;
             let fresh = take_small_span(heap, c);
             if fresh.is_null() {
                 set_current(heap, c, empty_span());

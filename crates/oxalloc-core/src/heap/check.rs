@@ -18,8 +18,9 @@
 //! the lists may belong to another thread, so the walk reads each link once (volatile),
 //! follows only pointers that are themselves blocks of the span, and stops after as many
 //! steps as the span has blocks. A block another heap holds for reuse (`foreign`: lists
-//! of mixed spans, not walked from here) is not found, so `malloc_usable_size` of it says
-//! nothing; freed again, it is caught when it would be handed out the second time.
+//! of mixed spans, stolen or kept, not walked from here) is not found, so
+//! `malloc_usable_size` of it says nothing; freed again, it is caught when it would be
+//! handed out the second time (or at once, if it is the block that heap kept last).
 #![allow(unsafe_code)]
 
 use super::*;

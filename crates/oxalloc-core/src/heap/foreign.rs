@@ -21,6 +21,23 @@
 //!   soon, and taking its short lists only moved blocks between heaps that were about
 //!   to use them (and handed out blocks in lines other threads write).
 //! * Reused blocks go before the current span's fresh pages.
+//! * Blocks this thread frees into another heap's span are kept for its own next
+//!   allocations of their class instead of gathered for the owner ([`keep`]), when
+//!   this heap took memory for the class from elsewhere lately (a fresh span, or other
+//!   heaps' blocks) and its current span of the class has no free block, up to a
+//!   chain's worth: a block whose pending-table entry holds another span's chain
+//!   (kept, it does not push that chain out), and a chain about to be handed over. The
+//!   program has just freed them, so their lines are in this core's cache; sent home,
+//!   the owner or a thread that steals its list reads them from another core, after a
+//!   CAS on the span's remote word that every freer contends for (`shared-slots/t8`:
+//!   three in four hand-overs were chains pushed out of their entry 2-3 blocks long, as
+//!   the freeing threads spread their frees over hundreds of spans). tcmalloc's
+//!   freeing thread always keeps the block; here a heap with free blocks of its own
+//!   sends it home, so a thread that frees its own short-lived blocks does not live off
+//!   another heap's (one that always kept them handed out and freed the same blocks of
+//!   other heaps through the slow paths: `power-law/t8` 1.3x the time). The test is
+//!   off the path of a free that joins its span's chain: a thread that only frees
+//!   (a consumer) pays nothing for it (tried on every free: `prodcons` 9% slower).
 //!
 //! The owner's books stay right without it doing anything: its count of blocks in use
 //! still counts them (they are out, only reused), and their addresses' sum comes off the
@@ -45,10 +62,17 @@ use crate::remote_list;
 pub(super) unsafe fn take_foreign(heap: *mut Heap, c: SizeClass, may_refill: bool) -> *mut u8 {
     // SAFETY: caller's contract: the list is this heap's.
     unsafe {
-        let slot = foreign_slot(heap, c);
-        if (*slot).is_null() && !(may_refill && refill(heap, c)) {
-            return ptr::null_mut();
-        }
+        let kept = kept_slot(heap, c);
+        let slot = if !(*kept).is_null() {
+            *kept_len(heap, c) -= 1;
+            kept
+        } else {
+            let slot = foreign_slot(heap, c);
+            if (*slot).is_null() && !(may_refill && refill(heap, c)) {
+                return ptr::null_mut();
+            }
+            slot
+        };
         let b = *slot;
         *slot = (*b).next;
         // The span of a block out (this one is, in its owner's count) keeps its owner.
@@ -61,9 +85,77 @@ pub(super) unsafe fn take_foreign(heap: *mut Heap, c: SizeClass, may_refill: boo
             misuse::freed_twice_found(b as usize, (*span).block_size as usize, "malloc");
         }
         (*b).key = ptr::null_mut();
+        (*heap).keep_classes |= 1 << c.0;
         stats::bump(stats::slot(&raw mut (*heap).stats.allocs, c.index()));
         b.cast()
     }
+}
+
+/// Keeps `n` blocks of class `c` that this thread has just freed into another heap's
+/// span (`head` .. `tail`, linked: one block, or a pending chain about to be handed
+/// over) for this heap's own next allocations of the class, instead of sending them
+/// home: if the heap took memory for the class from elsewhere lately
+/// (`Heap::keep_classes`), its current span of the class has no free block, and the
+/// kept blocks would be at most `limit` (a chain's worth). Returns whether it did.
+///
+/// A block freed twice at once by this thread is the first kept one, and reported;
+/// later, it is caught when it would be handed out the second time (`take_foreign`).
+///
+/// # Safety
+/// `heap` is the calling thread's real heap; the blocks are blocks of one small span of
+/// another heap, freed (their free key set), of class `c`.
+pub(super) unsafe fn keep(
+    heap: *mut Heap,
+    c: SizeClass,
+    head: *mut Block,
+    tail: *mut Block,
+    n: u32,
+    limit: u32,
+) -> bool {
+    // SAFETY: caller's contract: the class is valid and the lists are this heap's.
+    unsafe {
+        let bit = 1u64 << c.0;
+        if (*heap).keep_classes & bit == 0 {
+            return false;
+        }
+        let current = (*bin(heap, c.index())).current;
+        if current == empty_span() || !(*current).free.is_null() {
+            (*heap).keep_classes &= !bit;
+            return false;
+        }
+        let len = kept_len(heap, c);
+        if *len as u32 + n > limit {
+            return false;
+        }
+        let slot = kept_slot(heap, c);
+        if *slot == head {
+            misuse::double_free(head as usize, c.size(), Op::Free);
+        }
+        (*tail).next = *slot;
+        *slot = head;
+        *len += n as u8;
+        true
+    }
+}
+
+/// The blocks of class `c` this thread freed into other heaps' spans and kept.
+///
+/// # Safety
+/// `heap` is a real heap and `c` a valid class.
+#[inline]
+unsafe fn kept_slot(heap: *mut Heap, c: SizeClass) -> *mut *mut Block {
+    // SAFETY: caller's contract: the index is below NUM_CLASSES.
+    unsafe { (&raw mut (*heap).kept).cast::<*mut Block>().add(c.index()) }
+}
+
+/// How many blocks [`kept_slot`] holds.
+///
+/// # Safety
+/// As for [`kept_slot`].
+#[inline]
+unsafe fn kept_len(heap: *mut Heap, c: SizeClass) -> *mut u8 {
+    // SAFETY: caller's contract: the index is below NUM_CLASSES.
+    unsafe { (&raw mut (*heap).kept_len).cast::<u8>().add(c.index()) }
 }
 
 /// The list of reused blocks of class `c`.
@@ -122,6 +214,7 @@ pub(super) unsafe fn reuse_instead(heap: *mut Heap, e: &mut Pending) -> bool {
         e.count > 0
             && (*heap).reuse_wanted & (1 << e.class) != 0
             && (*foreign_slot(heap, SizeClass(e.class))).is_null()
+            && (*kept_slot(heap, SizeClass(e.class))).is_null()
             && reuse_waiting(heap, e)
     }
 }
@@ -212,18 +305,46 @@ pub(super) unsafe fn flush_foreign(heap: *mut Heap) {
     // SAFETY: caller's contract; each block is out of its span (which keeps its record
     // live), and carries its owner's key.
     unsafe {
-        // Handing the blocks over must not take other lists back in.
+        // Handing the blocks over must not take other lists back in, nor keep them.
         (*heap).reuse_wanted = 0;
+        (*heap).keep_classes = 0;
         for c in 0..NUM_CLASSES {
-            let slot = foreign_slot(heap, SizeClass(c as u8));
-            let mut b = *slot;
-            *slot = ptr::null_mut();
-            while !b.is_null() {
-                let next = (*b).next;
-                let span = Segment::span_of(Segment::of(b as usize), b as usize);
-                gather(heap, span, b);
-                b = next;
+            let c = SizeClass(c as u8);
+            let kept = core::mem::take(&mut *kept_slot(heap, c));
+            let len = core::mem::take(&mut *kept_len(heap, c));
+            let rest = hand_home(heap, kept, len as usize);
+            if !rest.is_null() {
+                // Longer than the blocks kept: one of them is on it twice (the list
+                // loops), freed twice by this thread and by another.
+                misuse::freed_twice_found(rest as usize, c.size(), "free");
             }
+            hand_home(
+                heap,
+                core::mem::take(&mut *foreign_slot(heap, c)),
+                usize::MAX,
+            );
         }
     }
+}
+
+/// Gathers up to `max` blocks of the list from `b` for their owners; returns the rest
+/// of the list (null if it ended).
+///
+/// # Safety
+/// The list is one of `heap`'s own, taken off the heap; each block is out of its span
+/// and carries its owner's key.
+unsafe fn hand_home(heap: *mut Heap, mut b: *mut Block, max: usize) -> *mut Block {
+    for _ in 0..max {
+        if b.is_null() {
+            break;
+        }
+        // SAFETY: caller's contract; a block out keeps its span's record live.
+        unsafe {
+            let next = (*b).next;
+            let span = Segment::span_of(Segment::of(b as usize), b as usize);
+            gather(heap, span, b);
+            b = next;
+        }
+    }
+    b
 }

@@ -20,14 +20,16 @@
 //! cache miss per block, each on a line another core just wrote. A span whose every
 //! block is free goes back to the central pool, except the current one, which stays
 //! as a cache. A thread that would otherwise take fresh memory for a class first takes
-//! the remote lists that wait for owners which are not running (`foreign`).
+//! the remote lists that wait for owners which are not running, and a thread that
+//! needs blocks of a class keeps those of it that it frees into other heaps' spans
+//! (`foreign`).
 //!
 //! Large blocks (64 KiB .. 1 MiB) are whole spans from the central pool, and huge ones
 //! (1 MiB and up) have a mapping of their own (`huge.rs`); neither belongs to a heap.
 //!
 //! The parts: `alloc` (malloc and its slow path), `free` (free and its slow path),
-//! `remote` (frees from other threads), `foreign` (reusing other heaps' waiting
-//! blocks), `partial` (the queue of spans with free blocks); this file holds the heap
+//! `remote` (frees from other threads), `foreign` (reusing other heaps' blocks),
+//! `partial` (the queue of spans with free blocks); this file holds the heap
 //! record and what the parts share.
 #![allow(unsafe_code)]
 
@@ -100,6 +102,17 @@ pub struct Heap {
     /// Per size class, blocks of other heaps' spans this heap hands out before it takes
     /// a fresh span (see `foreign`).
     pub foreign: [*mut Block; NUM_CLASSES],
+    /// Per size class, blocks of other heaps' spans that this thread freed and kept for
+    /// its own next allocations (see `foreign::keep`), handed out before `foreign`.
+    pub kept: [*mut Block; NUM_CLASSES],
+    /// Per size class, how many blocks `kept` holds.
+    pub kept_len: [u8; NUM_CLASSES],
+    /// Bit per size class: the heap took memory for the class from elsewhere lately (a
+    /// fresh span, or another heap's blocks: set by `alloc_slow` and
+    /// `foreign::take_foreign`; cleared by `foreign::keep` when it finds the current
+    /// span with free blocks), so blocks of the class this thread frees into other
+    /// heaps' spans may be kept for it.
+    pub keep_classes: u64,
     /// Bit per size class: `pending` may hold a chain of the class (set when an entry
     /// is made, cleared by a refill that finds none), so a heap that never frees other
     /// heaps' blocks never looks.
@@ -139,7 +152,10 @@ pub static EMPTY_HEAP: Heap = Heap {
     remote_spans: ptr::null_mut(),
     pending: [Pending::NONE; PENDING_SPANS],
     foreign: [ptr::null_mut(); NUM_CLASSES],
+    kept: [ptr::null_mut(); NUM_CLASSES],
+    kept_len: [0; NUM_CLASSES],
     pending_classes: 0,
+    keep_classes: 0,
     reuse_wanted: 0,
     stats: HeapStats {
         allocs: [0; NUM_CLASSES + 2],

@@ -102,16 +102,22 @@ pub(super) unsafe fn gather(heap: *mut Heap, span: *mut Span, b: *mut Block) {
 unsafe fn gather_new_chain(heap: *mut Heap, e: &mut Pending, span: *mut Span, b: *mut Block) {
     // SAFETY: caller's contract.
     unsafe {
+        let class = SizeClass((*span).class);
+        let limit = (PENDING_BYTES / (*span).block_size).min(PENDING_BLOCKS_MAX);
+        // Kept, the block leaves the entry to the chain it holds.
+        if keep(heap, class, b, b, 1, limit) {
+            return;
+        }
         hand_over_or_reuse(heap, e);
         (*b).next = ptr::null_mut();
-        (*heap).pending_classes |= 1 << (*span).class;
+        (*heap).pending_classes |= 1 << class.0;
         *e = Pending {
             span,
             head: b,
             tail: b,
             count: 1,
-            class: (*span).class,
-            limit: (PENDING_BYTES / (*span).block_size).min(PENDING_BLOCKS_MAX) as u8,
+            class: class.0,
+            limit: limit as u8,
             sum: b as u64,
         };
     }
@@ -144,8 +150,9 @@ pub(super) unsafe fn pending_holds(
     false
 }
 
-/// Hands a pending chain over, unless this heap takes its span's waiting list with
-/// the chain for itself (`foreign::reuse_instead`).
+/// Hands a pending chain over, unless this heap keeps it for its own allocations
+/// (`foreign::keep`) or takes its span's waiting list with the chain for itself
+/// (`foreign::reuse_instead`).
 ///
 /// # Safety
 /// The entry belongs to `heap`, the calling thread's heap.
@@ -153,7 +160,18 @@ pub(super) unsafe fn pending_holds(
 unsafe fn hand_over_or_reuse(heap: *mut Heap, e: &mut Pending) {
     // SAFETY: caller's contract.
     unsafe {
-        if !reuse_instead(heap, e) {
+        if e.count > 0
+            && keep(
+                heap,
+                SizeClass(e.class),
+                e.head,
+                e.tail,
+                e.count,
+                e.limit as u32,
+            )
+        {
+            *e = Pending::NONE;
+        } else if !reuse_instead(heap, e) {
             hand_over(e);
         }
     }
