@@ -126,6 +126,9 @@ pub struct Heap {
     pub stats: HeapStats,
     /// Fresh spans taken, for the periodic collection of abandoned heaps.
     pub fresh_spans: u32,
+    /// Pending chains handed over (full or pushed out), for the periodic sweep of
+    /// chains that stopped growing (`remote::sweep_stale`).
+    pub chain_events: u32,
     /// Sequence number, for reports.
     pub id: u64,
     /// Kernel thread id of the current owner (atomic: reporters read it).
@@ -163,6 +166,7 @@ pub static EMPTY_HEAP: Heap = Heap {
         remote_frees: 0,
     },
     fresh_spans: 0,
+    chain_events: 0,
     id: 0,
     tid: 0,
     abandoned: 0,
