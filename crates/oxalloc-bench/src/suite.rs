@@ -73,7 +73,7 @@ const fn w(
 }
 
 /// Every workload, in table order.
-pub const WORKLOADS: [Workload; 24] = [
+pub const WORKLOADS: [Workload; 25] = [
     w(
         "larson",
         Kind::Work,
@@ -178,6 +178,13 @@ pub const WORKLOADS: [Workload; 24] = [
         Threads::Fixed(&[8]),
         true,
         "rounds of 8 short-lived threads, each leaving 16-4016 B blocks in a shared table",
+    ),
+    w(
+        "batch-ring",
+        Kind::Work,
+        Threads::Fixed(&[4]),
+        true,
+        "4 threads in a ring: batches of one new size a round, half freed, half passed on",
     ),
     w(
         "python",
@@ -613,6 +620,7 @@ mod tests {
         assert!(all.iter().any(|c| c.id == "realloc-threads/t2"));
         assert!(all.iter().any(|c| c.id == "calloc-churn/t4"));
         assert!(all.iter().any(|c| c.id == "thread-churn/t8"));
+        assert!(all.iter().any(|c| c.id == "batch-ring/t4"));
         // Every C workload of the suite is one the child knows.
         for w in WORKLOADS.iter().filter(|w| w.kind == Kind::Work) {
             assert!(crate::workloads::NAMES.contains(&w.name), "{}", w.name);

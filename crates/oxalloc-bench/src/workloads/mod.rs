@@ -7,6 +7,7 @@
 //! [`WorkOutput`] that the child prints as one JSON line. The sizes and patterns are fixed
 //! by the workload, never by the allocator under test.
 
+pub mod batch_ring;
 pub mod burst_idle;
 pub mod calloc_churn;
 pub mod false_sharing;
@@ -60,7 +61,7 @@ impl WorkOutput {
 }
 
 /// Names of the C-allocator workloads this module runs (see [`run`]).
-pub const NAMES: [&str; 16] = [
+pub const NAMES: [&str; 17] = [
     "larson",
     "xmalloc",
     "cache-thrash",
@@ -76,6 +77,7 @@ pub const NAMES: [&str; 16] = [
     "prodcons",
     "shared-slots",
     "thread-churn",
+    "batch-ring",
     "pairs",
 ];
 
@@ -98,6 +100,7 @@ pub fn run(name: &str, threads: usize, scale: f64, pairs: u64) -> Option<WorkOut
         "prodcons" => prodcons::run(scale),
         "shared-slots" => shared_slots::run(threads, scale),
         "thread-churn" => thread_churn::run(threads, scale),
+        "batch-ring" => batch_ring::run(threads, scale),
         "pairs" => pairs::run(pairs, 32),
         _ => return None,
     })
