@@ -5,29 +5,15 @@
 //! goes to two threads, and the owner's books stay right: everything is freed and
 //! reused afterwards without a report.
 
+mod common;
+use common::{free_all, malloc_written, use_up_a_span};
 use oxalloc_core::api;
 use std::collections::HashSet;
 use std::sync::mpsc;
 use std::thread;
 
 const SIZE: usize = 64;
-const SPAN: usize = 64 << 10;
 const THEIRS: usize = 256;
-
-fn malloc_written(size: usize) -> usize {
-    let p = api::malloc(size);
-    assert!(!p.is_null());
-    // SAFETY: p has `size` bytes.
-    unsafe { std::ptr::write_bytes(p, 0x5A, size) };
-    p as usize
-}
-
-fn free_all(blocks: impl IntoIterator<Item = usize>) {
-    for p in blocks {
-        // SAFETY: each is a live block of this test, freed once.
-        unsafe { api::free(p as *mut u8) };
-    }
-}
 
 #[test]
 fn a_thread_that_needs_the_class_reuses_the_blocks_it_frees() {
@@ -49,14 +35,7 @@ fn a_thread_that_needs_the_class_reuses_the_blocks_it_frees() {
     let freer = thread::spawn(move || {
         // Use up a span of our own exactly: the class's next block must come from
         // elsewhere (this thread took a fresh span for the class, and has none free).
-        let mut mine = Vec::new();
-        loop {
-            let p = malloc_written(SIZE);
-            mine.push(p);
-            if (p + SIZE).is_multiple_of(SPAN) {
-                break;
-            }
-        }
+        let mut mine = use_up_a_span(SIZE);
         let theirs = from_owner.recv().unwrap();
         for &p in &theirs[..THEIRS / 2] {
             // SAFETY: the owner handed the block over; freed once.

@@ -3,8 +3,10 @@
 //! the owner allocates then; and a chain of blocks another thread gathered for it and
 //! then stopped adding to does not keep it from there for long (`heap::remote`).
 
+mod common;
+use common::{free_all, malloc_written, use_up_a_span};
 use oxalloc_core::segment::{Segment, SpanKind};
-use oxalloc_core::{api, tls};
+use oxalloc_core::tls;
 use std::sync::mpsc;
 use std::thread;
 
@@ -13,32 +15,10 @@ const SIZE: usize = 64;
 const OTHER: usize = 128;
 const SPAN: usize = 64 << 10;
 
-fn malloc_written(size: usize) -> usize {
-    let p = api::malloc(size);
-    assert!(!p.is_null());
-    // SAFETY: p has `size` bytes.
-    unsafe { std::ptr::write_bytes(p, 0x3C, size) };
-    p as usize
-}
-
-fn free_all(blocks: impl IntoIterator<Item = usize>) {
-    for p in blocks {
-        // SAFETY: each is a live block of this test, freed once.
-        unsafe { api::free(p as *mut u8) };
-    }
-}
-
 /// Allocates blocks of SIZE until a span is used up, then one more (which parks that
 /// span full and starts the next); returns the used-up span's blocks and the others.
 fn fill_a_span() -> (Vec<usize>, Vec<usize>) {
-    let mut before = Vec::new();
-    loop {
-        let p = malloc_written(SIZE);
-        before.push(p);
-        if (p + SIZE).is_multiple_of(SPAN) {
-            break;
-        }
-    }
+    let before = use_up_a_span(SIZE);
     let last = *before.last().unwrap() / SPAN;
     let (span, other): (Vec<usize>, Vec<usize>) =
         before.into_iter().partition(|p| p / SPAN == last);

@@ -53,3 +53,35 @@ pub fn abandon_heaps_with_live_blocks(threads: usize, count: usize, size: usize)
         .flat_map(|t| t.join().unwrap())
         .collect()
 }
+
+/// `malloc(size)`, checked not null, with every byte written (0x5A).
+pub fn malloc_written(size: usize) -> usize {
+    let p = oxalloc_core::api::malloc(size);
+    assert!(!p.is_null());
+    // SAFETY: p has `size` bytes.
+    unsafe { std::ptr::write_bytes(p, 0x5A, size) };
+    p as usize
+}
+
+/// Frees each block.
+pub fn free_all(blocks: impl IntoIterator<Item = usize>) {
+    for p in blocks {
+        // SAFETY: each is a live block of the caller's, freed once.
+        unsafe { oxalloc_core::api::free(p as *mut u8) };
+    }
+}
+
+/// Allocates `size`-byte blocks (written) until the span they come from is used up to
+/// its last block (64 KiB spans: the classes up to 512 bytes); returns them all, in
+/// order. The class's next block must then come from elsewhere.
+pub fn use_up_a_span(size: usize) -> Vec<usize> {
+    const SPAN: usize = 64 << 10;
+    let mut blocks = Vec::new();
+    loop {
+        let p = malloc_written(size);
+        blocks.push(p);
+        if (p + size).is_multiple_of(SPAN) {
+            return blocks;
+        }
+    }
+}
