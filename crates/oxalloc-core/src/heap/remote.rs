@@ -355,13 +355,9 @@ unsafe fn absorb(heap: *mut Heap, span: *mut Span, list: RemoteList) {
     unsafe {
         let head = list.head();
         if !head.is_null() {
-            if !(*span).free.is_null() && empties(span, list) {
-                // With these every block is free (and the span is neither current nor
-                // on the remote stack), so it goes back whole below: its local list is
-                // dropped with it, not joined (joining walks one of them).
-                (*span).free = ptr::null_mut();
-            }
-            if !(*span).free.is_null() {
+            // If with these every block is free (`empties`), the span goes back whole
+            // below: its local list is dropped with it, not joined.
+            if !(*span).free.is_null() && !empties(span, list) {
                 // The span still has local blocks (a partial span in the drain; trim,
                 // thread exit): link the lists at the tail, walking the remote one, at
                 // most its count of links (a block freed twice by other threads makes
