@@ -163,6 +163,7 @@ unsafe fn alloc_slow_inner(heap: *mut Heap, c: SizeClass) -> *mut u8 {
         {
             drain_remote(heap);
         }
+        note_slow(heap, c);
         let bin = bin(heap, c.index());
         loop {
             let span = (*bin).current;

@@ -118,10 +118,17 @@ pub struct Heap {
     /// heaps' blocks never looks.
     pub pending_classes: u64,
     /// Bit per size class: a refill of the class found nothing and the heap took a
-    /// fresh span instead; from then on, a chain of the class handed over to a span
-    /// whose remote list waits for its owner takes that list instead, while the class's
-    /// reused list is empty (see `foreign`).
+    /// fresh span instead; from then on, while the class is in use lately
+    /// (`slow_classes`), a chain of the class handed over to a span whose remote list
+    /// waits for its owner takes that list instead, while the class's reused list is
+    /// empty (see `foreign`).
     pub reuse_wanted: u64,
+    /// Bit per size class: the allocation slow path ran for the class in the current
+    /// window of `foreign::SLOW_WINDOW` slow-path calls (`[0]`) and in the one before (`[1]`),
+    /// so a thread takes no waiting lists for a class it stopped allocating.
+    pub slow_classes: [u64; 2],
+    /// Slow-path calls, for the windows of `slow_classes`.
+    pub slow_calls: u32,
     /// Counters written by the owner.
     pub stats: HeapStats,
     /// Fresh spans taken, for the periodic collection of abandoned heaps.
@@ -160,6 +167,8 @@ pub static EMPTY_HEAP: Heap = Heap {
     pending_classes: 0,
     keep_classes: 0,
     reuse_wanted: 0,
+    slow_classes: [0; 2],
+    slow_calls: 0,
     stats: HeapStats {
         allocs: [0; NUM_CLASSES + 2],
         frees: [0; NUM_CLASSES + 2],
