@@ -175,6 +175,13 @@ impl SizeClass {
         first as usize..end as usize
     }
 
+    /// Whether a span of this class holds only a few blocks (one to four: the classes
+    /// above 16 KiB), so that its spans empty and fill at a high rate when blocks of
+    /// the class are replaced at random.
+    pub const fn few_blocks_per_span(self) -> bool {
+        self.min_blocks() == MIN_BLOCKS_PER_BIG_SPAN
+    }
+
     /// The fewest blocks a span of this class holds.
     const fn min_blocks(self) -> usize {
         let bs = self.size();

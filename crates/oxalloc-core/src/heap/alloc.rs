@@ -163,7 +163,7 @@ unsafe fn alloc_slow_inner(heap: *mut Heap, c: SizeClass) -> *mut u8 {
         {
             drain_remote(heap);
         }
-        note_slow(heap, c);
+        note_alloc_slow(heap, c);
         let bin = bin(heap, c.index());
         loop {
             let span = (*bin).current;
@@ -208,6 +208,12 @@ unsafe fn alloc_slow_inner(heap: *mut Heap, c: SizeClass) -> *mut u8 {
                 set_current(heap, c, empty_span());
                 return b;
             }
+            let kept = take_retained(heap, c);
+            if !kept.is_null() {
+                set_current(heap, c, kept);
+                continue;
+            }
+            grow_limit(heap, c);
             (*heap).keep_classes |= 1 << c.0;
             let fresh = take_small_span(heap, c);
             if fresh.is_null() {

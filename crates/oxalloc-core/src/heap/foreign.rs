@@ -202,30 +202,6 @@ unsafe fn refill(heap: *mut Heap, c: SizeClass) -> bool {
     }
 }
 
-/// Slow-path calls in a window of `Heap::slow_classes`: a class whose slow path did
-/// not run in the last one or two windows is one the thread stopped allocating (or
-/// allocates from its own spans without running dry), and its waiting lists are left
-/// to their owners. Without it, a thread that once took a fresh span of a class took
-/// that class's waiting lists for good, and held them, pinning their owners' spans,
-/// until it allocated the class again (`batch-ring/t4`: 13.3 MiB peak RSS, 10.8 with it, in one suite run).
-pub(super) const SLOW_WINDOW: u32 = 256;
-
-/// Notes that the allocation slow path runs for class `c`, for `reuse_instead`.
-///
-/// # Safety
-/// `heap` is the calling thread's real heap and `c` a valid class.
-#[inline]
-pub(super) unsafe fn note_slow(heap: *mut Heap, c: SizeClass) {
-    // SAFETY: caller's contract.
-    unsafe {
-        (*heap).slow_calls = (*heap).slow_calls.wrapping_add(1);
-        if (*heap).slow_calls.is_multiple_of(SLOW_WINDOW) {
-            (*heap).slow_classes = [0, (*heap).slow_classes[0]];
-        }
-        (*heap).slow_classes[0] |= 1 << c.0;
-    }
-}
-
 /// Instead of handing a pending chain over: if the heap wants blocks of the chain's
 /// class (`Heap::reuse_wanted`, and its slow path ran lately) and holds none of them for reuse, takes the span's
 /// waiting list with the chain (`reuse_waiting`). Returns whether it did.
@@ -235,9 +211,8 @@ pub(super) unsafe fn note_slow(heap: *mut Heap, c: SizeClass) {
 pub(super) unsafe fn reuse_instead(heap: *mut Heap, e: &mut Pending) -> bool {
     // SAFETY: caller's contract.
     unsafe {
-        let recent = (*heap).slow_classes[0] | (*heap).slow_classes[1];
         e.count > 0
-            && (*heap).reuse_wanted & recent & (1 << e.class) != 0
+            && (*heap).reuse_wanted & recent_classes(heap) & (1 << e.class) != 0
             && (*foreign_slot(heap, SizeClass(e.class))).is_null()
             && (*kept_slot(heap, SizeClass(e.class))).is_null()
             && reuse_waiting(heap, e)

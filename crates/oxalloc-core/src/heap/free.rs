@@ -182,6 +182,7 @@ pub(super) unsafe fn free_local_slow(heap: *mut Heap, span: *mut Span) {
     // SAFETY: caller's contract: the span and its bin are this thread's.
     unsafe {
         check::check_count(span);
+        note_slow(heap);
         let c = SizeClass((*span).class);
         let bin = bin(heap, c.index());
         // A span on the remote stack stays until the drain has taken it off; the drain
@@ -189,13 +190,26 @@ pub(super) unsafe fn free_local_slow(heap: *mut Heap, span: *mut Span) {
         if (*span).used & USED_FULL != 0 {
             (*span).used &= !USED_FULL;
             if (*span).used == 0 && may_release(span) {
-                release_span(span);
-                release_idle_current(heap, c);
+                retain_or_release(heap, c, span);
             } else {
                 partial_push(bin, span);
             }
         } else if (*span).used == 0 && (*bin).current != span && may_release(span) {
             partial_unlink(bin, span);
+            retain_or_release(heap, c, span);
+        }
+    }
+}
+
+/// An emptied span, in no list: kept for the class's next span (`retain`), or given
+/// back to the central pool.
+///
+/// # Safety
+/// `heap` is the calling thread's heap, owning `span`, of class `c`.
+unsafe fn retain_or_release(heap: *mut Heap, c: SizeClass, span: *mut Span) {
+    // SAFETY: caller's contract.
+    unsafe {
+        if !retain(heap, c, span) {
             release_span(span);
             release_idle_current(heap, c);
         }
@@ -412,7 +426,7 @@ fn free_foreign(p: *mut u8, op: Op) {
 ///
 /// # Safety
 /// `span` is a small span with no used block, in none of its heap's lists.
-unsafe fn release_span(span: *mut Span) {
+pub(super) unsafe fn release_span(span: *mut Span) {
     // SAFETY: caller's contract; the owner is the calling thread's heap, whose
     // counters only this thread writes.
     unsafe {

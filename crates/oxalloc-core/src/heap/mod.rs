@@ -19,7 +19,7 @@
 //! remote blocks whole, as its new free list, without walking them: walking means one
 //! cache miss per block, each on a line another core just wrote. A span whose every
 //! block is free goes back to the central pool, except the current one, which stays
-//! as a cache. A thread that would otherwise take fresh memory for a class first takes
+//! as a cache, and those a class with few blocks a span keeps while it churns. A thread that would otherwise take fresh memory for a class first takes
 //! the remote lists that wait for owners which are not running, and a thread that
 //! needs blocks of a class keeps those of it that it frees into other heaps' spans
 //! (`foreign`).
@@ -29,8 +29,9 @@
 //!
 //! The parts: `alloc` (malloc and its slow path), `free` (free and its slow path),
 //! `remote` (frees from other threads), `foreign` (reusing other heaps' blocks),
-//! `partial` (the queue of spans with free blocks); this file holds the heap
-//! record and what the parts share.
+//! `partial` (the queue of spans with free blocks), `retain` (emptied spans kept for
+//! classes with few blocks a span), `recent` (which classes the heap allocates
+//! lately); this file holds the heap record and what the parts share.
 #![allow(unsafe_code)]
 
 mod alloc;
@@ -38,7 +39,9 @@ mod check;
 mod foreign;
 mod free;
 mod partial;
+mod recent;
 mod remote;
+mod retain;
 
 use self::alloc::purge_tail;
 pub use self::alloc::{alloc, alloc_aligned, alloc_small, alloc_zeroed};
@@ -48,8 +51,10 @@ use self::free::*;
 use self::free::{bad_huge, bad_large};
 pub use self::free::{free, free_sized, free_with};
 use self::partial::*;
+use self::recent::*;
 use self::remote::*;
 pub use self::remote::{drain_remote, flush_pending, Pending};
+use self::retain::*;
 
 use crate::central::CENTRAL;
 use crate::huge;
@@ -81,6 +86,8 @@ pub struct Bin {
     /// The first set-aside span of `partial` (null if none): spans coming back from
     /// full go in front of it.
     pub set_aside: *mut Span,
+    /// Emptied spans kept for this class's next span (see `retain`), linked by `next`.
+    pub retained: *mut Span,
 }
 
 /// A thread's heap. Never freed: when its thread exits it is abandoned and later
@@ -124,11 +131,20 @@ pub struct Heap {
     /// empty (see `foreign`).
     pub reuse_wanted: u64,
     /// Bit per size class: the allocation slow path ran for the class in the current
-    /// window of `foreign::SLOW_WINDOW` slow-path calls (`[0]`) and in the one before (`[1]`),
+    /// window of `recent::WINDOW` slow-path calls (`[0]`) and in the one before (`[1]`),
     /// so a thread takes no waiting lists for a class it stopped allocating.
     pub slow_classes: [u64; 2],
     /// Slow-path calls, for the windows of `slow_classes`.
     pub slow_calls: u32,
+    /// Per size class, how many spans `Bin::retained` holds.
+    pub retained_len: [u8; NUM_CLASSES],
+    /// Per size class, how many spans `Bin::retained` may hold (see `retain`).
+    pub retain_limit: [u8; NUM_CLASSES],
+    /// Bit per size class: a span was given back for lack of room among the retained
+    /// ones since the class last took a fresh span.
+    pub retain_refused: u64,
+    /// Bit per size class: `Bin::retained` holds a span.
+    pub retained_classes: u64,
     /// Counters written by the owner.
     pub stats: HeapStats,
     /// Fresh spans taken, for the periodic collection of abandoned heaps.
@@ -158,6 +174,7 @@ pub static EMPTY_HEAP: Heap = Heap {
         partial: ptr::null_mut(),
         partial_tail: ptr::null_mut(),
         set_aside: ptr::null_mut(),
+        retained: ptr::null_mut(),
     }; NUM_CLASSES],
     remote_spans: ptr::null_mut(),
     pending: [Pending::NONE; PENDING_SPANS],
@@ -169,6 +186,10 @@ pub static EMPTY_HEAP: Heap = Heap {
     reuse_wanted: 0,
     slow_classes: [0; 2],
     slow_calls: 0,
+    retained_len: [0; NUM_CLASSES],
+    retain_limit: [0; NUM_CLASSES],
+    retain_refused: 0,
+    retained_classes: 0,
     stats: HeapStats {
         allocs: [0; NUM_CLASSES + 2],
         frees: [0; NUM_CLASSES + 2],
@@ -224,6 +245,7 @@ impl Heap {
                     partial: ptr::null_mut(),
                     partial_tail: ptr::null_mut(),
                     set_aside: ptr::null_mut(),
+                    retained: ptr::null_mut(),
                 };
             }
             (*h).direct = [empty_span(); DIRECT_SLOTS];
@@ -309,6 +331,7 @@ pub unsafe fn collect(heap: *mut Heap, tails: Tails) {
     // SAFETY: caller's contract.
     unsafe {
         flush_foreign(heap);
+        release_retained(heap, u64::MAX);
         flush_pending(heap);
         drain_remote(heap);
         for c in 0..NUM_CLASSES {
