@@ -107,7 +107,8 @@ impl Central {
     /// it would race with that read (ThreadSanitizer found it).
     pub fn take(&mut self, slices: usize, kind: SpanKind, home: usize) -> Option<*mut Span> {
         debug_assert!((1..SLICES).contains(&slices));
-        self.tick();
+        let now = oxalloc_sys::now_ns();
+        self.tick(now);
         let mut mask = self.nonempty & (!0u64 << slices);
         if mask == 0 {
             if self.new_segment().is_none() {
@@ -164,12 +165,7 @@ impl Central {
         self.in_use += slices * SLICE_SIZE;
         stats::add(&GLOBAL.in_use_bytes, slices * SLICE_SIZE);
         stats::raise_peak(&GLOBAL.peak_in_use_bytes, &GLOBAL.in_use_bytes);
-        page_return::note_demand(
-            Pool::Spans,
-            self.in_use,
-            slices * SLICE_SIZE,
-            oxalloc_sys::now_ns(),
-        );
+        page_return::note_demand(Pool::Spans, self.in_use, slices * SLICE_SIZE, now);
         Some(span)
     }
 
@@ -287,6 +283,7 @@ impl Central {
     /// `span` is the head of a span taken from this pool and not given back since;
     /// nothing in it is used any more.
     pub unsafe fn give(&mut self, span: *mut Span) {
+        let now = oxalloc_sys::now_ns();
         // SAFETY: caller's contract; neighbours are read only through valid records.
         unsafe {
             let seg = Segment::of(span as usize);
@@ -315,11 +312,11 @@ impl Central {
                 }
             }
             let head = slice(seg, idx);
-            (*head).freed_at_ns = oxalloc_sys::now_ns();
+            (*head).freed_at_ns = now;
             self.insert_free(head, count);
-            page_return::note_demand(Pool::Spans, self.in_use, 0, (*head).freed_at_ns);
+            page_return::note_demand(Pool::Spans, self.in_use, 0, now);
         }
-        self.tick();
+        self.tick(now);
         if self.dirty_bytes > 0 {
             crate::purger::wanted();
         }
@@ -533,8 +530,7 @@ impl Central {
     /// Periodic work on any central operation: purge at once what passes the cache
     /// cap, and every half purge delay what the policy says has waited long enough;
     /// refresh the live statistics.
-    fn tick(&mut self) {
-        let now = oxalloc_sys::now_ns();
+    fn tick(&mut self, now: u64) {
         let targets = page_return::targets(Pool::Spans, self.dirty_bytes, now);
         if self.dirty_bytes > targets.at_once {
             self.purge_down_to(targets.at_once, 0, now);
