@@ -73,7 +73,7 @@ const fn w(
 }
 
 /// Every workload, in table order.
-pub const WORKLOADS: [Workload; 25] = [
+pub const WORKLOADS: [Workload; 26] = [
     w(
         "larson",
         Kind::Work,
@@ -185,6 +185,13 @@ pub const WORKLOADS: [Workload; 25] = [
         Threads::Fixed(&[4]),
         true,
         "4 threads in a ring: batches of one new size a round, half freed, half passed on",
+    ),
+    w(
+        "random-sizes",
+        Kind::Work,
+        Threads::Fixed(&[2]),
+        true,
+        "1024 live blocks a thread, each step replaces a random one (1 B-256 KiB, uniform)",
     ),
     w(
         "python",

@@ -16,6 +16,7 @@ pub mod larson;
 pub mod pairs;
 pub mod power_law;
 pub mod prodcons;
+pub mod random_sizes;
 pub mod realloc_growth;
 pub mod realloc_threads;
 pub mod shared_slots;
@@ -61,7 +62,7 @@ impl WorkOutput {
 }
 
 /// Names of the C-allocator workloads this module runs (see [`run`]).
-pub const NAMES: [&str; 17] = [
+pub const NAMES: [&str; 18] = [
     "larson",
     "xmalloc",
     "cache-thrash",
@@ -78,6 +79,7 @@ pub const NAMES: [&str; 17] = [
     "shared-slots",
     "thread-churn",
     "batch-ring",
+    "random-sizes",
     "pairs",
 ];
 
@@ -101,6 +103,7 @@ pub fn run(name: &str, threads: usize, scale: f64, pairs: u64) -> Option<WorkOut
         "shared-slots" => shared_slots::run(threads, scale),
         "thread-churn" => thread_churn::run(threads, scale),
         "batch-ring" => batch_ring::run(threads, scale),
+        "random-sizes" => random_sizes::run(threads, scale),
         "pairs" => pairs::run(pairs, 32),
         _ => return None,
     })
