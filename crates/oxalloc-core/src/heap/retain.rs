@@ -7,14 +7,10 @@
 //! Why: spans of the classes above 16 KiB hold one to four blocks, so a program that
 //! replaces such blocks at random empties a span on most frees and needs a new one on
 //! most mallocs: each a trip through the pool's lock, its page-return books and the
-//! clock (`mt` below: 0.42-0.47 s, tcmalloc 0.05, mimalloc 0.13-0.14; with this
-//! 0.20-0.21 s). mimalloc's pages go back to segments its thread owns, without a lock;
-//! tcmalloc's thread cache keeps objects up to 256 KiB.
-//!
-//! ```text
-//! random 1 B-64 KiB requests, each freeing a random one of 1024 live blocks, 3M times:
-//! for (i...) { k = rand() % 1024; free(ws[k]); ws[k] = malloc(rand() % 65536 + 1); *ws[k] = 1; }
-//! ```
+//! clock. `examples/programs/random_sizes.c 1 3000000 65536` (1 B-64 KiB requests, each
+//! replacing a random one of 1024 live blocks): 0.42-0.47 s, tcmalloc 0.05, mimalloc
+//! 0.13-0.14; with this 0.20-0.21 s. mimalloc's pages go back to segments its thread
+//! owns, without a lock; tcmalloc's thread cache keeps objects up to 256 KiB.
 //!
 //! The spans go back when the class stops being allocated (`recent::note_slow`, at
 //! most two windows of slow-path calls later; its limit halves then), and at every
