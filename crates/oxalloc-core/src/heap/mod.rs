@@ -331,7 +331,6 @@ pub unsafe fn collect(heap: *mut Heap, tails: Tails) {
     // SAFETY: caller's contract.
     unsafe {
         flush_foreign(heap);
-        release_retained(heap, u64::MAX);
         flush_pending(heap);
         drain_remote(heap);
         for c in 0..NUM_CLASSES {
@@ -359,6 +358,9 @@ pub unsafe fn collect(heap: *mut Heap, tails: Tails) {
                 s = (*s).next;
             }
         }
+        // Last: the drain and the frees above may have emptied spans, which the classes
+        // still in use kept.
+        release_retained(heap, u64::MAX);
     }
 }
 
