@@ -180,8 +180,8 @@ fn keep_for(peak: usize, in_use: usize) -> usize {
 /// Most bytes of free, resident memory a pool may hold beyond what demand keeps before
 /// it purges at once: the configured cap, a quarter of what is in use (a program with a
 /// large working set that churns big blocks does not purge and refault on every
-/// cycle), or `largest`, the pool's largest block of the window (room for the gap a big block
-/// leaves), whichever is most.
+/// cycle), or `largest`, the pool's largest block of the window (room for the gap a
+/// big block leaves), whichever is most.
 fn cap_with(largest: usize) -> usize {
     let configured = options::CACHE_MAX_MIB.get() as usize * (1 << 20);
     let in_use: u64 = DEMAND.iter().map(|d| d.in_use.load(Relaxed)).sum();

@@ -203,8 +203,9 @@ unsafe fn refill(heap: *mut Heap, c: SizeClass) -> bool {
 }
 
 /// Instead of handing a pending chain over: if the heap wants blocks of the chain's
-/// class (`Heap::reuse_wanted`, and its slow path ran lately) and holds none of them for reuse, takes the span's
-/// waiting list with the chain (`reuse_waiting`). Returns whether it did.
+/// class (`Heap::reuse_wanted`, and its slow path ran lately) and holds none of them
+/// for reuse, takes the span's waiting list with the chain (`reuse_waiting`). Returns
+/// whether it did.
 ///
 /// # Safety
 /// `e` is an entry of `heap`'s pending table, and `heap` the calling thread's heap.

@@ -19,7 +19,8 @@
 //! remote blocks whole, as its new free list, without walking them: walking means one
 //! cache miss per block, each on a line another core just wrote. A span whose every
 //! block is free goes back to the central pool, except the current one, which stays
-//! as a cache, and those a class with few blocks a span keeps while it churns. A thread that would otherwise take fresh memory for a class first takes
+//! as a cache, and those a class with few blocks a span keeps while it churns
+//! (`retain`). A thread that would otherwise take fresh memory for a class first takes
 //! the remote lists that wait for owners which are not running, and a thread that
 //! needs blocks of a class keeps those of it that it frees into other heaps' spans
 //! (`foreign`).
@@ -131,8 +132,8 @@ pub struct Heap {
     /// empty (see `foreign`).
     pub reuse_wanted: u64,
     /// Bit per size class: the allocation slow path ran for the class in the current
-    /// window of `recent::WINDOW` slow-path calls (`[0]`) and in the one before (`[1]`),
-    /// so a thread takes no waiting lists for a class it stopped allocating.
+    /// window of `recent::WINDOW` slow-path calls (`[0]`) and in the one before (`[1]`):
+    /// the classes in use lately (see `recent`).
     pub slow_classes: [u64; 2],
     /// Slow-path calls, for the windows of `slow_classes`.
     pub slow_calls: u32,
@@ -143,8 +144,6 @@ pub struct Heap {
     /// Bit per size class: a span was given back for lack of room among the retained
     /// ones since the class last took a fresh span.
     pub retain_refused: u64,
-    /// Bit per size class: `Bin::retained` holds a span.
-    pub retained_classes: u64,
     /// Counters written by the owner.
     pub stats: HeapStats,
     /// Fresh spans taken, for the periodic collection of abandoned heaps.
@@ -189,7 +188,6 @@ pub static EMPTY_HEAP: Heap = Heap {
     retained_len: [0; NUM_CLASSES],
     retain_limit: [0; NUM_CLASSES],
     retain_refused: 0,
-    retained_classes: 0,
     stats: HeapStats {
         allocs: [0; NUM_CLASSES + 2],
         frees: [0; NUM_CLASSES + 2],

@@ -21,9 +21,9 @@
 use super::*;
 
 /// Bytes of emptied spans a heap keeps per class, at most (at least one span). With a
-/// fixed 256 KiB instead of the adaptive limit, `mt` ran 0.26 s; with a fixed 1 MiB,
-/// 0.20 s but `realloc` peaked 10% higher and `realloc-threads/t2` 14% (the spans its
-/// classes kept at the end of each round of growth).
+/// fixed 256 KiB instead of the adaptive limit, `random_sizes.c` above ran 0.26 s; with
+/// a fixed 1 MiB, 0.20 s but `realloc` peaked 10% higher and `realloc-threads/t2` 14%
+/// (the spans its classes kept at the end of each round of growth).
 const RETAIN_BYTES: usize = 1 << 20;
 
 /// The class's limit on retained spans, in spans.
@@ -34,6 +34,16 @@ const RETAIN_BYTES: usize = 1 << 20;
 unsafe fn limit(heap: *mut Heap, c: SizeClass) -> *mut u8 {
     // SAFETY: caller's contract: the index is below NUM_CLASSES.
     unsafe { (&raw mut (*heap).retain_limit).cast::<u8>().add(c.index()) }
+}
+
+/// How many spans the class's `Bin::retained` holds.
+///
+/// # Safety
+/// `heap` is a real heap and `c` a valid class.
+#[inline]
+unsafe fn retained_len(heap: *mut Heap, c: SizeClass) -> *mut u8 {
+    // SAFETY: caller's contract: the index is below NUM_CLASSES.
+    unsafe { (&raw mut (*heap).retained_len).cast::<u8>().add(c.index()) }
 }
 
 /// The class is about to take a fresh span from the central pool: if it gave one back
@@ -89,7 +99,7 @@ pub(super) unsafe fn retain(heap: *mut Heap, c: SizeClass, span: *mut Span) -> b
         if recent_classes(heap) & RETAINED_CLASSES & bit == 0 {
             return false;
         }
-        let len = (&raw mut (*heap).retained_len).cast::<u8>().add(c.index());
+        let len = retained_len(heap, c);
         if *len >= *limit(heap, c) {
             // Full: if the class takes a fresh span before one of these is used, it
             // needed more (`grow_limit`).
@@ -101,7 +111,6 @@ pub(super) unsafe fn retain(heap: *mut Heap, c: SizeClass, span: *mut Span) -> b
         (*span).prev = ptr::null_mut();
         (*span).next = (*bin).retained;
         (*bin).retained = span;
-        (*heap).retained_classes |= bit;
         true
     }
 }
@@ -119,10 +128,7 @@ pub(super) unsafe fn take_retained(heap: *mut Heap, c: SizeClass) -> *mut Span {
             return span;
         }
         (*bin).retained = (*span).next;
-        *(&raw mut (*heap).retained_len).cast::<u8>().add(c.index()) -= 1;
-        if (*bin).retained.is_null() {
-            (*heap).retained_classes &= !(1u64 << c.0);
-        }
+        *retained_len(heap, c) -= 1;
         (*span).next = ptr::null_mut();
         (*span).used = USED_CURRENT;
         span
@@ -146,10 +152,13 @@ pub(super) unsafe fn release_retained(heap: *mut Heap, classes: u64) {
     // SAFETY: caller's contract; retained spans have no block out and are in no other
     // list.
     unsafe {
-        let mut m = (*heap).retained_classes & classes;
+        let mut m = RETAINED_CLASSES & classes;
         while m != 0 {
             let c = SizeClass(m.trailing_zeros() as u8);
             m &= m - 1;
+            if (*bin(heap, c.index())).retained.is_null() {
+                continue;
+            }
             // Not used for two windows: the class needs fewer.
             *limit(heap, c) /= 2;
             while let Some(span) = ptr::NonNull::new(take_retained(heap, c)) {
