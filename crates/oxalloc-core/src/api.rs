@@ -255,7 +255,7 @@ pub fn mallinfo2() -> Mallinfo2 {
     use core::sync::atomic::Ordering::Relaxed;
     let g = &crate::stats::GLOBAL;
     let mapped = g.mapped_bytes.load(Relaxed) as usize;
-    let in_use = g.in_use_bytes.load(Relaxed) as usize;
+    let in_use = crate::stats::in_use_bytes_now() as usize;
     Mallinfo2 {
         arena: mapped,
         hblks: g.huge_count.load(Relaxed) as usize,

@@ -36,14 +36,17 @@ pub struct Global {
     pub segments: AtomicU64,
     /// Free but not yet purged bytes in the central pool (refreshed periodically).
     pub cached_bytes: AtomicU64,
-    /// Large (in-segment, > 64 KiB) allocations.
+    /// Large (in-segment, > 64 KiB) allocations by threads without a heap (an exiting
+    /// thread's); each heap counts its own (`HeapStats`, `LARGE_SLOT`), so two threads
+    /// churning large blocks do not fight over one counter.
     pub large_allocs: AtomicU64,
-    /// Large frees.
+    /// Large frees by threads without a heap (see `large_allocs`).
     pub large_frees: AtomicU64,
     /// Huge (own mapping) allocations.
     pub huge_allocs: AtomicU64,
     /// Bytes handed out in large and huge blocks, in total: each block's rounded size
-    /// (whole slices or units), plus what `realloc` grew them by in place.
+    /// (whole slices or units), plus what `realloc` grew them by in place; large
+    /// blocks of threads with a heap are counted there (`HeapStats::large_bytes`).
     pub large_huge_bytes: AtomicU64,
     /// Huge frees.
     pub huge_frees: AtomicU64,
@@ -124,6 +127,8 @@ pub struct HeapStats {
     /// Small blocks this thread freed into other heaps' spans (a shared atomic here
     /// would be a cache line every freeing thread fights over).
     pub remote_frees: u64,
+    /// Bytes of the large blocks this thread allocated, at their rounded size.
+    pub large_bytes: u64,
 }
 
 /// Slot for large allocations in `HeapStats`.
@@ -144,6 +149,19 @@ pub unsafe fn bump(c: *mut u64) {
         // SAFETY: caller's contract; AtomicU64 has the layout of u64.
         let a = unsafe { AtomicU64::from_ptr(c) };
         a.store(a.load(Relaxed).wrapping_add(1), Relaxed);
+    }
+}
+
+/// Adds `v` to an owner-only counter, as [`bump`].
+///
+/// # Safety
+/// As for [`bump`].
+#[inline(always)]
+pub unsafe fn bump_by(c: *mut u64, v: u64) {
+    if COUNTING {
+        // SAFETY: caller's contract; AtomicU64 has the layout of u64.
+        let a = unsafe { AtomicU64::from_ptr(c) };
+        a.store(a.load(Relaxed).wrapping_add(v), Relaxed);
     }
 }
 
@@ -198,6 +216,10 @@ pub struct Totals {
     pub bytes_allocated: u64,
     /// Bytes in small blocks allocated and not yet freed.
     pub live_small_bytes: u64,
+    /// Large allocations (included in `allocs`).
+    pub large_allocs: u64,
+    /// Large frees (included in `frees`).
+    pub large_frees: u64,
 }
 
 /// Per size class, in the spans owned by `heap` (every heap if null), counted by
@@ -259,12 +281,13 @@ pub fn all_class_counts() -> ([u64; NUM_CLASSES + 2], [u64; NUM_CLASSES + 2]) {
     class_counts(core::ptr::null_mut(), true)
 }
 
-/// Free memory not yet given back to the OS, in bytes: the central pool's dirty spans
-/// plus the huge-block heap's free, possibly resident memory. Takes each pool's lock
+/// Free memory not yet given back to the OS, in bytes: the central pool's dirty spans,
+/// the spans heaps keep for their next large blocks, and the huge-block heap's free,
+/// possibly resident memory. Takes each pool's lock
 /// for a moment (unlike `GLOBAL.cached_bytes`, which is refreshed periodically).
 pub fn cached_bytes_now() -> u64 {
     let spans = crate::central::CENTRAL.lock().dirty_bytes();
-    (spans + crate::huge::cached_bytes()) as u64
+    (spans + crate::huge::cached_bytes()) as u64 + kept_large_bytes()
 }
 
 /// One heap's figures, as the JSON report's heap list gives them.
@@ -361,7 +384,11 @@ pub fn totals_waiting() -> Totals {
 }
 
 fn totals_from((allocs, frees): ([u64; NUM_CLASSES + 2], [u64; NUM_CLASSES + 2])) -> Totals {
-    let mut t = Totals::default();
+    let mut t = Totals {
+        large_allocs: allocs[LARGE_SLOT],
+        large_frees: frees[LARGE_SLOT],
+        ..Totals::default()
+    };
     for i in 0..NUM_CLASSES + 2 {
         t.allocs += allocs[i];
         t.frees += frees[i];
@@ -371,8 +398,41 @@ fn totals_from((allocs, frees): ([u64; NUM_CLASSES + 2], [u64; NUM_CLASSES + 2])
             t.live_small_bytes += allocs[i].saturating_sub(frees[i]) * size;
         }
     }
+    // Large blocks of threads without a heap, and the heaps' large bytes.
+    let (allocs, frees) = (
+        GLOBAL.large_allocs.load(Relaxed),
+        GLOBAL.large_frees.load(Relaxed),
+    );
+    t.allocs += allocs;
+    t.frees += frees;
+    t.large_allocs += allocs;
+    t.large_frees += frees;
     t.bytes_allocated += GLOBAL.large_huge_bytes.load(Relaxed);
+    crate::tls::for_each_heap(|h| {
+        // SAFETY: heaps are never freed; the counter is read atomically.
+        t.bytes_allocated += unsafe { read(&raw mut (*h).stats.large_bytes) };
+    });
     t
+}
+
+/// Bytes of the spans heaps keep for their next large blocks (`heap::large`): free
+/// memory, cached rather than in use.
+pub fn kept_large_bytes() -> u64 {
+    let mut n = 0;
+    crate::tls::for_each_heap(|h| {
+        // SAFETY: heaps are never freed; the figure is read atomically.
+        n += unsafe { crate::heap::LargeCache::kept_bytes(&raw mut (*h).large) } as u64;
+    });
+    n
+}
+
+/// Bytes of spans and huge blocks in use now: `GLOBAL.in_use_bytes`, which counts the
+/// spans heaps keep for their next large blocks too, less those.
+pub fn in_use_bytes_now() -> u64 {
+    GLOBAL
+        .in_use_bytes
+        .load(Relaxed)
+        .saturating_sub(kept_large_bytes())
 }
 
 /// Writes the human-readable summary to stderr.
@@ -398,7 +458,7 @@ pub fn print_summary() {
     line(&mut b, "frees", t.frees, false);
     line(&mut b, "bytes allocated", t.bytes_allocated, true);
     line(&mut b, "live small bytes", t.live_small_bytes, true);
-    line(&mut b, "in use now", g.in_use_bytes.load(Relaxed), true);
+    line(&mut b, "in use now", in_use_bytes_now(), true);
     line(
         &mut b,
         "in use at peak",
@@ -422,7 +482,7 @@ pub fn print_summary() {
     line(
         &mut b,
         "large / huge allocs",
-        g.large_allocs.load(Relaxed) + g.huge_allocs.load(Relaxed),
+        t.large_allocs + g.huge_allocs.load(Relaxed),
         false,
     );
     line(
@@ -485,7 +545,7 @@ pub fn write_json(fd: i32) {
     o.field("frees", t.frees);
     o.field("bytes_allocated", t.bytes_allocated);
     o.field("live_bytes", t.live_small_bytes);
-    o.field("in_use_bytes", g.in_use_bytes.load(Relaxed));
+    o.field("in_use_bytes", in_use_bytes_now());
     o.field("peak_in_use_bytes", g.peak_in_use_bytes.load(Relaxed));
     o.field("mapped_bytes", g.mapped_bytes.load(Relaxed));
     o.field("peak_mapped_bytes", g.peak_mapped_bytes.load(Relaxed));
@@ -494,7 +554,7 @@ pub fn write_json(fd: i32) {
     o.field("purge_calls", g.purge_calls.load(Relaxed));
     o.field("segments", g.segments.load(Relaxed));
     o.field("peak_rss_bytes", oxalloc_sys::peak_rss_bytes());
-    o.field("large_allocs", g.large_allocs.load(Relaxed));
+    o.field("large_allocs", t.large_allocs);
     o.field("huge_allocs", g.huge_allocs.load(Relaxed));
     o.field("huge_cache_hits", g.huge_cache_hits.load(Relaxed));
     o.field("heaps", g.heaps.load(Relaxed));
@@ -600,7 +660,7 @@ pub fn publish_shared(central: &Central) {
     w(1, 1);
     w(2, oxalloc_sys::process_id() as u64);
     w(4, GLOBAL.mapped_bytes.load(Relaxed));
-    w(5, GLOBAL.in_use_bytes.load(Relaxed));
+    w(5, in_use_bytes_now());
     w(6, GLOBAL.peak_in_use_bytes.load(Relaxed));
     w(7, GLOBAL.purged_bytes.load(Relaxed));
     w(8, central.dirty_bytes() as u64);

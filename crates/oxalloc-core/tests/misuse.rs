@@ -124,6 +124,33 @@ fn run_case(case: &str) {
                 api::free(p);
                 api::free(p);
             }
+            // The first free keeps the span in the heap's cache (`heap::large`: the size
+            // churned, so the cache has room); the second finds it no longer live.
+            "large-double-kept" => {
+                for _ in 0..4 {
+                    api::free(api::malloc(200 << 10));
+                }
+                let p = api::malloc(200 << 10);
+                api::free(p);
+                api::free(p);
+            }
+            // Freed on another thread (which keeps it), then again here.
+            "large-double-other-thread" => {
+                let p = api::malloc(200 << 10) as usize;
+                let (freed, wait_freed) = std::sync::mpsc::channel();
+                let (_stay, wait) = std::sync::mpsc::channel::<()>();
+                std::thread::spawn(move || {
+                    for _ in 0..4 {
+                        api::free(api::malloc(200 << 10));
+                    }
+                    api::free(p as *mut u8);
+                    freed.send(()).unwrap();
+                    // Alive while the second free runs: its cache still holds the span.
+                    let _ = wait.recv();
+                });
+                wait_freed.recv().unwrap();
+                api::free(p as *mut u8);
+            }
             "large-interior" => {
                 let p = api::malloc(200 << 10);
                 api::free(p.add(4096));
@@ -351,6 +378,11 @@ fn pointers_into_small_spans_that_are_not_blocks_are_stopped() {
 #[test]
 fn large_and_huge_misuse_is_stopped() {
     expect_abort("large-double", &["double free of 0x", "in free()"]);
+    expect_abort("large-double-kept", &["double free of 0x", "in free()"]);
+    expect_abort(
+        "large-double-other-thread",
+        &["double free of 0x", "in free()"],
+    );
     expect_abort(
         "large-interior",
         &["invalid free of 0x", "interior pointer, 4096 bytes into"],

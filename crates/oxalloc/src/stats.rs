@@ -124,7 +124,7 @@ pub struct Totals {
 pub fn totals() -> Totals {
     let t = oxalloc_core::stats::totals_waiting();
     let g = &GLOBAL;
-    let in_use_bytes = g.in_use_bytes.load(Relaxed);
+    let in_use_bytes = oxalloc_core::stats::in_use_bytes_now();
     let cached_bytes = oxalloc_core::stats::cached_bytes_now();
     Totals {
         allocs: t.allocs,
@@ -141,8 +141,8 @@ pub fn totals() -> Totals {
         purge_calls: g.purge_calls.load(Relaxed),
         unmapped_bytes: g.unmapped_bytes.load(Relaxed),
         segments: g.segments.load(Relaxed),
-        large_allocs: g.large_allocs.load(Relaxed),
-        large_frees: g.large_frees.load(Relaxed),
+        large_allocs: t.large_allocs,
+        large_frees: t.large_frees,
         huge_allocs: g.huge_allocs.load(Relaxed),
         huge_frees: g.huge_frees.load(Relaxed),
         huge_blocks: g.huge_count.load(Relaxed),

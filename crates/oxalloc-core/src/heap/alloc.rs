@@ -497,26 +497,7 @@ fn alloc_large_inner(size: usize, align: usize) -> *mut u8 {
         }
         return p;
     }
-    let slices = need.div_ceil(SLICE_SIZE);
-    // The heap whose segments serve this thread first (set up now if the thread has
-    // none: its first blocks may all be large).
-    let home = counting_heap() as usize;
-    let Some(span) = CENTRAL.lock().take(slices, SpanKind::Large, home) else {
-        return ptr::null_mut();
-    };
-    // SAFETY: the span was just taken from the pool; it is ours alone.
-    let start = Segment::span_start(span) as usize;
-    let p = (start + align - 1) & !(align - 1);
-    // SAFETY: the span was just taken from the pool; it is ours alone.
-    unsafe {
-        (*span).owner = ptr::null_mut();
-        // What `free` accepts for this span: exactly this pointer.
-        (*span).grid_base = p;
-    }
-    stats::add(&GLOBAL.large_allocs, 1);
-    stats::add(&GLOBAL.large_huge_bytes, slices * SLICE_SIZE);
-    count_alloc(LARGE_SLOT);
-    p as *mut u8
+    large::alloc(need.div_ceil(SLICE_SIZE), align)
 }
 
 fn count_alloc(slot: usize) {

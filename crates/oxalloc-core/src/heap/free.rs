@@ -265,7 +265,7 @@ unsafe fn free_other(p: *mut u8, span: *mut Span, heap: *mut Heap, op: Op) {
     // its kind and owner until that block is freed.
     unsafe {
         if (*span).kind != SpanKind::Small {
-            return free_not_small(p, span, op);
+            return large::free(p, span, op);
         }
         check::check_grid(span, addr, op);
         let owner = (*span).owner;
@@ -315,59 +315,6 @@ unsafe fn free_remote_one(heap: *mut Heap, owner: *mut Heap, span: *mut Span, b:
         } else {
             stats::bump(&raw mut (*heap).stats.remote_frees);
         }
-    }
-}
-
-/// [`free_other`] of a pointer into a large span (its block, or invalid) or a free
-/// span (invalid).
-///
-/// # Safety
-/// As for [`free_other`].
-#[inline(never)]
-unsafe fn free_not_small(p: *mut u8, span: *mut Span, op: Op) {
-    let addr = p as usize;
-    // SAFETY: caller's contract.
-    unsafe {
-        if (*span).kind == SpanKind::Free {
-            bad_large(span, addr, op);
-        }
-        // Before the span goes back: starting the thread allocates (glibc's thread
-        // records), which would otherwise reuse these slices at once and leave a
-        // second free of `p` nothing to find.
-        crate::purger::ensure_started();
-        if !CENTRAL.lock().give_large(span, addr) {
-            bad_large(span, addr, op);
-        }
-        stats::add(&GLOBAL.large_frees, 1);
-        count_free(LARGE_SLOT);
-    }
-}
-
-/// Reports a free into a large or free span that is not its live block.
-///
-/// # Safety
-/// As for [`free_other`].
-#[cold]
-pub(super) unsafe fn bad_large(span: *mut Span, p: usize, op: Op) -> ! {
-    // SAFETY: caller's contract: the record is mapped; fields are read racily, for the
-    // report only.
-    unsafe {
-        let seg = Segment::of(p);
-        if (p - seg as usize) < FIRST_SLICE * SLICE_SIZE {
-            misuse::not_a_block(p, op, "the address is in oxalloc's metadata");
-        }
-        let live = ptr::read_volatile(&raw const (*span).grid_base);
-        if (*span).kind == SpanKind::Large && live != 0 && (*span).head == span && p > live {
-            let size = Segment::span_start(span) as usize
-                + (*span).slice_count as usize * SLICE_SIZE
-                - live;
-            misuse::interior(p, live, size, op);
-        }
-        if p.is_multiple_of(SLICE_SIZE) {
-            // Where a large block started: freed already (its span is free or cut up).
-            misuse::double_free(p, 0, op);
-        }
-        misuse::not_a_block(p, op, "the address is in free memory")
     }
 }
 

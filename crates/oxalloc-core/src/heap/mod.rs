@@ -26,19 +26,23 @@
 //! (`foreign`).
 //!
 //! Large blocks (64 KiB .. 1 MiB) are whole spans from the central pool, and huge ones
-//! (1 MiB and up) have a mapping of their own (`huge.rs`); neither belongs to a heap.
+//! (1 MiB and up) have a mapping of their own (`huge.rs`); neither belongs to a heap,
+//! but a heap keeps the spans of large blocks its thread frees for its next ones
+//! (`large`).
 //!
 //! The parts: `alloc` (malloc and its slow path), `free` (free and its slow path),
 //! `remote` (frees from other threads), `foreign` (reusing other heaps' blocks),
 //! `partial` (the queue of spans with free blocks), `retain` (emptied spans kept for
 //! classes with few blocks a span), `recent` (which classes the heap allocates
-//! lately); this file holds the heap record and what the parts share.
+//! lately), `large` (large blocks, and the spans kept for them); this file holds the
+//! heap record and what the parts share.
 #![allow(unsafe_code)]
 
 mod alloc;
 mod check;
 mod foreign;
 mod free;
+mod large;
 mod partial;
 mod recent;
 mod remote;
@@ -48,9 +52,11 @@ use self::alloc::purge_tail;
 pub use self::alloc::{alloc, alloc_aligned, alloc_small, alloc_zeroed};
 pub use self::check::check_sized;
 use self::foreign::*;
+use self::free::bad_huge;
 use self::free::*;
-use self::free::{bad_huge, bad_large};
 pub use self::free::{free, free_sized, free_with};
+use self::large::bad_large;
+pub use self::large::LargeCache;
 use self::partial::*;
 use self::recent::*;
 use self::remote::*;
@@ -144,6 +150,8 @@ pub struct Heap {
     /// Bit per size class: a span was given back for lack of room among the retained
     /// ones since the class last took a fresh span.
     pub retain_refused: u64,
+    /// Spans of large blocks this thread freed, kept for its next ones (see `large`).
+    pub large: LargeCache,
     /// Counters written by the owner.
     pub stats: HeapStats,
     /// Fresh spans taken, for the periodic collection of abandoned heaps.
@@ -188,10 +196,12 @@ pub static EMPTY_HEAP: Heap = Heap {
     retained_len: [0; NUM_CLASSES],
     retain_limit: [0; NUM_CLASSES],
     retain_refused: 0,
+    large: LargeCache::EMPTY,
     stats: HeapStats {
         allocs: [0; NUM_CLASSES + 2],
         frees: [0; NUM_CLASSES + 2],
         remote_frees: 0,
+        large_bytes: 0,
     },
     fresh_spans: 0,
     chain_events: 0,
@@ -359,6 +369,7 @@ pub unsafe fn collect(heap: *mut Heap, tails: Tails) {
         // Last: the drain and the frees above may have emptied spans, which the classes
         // still in use kept.
         release_retained(heap, u64::MAX);
+        large::release_all(heap);
     }
 }
 
@@ -406,19 +417,11 @@ pub unsafe fn usable_size_with(p: *mut u8, op: Op) -> usize {
                     }
                     (*span).block_size as usize
                 }
-                SpanKind::Large if (*span).grid_base == addr && (*span).head == span => {
-                    large_usable(span, addr)
-                }
+                SpanKind::Large if large::is_live(span, addr) => large::usable(span, addr),
                 _ => bad_large(span, addr, op),
             }
         },
     }
-}
-
-/// Usable bytes of the live large block `p` of `span`: to the end of its span.
-fn large_usable(span: *mut Span, p: usize) -> usize {
-    // SAFETY: a live large span's record is stable while its block is live.
-    Segment::span_start(span) as usize + unsafe { (*span).slice_count } as usize * SLICE_SIZE - p
 }
 
 /// Usable bytes of a block already checked (by the caller's own use of it).
@@ -436,7 +439,7 @@ unsafe fn usable_size_unchecked(p: *mut u8) -> usize {
             let span = Segment::span_of(Segment::of(addr), addr);
             match (*span).kind {
                 SpanKind::Small => (*span).block_size as usize,
-                SpanKind::Large => large_usable(span, addr),
+                SpanKind::Large => large::usable(span, addr),
                 SpanKind::Free => 0,
             }
         },

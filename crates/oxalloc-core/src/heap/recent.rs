@@ -31,7 +31,8 @@ pub(super) unsafe fn note_alloc_slow(heap: *mut Heap, c: SizeClass) {
 }
 
 /// Notes a slow-path call: every [`WINDOW`] of them the windows move on, and spans kept
-/// for classes no longer in use go back (`retain::release_unwanted`).
+/// for classes no longer in use go back (`retain::release_unwanted`), as do the large
+/// spans kept beyond the churn of their counts (`large::roll_window`).
 ///
 /// # Safety
 /// `heap` is the calling thread's real heap.
@@ -43,6 +44,7 @@ pub(super) unsafe fn note_slow(heap: *mut Heap) {
         if (*heap).slow_calls.is_multiple_of(WINDOW) {
             (*heap).slow_classes = [0, (*heap).slow_classes[0]];
             release_unwanted(heap);
+            large::roll_window(heap);
         }
     }
 }
