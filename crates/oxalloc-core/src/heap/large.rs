@@ -14,9 +14,10 @@
 //! threads fought over (0.14 -> 0.11 s).
 //!
 //! What it costs: the spans kept hold memory other sizes cannot use. The limits below,
-//! and the spans that sat unused through a whole window going back, keep that small:
-//! `power-law/t8` (8 threads, rare large blocks of every count) peaks 20.8 -> 21.9 MiB,
-//! `large` 154 -> 160 MiB. A thread that stops calling the allocator keeps what it has
+//! blocks up to 512 KiB only ([`KEPT_COUNTS`]), and the spans that sat unused through a
+//! whole window going back keep that small: `power-law/t8` (8 threads, rare large
+//! blocks of every size) peaks 21.2 -> 21.8 MiB, `large` 154.3 -> 157.5 MiB (5
+//! alternating runs each). A thread that stops calling the allocator keeps what it has
 //! until it exits or calls `malloc_trim`.
 //!
 //! A live large block is claimed by its free with one compare-and-swap on its span's
@@ -29,9 +30,15 @@
 use super::*;
 use core::sync::atomic::AtomicUsize;
 
-/// Slice counts a large span can have: 1 (a block aligned above a slice, small enough
-/// for one) to 16; the cache is indexed by count - 1.
-pub(super) const LARGE_COUNTS: usize = HUGE_THRESHOLD / SLICE_SIZE;
+/// Slice counts whose spans a heap keeps: 1 (a block aligned above a slice, small
+/// enough for one) to 8 (blocks up to 512 KiB); the cache is indexed by count - 1.
+/// Bigger blocks go to the pool and come from it: a block that big costs its user more
+/// than the lock (writing it, or faulting it in), and kept, each held memory other
+/// sizes could use. All 16 counts kept: `random_sizes.c 2 600000 524288` the same (0.13
+/// s; 0.38-0.40 without the cache), peak RSS of `large` 159.8 against 157.5 MiB
+/// (154.3 without), of `power-law/t8` 22.1 against 21.8 (21.2); up to 4 (256 KiB, as
+/// tcmalloc's thread cache): that `random_sizes.c` run 0.26-0.27 s.
+pub(super) const KEPT_COUNTS: usize = 8;
 
 /// Tag in a large span's `grid_base`: set while its block is live.
 const LIVE: usize = 1;
@@ -51,20 +58,20 @@ const KEEP_TOTAL: usize = 4 << 20;
 #[repr(C)]
 pub struct LargeCache {
     /// Per slice count: the spans kept, linked by `next`.
-    spans: [*mut Span; LARGE_COUNTS],
+    spans: [*mut Span; KEPT_COUNTS],
     /// Per slice count: how many `spans` holds.
-    len: [u8; LARGE_COUNTS],
+    len: [u8; KEPT_COUNTS],
     /// Per slice count: how many it may hold (see [`take_cached`]).
-    limit: [u8; LARGE_COUNTS],
+    limit: [u8; KEPT_COUNTS],
     /// Bit per slice count: a span was given back for lack of room since the count
     /// last took one from the pool.
-    refused: u16,
+    refused: u8,
     /// Bit per slice count: blocks of the count were allocated in the current window of
     /// `recent::WINDOW` large allocations and frees or slow-path calls, whichever ends
     /// first.
-    recent: u16,
+    recent: u8,
     /// Per slice count: the fewest spans `spans` held in the current window.
-    low: [u8; LARGE_COUNTS],
+    low: [u8; KEPT_COUNTS],
     /// Large allocations and frees, for the windows of `recent`.
     calls: u32,
     /// Bytes of the spans kept (written by the owner only, atomically: reports read
@@ -75,12 +82,12 @@ pub struct LargeCache {
 impl LargeCache {
     /// No spans kept, none wanted.
     pub const EMPTY: LargeCache = LargeCache {
-        spans: [ptr::null_mut(); LARGE_COUNTS],
-        len: [0; LARGE_COUNTS],
-        limit: [0; LARGE_COUNTS],
+        spans: [ptr::null_mut(); KEPT_COUNTS],
+        len: [0; KEPT_COUNTS],
+        limit: [0; KEPT_COUNTS],
         refused: 0,
         recent: 0,
-        low: [0; LARGE_COUNTS],
+        low: [0; KEPT_COUNTS],
         calls: 0,
         bytes: 0,
     };
@@ -119,12 +126,12 @@ impl LargeCache {
 /// room): a span the heap kept, or one from the central pool. Null when the OS refuses
 /// memory.
 pub(super) fn alloc(slices: usize, align: usize) -> *mut u8 {
-    debug_assert!((1..=LARGE_COUNTS).contains(&slices));
+    debug_assert!((1..=HUGE_THRESHOLD / SLICE_SIZE).contains(&slices));
     // The heap whose segments serve this thread first (set up now if the thread has
     // none: its first blocks may all be large); null for a thread that exited.
     let heap = counting_heap();
     let mut span = ptr::null_mut();
-    if !heap.is_null() {
+    if !heap.is_null() && slices <= KEPT_COUNTS {
         // SAFETY: `heap` is this thread's real heap.
         span = unsafe { take_cached(heap, slices) };
     }
@@ -225,14 +232,14 @@ pub(super) unsafe fn free(p: *mut u8, span: *mut Span, op: Op) {
 /// limit follows the swings of the count's live blocks, as `retain::grow_limit`.
 ///
 /// # Safety
-/// `heap` is the calling thread's real heap; `slices` is 1..=LARGE_COUNTS.
+/// `heap` is the calling thread's real heap; `slices` is 1..=KEPT_COUNTS.
 unsafe fn take_cached(heap: *mut Heap, slices: usize) -> *mut Span {
     // SAFETY: caller's contract.
     unsafe {
         note_call(heap);
         let cache = &raw mut (*heap).large;
         let i = slices - 1;
-        let bit = 1u16 << i;
+        let bit = 1u8 << i;
         (*cache).recent |= bit;
         let span = (*cache).spans[i];
         if span.is_null() {
@@ -263,13 +270,11 @@ unsafe fn keep(heap: *mut Heap, span: *mut Span) -> bool {
     unsafe {
         let cache = &raw mut (*heap).large;
         let count = (*span).slice_count as usize;
-        if count > LARGE_COUNTS {
-            // Grown in place past a huge block's size (an aligned block's realloc):
-            // no block is allocated at that count.
+        if count > KEPT_COUNTS {
             return false;
         }
         let i = count - 1;
-        let bit = 1u16 << i;
+        let bit = 1u8 << i;
         let bytes = (i + 1) * SLICE_SIZE;
         if (*cache).len[i] >= (*cache).limit[i]
             || LargeCache::kept_bytes(cache) + bytes > KEEP_TOTAL
@@ -319,7 +324,7 @@ pub(super) unsafe fn roll_window(heap: *mut Heap) {
     // SAFETY: caller's contract.
     unsafe {
         let cache = &raw mut (*heap).large;
-        for i in 0..LARGE_COUNTS {
+        for i in 0..KEPT_COUNTS {
             if (*cache).recent & (1 << i) == 0 {
                 (*cache).limit[i] /= 2;
             }
@@ -336,7 +341,7 @@ pub(super) unsafe fn roll_window(heap: *mut Heap) {
 ///
 /// # Safety
 /// `heap` is the calling thread's heap (or held exclusively).
-pub(super) unsafe fn release(heap: *mut Heap, counts: [u8; LARGE_COUNTS]) {
+pub(super) unsafe fn release(heap: *mut Heap, counts: [u8; KEPT_COUNTS]) {
     // SAFETY: caller's contract; kept spans are claimed, in no other list.
     unsafe {
         let cache = &raw mut (*heap).large;
@@ -377,7 +382,7 @@ pub(super) unsafe fn release(heap: *mut Heap, counts: [u8; LARGE_COUNTS]) {
 /// `heap` is the calling thread's heap (or held exclusively).
 pub(super) unsafe fn release_all(heap: *mut Heap) {
     // SAFETY: caller's contract.
-    unsafe { release(heap, [u8::MAX; LARGE_COUNTS]) }
+    unsafe { release(heap, [u8::MAX; KEPT_COUNTS]) }
 }
 
 /// Reports a free into a large or free span that is not its live block.
