@@ -376,13 +376,21 @@ pub(super) unsafe fn release(heap: *mut Heap, counts: [u8; KEPT_COUNTS]) {
     }
 }
 
-/// Gives back every kept span (thread exit, trim).
+/// Gives back every kept span (thread exit, trim), and forgets the limits: the next
+/// thread to adopt the heap starts from none, as a new one, rather than keep spans for
+/// the churn of a thread that is gone (`calloc-churn/t4`, threads spawned afresh each
+/// round: peak RSS 34.0 -> 37.6 MiB with the limits kept, 5 alternating runs).
 ///
 /// # Safety
 /// `heap` is the calling thread's heap (or held exclusively).
 pub(super) unsafe fn release_all(heap: *mut Heap) {
     // SAFETY: caller's contract.
-    unsafe { release(heap, [u8::MAX; KEPT_COUNTS]) }
+    unsafe {
+        release(heap, [u8::MAX; KEPT_COUNTS]);
+        let cache = &raw mut (*heap).large;
+        (*cache).limit = [0; KEPT_COUNTS];
+        (*cache).refused = 0;
+    }
 }
 
 /// Reports a free into a large or free span that is not its live block.
