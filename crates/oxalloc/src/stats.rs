@@ -70,7 +70,8 @@ pub struct Totals {
     /// Bytes in small blocks (up to 64 KiB) allocated and not yet freed.
     pub live_small_bytes: u64,
     /// Bytes of spans and huge blocks handed to threads or the program now (small
-    /// blocks count by the span that holds them, free or not).
+    /// blocks count by the span that holds them, free or not; the spans a thread keeps
+    /// for its next large blocks are free, and count as cached).
     pub in_use_bytes: u64,
     /// Highest [`in_use_bytes`](Totals::in_use_bytes) so far.
     pub peak_in_use_bytes: u64,
@@ -82,8 +83,10 @@ pub struct Totals {
     /// Bytes that are or may be backed by memory: in use plus cached (metadata
     /// excluded).
     pub committed_bytes: u64,
-    /// Free pages not yet given back to the OS (resident if they were touched): what
-    /// [`trim`](crate::trim) would release.
+    /// Free pages not yet given back to the OS (resident if they were touched),
+    /// including the spans threads keep for their next large blocks: what
+    /// [`trim`](crate::trim) would release (each thread's kept spans: what its own
+    /// `trim` or its exit releases).
     pub cached_bytes: u64,
     /// Bytes given back to the OS with `MADV_DONTNEED` (or the platform's equivalent)
     /// so far; the address space stays reserved.
