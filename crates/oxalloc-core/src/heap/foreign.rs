@@ -138,6 +138,17 @@ pub(super) unsafe fn keep(
     }
 }
 
+/// Whether this heap holds blocks of class `c` it freed into other heaps' spans and
+/// kept (`keep`).
+///
+/// # Safety
+/// `heap` is a real heap and `c` a valid class.
+#[inline]
+pub(super) unsafe fn has_kept(heap: *mut Heap, c: SizeClass) -> bool {
+    // SAFETY: caller's contract.
+    unsafe { !(*kept_slot(heap, c)).is_null() }
+}
+
 /// The blocks of class `c` this thread freed into other heaps' spans and kept.
 ///
 /// # Safety
