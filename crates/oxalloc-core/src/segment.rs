@@ -136,7 +136,8 @@ pub struct Span {
     /// The heap that owns this span (small spans); null otherwise.
     pub owner: *mut Heap,
     /// Small spans: the first block's address, the start of the block grid. Large
-    /// spans: the block's address while it is live, null once freed.
+    /// spans: the block's address tagged with bit 0 while it is live (`heap::large`,
+    /// whose free claims it with a compare-and-swap), null once freed.
     pub grid_base: usize,
     /// Small spans: the multiplier of the block-grid test (see [`Span::on_grid`]).
     pub grid_mul: u64,
