@@ -218,9 +218,8 @@ pub(super) unsafe fn free(p: *mut u8, span: *mut Span, op: Op) {
                 return;
             }
         }
-        // Before the span goes back: starting the thread allocates (glibc's thread
-        // records), which would otherwise reuse these slices at once and leave a
-        // second free of `p` nothing to find.
+        // Before the lock: starting the purger thread allocates (glibc's thread
+        // records).
         crate::purger::ensure_started();
         CENTRAL.lock().give(span);
     }
