@@ -22,7 +22,17 @@ pub const KNOWN: [&str; 5] = ["oxalloc", "glibc", "mimalloc", "jemalloc", "tcmal
 /// * `oxalloc-base`: an older build of ours, for an A/B in one run: the library named by
 ///   `OXBENCH_OXALLOC_BASE_LIB`, and for the Rust rows `oxbench-rust-oxalloc-base` next
 ///   to the suite's binaries (copied from that build's `oxbench-rust-oxalloc`).
-pub const OPT_IN: [&str; 4] = ["hardened", "glibc-check", "tcmalloc-debug", "oxalloc-base"];
+/// * `oxalloc-thp`: our default build with `OXALLOC_HUGE_PAGES=1` (transparent huge pages
+///   asked for on every segment and huge region), to show what the switch buys and costs
+///   beside the default; the `mimalloc` crate of the Rust rows asks for them on its whole
+///   arena.
+pub const OPT_IN: [&str; 5] = [
+    "hardened",
+    "glibc-check",
+    "tcmalloc-debug",
+    "oxalloc-base",
+    "oxalloc-thp",
+];
 
 /// What `--hardened` selects: the hardened build, its checking peers, and mimalloc (the
 /// baseline of the issue's overhead target).
@@ -178,6 +188,10 @@ pub fn discover_one(
             (lib, String::new())
         }
         "oxalloc" => own("liboxalloc.so", "OXALLOC_LIB", "oxalloc-capi"),
+        "oxalloc-thp" => {
+            vars.push(("OXALLOC_HUGE_PAGES", "1"));
+            own("liboxalloc.so", "OXALLOC_LIB", "oxalloc-capi")
+        }
         "oxalloc-base" => (
             forced.filter(|p| p.is_file()),
             "set OXBENCH_OXALLOC_BASE_LIB to the liboxalloc.so of the build to compare with"
@@ -220,7 +234,7 @@ pub fn rust_binary_name(alloc: &str) -> &'static str {
     match alloc {
         "mimalloc" => "oxbench-rust-mimalloc",
         "jemalloc" => "oxbench-rust-jemalloc",
-        "oxalloc" => "oxbench-rust-oxalloc",
+        "oxalloc" | "oxalloc-thp" => "oxbench-rust-oxalloc",
         "oxalloc-base" => "oxbench-rust-oxalloc-base",
         _ => "oxbench-rust-system",
     }
@@ -347,6 +361,23 @@ mod tests {
         assert!(discover_one("tcmalloc-debug", &[], None, None, &none)
             .missing
             .is_some());
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn huge_pages_variant_is_our_library_with_the_switch_on() {
+        let d = scratch(&["liboxalloc.so"]);
+        let none = |_: &str| None;
+        let plain = discover_one("oxalloc", &[], None, Some(&d), &none);
+        let thp = discover_one("oxalloc-thp", &[], None, Some(&d), &none);
+        assert_eq!(thp.lib, plain.lib);
+        assert_eq!(thp.lib, Some(d.join("liboxalloc.so")));
+        assert_eq!(
+            (plain.env, thp.env),
+            (vec![], vec![("OXALLOC_HUGE_PAGES", "1")])
+        );
+        // The Rust rows run our crate's binary, which reads the same variable.
+        assert_eq!(rust_binary_name("oxalloc-thp"), rust_binary_name("oxalloc"));
         std::fs::remove_dir_all(d).unwrap();
     }
 

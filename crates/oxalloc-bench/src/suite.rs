@@ -426,7 +426,7 @@ pub fn prepare(ctx: &Ctx, case: &Case, alloc: &Allocator) -> Result<Prepared, St
             let system = ctx.bin_dir.join(rust_binary_name("glibc"));
             let crate_bin = matches!(
                 alloc.name,
-                "mimalloc" | "jemalloc" | "oxalloc" | "oxalloc-base"
+                "mimalloc" | "jemalloc" | "oxalloc" | "oxalloc-base" | "oxalloc-thp"
             ) && own.is_file();
             p.job.program = if crate_bin { own } else { system };
             if crate_bin {
@@ -444,7 +444,7 @@ pub fn prepare(ctx: &Ctx, case: &Case, alloc: &Allocator) -> Result<Prepared, St
         Kind::RustMusl => {
             let name = case.workload.trim_start_matches("musl-");
             p.job.program = match alloc.name {
-                "oxalloc" | "mimalloc" | "jemalloc" | "glibc" => {
+                "oxalloc" | "oxalloc-thp" | "mimalloc" | "jemalloc" | "glibc" => {
                     ctx.musl_bin_dir.join(rust_binary_name(alloc.name))
                 }
                 other => {
