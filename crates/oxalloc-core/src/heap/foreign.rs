@@ -25,19 +25,25 @@
 //!   allocations of their class instead of gathered for the owner ([`keep`]), when
 //!   this heap took memory for the class from elsewhere lately (a fresh span, or other
 //!   heaps' blocks) and its current span of the class has no free block, up to a
-//!   chain's worth: a block whose pending-table entry holds another span's chain
-//!   (kept, it does not push that chain out), and a chain about to be handed over. The
-//!   program has just freed them, so their lines are in this core's cache; sent home,
-//!   the owner or a thread that steals its list reads them from another core, after a
-//!   CAS on the span's remote word that every freer contends for (`shared-slots/t8`:
-//!   three in four hand-overs were chains pushed out of their entry 2-3 blocks long, as
-//!   the freeing threads spread their frees over hundreds of spans). tcmalloc's
-//!   freeing thread always keeps the block; here a heap with free blocks of its own
-//!   sends it home, so a thread that frees its own short-lived blocks does not live off
-//!   another heap's (one that always kept them handed out and freed the same blocks of
-//!   other heaps through the slow paths: `power-law/t8` 1.3x the time). The test is
-//!   off the path of a free that joins its span's chain: a thread that only frees
-//!   (a consumer) pays nothing for it (tried on every free: `prodcons` 9% slower).
+//!   chain's worth: each such block as it is freed, and a chain about to be handed over
+//!   (gathered while the class was not kept). The program has just freed them, so their
+//!   lines are in this core's cache; sent home, the owner or a thread that steals its
+//!   list reads them from another core, after a CAS on the span's remote word that
+//!   every freer contends for. tcmalloc's freeing thread always keeps the block; here a
+//!   heap with free blocks of its own sends it home, so a thread that frees its own
+//!   short-lived blocks does not live off another heap's (one that always kept them
+//!   handed out and freed the same blocks of other heaps through the slow paths:
+//!   `power-law/t8` 1.3x the time). The remote free tests one bit of
+//!   `Heap::keep_classes` (four instructions); the rest is out of line, so a thread
+//!   that only frees (a consumer) pays nothing else. Keeping a block as it is freed,
+//!   rather than only when its pending entry was wanted for another span's chain
+//!   (session 22: three in four hand-overs were chains pushed out of their entry, as
+//!   the freeing threads spread their frees over hundreds of spans), hands out the
+//!   block freed last: `shared-slots/t8` 0.283 -> 0.224 s and peak RSS 57.5 -> 53.7
+//!   MiB in 7 alternating runs; `xmalloc/t2` and `batch-ring/t4` equal in 15 (an A/A
+//!   pair of one build differed as much). With the test on the path of every remote
+//!   free but the keeping inline (its division and register saves on the common path),
+//!   `xmalloc/t2` was 22% slower.
 //!
 //! The owner's books stay right without it doing anything: its count of blocks in use
 //! still counts them (they are out, only reused), and their addresses' sum comes off the
@@ -92,11 +98,12 @@ pub(super) unsafe fn take_foreign(heap: *mut Heap, c: SizeClass, may_refill: boo
 }
 
 /// Keeps `n` blocks of class `c` that this thread has just freed into another heap's
-/// span (`head` .. `tail`, linked: one block, or a pending chain about to be handed
-/// over) for this heap's own next allocations of the class, instead of sending them
-/// home: if the heap took memory for the class from elsewhere lately
+/// span (`head` .. `tail`, linked: one block as it is freed, or a pending chain about
+/// to be handed over) for this heap's own next allocations of the class, instead of
+/// sending them home: if the heap took memory for the class from elsewhere lately
 /// (`Heap::keep_classes`), its current span of the class has no free block, and the
-/// kept blocks would be at most `limit` (a chain's worth). Returns whether it did.
+/// kept blocks would be at most `limit` (a chain's worth). Returns whether it did; a
+/// refusal for a current span with free blocks clears the class's bit.
 ///
 /// A block freed twice at once by this thread is the first kept one, and reported;
 /// later, it is caught when it would be handed out the second time (`take_foreign`).

@@ -278,7 +278,30 @@ unsafe fn free_other(p: *mut u8, span: *mut Span, heap: *mut Heap, op: Op) {
             return free_remote_one(heap, owner, span, b);
         }
         stats::bump(&raw mut (*heap).stats.remote_frees);
+        // One bit test: a thread that only frees (a consumer) pays these four
+        // instructions and nothing else for keeping.
+        if (*heap).keep_classes >> (*span).class & 1 != 0 {
+            return keep_or_gather(heap, span, b);
+        }
         gather(heap, span, b);
+    }
+}
+
+/// [`free_other`] of another heap's small block of a class this heap keeps blocks of
+/// (`foreign::keep`): kept for this thread's next allocation of the class if there is
+/// room, else gathered for its owner. Out of line, so that the test costs the common
+/// path no registers.
+///
+/// # Safety
+/// As for [`gather`]; `b` carries its owner's free key.
+#[cold]
+#[inline(never)]
+unsafe fn keep_or_gather(heap: *mut Heap, span: *mut Span, b: *mut Block) {
+    // SAFETY: caller's contract.
+    unsafe {
+        if !foreign::keep(heap, SizeClass((*span).class), b, b, 1, chain_limit(span)) {
+            gather(heap, span, b);
+        }
     }
 }
 

@@ -29,6 +29,18 @@ const PENDING_BLOCKS_MAX: u32 = 64;
 /// with 8, times unchanged; 4 cost xmalloc time).
 pub(super) const PENDING_BLOCK_MAX: u32 = PENDING_BYTES / 8;
 
+/// Blocks gathered into one chain of `span`'s blocks before it is handed over
+/// ([`PENDING_BYTES`] of them, at most [`PENDING_BLOCKS_MAX`]); also the most blocks of
+/// its class a heap keeps (`foreign::keep`).
+///
+/// # Safety
+/// `span` is a live small span.
+#[inline]
+pub(super) unsafe fn chain_limit(span: *mut Span) -> u32 {
+    // SAFETY: caller's contract.
+    unsafe { (PENDING_BYTES / (*span).block_size).min(PENDING_BLOCKS_MAX) }
+}
+
 /// Blocks this thread freed into one span of another heap, not yet handed over: a
 /// chain linked through the blocks, handed over with one CAS.
 #[derive(Clone, Copy)]
@@ -106,11 +118,7 @@ unsafe fn gather_new_chain(heap: *mut Heap, e: &mut Pending, span: *mut Span, b:
     // SAFETY: caller's contract.
     unsafe {
         let class = SizeClass((*span).class);
-        let limit = (PENDING_BYTES / (*span).block_size).min(PENDING_BLOCKS_MAX);
-        // Kept, the block leaves the entry to the chain it holds.
-        if keep(heap, class, b, b, 1, limit) {
-            return;
-        }
+        let limit = chain_limit(span);
         hand_over_or_reuse(heap, e);
         (*b).next = ptr::null_mut();
         (*heap).pending_classes |= 1 << class.0;
