@@ -424,10 +424,9 @@ pub fn prepare(ctx: &Ctx, case: &Case, alloc: &Allocator) -> Result<Prepared, St
             let name = case.workload.trim_start_matches("rust-");
             let own = ctx.bin_dir.join(rust_binary_name(alloc.name));
             let system = ctx.bin_dir.join(rust_binary_name("glibc"));
-            let crate_bin = matches!(
-                alloc.name,
-                "mimalloc" | "jemalloc" | "oxalloc" | "oxalloc-base" | "oxalloc-thp"
-            ) && own.is_file();
+            // An allocator with a crate binary of its own (`rust_binary_name` names the
+            // system binary for the others) runs it, if it was built.
+            let crate_bin = own != system && own.is_file();
             p.job.program = if crate_bin { own } else { system };
             if crate_bin {
                 p.job.preload = None;
