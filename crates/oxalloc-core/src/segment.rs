@@ -111,6 +111,10 @@ pub struct Span {
     /// Owner's note: the span left the remote stack with its remote list left in place
     /// (it still had local blocks), so the notified flag is set but means nothing.
     pub remote_kept: bool,
+    /// Owner's note: the free list holds blocks other threads freed (taken off the
+    /// remote word since the list was last empty), so `heap::alloc` does not reorder it
+    /// by address: walking it would read a line another core wrote last per block.
+    pub remote_in_free: bool,
     /// Next never-used byte; blocks are carved from here lazily, up to the last whole
     /// block of the span.
     pub bump: *mut u8,
@@ -260,6 +264,7 @@ pub static EMPTY_SPAN: Span = Span {
     class: 0,
     zero: false,
     remote_kept: false,
+    remote_in_free: false,
     remote: AtomicU64::new(0),
     remote_sum: AtomicU64::new(0),
     remote_next: AtomicPtr::new(ptr::null_mut()),

@@ -3,6 +3,8 @@
 //! span that comes back with many free blocks hands them out by address, not in the
 //! scrambled order they were freed in. Spans that come back from full queue up in the
 //! order of their first free, so each waits a round and gathers more freed blocks.
+//! Blocks other threads freed are handed out in the order they came back: sorting them
+//! would read a line another core wrote per block.
 
 use oxalloc_core::api;
 
@@ -181,6 +183,50 @@ fn a_two_slice_span_with_many_free_blocks_hands_them_out_by_address() {
         sorted.sort_unstable();
         assert_eq!(reused, sorted, "the same blocks");
         let kept = (0..128).filter(|i| !(0..100).any(|j| j * 37 % 128 == *i));
+        for p in kept.map(|i| first[i]).chain([next]).chain(again) {
+            // SAFETY: every block is live and freed once.
+            unsafe { api::free(p as *mut u8) };
+        }
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
+fn blocks_other_threads_freed_are_not_sorted() {
+    std::thread::spawn(|| {
+        const SIZE: usize = 256; // 256 blocks per 64 KiB span
+        let first: Vec<usize> = (0..256).map(|_| api::malloc(SIZE) as usize).collect();
+        let span = first[0] >> 16;
+        assert!(first.iter().all(|&p| p >> 16 == span), "one full span");
+        let next = api::malloc(SIZE) as usize; // opens a second span
+        assert_ne!(next >> 16, span);
+        // The same scrambled 200 blocks as above, freed by a thread that allocates
+        // nothing (so it keeps none for itself): they come home on the span's remote
+        // list, all of them by the time the thread has exited.
+        let freed: Vec<usize> = (0..200).map(|i| first[i * 97 % 256]).collect();
+        let to_free = freed.clone();
+        std::thread::spawn(move || {
+            for p in to_free {
+                // SAFETY: live blocks of the other thread, each freed once, here.
+                unsafe { api::free(p as *mut u8) };
+            }
+        })
+        .join()
+        .unwrap();
+        let again: Vec<usize> = (0..215).map(|_| api::malloc(SIZE) as usize).collect();
+        let reused: Vec<usize> = again.iter().copied().filter(|&p| p >> 16 == span).collect();
+        assert_eq!(reused.len(), 200, "every freed block is reused");
+        assert!(
+            !reused.windows(2).all(|w| w[0] < w[1]),
+            "blocks freed by another thread come back in the order they were returned"
+        );
+        let mut sorted = reused.clone();
+        sorted.sort_unstable();
+        let mut expected = freed.clone();
+        expected.sort_unstable();
+        assert_eq!(sorted, expected, "the same blocks");
+        let kept = (0..256).filter(|i| !(0..200).any(|j| j * 97 % 256 == *i));
         for p in kept.map(|i| first[i]).chain([next]).chain(again) {
             // SAFETY: every block is live and freed once.
             unsafe { api::free(p as *mut u8) };

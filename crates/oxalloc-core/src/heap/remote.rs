@@ -346,6 +346,7 @@ pub(super) unsafe fn take_remote(span: *mut Span) -> bool {
             return false;
         }
         (*span).free = list.head();
+        (*span).remote_in_free = true;
         (*span).used -= list.count();
         take_sum(span);
         true
@@ -383,6 +384,7 @@ unsafe fn absorb(heap: *mut Heap, span: *mut Span, list: RemoteList) {
                 (*tail).next = (*span).free;
             }
             (*span).free = head;
+            (*span).remote_in_free = true;
             (*span).used -= list.count();
             take_sum(span);
         }
