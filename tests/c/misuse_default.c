@@ -100,6 +100,14 @@ int main(int argc, char **argv) {
         /* Below 4 MiB, where a non-PIE executable starts (a static musl program's
          * image, liboxalloc's tables included, reaches past 0x2000000). */
         free((void *)0x123450);
+    } else if (!strcmp(c, "high_alias")) {
+        /* 2^47 above a live block: no user mapping there; on x86-64 the segment map is
+         * indexed modulo 2^47, so this names the block's own segment and offset. */
+        p = malloc(48);
+        free(p + (1ULL << 47));
+    } else if (!strcmp(c, "high_alias_large")) {
+        p = malloc(256 << 10);
+        free(p + (1ULL << 47));
     } else if (!strcmp(c, "realloc_freed")) {
         p = malloc(40);
         free(p);

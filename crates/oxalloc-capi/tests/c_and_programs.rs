@@ -348,6 +348,14 @@ const MISUSES: &[(&str, &[&str])] = &[
     ("static", &["invalid free of 0x", "static data"]),
     ("literal", &["invalid free of 0x", "static data"]),
     ("wild", &["invalid free of 0x123450 ", "not mapped"]),
+    (
+        "high_alias",
+        &["invalid free of 0x", "in free(): the address is not mapped"],
+    ),
+    (
+        "high_alias_large",
+        &["invalid free of 0x", "in free(): the address is not mapped"],
+    ),
     ("realloc_freed", &["double free of 0x", "in realloc()"]),
     (
         "realloc_interior",

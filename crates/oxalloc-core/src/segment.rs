@@ -566,9 +566,20 @@ impl SegmentMap {
         }
     }
 
-    /// The normal segment holding `p`, if `p`'s granule is one: `free`'s test, one
-    /// compare on the shifted pointer (which is also the segment's number) and one on
-    /// the map's byte.
+    /// The normal segment holding `p`, if `p`'s granule is one: `free`'s test, on the
+    /// shifted pointer (which is also the segment's number) and the map's byte.
+    ///
+    /// On x86-64 the granule number is masked to the map rather than compared with its
+    /// size (one instruction instead of two on every `free`): a pointer at or above
+    /// 2^47 (no user mapping can be there) may then name one of our segments, at the
+    /// same offset. The caller's checks still refuse it: its offset from the span's
+    /// block grid is 2^47 times a nonzero number plus the real offset, which passes the
+    /// grid test ([`Span::on_grid`]) only for a vanishing set of values (never for a
+    /// power-of-two block size), and `free` would then fault on its first write, to the
+    /// pointer itself (non-canonical, or the kernel's half), before changing anything.
+    /// So a free there is reported, or faults, as glibc's does; it never frees a
+    /// block. aarch64 compares: its top byte is ignored by loads and stores (tagged
+    /// pointers), so an alias there would be a real block.
     #[inline(always)]
     pub fn normal_segment(&self, p: usize) -> Option<*mut Segment> {
         let mut g = p >> SEGMENT_SHIFT;
@@ -580,10 +591,15 @@ impl SegmentMap {
         unsafe {
             core::arch::asm!("/* {g} */", g = inout(reg) g, options(pure, nomem, nostack, preserves_flags));
         }
+        #[cfg(target_arch = "x86_64")]
+        {
+            g &= GRANULES - 1;
+        }
+        #[cfg(not(target_arch = "x86_64"))]
         if g >= GRANULES {
             return None;
         }
-        // SAFETY: g < GRANULES was just checked. Entry `g` changes only when granule `g`
+        // SAFETY: g < GRANULES (masked or checked above). Entry `g` changes only when granule `g`
         // is mapped or unmapped, which happens-before the allocation of any block in it
         // and after the free of its last one; so a free of a block we handed out never
         // races with a write. Only a free of a wild pointer into a granule being mapped

@@ -280,12 +280,24 @@ pub(super) unsafe fn report_span_count(span: *mut Span) -> ! {
     }
 }
 
+/// Reports `p` as a pointer the allocator does not own if it lies past the segment
+/// map: on x86-64, `free`'s test indexes the map modulo its size
+/// (`SegmentMap::normal_segment`), so such a pointer reaches the reports with the span
+/// of the segment it aliases, which says nothing about it.
+#[cold]
+pub(super) fn not_ours_if_past_map(p: usize, op: Op) {
+    if p >> crate::segment::ADDRESS_BITS != 0 {
+        misuse::not_ours(p, op);
+    }
+}
+
 /// Reports a pointer into a small span that is not the start of a carved block.
 ///
 /// # Safety
 /// As for [`check_small`].
 #[cold]
 unsafe fn off_grid(span: *mut Span, p: usize, op: Op) -> ! {
+    not_ours_if_past_map(p, op);
     // SAFETY: caller's contract; `bump` is read once, racily if another thread owns the
     // span (it only grows, and this is the report path).
     unsafe {

@@ -398,6 +398,7 @@ pub(super) unsafe fn release_all(heap: *mut Heap) {
 /// `span` is the head record `p`'s slice names, in a live segment.
 #[cold]
 pub(super) unsafe fn bad_large(span: *mut Span, p: usize, op: Op) -> ! {
+    check::not_ours_if_past_map(p, op);
     // SAFETY: caller's contract: the record is mapped; fields are read racily, for the
     // report only.
     unsafe {
