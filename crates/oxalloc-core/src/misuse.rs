@@ -353,8 +353,15 @@ fn place_in_one_reading(p: usize) -> Place {
         if (l.start..l.end).contains(&p) {
             place = if l.stack || (l.start..l.end).contains(&here) {
                 Place::Stack
-            } else if l.file || (prev.file && prev.writable && prev.end == l.start) {
-                // The file of an object, or the anonymous `.bss` that follows its data.
+            } else if l.file
+                || (prev.file
+                    && prev.writable
+                    && prev.end == l.start
+                    && oxalloc_sys::in_loaded_image(p))
+            {
+                // The file of an object, or the anonymous `.bss` that follows its data
+                // (not an anonymous mapping the kernel merged into that `.bss`: the
+                // object's segments say where it ends).
                 Place::Static
             } else {
                 Place::Other
@@ -391,6 +398,63 @@ mod tests {
     }
 
     static STATIC_WORD: u64 = 7;
+
+    /// The end of this test program's memory image (its last `PT_LOAD` segment, `.bss`
+    /// included), rounded up to a page.
+    #[cfg(target_os = "linux")]
+    fn image_end() -> usize {
+        unsafe extern "C" fn visit(
+            info: *mut libc::dl_phdr_info,
+            _: usize,
+            data: *mut core::ffi::c_void,
+        ) -> i32 {
+            // SAFETY: as in `oxalloc_sys::in_loaded_image`; the first object is the
+            // program itself.
+            unsafe {
+                let info = &*info;
+                let mut end = 0;
+                for i in 0..info.dlpi_phnum as usize {
+                    let ph = &*info.dlpi_phdr.add(i);
+                    if ph.p_type == libc::PT_LOAD {
+                        end = end.max(info.dlpi_addr as usize + (ph.p_vaddr + ph.p_memsz) as usize);
+                    }
+                }
+                *data.cast::<usize>() = end;
+            }
+            1
+        }
+        let mut end = 0usize;
+        // SAFETY: `visit` matches the callback type and writes only `end`.
+        unsafe { libc::dl_iterate_phdr(Some(visit), (&raw mut end).cast()) };
+        end.next_multiple_of(4096)
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn an_anonymous_mapping_merged_into_bss_is_not_static_data() {
+        // What musl's malloc did in a static test binary: an anonymous mapping right
+        // after the program's `.bss`, which the kernel merges into it.
+        let at = image_end();
+        // SAFETY: MAP_FIXED_NOREPLACE maps only if nothing is there.
+        let m = unsafe {
+            libc::mmap(
+                at as *mut libc::c_void,
+                1 << 16,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
+                -1,
+                0,
+            )
+        };
+        if m as usize != at {
+            eprintln!("SKIPPED: the page after .bss is taken");
+            return;
+        }
+        assert_eq!(place_of(at + 100), Place::Other);
+        assert_eq!(place_of(&STATIC_WORD as *const u64 as usize), Place::Static);
+        // SAFETY: mapped just above, not used since.
+        unsafe { libc::munmap(m, 1 << 16) };
+    }
 
     #[test]
     fn places_of_stack_static_unmapped_and_other() {
