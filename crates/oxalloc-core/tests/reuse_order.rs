@@ -4,7 +4,8 @@
 //! scrambled order they were freed in. Spans that come back from full queue up in the
 //! order of their first free, so each waits a round and gathers more freed blocks.
 //! Blocks other threads freed are handed out in the order they came back: sorting them
-//! would read a line another core wrote per block.
+//! would read a line another core wrote per block. Nor are the free blocks of a span
+//! mostly in use sorted: they are scattered among live ones.
 
 use oxalloc_core::api;
 
@@ -227,6 +228,37 @@ fn blocks_other_threads_freed_are_not_sorted() {
         expected.sort_unstable();
         assert_eq!(sorted, expected, "the same blocks");
         let kept = (0..256).filter(|i| !(0..200).any(|j| j * 97 % 256 == *i));
+        for p in kept.map(|i| first[i]).chain([next]).chain(again) {
+            // SAFETY: every block is live and freed once.
+            unsafe { api::free(p as *mut u8) };
+        }
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
+fn a_span_mostly_in_use_hands_its_free_blocks_out_as_freed() {
+    std::thread::spawn(|| {
+        const SIZE: usize = 256; // 256 blocks per 64 KiB span
+        let first: Vec<usize> = (0..256).map(|_| api::malloc(SIZE) as usize).collect();
+        let span = first[0] >> 16;
+        assert!(first.iter().all(|&p| p >> 16 == span), "one full span");
+        let next = api::malloc(SIZE) as usize; // opens a second span
+        assert_ne!(next >> 16, span);
+        // 80 blocks (more than the 64 worth sorting, less than half the span) freed in a
+        // scrambled order: a LIFO list hands them back in the reverse of it.
+        let freed: Vec<usize> = (0..80).map(|i| first[i * 97 % 256]).collect();
+        for &p in &freed {
+            // SAFETY: live blocks of this thread, each freed once.
+            unsafe { api::free(p as *mut u8) };
+        }
+        let again: Vec<usize> = (0..95).map(|_| api::malloc(SIZE) as usize).collect();
+        let reused: Vec<usize> = again.iter().copied().filter(|&p| p >> 16 == span).collect();
+        assert_eq!(reused.len(), 80, "every freed block is reused");
+        let lifo: Vec<usize> = freed.iter().rev().copied().collect();
+        assert_eq!(reused, lifo, "last freed, first handed out");
+        let kept = (0..256).filter(|i| !(0..80).any(|j| j * 97 % 256 == *i));
         for p in kept.map(|i| first[i]).chain([next]).chain(again) {
             // SAFETY: every block is live and freed once.
             unsafe { api::free(p as *mut u8) };
