@@ -9,6 +9,52 @@
 
 use oxalloc_core::api;
 
+/// Blocks of a 256-block (single-slice) span.
+const SIZE_256: usize = 256;
+
+/// Fills a span of 256-byte blocks, opens a second one (so the next mallocs have to
+/// choose), and frees `n` blocks of the first in a scrambled order (97 is odd, so
+/// `i * 97 mod 256` visits distinct blocks) with `free_them`. Returns the blocks, the
+/// second span's block and the freed ones, in freeing order.
+fn full_span_with_scrambled_frees(
+    n: usize,
+    free_them: impl FnOnce(Vec<usize>),
+) -> (Vec<usize>, usize, Vec<usize>) {
+    let first: Vec<usize> = (0..256).map(|_| api::malloc(SIZE_256) as usize).collect();
+    let span = first[0] >> 16;
+    assert!(first.iter().all(|&p| p >> 16 == span), "one full span");
+    let next = api::malloc(SIZE_256) as usize; // opens a second span
+    assert_ne!(next >> 16, span);
+    let freed: Vec<usize> = (0..n).map(|i| first[i * 97 % 256]).collect();
+    free_them(freed.clone());
+    (first, next, freed)
+}
+
+/// Takes `n` blocks of 256 bytes and returns them with those that lie in `span`.
+fn malloc_256(n: usize, span: usize) -> (Vec<usize>, Vec<usize>) {
+    let again: Vec<usize> = (0..n).map(|_| api::malloc(SIZE_256) as usize).collect();
+    let reused = again.iter().copied().filter(|&p| p >> 16 == span).collect();
+    (again, reused)
+}
+
+/// Frees every block of [`full_span_with_scrambled_frees`] and of `again`, but the
+/// `n` freed there (which `again` holds again).
+fn free_rest(first: &[usize], n: usize, next: usize, again: Vec<usize>) {
+    let kept = (0..256).filter(|i| !(0..n).any(|j| j * 97 % 256 == *i));
+    for p in kept.map(|i| first[i]).chain([next]).chain(again) {
+        // SAFETY: every block is live and freed once.
+        unsafe { api::free(p as *mut u8) };
+    }
+}
+
+/// Frees blocks on this thread.
+fn free_here(blocks: Vec<usize>) {
+    for p in blocks {
+        // SAFETY: live blocks of this thread, each freed once.
+        unsafe { api::free(p as *mut u8) };
+    }
+}
+
 #[test]
 fn freed_blocks_in_other_spans_come_before_fresh_pages() {
     // A thread of its own, so its heap starts empty.
@@ -44,32 +90,16 @@ fn freed_blocks_in_other_spans_come_before_fresh_pages() {
 #[test]
 fn a_span_with_many_free_blocks_hands_them_out_by_address() {
     std::thread::spawn(|| {
-        const SIZE: usize = 256; // 256 blocks per 64 KiB span
-        let first: Vec<usize> = (0..256).map(|_| api::malloc(SIZE) as usize).collect();
-        let span = first[0] >> 16;
-        assert!(first.iter().all(|&p| p >> 16 == span), "one full span");
-        let next = api::malloc(SIZE) as usize; // opens a second span
-        assert_ne!(next >> 16, span);
-        // Free 200 blocks of the full span in a scrambled order (97 is odd, so i * 97
-        // mod 256 visits distinct blocks); a LIFO free list would hand them back in the
-        // reverse of that order.
-        let freed: Vec<usize> = (0..200).map(|i| first[i * 97 % 256]).collect();
-        for &p in &freed {
-            // SAFETY: live blocks of this thread, each freed once.
-            unsafe { api::free(p as *mut u8) };
-        }
-        let again: Vec<usize> = (0..215).map(|_| api::malloc(SIZE) as usize).collect();
-        let reused: Vec<usize> = again.iter().copied().filter(|&p| p >> 16 == span).collect();
+        // 200 blocks freed in a scrambled order: a LIFO free list would hand them back
+        // in the reverse of that order.
+        let (first, next, _) = full_span_with_scrambled_frees(200, free_here);
+        let (again, reused) = malloc_256(215, first[0] >> 16);
         assert_eq!(reused.len(), 200, "every freed block is reused");
         assert!(
             reused.windows(2).all(|w| w[0] < w[1]),
             "freed blocks come back in address order"
         );
-        let kept = (0..256).filter(|i| !(0..200).any(|j| j * 97 % 256 == *i));
-        for p in kept.map(|i| first[i]).chain([next]).chain(again) {
-            // SAFETY: every block is live and freed once.
-            unsafe { api::free(p as *mut u8) };
-        }
+        free_rest(&first, 200, next, again);
     })
     .join()
     .unwrap();
@@ -196,27 +226,15 @@ fn a_two_slice_span_with_many_free_blocks_hands_them_out_by_address() {
 #[test]
 fn blocks_other_threads_freed_are_not_sorted() {
     std::thread::spawn(|| {
-        const SIZE: usize = 256; // 256 blocks per 64 KiB span
-        let first: Vec<usize> = (0..256).map(|_| api::malloc(SIZE) as usize).collect();
-        let span = first[0] >> 16;
-        assert!(first.iter().all(|&p| p >> 16 == span), "one full span");
-        let next = api::malloc(SIZE) as usize; // opens a second span
-        assert_ne!(next >> 16, span);
-        // The same scrambled 200 blocks as above, freed by a thread that allocates
-        // nothing (so it keeps none for itself): they come home on the span's remote
-        // list, all of them by the time the thread has exited.
-        let freed: Vec<usize> = (0..200).map(|i| first[i * 97 % 256]).collect();
-        let to_free = freed.clone();
-        std::thread::spawn(move || {
-            for p in to_free {
-                // SAFETY: live blocks of the other thread, each freed once, here.
-                unsafe { api::free(p as *mut u8) };
-            }
-        })
-        .join()
-        .unwrap();
-        let again: Vec<usize> = (0..215).map(|_| api::malloc(SIZE) as usize).collect();
-        let reused: Vec<usize> = again.iter().copied().filter(|&p| p >> 16 == span).collect();
+        // The same scrambled 200 blocks, freed by a thread that allocates nothing (so it
+        // keeps none for itself): they come home on the span's remote list, all of them
+        // by the time the thread has exited.
+        let (first, next, freed) = full_span_with_scrambled_frees(200, |blocks| {
+            std::thread::spawn(move || free_here(blocks))
+                .join()
+                .unwrap()
+        });
+        let (again, reused) = malloc_256(215, first[0] >> 16);
         assert_eq!(reused.len(), 200, "every freed block is reused");
         assert!(
             !reused.windows(2).all(|w| w[0] < w[1]),
@@ -224,14 +242,10 @@ fn blocks_other_threads_freed_are_not_sorted() {
         );
         let mut sorted = reused.clone();
         sorted.sort_unstable();
-        let mut expected = freed.clone();
+        let mut expected = freed;
         expected.sort_unstable();
         assert_eq!(sorted, expected, "the same blocks");
-        let kept = (0..256).filter(|i| !(0..200).any(|j| j * 97 % 256 == *i));
-        for p in kept.map(|i| first[i]).chain([next]).chain(again) {
-            // SAFETY: every block is live and freed once.
-            unsafe { api::free(p as *mut u8) };
-        }
+        free_rest(&first, 200, next, again);
     })
     .join()
     .unwrap();
@@ -240,29 +254,13 @@ fn blocks_other_threads_freed_are_not_sorted() {
 #[test]
 fn a_span_mostly_in_use_hands_its_free_blocks_out_as_freed() {
     std::thread::spawn(|| {
-        const SIZE: usize = 256; // 256 blocks per 64 KiB span
-        let first: Vec<usize> = (0..256).map(|_| api::malloc(SIZE) as usize).collect();
-        let span = first[0] >> 16;
-        assert!(first.iter().all(|&p| p >> 16 == span), "one full span");
-        let next = api::malloc(SIZE) as usize; // opens a second span
-        assert_ne!(next >> 16, span);
-        // 80 blocks (more than the 64 worth sorting, less than half the span) freed in a
-        // scrambled order: a LIFO list hands them back in the reverse of it.
-        let freed: Vec<usize> = (0..80).map(|i| first[i * 97 % 256]).collect();
-        for &p in &freed {
-            // SAFETY: live blocks of this thread, each freed once.
-            unsafe { api::free(p as *mut u8) };
-        }
-        let again: Vec<usize> = (0..95).map(|_| api::malloc(SIZE) as usize).collect();
-        let reused: Vec<usize> = again.iter().copied().filter(|&p| p >> 16 == span).collect();
+        // 80 blocks: more than the 64 worth sorting, less than half the span.
+        let (first, next, freed) = full_span_with_scrambled_frees(80, free_here);
+        let (again, reused) = malloc_256(95, first[0] >> 16);
         assert_eq!(reused.len(), 80, "every freed block is reused");
         let lifo: Vec<usize> = freed.iter().rev().copied().collect();
         assert_eq!(reused, lifo, "last freed, first handed out");
-        let kept = (0..256).filter(|i| !(0..80).any(|j| j * 97 % 256 == *i));
-        for p in kept.map(|i| first[i]).chain([next]).chain(again) {
-            // SAFETY: every block is live and freed once.
-            unsafe { api::free(p as *mut u8) };
-        }
+        free_rest(&first, 80, next, again);
     })
     .join()
     .unwrap();
