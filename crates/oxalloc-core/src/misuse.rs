@@ -403,29 +403,13 @@ mod tests {
     /// included), rounded up to a page.
     #[cfg(target_os = "linux")]
     fn image_end() -> usize {
-        unsafe extern "C" fn visit(
-            info: *mut libc::dl_phdr_info,
-            _: usize,
-            data: *mut core::ffi::c_void,
-        ) -> i32 {
-            // SAFETY: as in `oxalloc_sys::in_loaded_image`; the first object is the
-            // program itself.
-            unsafe {
-                let info = &*info;
-                let mut end = 0;
-                for i in 0..info.dlpi_phnum as usize {
-                    let ph = &*info.dlpi_phdr.add(i);
-                    if ph.p_type == libc::PT_LOAD {
-                        end = end.max(info.dlpi_addr as usize + (ph.p_vaddr + ph.p_memsz) as usize);
-                    }
-                }
-                *data.cast::<usize>() = end;
+        let mut end = 0;
+        oxalloc_sys::for_each_load_segment(&mut |object, start, len| {
+            if object == 0 {
+                end = end.max(start + len);
             }
-            1
-        }
-        let mut end = 0usize;
-        // SAFETY: `visit` matches the callback type and writes only `end`.
-        unsafe { libc::dl_iterate_phdr(Some(visit), (&raw mut end).cast()) };
+            object == 0
+        });
         end.next_multiple_of(4096)
     }
 

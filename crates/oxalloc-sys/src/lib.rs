@@ -290,32 +290,51 @@ unsafe fn zero_page_ends(ptr: *mut u8, len: usize, page: usize) -> Option<(*mut 
     Some((inner_start as *mut u8, inner_end - inner_start))
 }
 
-/// Whether `p` lies in the memory image of a loaded object (the executable or a
-/// library): inside one of its `PT_LOAD` segments as loaded, `.bss` included. From
-/// `dl_iterate_phdr`, so it says so exactly where `/proc/self/maps` cannot: the kernel
-/// merges an anonymous mapping made right after an object's `.bss` into it (musl's
-/// `malloc` got one there in a static binary, and its block looked like static data).
+/// Calls `f(object, start, len)` for every `PT_LOAD` segment of every loaded object
+/// (the executable is object 0, then the libraries), as loaded (`.bss` included),
+/// until it returns false. From `dl_iterate_phdr`.
 #[cfg(target_os = "linux")]
-pub fn in_loaded_image(p: usize) -> bool {
+pub fn for_each_load_segment(f: &mut dyn FnMut(usize, usize, usize) -> bool) {
+    struct Walk<'a> {
+        f: &'a mut dyn FnMut(usize, usize, usize) -> bool,
+        object: usize,
+    }
     unsafe extern "C" fn visit(info: *mut libc::dl_phdr_info, _: usize, data: *mut c_void) -> i32 {
         // SAFETY: the loader passes a valid record whose `dlpi_phdr` array holds
-        // `dlpi_phnum` entries, for the duration of the call; `data` is the `usize` below.
+        // `dlpi_phnum` entries, for the duration of the call; `data` is the `Walk` below.
         unsafe {
-            let p = *data.cast::<usize>();
+            let walk = &mut *data.cast::<Walk>();
             let info = &*info;
             for i in 0..info.dlpi_phnum as usize {
                 let ph = &*info.dlpi_phdr.add(i);
                 let start = (info.dlpi_addr as usize).wrapping_add(ph.p_vaddr as usize);
-                if ph.p_type == libc::PT_LOAD && p.wrapping_sub(start) < ph.p_memsz as usize {
+                if ph.p_type == libc::PT_LOAD && !(walk.f)(walk.object, start, ph.p_memsz as usize)
+                {
                     return 1;
                 }
             }
+            walk.object += 1;
         }
         0
     }
-    let mut p = p;
-    // SAFETY: `visit` matches the callback type and only reads what it is given.
-    unsafe { libc::dl_iterate_phdr(Some(visit), (&raw mut p).cast()) != 0 }
+    let mut walk = Walk { f, object: 0 };
+    // SAFETY: `visit` matches the callback type and only uses the `Walk` it is given.
+    unsafe { libc::dl_iterate_phdr(Some(visit), (&raw mut walk).cast()) };
+}
+
+/// Whether `p` lies in the memory image of a loaded object (the executable or a
+/// library): inside one of its `PT_LOAD` segments as loaded, `.bss` included. It says
+/// so exactly where `/proc/self/maps` cannot: the kernel merges an anonymous mapping
+/// made right after an object's `.bss` into it (musl's `malloc` got one there in a
+/// static binary, and its block looked like static data).
+#[cfg(target_os = "linux")]
+pub fn in_loaded_image(p: usize) -> bool {
+    let mut found = false;
+    for_each_load_segment(&mut |_, start, len| {
+        found = p.wrapping_sub(start) < len;
+        !found
+    });
+    found
 }
 
 /// Asks the kernel to back a range with transparent huge pages (`MADV_HUGEPAGE`),

@@ -274,17 +274,17 @@ unsafe fn order_by_address(span: *mut Span) {
     // the span at a multiple of the granule, so its granule index is below
     // ORDER_GRANULES.
     unsafe {
+        // Blocks other threads freed: each link read is a line another core wrote
+        // last, a miss per block before the first is handed out (`shared-slots/t8`: 5% of
+        // its samples in this walk; CPU time 0.503 -> 0.471 s when skipped, 12
+        // alternating runs). They are handed out in the order they came back instead.
+        if (*span).remote_in_free {
+            return;
+        }
         // A granule holds at most one block's start, and every block starts on one (so
         // the bitmap gives back the block addresses). Spans of more slices hold blocks
         // of 10 KiB and up, few of them: their order matters little (and a two-slice
         // span of 5-8 KiB blocks holds fewer than ORDER_MIN_BLOCKS).
-        // Blocks other threads freed: each link read is a line another core wrote
-        // last, a miss per block before the first is handed out (`xchurn/t2`, a quarter
-        // of its frees remote: 0.170 -> 0.143 s when skipped; `shared-slots/t8` 0.208 ->
-        // 0.188 s). They are handed out in the order they came back instead.
-        if (*span).remote_in_free {
-            return;
-        }
         let granule_shift = match (*span).slice_count {
             1 => 4,
             2 if (*span).block_size.is_multiple_of(32) => 5,
