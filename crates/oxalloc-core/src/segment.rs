@@ -600,9 +600,9 @@ impl SegmentMap {
             return None;
         }
         // SAFETY: g < GRANULES (masked or checked above). Entry `g` changes only when
-        // granule `g` is mapped or unmapped, which happens-before the allocation of any block in it
-        // and after the free of its last one; so a free of a block we handed out never
-        // races with a write. Only a free of a wild pointer into a granule being mapped
+        // granule `g` is mapped or unmapped, which happens-before the allocation of any
+        // block in it and after the free of its last one; so a free of a block we handed
+        // out never races with a write. Only a free of a wild pointer into a granule being mapped
         // at that moment could, and it reads the old or the new byte. (A plain read: the
         // compiler folds it into the compare; an atomic load costs a separate `movzx`.)
         let e = unsafe { ptr::read(self.entries.as_ptr().add(g).cast::<u8>()) };
