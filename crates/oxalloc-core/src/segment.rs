@@ -242,36 +242,45 @@ impl RemoteList {
 /// A span with nothing in it: the sentinel that empty bins point to, so the
 /// allocation fast path needs no null check. Never written: the slow path checks for
 /// it first.
-pub static EMPTY_SPAN: Span = Span {
-    free: ptr::null_mut(),
-    used: 0,
-    block_size: 0,
-    bump: ptr::null_mut(),
-    owner: ptr::null_mut(),
-    next: ptr::null_mut(),
-    head: ptr::null_mut(),
-    allocs: AtomicU64::new(0),
-    live_sum: 0,
-    grid_base: 0,
-    grid_mul: 0,
-    grid_limit: 0,
-    prev: ptr::null_mut(),
-    _line1_end: [0; 8],
-    class_lo: 0,
-    class_range: 0,
-    slice_count: 0,
-    kind: SpanKind::Free,
-    class: 0,
-    zero: false,
-    remote_kept: false,
-    remote_in_free: false,
-    remote: AtomicU64::new(0),
-    remote_sum: AtomicU64::new(0),
-    remote_next: AtomicPtr::new(ptr::null_mut()),
-    freed_at_ns: 0,
-    bump_at_exit: ptr::null_mut(),
-    bump_since_ns: 0,
-};
+pub static EMPTY_SPAN: Span = Span::empty();
+
+impl Span {
+    /// A record with no blocks, in no segment (`slice_count` 0): [`EMPTY_SPAN`], and
+    /// the lists of blocks a heap keeps (`heap::foreign`), which borrow the record's
+    /// free list and counters so that `malloc`'s fast path hands their blocks out.
+    pub const fn empty() -> Span {
+        Span {
+            free: ptr::null_mut(),
+            used: 0,
+            block_size: 0,
+            bump: ptr::null_mut(),
+            owner: ptr::null_mut(),
+            next: ptr::null_mut(),
+            head: ptr::null_mut(),
+            allocs: AtomicU64::new(0),
+            live_sum: 0,
+            grid_base: 0,
+            grid_mul: 0,
+            grid_limit: 0,
+            prev: ptr::null_mut(),
+            _line1_end: [0; 8],
+            class_lo: 0,
+            class_range: 0,
+            slice_count: 0,
+            kind: SpanKind::Free,
+            class: 0,
+            zero: false,
+            remote_kept: false,
+            remote_in_free: false,
+            remote: AtomicU64::new(0),
+            remote_sum: AtomicU64::new(0),
+            remote_next: AtomicPtr::new(ptr::null_mut()),
+            freed_at_ns: 0,
+            bump_at_exit: ptr::null_mut(),
+            bump_since_ns: 0,
+        }
+    }
+}
 
 /// The block grid of a small span: whether a pointer is the start of a block that has
 /// been carved, in one multiply and one compare (Lemire, Kaser and Kurz, "Faster

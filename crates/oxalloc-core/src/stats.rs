@@ -262,6 +262,8 @@ fn class_counts(heap: *mut Heap, wait: bool) -> ([u64; NUM_CLASSES + 2], [u64; N
                     frees[i] += read(&raw mut (*h).stats.frees[i]);
                 }
             }
+            // SAFETY: as above.
+            unsafe { crate::heap::add_kept_allocs(h, &mut allocs) };
         }
     });
     if let Some((in_use, unfolded)) = span_counts(heap, wait) {

@@ -91,6 +91,7 @@ mod slot {
 
 /// Heap records are carved from chunks of this size.
 const META_CHUNK: usize = 256 * 1024;
+const _: () = assert!(core::mem::align_of::<Heap>() <= 4096);
 
 struct Registry {
     /// Ownerless heaps, linked through `next_abandoned`, in the order their threads
@@ -246,7 +247,9 @@ fn acquire_heap() -> *mut Heap {
 }
 
 fn new_heap(reg: &mut Registry) -> *mut Heap {
-    let size = core::mem::size_of::<Heap>().next_multiple_of(64);
+    // A multiple of the record's alignment (its kept lists are span records, 256-byte
+    // aligned), and chunks are page-aligned: every record carved is aligned.
+    let size = core::mem::size_of::<Heap>();
     if reg.chunk_left < size {
         let Some(chunk) = oxalloc_sys::map(META_CHUNK) else {
             return ptr::null_mut();
@@ -256,7 +259,8 @@ fn new_heap(reg: &mut Registry) -> *mut Heap {
         stats::add(&GLOBAL.mapped_bytes, META_CHUNK);
     }
     let h = reg.chunk.cast::<Heap>();
-    // SAFETY: the chunk has `size` fresh zeroed bytes left at `chunk`, 64-aligned.
+    // SAFETY: the chunk has `size` fresh zeroed bytes left at `chunk`, aligned for a
+    // heap (see `size`).
     unsafe {
         reg.chunk = reg.chunk.add(size);
         reg.chunk_left -= size;

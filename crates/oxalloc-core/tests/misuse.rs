@@ -59,6 +59,24 @@ fn run_case(case: &str) {
                 api::free(p as *mut u8);
                 allocate_some(64);
             }
+            // Freed twice into the kept list, not at once: caught when the list hands
+            // the block out the second time (on `malloc`'s fast path).
+            "small-double-kept-later" => {
+                let (tx, rx) = std::sync::mpsc::channel();
+                let (_stay, wait) = std::sync::mpsc::channel::<()>();
+                std::thread::spawn(move || {
+                    let theirs: Vec<usize> = (0..8).map(|_| api::malloc(64) as usize).collect();
+                    tx.send(theirs).unwrap();
+                    let _ = wait.recv();
+                });
+                let theirs = rx.recv().unwrap();
+                while !(api::malloc(64) as usize + 64).is_multiple_of(64 << 10) {}
+                for &p in &theirs {
+                    api::free(p as *mut u8);
+                }
+                api::free(theirs[2] as *mut u8);
+                allocate_some(64);
+            }
             "small-double-local-then-remote" => {
                 let keep = api::malloc(64);
                 let p = api::malloc(64);
@@ -331,6 +349,7 @@ fn double_frees_of_small_blocks_are_stopped_on_any_thread() {
     ];
     expect_abort("small-double-after-other-frees", &words);
     expect_abort("small-double-remote", &words);
+    expect_abort("small-double-kept-later", &words);
     expect_abort("small-double-local-then-remote", &words);
 }
 

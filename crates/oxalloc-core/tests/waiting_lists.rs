@@ -4,7 +4,7 @@
 //! the lists to their owners (it held them before, pinning the owners' spans).
 
 mod common;
-use common::{free_all, malloc_written};
+use common::{free_all, malloc_written, use_up_a_span};
 use oxalloc_core::segment::{RemoteList, Segment};
 use oxalloc_core::stats::GLOBAL;
 use std::sync::atomic::Ordering::Relaxed;
@@ -70,13 +70,19 @@ fn freed_by_a_thread_that(before: fn() -> Vec<usize>) -> (u64, u32) {
 
 #[test]
 fn a_thread_leaves_waiting_lists_of_a_class_it_stopped_allocating() {
-    // Control: a thread that allocates the class now (one slow path of it, a carve, just
-    // before), with free blocks in its own span, takes the waiting list.
+    // Control: a thread that allocates the class now (it used up a span of it just
+    // before) and does not keep the blocks of it that it frees takes the waiting list.
+    // (It would keep them, `heap::foreign::keep`, but it handed out a kept block and
+    // freed it again: a short-lived block of its own, and the keeping stops.)
     let (reused, left) = freed_by_a_thread_that(|| {
         let mut mine: Vec<usize> = (0..OTHER_CALLS)
             .map(|_| malloc_written(PAGE_BLOCK))
             .collect();
-        mine.extend((0..65).map(|_| malloc_written(SIZE)));
+        mine.extend(use_up_a_span(SIZE));
+        let theirs = thread::spawn(|| malloc_written(SIZE)).join().unwrap();
+        free_all([theirs]);
+        assert_eq!(malloc_written(SIZE), theirs, "the block was not kept");
+        free_all([theirs]);
         mine
     });
     assert!(

@@ -87,8 +87,7 @@ unsafe fn pop(heap: *mut Heap, span: *mut Span) -> *mut u8 {
         (*span).free = next;
         // The next malloc of this class reads `next`'s first word: start loading its
         // line now (a block taken from a remote list was last written by another core).
-        #[cfg(target_arch = "x86_64")]
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(next.cast::<i8>());
+        prefetch(next);
         (*span).used += 1;
         (*span).live_sum = (*span).live_sum.wrapping_add(b as u64);
         stats::bump((*span).allocs.as_ptr());
@@ -157,23 +156,28 @@ unsafe fn alloc_slow_inner(heap: *mut Heap, c: SizeClass) -> *mut u8 {
     // SAFETY: `heap` is this thread's heap (caller's contract); every span reached
     // through its bins is owned by it.
     unsafe {
+        note_alloc_slow(heap, c);
+        // The blocks this thread freed into other heaps' spans and kept for the class
+        // first (see `foreign`): the thread's own frees, whose lines this core wrote
+        // last. The current span's remote word, which other threads' frees keep
+        // writing, is not read for them (`shared-slots/t8`: 0.299 -> 0.280 s, 15
+        // alternating runs), nor are the remote lists drained first: drained into the
+        // class's current span while its kept blocks are handed out, they would stop
+        // the keeping (`foreign::keep`).
+        if has_kept(heap, c) {
+            return pop(heap, serve_kept(heap, c));
+        }
         if !AtomicPtr::from_ptr(&raw mut (*heap).remote_spans)
             .load(Ordering::Relaxed)
             .is_null()
         {
             drain_remote(heap);
         }
-        note_alloc_slow(heap, c);
-        // The blocks this thread freed into other heaps' spans and kept for the class
-        // first: kept only while the current span had none free, and these are the
-        // thread's own frees, whose lines this core wrote last. The current span's
-        // remote word, which other threads' frees keep writing, is not read for them
-        // (`shared-slots/t8`, where 2.9M of 5M mallocs come from here: 0.299 -> 0.280 s,
-        // 15 alternating runs; other threaded rows equal in a same-run A/B).
-        if has_kept(heap, c) {
-            return take_foreign(heap, c, false);
-        }
         let bin = bin(heap, c.index());
+        if (*heap).kept_serving >> c.0 & 1 != 0 {
+            // The kept list ran dry: the direct table names the current span again.
+            set_current(heap, c, (*bin).current);
+        }
         loop {
             let span = (*bin).current;
             if span != empty_span() {

@@ -145,7 +145,8 @@ pub(super) unsafe fn check_grid(span: *mut Span, p: usize, op: Op) {
 /// instructions on every malloc).
 ///
 /// # Safety
-/// `b` was just popped from the free list of `span`, a small span of the caller's heap.
+/// `b` was just popped from the free list of `span`, a small span of the caller's heap or
+/// one of its kept lists (`foreign::keep`).
 #[cold]
 #[inline(never)]
 pub(super) unsafe fn bad_pop(span: *mut Span, b: *mut Block) -> *mut u8 {
@@ -170,6 +171,16 @@ unsafe fn report_bad_pop(span: *mut Span, b: *mut Block) -> *mut u8 {
         (*span).free = ptr::null_mut();
         let bs = (*span).block_size as usize;
         let p = b as usize;
+        if (*span).slice_count == 0 {
+            // A kept list (`foreign::keep`): its blocks are other heaps'.
+            if let Some(seg) = SEGMENT_MAP.normal_segment(p) {
+                let real = Segment::span_of(seg, p);
+                if (*real).kind == SpanKind::Small && Span::on_grid(real, p) {
+                    misuse::freed_twice_found(p, bs, "malloc")
+                }
+            }
+            misuse::bad_free_list_link(p, bs, false)
+        }
         let base = (*span).grid_base;
         if Span::on_grid_owner(span, p) {
             misuse::freed_twice_found(p, bs, "malloc")

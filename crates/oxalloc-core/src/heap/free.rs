@@ -299,7 +299,14 @@ unsafe fn free_other(p: *mut u8, span: *mut Span, heap: *mut Heap, op: Op) {
 unsafe fn keep_or_gather(heap: *mut Heap, span: *mut Span, b: *mut Block) {
     // SAFETY: caller's contract.
     unsafe {
-        if !foreign::keep(heap, SizeClass((*span).class), b, b, 1, chain_limit(span)) {
+        let c = SizeClass((*span).class);
+        let limit = chain_limit(span);
+        if !foreign::keep(heap, c, b, b, 1, limit) {
+            if foreign::kept_full(heap, c, limit) {
+                // Not inside `keep`: a chain being handed over calls it too, and this
+                // gathers blocks.
+                foreign::kept_list_full(heap, c);
+            }
             gather(heap, span, b);
         }
     }

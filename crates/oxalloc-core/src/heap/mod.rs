@@ -52,6 +52,7 @@ use self::alloc::purge_tail;
 pub use self::alloc::{alloc, alloc_aligned, alloc_small, alloc_zeroed};
 pub use self::check::check_sized;
 use self::foreign::*;
+pub use self::foreign::{add_kept_allocs, kept_by_this_thread};
 use self::free::bad_huge;
 use self::free::*;
 pub use self::free::{free, free_sized, free_with};
@@ -116,16 +117,27 @@ pub struct Heap {
     /// Per size class, blocks of other heaps' spans this heap hands out before it takes
     /// a fresh span (see `foreign`).
     pub foreign: [*mut Block; NUM_CLASSES],
-    /// Per size class, blocks of other heaps' spans that this thread freed and kept for
-    /// its own next allocations (see `foreign::keep`), handed out before `foreign`.
-    pub kept: [*mut Block; NUM_CLASSES],
-    /// Per size class, how many blocks `kept` holds.
-    pub kept_len: [u8; NUM_CLASSES],
+    /// Per size class up to `remote::PENDING_BLOCK_MAX` bytes, blocks of other heaps'
+    /// spans that this thread freed and kept for its own next allocations (see
+    /// `foreign::keep`), handed out before `foreign`: a record of their own, whose free
+    /// list holds them and whose `used` counts down as they come in, so that the direct
+    /// table can name it and `malloc`'s fast path hands them out (`kept_serving`).
+    pub kept: [Span; KEEP_CLASSES],
+    /// Bit per size class: the direct table names the class's kept list instead of its
+    /// current span (see `foreign::serve_kept`); cleared by `set_current`.
+    pub kept_serving: u64,
+    /// Per size class of `kept`: how many blocks the kept list had handed out when it
+    /// was last found full (see `foreign::kept_list_full`).
+    pub kept_full_at: [u64; KEEP_CLASSES],
+    /// The blocks this thread kept lately, direct-mapped by address (see
+    /// `foreign::kept_again`).
+    pub recent_kept: [u32; RECENT_KEPT],
     /// Bit per size class: the heap took memory for the class from elsewhere lately (a
-    /// fresh span, or another heap's blocks: set by `alloc_slow` and
-    /// `foreign::take_foreign`; cleared by `foreign::keep` when it finds the current
-    /// span with free blocks), so blocks of the class this thread frees into other
-    /// heaps' spans may be kept for it.
+    /// fresh span, or another heap's blocks: set by `alloc_slow`,
+    /// `foreign::take_foreign` and `foreign::serve_kept`; cleared by `foreign::keep`
+    /// when the class's kept list stays full, and for the classes not allocated
+    /// lately), so blocks of the class this thread frees into other heaps' spans may be
+    /// kept for it.
     pub keep_classes: u64,
     /// Bit per size class: `pending` may hold a chain of the class (set when an entry
     /// is made, cleared by a refill that finds none), so a heap that never frees other
@@ -186,8 +198,10 @@ pub static EMPTY_HEAP: Heap = Heap {
     remote_spans: ptr::null_mut(),
     pending: [Pending::NONE; PENDING_SPANS],
     foreign: [ptr::null_mut(); NUM_CLASSES],
-    kept: [ptr::null_mut(); NUM_CLASSES],
-    kept_len: [0; NUM_CLASSES],
+    kept: [const { Span::empty() }; KEEP_CLASSES],
+    kept_serving: 0,
+    kept_full_at: [0; KEEP_CLASSES],
+    recent_kept: [0; RECENT_KEPT],
     pending_classes: 0,
     keep_classes: 0,
     reuse_wanted: 0,
@@ -220,6 +234,20 @@ unsafe impl Sync for Heap {}
 #[inline(always)]
 fn empty_span() -> *mut Span {
     (&raw const EMPTY_SPAN).cast_mut()
+}
+
+/// Starts loading the line of a block a later allocation will read (a free list's next
+/// head: a block freed by another core, or long ago, is often not in this core's
+/// cache). A hint only: null or any address is fine, nothing is read.
+#[inline(always)]
+fn prefetch(b: *mut Block) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE is part of x86-64's baseline, and a prefetch never faults.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(b.cast::<i8>())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = b;
 }
 
 /// This thread's heap for counting a large or huge block, set up if the thread has
@@ -257,6 +285,9 @@ impl Heap {
                 };
             }
             (*h).direct = [empty_span(); DIRECT_SLOTS];
+            for (i, k) in (*h).kept.iter_mut().enumerate() {
+                init_kept_list(k, h, SizeClass(i as u8));
+            }
             (*h).id = id;
         }
     }
@@ -309,6 +340,7 @@ unsafe fn set_current(h: *mut Heap, c: SizeClass, span: *mut Span) {
     // SAFETY: caller's contract; direct entries are below DIRECT_SLOTS.
     unsafe {
         (*bin(h, c.index())).current = span;
+        (*h).kept_serving &= !(1 << c.0);
         let entries = c.direct_entries();
         let direct = (&raw mut (*h).direct)
             .cast::<*mut Span>()
