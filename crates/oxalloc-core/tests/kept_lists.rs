@@ -115,9 +115,9 @@ fn a_kept_block_handed_out_and_freed_again_goes_home() {
 #[test]
 fn a_thread_that_frees_a_class_it_does_not_allocate_gives_the_kept_blocks_back() {
     const SIZE: usize = 64;
-    // Four chains of 64 blocks fill the kept list; two more frees find it full with
-    // nothing handed out in between.
-    const FILL: usize = 4 * 64;
+    // A chain of 64 blocks fills a kept list that has handed nothing out yet; one more
+    // free finds it full with nothing handed out.
+    const FILL: usize = 64;
     with_n_of_their_blocks(SIZE, FILL + 2, |theirs| {
         let class = SizeClass::of(SIZE);
         let mine = use_up_a_span(SIZE);

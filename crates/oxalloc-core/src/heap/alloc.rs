@@ -88,7 +88,9 @@ unsafe fn pop(heap: *mut Heap, span: *mut Span) -> *mut u8 {
         // The next malloc of this class reads `next`'s first word: start loading its
         // line now (a block taken from a remote list was last written by another core).
         prefetch(next);
-        (*span).used += 1;
+        // Wrapping: a kept list's count runs below zero (`foreign::kept_count`); the
+        // same instruction either way.
+        (*span).used = (*span).used.wrapping_add(1);
         (*span).live_sum = (*span).live_sum.wrapping_add(b as u64);
         stats::bump((*span).allocs.as_ptr());
         // One instruction checks and clears the key: `key - heap` is 0 exactly when

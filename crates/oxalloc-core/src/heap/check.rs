@@ -166,21 +166,24 @@ unsafe fn report_bad_pop(span: *mut Span, b: *mut Block) -> *mut u8 {
     // added back, so memory a corrupted link led to is left as it was. The list is
     // dropped: the report may allocate (loading the unwinder), and must not meet it again.
     unsafe {
+        // A kept list (`foreign::keep`) is in no segment, and its record only holds the
+        // list: its heap is the caller's, its blocks are other heaps'.
+        let kept = (*span).slice_count == 0;
+        let heap = if kept { tls::heap() } else { (*span).owner };
         let key = &raw mut (*b).key;
-        *key = (*key).wrapping_byte_add((*span).owner as usize);
+        *key = (*key).wrapping_byte_add(heap as usize);
         (*span).free = ptr::null_mut();
-        let bs = (*span).block_size as usize;
         let p = b as usize;
-        if (*span).slice_count == 0 {
-            // A kept list (`foreign::keep`): its blocks are other heaps'.
+        if kept {
             if let Some(seg) = SEGMENT_MAP.normal_segment(p) {
                 let real = Segment::span_of(seg, p);
                 if (*real).kind == SpanKind::Small && Span::on_grid(real, p) {
-                    misuse::freed_twice_found(p, bs, "malloc")
+                    misuse::freed_twice_found(p, (*real).block_size as usize, "malloc")
                 }
             }
-            misuse::bad_free_list_link(p, bs, false)
+            misuse::bad_free_list_link(p, kept_class(heap, span).size(), false)
         }
+        let bs = (*span).block_size as usize;
         let base = (*span).grid_base;
         if Span::on_grid_owner(span, p) {
             misuse::freed_twice_found(p, bs, "malloc")

@@ -285,9 +285,6 @@ impl Heap {
                 };
             }
             (*h).direct = [empty_span(); DIRECT_SLOTS];
-            for (i, k) in (*h).kept.iter_mut().enumerate() {
-                init_kept_list(k, h, SizeClass(i as u8));
-            }
             (*h).id = id;
         }
     }
