@@ -41,7 +41,7 @@
 //!   from its kept list for a short-lived allocation ([`kept_again`]): it goes home,
 //!   and the class stops being kept until the heap takes memory from elsewhere again.
 //!   Else a heap lives off other heaps' blocks, each free of them a remote free
-//!   (`power-law/t8` kept 9.7M of its 15M frees: 1.1x the time; sessions 19 and 26).
+//!   (`power-law/t8` kept 9.7M of its 15M frees: 1.1x the time; sessions 19 and 27).
 //!   The rule before (session 22) kept only while the current span had no free block,
 //!   and stopped keeping the class at the first refusal: in a pool of threads that
 //!   free each other's blocks the refusals sent blocks home, where they filled the
@@ -132,16 +132,12 @@ pub(super) unsafe fn take_foreign(heap: *mut Heap, c: SizeClass, may_refill: boo
 /// # Safety
 /// `heap` is the calling thread's real heap and `c` a class with kept blocks.
 pub(super) unsafe fn serve_kept(heap: *mut Heap, c: SizeClass) -> *mut Span {
-    // SAFETY: caller's contract; direct entries are below DIRECT_SLOTS.
+    // SAFETY: caller's contract.
     unsafe {
         let k = kept_list(heap, c);
         (*heap).keep_classes |= 1 << c.0;
         if kept_count(k) >= SERVE_MIN {
-            let entries = c.direct_entries();
-            let direct = (&raw mut (*heap).direct)
-                .cast::<*mut Span>()
-                .add(entries.start);
-            core::slice::from_raw_parts_mut(direct, entries.len()).fill(k);
+            name_in_direct_table(heap, c, k);
             (*heap).kept_serving |= 1 << c.0;
         }
         k
@@ -189,7 +185,7 @@ pub(super) unsafe fn keep(
             (*heap).keep_classes &= !bit;
             return false;
         }
-        if kept_count(k) + n > kept_cap(k, limit) {
+        if !has_room(k, n, limit) {
             return false;
         }
         (*head).key = heap;
@@ -237,27 +233,22 @@ unsafe fn kept_again(heap: *mut Heap, b: *mut Block) -> bool {
 /// `heap` is a real heap and `c` a class below [`KEEP_CLASSES`].
 pub(super) unsafe fn kept_full(heap: *mut Heap, c: SizeClass, limit: u32) -> bool {
     // SAFETY: caller's contract.
-    unsafe {
-        let k = kept_list(heap, c);
-        kept_count(k) + 1 > kept_cap(k, limit)
-    }
+    unsafe { !has_room(kept_list(heap, c), 1, limit) }
 }
 
-/// The most blocks kept list `k` holds, with `limit` blocks a chain: [`KEPT_CHAINS`]
-/// chains' worth once it has handed a block out, one before. A thread that allocated
-/// a class once (at its start) and then only frees other threads' blocks of it held
-/// four chains of them for nothing (`xmalloc/t8`'s consumers: peak RSS 8.6 -> 8.8 MiB).
+/// Whether kept list `k` has room for `n` more blocks, with `limit` blocks a chain: it
+/// holds [`KEPT_CHAINS`] chains' worth once it has handed a block out, one before. A
+/// thread that allocated a class once (at its start) and then only frees other
+/// threads' blocks of it held four chains of them for nothing (`xmalloc/t8`'s
+/// consumers: peak RSS 8.6 -> 8.8 MiB).
 ///
 /// # Safety
 /// `k` is a kept list of the calling thread's heap.
 #[inline]
-unsafe fn kept_cap(k: *mut Span, limit: u32) -> u32 {
+unsafe fn has_room(k: *mut Span, n: u32, limit: u32) -> bool {
     // SAFETY: caller's contract.
-    if unsafe { (*k).allocs.load(Ordering::Relaxed) } == 0 {
-        limit
-    } else {
-        limit * KEPT_CHAINS
-    }
+    let (served, count) = unsafe { ((*k).allocs.load(Ordering::Relaxed) != 0, kept_count(k)) };
+    count + n <= if served { limit * KEPT_CHAINS } else { limit }
 }
 
 /// A free found the kept list of class `c` full. If the list handed nothing out since

@@ -135,9 +135,9 @@ pub struct Heap {
     /// Bit per size class: the heap took memory for the class from elsewhere lately (a
     /// fresh span, or another heap's blocks: set by `alloc_slow`,
     /// `foreign::take_foreign` and `foreign::serve_kept`; cleared by `foreign::keep`
-    /// when the class's kept list stays full, and for the classes not allocated
-    /// lately), so blocks of the class this thread frees into other heaps' spans may be
-    /// kept for it.
+    /// for a block kept a moment ago, by `foreign::kept_list_full` for a list that
+    /// stays full, and for the classes not allocated lately), so blocks of the class
+    /// this thread frees into other heaps' spans may be kept for it.
     pub keep_classes: u64,
     /// Bit per size class: `pending` may hold a chain of the class (set when an entry
     /// is made, cleared by a refill that finds none), so a heap that never frees other
@@ -334,10 +334,23 @@ unsafe fn bin(h: *mut Heap, c: usize) -> *mut Bin {
 /// `h` is the calling thread's heap (not `EMPTY_HEAP`) and `c` a valid class.
 #[inline]
 unsafe fn set_current(h: *mut Heap, c: SizeClass, span: *mut Span) {
-    // SAFETY: caller's contract; direct entries are below DIRECT_SLOTS.
+    // SAFETY: caller's contract.
     unsafe {
         (*bin(h, c.index())).current = span;
         (*h).kept_serving &= !(1 << c.0);
+        name_in_direct_table(h, c, span);
+    }
+}
+
+/// Points the direct-table entries of class `c` at `span` (the current span, or the
+/// class's kept list: `foreign::serve_kept`).
+///
+/// # Safety
+/// `h` is the calling thread's heap (not `EMPTY_HEAP`) and `c` a valid class.
+#[inline]
+unsafe fn name_in_direct_table(h: *mut Heap, c: SizeClass, span: *mut Span) {
+    // SAFETY: caller's contract; direct entries are below DIRECT_SLOTS.
+    unsafe {
         let entries = c.direct_entries();
         let direct = (&raw mut (*h).direct)
             .cast::<*mut Span>()
