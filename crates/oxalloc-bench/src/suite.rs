@@ -73,7 +73,7 @@ const fn w(
 }
 
 /// Every workload, in table order.
-pub const WORKLOADS: [Workload; 26] = [
+pub const WORKLOADS: [Workload; 27] = [
     w(
         "larson",
         Kind::Work,
@@ -192,6 +192,13 @@ pub const WORKLOADS: [Workload; 26] = [
         Threads::Fixed(&[2]),
         true,
         "1024 live blocks a thread, each step replaces a random one (1 B-256 KiB, uniform)",
+    ),
+    w(
+        "lifetimes",
+        Kind::Work,
+        Threads::One,
+        true,
+        "32 short-lived slots and 50K long-lived blocks (1 step in 100), 8-520 B, random",
     ),
     w(
         "python",

@@ -1,5 +1,8 @@
 //! A heap reuses blocks freed into its other spans before it carves fresh pages of its
-//! current span: freed memory is already resident, fresh pages would add to RSS. And a
+//! current span: freed memory is already resident, fresh pages would add to RSS. A span
+//! that was full comes back once it has gathered a few free blocks (a sixteenth of the
+//! span, at most 8 blocks: two of the 32 blocks of 2 KiB in a 64 KiB span), not at the
+//! first: one block freed into a full span waits for more frees. And a
 //! span that comes back with many free blocks hands them out by address, not in the
 //! scrambled order they were freed in. Spans that come back from full queue up in the
 //! order of their first free, so each waits a round and gathers more freed blocks.
@@ -55,31 +58,73 @@ fn free_here(blocks: Vec<usize>) {
     }
 }
 
+/// Blocks of 2 KiB: 32 in a 64 KiB span, carved 2 per 4 KiB page; a full span of them
+/// comes back with its second free block.
+const SIZE_2K: usize = 2048;
+
+/// Fills a span of 2 KiB blocks, then opens a second one and uses up the page it carved
+/// (so the next malloc would carve a fresh page). Returns the two spans' blocks.
+fn full_span_and_a_used_page() -> (Vec<usize>, Vec<usize>) {
+    let first: Vec<usize> = (0..32).map(|_| api::malloc(SIZE_2K) as usize).collect();
+    let page: Vec<usize> = (0..2).map(|_| api::malloc(SIZE_2K) as usize).collect();
+    assert!(first.iter().chain(&page).all(|&p| p != 0));
+    assert!(
+        first.iter().all(|&p| p >> 16 == first[0] >> 16),
+        "one full span"
+    );
+    assert!(
+        page.iter().all(|&p| p >> 16 != first[0] >> 16),
+        "a second span"
+    );
+    (first, page)
+}
+
 #[test]
 fn freed_blocks_in_other_spans_come_before_fresh_pages() {
     // A thread of its own, so its heap starts empty.
     std::thread::spawn(|| {
-        const SIZE: usize = 2048; // 32 blocks per 64 KiB span, carved 2 per 4 KiB page
-        let first: Vec<usize> = (0..32).map(|_| api::malloc(SIZE) as usize).collect();
-        // The first span is full: the next block opens a second span (and carves a page
-        // of it: this block and one more).
-        let b0 = api::malloc(SIZE) as usize;
-        assert!(first.iter().all(|&p| p != 0) && b0 != 0);
-        assert!(
-            first.iter().all(|&p| p >> 16 != b0 >> 16),
-            "the 33rd block is in a new span"
+        let (first, page) = full_span_and_a_used_page();
+        // SAFETY: live blocks of this thread, each freed once.
+        unsafe {
+            api::free(first[5] as *mut u8);
+            api::free(first[9] as *mut u8);
+        }
+        let reused = [api::malloc(SIZE_2K) as usize, api::malloc(SIZE_2K) as usize];
+        assert_eq!(
+            reused,
+            [first[9], first[5]],
+            "the freed blocks should be reused (last freed first) before a fresh page is carved"
         );
+        for p in first.iter().chain(&page) {
+            // SAFETY: every block is live (the freed ones are live again) and freed once.
+            unsafe { api::free(*p as *mut u8) };
+        }
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
+fn one_block_freed_into_a_full_span_waits_for_another() {
+    std::thread::spawn(|| {
+        let (first, page) = full_span_and_a_used_page();
         // SAFETY: a live block of this thread, freed once.
         unsafe { api::free(first[5] as *mut u8) };
-        let b1 = api::malloc(SIZE) as usize; // the rest of the carved page
-        assert_eq!(b1 >> 16, b0 >> 16);
-        let reused = api::malloc(SIZE) as usize;
-        assert_eq!(
-            reused, first[5],
-            "the freed block should be reused before a fresh page is carved"
+        // The full span stays parked: a fresh page of the second span comes first. (It
+        // came back at once before: a class whose spans are full of long-lived blocks
+        // then switched spans at nearly every malloc and free.)
+        let fresh = [api::malloc(SIZE_2K) as usize, api::malloc(SIZE_2K) as usize];
+        assert!(
+            fresh.iter().all(|&f| f >> 16 == page[0] >> 16),
+            "a fresh page of the current span"
         );
-        for p in first.iter().chain([&b0, &b1]) {
-            // SAFETY: every block is live and freed once (first[5] is live again as `reused`).
+        // A second free brings the span back, with both blocks.
+        // SAFETY: as above.
+        unsafe { api::free(first[9] as *mut u8) };
+        let reused = [api::malloc(SIZE_2K) as usize, api::malloc(SIZE_2K) as usize];
+        assert_eq!(reused, [first[9], first[5]]);
+        for p in first.iter().chain(&page).chain(&fresh) {
+            // SAFETY: every block is live (the freed ones are live again) and freed once.
             unsafe { api::free(*p as *mut u8) };
         }
     })
@@ -108,10 +153,9 @@ fn a_span_with_many_free_blocks_hands_them_out_by_address() {
 #[test]
 fn spans_coming_back_from_full_are_used_in_the_order_they_came_back() {
     std::thread::spawn(|| {
-        const SIZE: usize = 2048; // 32 blocks per 64 KiB span, carved 2 per 4 KiB page
         const SPANS: usize = 4;
         let full: Vec<usize> = (0..32 * SPANS)
-            .map(|_| api::malloc(SIZE) as usize)
+            .map(|_| api::malloc(SIZE_2K) as usize)
             .collect();
         assert!(full.iter().all(|&p| p != 0));
         let mut spans: Vec<usize> = full.iter().map(|&p| p >> 16).collect();
@@ -119,24 +163,26 @@ fn spans_coming_back_from_full_are_used_in_the_order_they_came_back() {
         assert_eq!(spans.len(), SPANS, "{SPANS} full spans");
         // Open a fifth span and use up the page it carved, so the next malloc has to
         // choose among the spans with free blocks.
-        let fifth: Vec<usize> = (0..2).map(|_| api::malloc(SIZE) as usize).collect();
+        let fifth: Vec<usize> = (0..2).map(|_| api::malloc(SIZE_2K) as usize).collect();
         assert!(fifth.iter().all(|&p| p != 0 && !spans.contains(&(p >> 16))));
-        // One block freed in each full span, not in address order: a list that takes
-        // the most recently refilled span, or the lowest, would hand them back in
-        // another order.
-        let mut one_per_span: Vec<usize> = spans
-            .iter()
-            .map(|&s| *full.iter().find(|&&p| p >> 16 == s).unwrap())
-            .collect();
-        one_per_span.sort_unstable();
-        one_per_span.swap(0, 2);
-        one_per_span.swap(1, 3);
-        for &p in &one_per_span {
-            // SAFETY: live blocks of this thread, each freed once.
-            unsafe { api::free(p as *mut u8) };
+        // Two blocks freed in each full span (each comes back with its second), the
+        // spans not in address order: a list that takes the most recently refilled
+        // span, or the lowest, would hand them back in another order.
+        let mut order = spans.clone();
+        order.swap(0, 2);
+        order.swap(1, 3);
+        for &s in &order {
+            for p in full.iter().filter(|&&p| p >> 16 == s).take(2) {
+                // SAFETY: live blocks of this thread, each freed once.
+                unsafe { api::free(*p as *mut u8) };
+            }
         }
-        let again: Vec<usize> = (0..SPANS).map(|_| api::malloc(SIZE) as usize).collect();
-        assert_eq!(again, one_per_span, "first come back, first used");
+        let again: Vec<usize> = (0..2 * SPANS)
+            .map(|_| api::malloc(SIZE_2K) as usize)
+            .collect();
+        let again_spans: Vec<usize> = again.iter().map(|&p| p >> 16).collect();
+        let expected: Vec<usize> = order.iter().flat_map(|&s| [s, s]).collect();
+        assert_eq!(again_spans, expected, "first come back, first used");
         for p in full.iter().chain(&fifth) {
             // SAFETY: every block is live (the freed ones are live again) and freed once.
             unsafe { api::free(*p as *mut u8) };
@@ -149,29 +195,36 @@ fn spans_coming_back_from_full_are_used_in_the_order_they_came_back() {
 #[test]
 fn a_span_back_from_full_comes_before_one_set_aside_for_its_fresh_pages() {
     std::thread::spawn(|| {
-        const SIZE: usize = 2048; // 32 blocks per 64 KiB span, carved 2 per 4 KiB page
-                                  // Two full spans, A and B, then a third, C, with its first page used up.
-        let full: Vec<usize> = (0..64).map(|_| api::malloc(SIZE) as usize).collect();
-        let c: Vec<usize> = (0..2).map(|_| api::malloc(SIZE) as usize).collect();
+        // Two full spans, A and B, then a third, C, with its first page used up.
+        let full: Vec<usize> = (0..64).map(|_| api::malloc(SIZE_2K) as usize).collect();
+        let c: Vec<usize> = (0..2).map(|_| api::malloc(SIZE_2K) as usize).collect();
         assert!(full.iter().chain(&c).all(|&p| p != 0));
         let (a, b) = (full[0] >> 16, full[32] >> 16);
         assert!(full[..32].iter().all(|&p| p >> 16 == a));
         assert!(full[32..].iter().all(|&p| p >> 16 == b));
         assert!(c.iter().all(|&p| p >> 16 != a && p >> 16 != b));
-        // A block freed in A: the next malloc takes it and sets C aside (its never-used
-        // pages wait).
+        // Two blocks freed in A: the next mallocs take them and set C aside (its
+        // never-used pages wait).
         // SAFETY: live blocks of this thread, each freed once.
-        unsafe { api::free(full[3] as *mut u8) };
-        assert_eq!(api::malloc(SIZE) as usize, full[3]);
-        // A block freed in B: B queues in front of C, so its block comes next, not a
+        unsafe {
+            api::free(full[3] as *mut u8);
+            api::free(full[4] as *mut u8);
+        }
+        assert_eq!(api::malloc(SIZE_2K) as usize, full[4]);
+        assert_eq!(api::malloc(SIZE_2K) as usize, full[3]);
+        // Two blocks freed in B: B queues in front of C, so its blocks come next, not a
         // fresh page of C.
         // SAFETY: as above.
-        unsafe { api::free(full[40] as *mut u8) };
+        unsafe {
+            api::free(full[40] as *mut u8);
+            api::free(full[41] as *mut u8);
+        }
         assert_eq!(
-            api::malloc(SIZE) as usize,
-            full[40],
+            api::malloc(SIZE_2K) as usize,
+            full[41],
             "a freed block before a fresh page"
         );
+        assert_eq!(api::malloc(SIZE_2K) as usize, full[40]);
         for p in full.iter().chain(&c) {
             // SAFETY: every block is live (the freed ones are live again) and freed once.
             unsafe { api::free(*p as *mut u8) };

@@ -13,6 +13,7 @@ pub mod calloc_churn;
 pub mod false_sharing;
 pub mod large;
 pub mod larson;
+pub mod lifetimes;
 pub mod pairs;
 pub mod power_law;
 pub mod prodcons;
@@ -62,7 +63,7 @@ impl WorkOutput {
 }
 
 /// Names of the C-allocator workloads this module runs (see [`run`]).
-pub const NAMES: [&str; 18] = [
+pub const NAMES: [&str; 19] = [
     "larson",
     "xmalloc",
     "cache-thrash",
@@ -80,6 +81,7 @@ pub const NAMES: [&str; 18] = [
     "thread-churn",
     "batch-ring",
     "random-sizes",
+    "lifetimes",
     "pairs",
 ];
 
@@ -104,6 +106,7 @@ pub fn run(name: &str, threads: usize, scale: f64, pairs: u64) -> Option<WorkOut
         "thread-churn" => thread_churn::run(threads, scale),
         "batch-ring" => batch_ring::run(threads, scale),
         "random-sizes" => random_sizes::run(threads, scale),
+        "lifetimes" => lifetimes::run(threads, scale),
         "pairs" => pairs::run(pairs, 32),
         _ => return None,
     })
