@@ -215,14 +215,18 @@ impl SizeClass {
 
     /// The smallest class that holds `size` bytes and whose block size is a multiple
     /// of `align`, so blocks at multiples of the block size from a 64 KiB aligned span
-    /// start are aligned. `None` if no class fits.
+    /// start are aligned. `None` if no class fits. `align` is a power of two: masks,
+    /// not the two divisions `next_multiple_of` and `is_multiple_of` compile to for a
+    /// variable (30% of `posix_memalign`'s time with random alignments, before).
     pub fn aligned(size: usize, align: usize) -> Option<SizeClass> {
-        let need = size.max(align).checked_next_multiple_of(align)?;
+        debug_assert!(align.is_power_of_two());
+        let mask = align - 1;
+        let need = size.max(align).checked_add(mask)? & !mask;
         if need > MAX_SMALL {
             return None;
         }
         let mut c = SizeClass::of(need);
-        while !c.size().is_multiple_of(align) {
+        while c.size() & mask != 0 {
             c = SizeClass(c.0 + 1);
         }
         Some(c)

@@ -4,7 +4,7 @@
 //! span, at most 8 blocks: two of the 32 blocks of 2 KiB in a 64 KiB span), not at the
 //! first: one block freed into a full span waits for more frees. And a
 //! span that comes back with many free blocks hands them out by address, not in the
-//! scrambled order they were freed in. Spans that come back from full queue up in the
+//! scrambled order they were freed in (unless the list starts in address order). Spans that come back from full queue up in the
 //! order of their first free, so each waits a round and gathers more freed blocks.
 //! Blocks other threads freed are handed out in the order they came back: sorting them
 //! would read a line another core wrote per block. Nor are the free blocks of a span
@@ -144,6 +144,28 @@ fn a_span_with_many_free_blocks_hands_them_out_by_address() {
             reused.windows(2).all(|w| w[0] < w[1]),
             "freed blocks come back in address order"
         );
+        free_rest(&first, 200, next, again);
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
+fn a_list_that_starts_in_address_order_is_not_sorted() {
+    std::thread::spawn(|| {
+        // The first 192 blocks freed scrambled, the last 8 from the highest address
+        // down: the list then starts with 8 blocks in address order, which says it
+        // needs no sorting pass (a program freeing what it allocated, last first).
+        let order = std::cell::RefCell::new(Vec::new());
+        let (first, next, _) = full_span_with_scrambled_frees(200, |mut freed| {
+            freed[192..].sort_unstable_by(|a, b| b.cmp(a));
+            order.borrow_mut().clone_from(&freed);
+            free_here(freed);
+        });
+        let (again, reused) = malloc_256(215, first[0] >> 16);
+        let mut lifo = order.into_inner();
+        lifo.reverse();
+        assert_eq!(reused, lifo, "handed out last freed first, unsorted");
         free_rest(&first, 200, next, again);
     })
     .join()

@@ -370,11 +370,12 @@ pub unsafe fn check_sized(p: *mut u8, size: usize, align: usize, op: Op) {
 }
 
 /// The small class `malloc`/`aligned_alloc` would use for `size` and `align`, as
-/// `alloc_aligned` decides it; `None` for a large or huge block.
+/// `alloc_aligned` decides it; `None` for a large or huge block, or an alignment no
+/// allocation could have had (not a power of two).
 fn small_class_for(size: usize, align: usize) -> Option<SizeClass> {
     if align <= 16 {
         (size <= MAX_SMALL).then(|| SizeClass::of(size))
-    } else if align <= SLICE_SIZE {
+    } else if align <= SLICE_SIZE && align.is_power_of_two() {
         SizeClass::aligned(size, align)
     } else {
         None
