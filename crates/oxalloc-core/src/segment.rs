@@ -295,12 +295,10 @@ impl Span {
 impl Span {
     /// The multiplier `c` for blocks of `size` bytes (16 ..= 64 KiB).
     pub const fn grid_mul_for(size: usize) -> u64 {
-        ((1u128 << 64) / size as u128) as u64 + 1
-    }
-
-    /// The step `e` by which the bound grows per carved block of `size` bytes.
-    pub const fn grid_step_for(size: usize) -> u64 {
-        Span::grid_mul_for(size).wrapping_mul(size as u64)
+        // floor(2^64 / d) in 64-bit arithmetic (a 128-bit division is a call to
+        // `__udivti3`): floor((2^64 - 1) / d), plus one when d divides 2^64.
+        let d = size as u64;
+        u64::MAX / d + (u64::MAX % d == d - 1) as u64 + 1
     }
 
     /// Whether `p` is the start of a carved block of this small span, read by any
@@ -350,7 +348,9 @@ impl Span {
         // SAFETY: caller's contract; Release pairs with other threads' Acquire loads.
         unsafe {
             let limit = AtomicU64::from_ptr(&raw mut (*span).grid_limit);
-            let grown = limit.load(Ordering::Relaxed) + n as u64 * Span::grid_step_for(size);
+            // The step from the span's multiplier: no division per carve.
+            let step = (*span).grid_mul.wrapping_mul(size as u64);
+            let grown = limit.load(Ordering::Relaxed) + n as u64 * step;
             limit.store(grown, Ordering::Release);
         }
     }
@@ -675,6 +675,15 @@ impl SegmentMap {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grid_multiplier_is_floor_of_2_pow_64_over_the_size_plus_one() {
+        let sizes = (2..=16usize).chain((16..=crate::size_class::MAX_SMALL).step_by(16));
+        for d in sizes.chain([3, 48, 4095, 4097, 65535]) {
+            let exact = ((1u128 << 64) / d as u128) as u64 + 1;
+            assert_eq!(Span::grid_mul_for(d), exact, "size {d}");
+        }
+    }
 
     #[test]
     fn segment_map_round_trip() {
