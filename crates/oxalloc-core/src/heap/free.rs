@@ -172,22 +172,36 @@ unsafe fn release_one(heap: *mut Heap, span: *mut Span) {
     }
 }
 
-/// A local free emptied the span or brought a full span back.
+/// A local free emptied the span or freed a block of a parked (full) span.
+///
+/// Most frees into a parked span leave it parked, and in a table of long-lived blocks
+/// replaced at random half the frees are such frees (a C++ program replacing
+/// `shared_ptr`s at random: 1.04M of 2M). They return from this leaf, which saves no
+/// register and calls nothing; the rest go on to [`free_local_slow_inner`] (a jump).
 ///
 /// # Safety
 /// As for [`free_local`].
 #[cold]
 #[inline(never)]
 pub(super) unsafe fn free_local_slow(heap: *mut Heap, span: *mut Span) {
-    // SAFETY: caller's contract: the span and its bin are this thread's.
+    // SAFETY: caller's contract.
     unsafe {
-        // First and alone: most frees into a parked span leave it parked, and in a
-        // table of long-lived blocks replaced at random most frees are such frees
-        // (the count check and the windows' tick cost them 40 instructions more).
-        let parked = (*span).used & USED_FULL != 0;
-        if parked && stays_parked(span) {
+        if (*span).used & USED_FULL != 0 && stays_parked(span) {
             return;
         }
+        free_local_slow_inner(heap, span)
+    }
+}
+
+/// [`free_local_slow`] past the parked span that stays parked.
+///
+/// # Safety
+/// As for [`free_local`].
+#[inline(never)]
+unsafe fn free_local_slow_inner(heap: *mut Heap, span: *mut Span) {
+    // SAFETY: caller's contract: the span and its bin are this thread's.
+    unsafe {
+        let parked = (*span).used & USED_FULL != 0;
         check::check_count(span);
         note_slow(heap);
         let c = SizeClass((*span).class);
