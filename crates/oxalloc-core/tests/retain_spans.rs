@@ -13,7 +13,7 @@ use std::thread;
 
 /// One block a span.
 const BIG: usize = 64 << 10;
-/// Blocks of a page each: every allocation runs the slow path (one carve each).
+/// Blocks of a page each: every fourth allocation runs the slow path (a carve of four).
 const PAGE_BLOCK: usize = 4096;
 
 /// Spans of BIG's class this thread's heap keeps.
@@ -53,7 +53,7 @@ fn emptied_spans_of_a_churning_class_are_kept_then_given_back() {
         // calls, what is kept goes back.
         free_all(live);
         assert!(retained() >= 1);
-        let other: Vec<usize> = (0..1200).map(|_| malloc_written(PAGE_BLOCK)).collect();
+        let other: Vec<usize> = (0..4800).map(|_| malloc_written(PAGE_BLOCK)).collect();
         assert_eq!(retained(), 0, "spans of an unused class stayed kept");
         free_all(other);
 

@@ -58,15 +58,17 @@ fn free_here(blocks: Vec<usize>) {
     }
 }
 
-/// Blocks of 2 KiB: 32 in a 64 KiB span, carved 2 per 4 KiB page; a full span of them
-/// comes back with its second free block.
+/// Blocks of 2 KiB: 32 in a 64 KiB span, carved [`CARVED`] at a time; a full span of
+/// them comes back with its second free block.
 const SIZE_2K: usize = 2048;
+/// Blocks of [`SIZE_2K`] a carve links: four (the fewest a carve takes), two pages.
+const CARVED: usize = 4;
 
-/// Fills a span of 2 KiB blocks, then opens a second one and uses up the page it carved
-/// (so the next malloc would carve a fresh page). Returns the two spans' blocks.
+/// Fills a span of 2 KiB blocks, then opens a second one and uses up the blocks it
+/// carved (so the next malloc would carve fresh pages). Returns the two spans' blocks.
 fn full_span_and_a_used_page() -> (Vec<usize>, Vec<usize>) {
     let first: Vec<usize> = (0..32).map(|_| api::malloc(SIZE_2K) as usize).collect();
-    let page: Vec<usize> = (0..2).map(|_| api::malloc(SIZE_2K) as usize).collect();
+    let page: Vec<usize> = (0..CARVED).map(|_| api::malloc(SIZE_2K) as usize).collect();
     assert!(first.iter().chain(&page).all(|&p| p != 0));
     assert!(
         first.iter().all(|&p| p >> 16 == first[0] >> 16),
@@ -110,13 +112,13 @@ fn one_block_freed_into_a_full_span_waits_for_another() {
         let (first, page) = full_span_and_a_used_page();
         // SAFETY: a live block of this thread, freed once.
         unsafe { api::free(first[5] as *mut u8) };
-        // The full span stays parked: a fresh page of the second span comes first. (It
-        // came back at once before: a class whose spans are full of long-lived blocks
-        // then switched spans at nearly every malloc and free.)
-        let fresh = [api::malloc(SIZE_2K) as usize, api::malloc(SIZE_2K) as usize];
+        // The full span stays parked: a fresh carve of the second span comes first (and
+        // is used up). (It came back at once before: a class whose spans are full of
+        // long-lived blocks then switched spans at nearly every malloc and free.)
+        let fresh: Vec<usize> = (0..CARVED).map(|_| api::malloc(SIZE_2K) as usize).collect();
         assert!(
             fresh.iter().all(|&f| f >> 16 == page[0] >> 16),
-            "a fresh page of the current span"
+            "fresh blocks of the current span"
         );
         // A second free brings the span back, with both blocks.
         // SAFETY: as above.
@@ -183,9 +185,9 @@ fn spans_coming_back_from_full_are_used_in_the_order_they_came_back() {
         let mut spans: Vec<usize> = full.iter().map(|&p| p >> 16).collect();
         spans.dedup();
         assert_eq!(spans.len(), SPANS, "{SPANS} full spans");
-        // Open a fifth span and use up the page it carved, so the next malloc has to
+        // Open a fifth span and use up the blocks it carved, so the next malloc has to
         // choose among the spans with free blocks.
-        let fifth: Vec<usize> = (0..2).map(|_| api::malloc(SIZE_2K) as usize).collect();
+        let fifth: Vec<usize> = (0..CARVED).map(|_| api::malloc(SIZE_2K) as usize).collect();
         assert!(fifth.iter().all(|&p| p != 0 && !spans.contains(&(p >> 16))));
         // Two blocks freed in each full span (each comes back with its second), the
         // spans not in address order: a list that takes the most recently refilled
@@ -217,9 +219,9 @@ fn spans_coming_back_from_full_are_used_in_the_order_they_came_back() {
 #[test]
 fn a_span_back_from_full_comes_before_one_set_aside_for_its_fresh_pages() {
     std::thread::spawn(|| {
-        // Two full spans, A and B, then a third, C, with its first page used up.
+        // Two full spans, A and B, then a third, C, with its first carve used up.
         let full: Vec<usize> = (0..64).map(|_| api::malloc(SIZE_2K) as usize).collect();
-        let c: Vec<usize> = (0..2).map(|_| api::malloc(SIZE_2K) as usize).collect();
+        let c: Vec<usize> = (0..CARVED).map(|_| api::malloc(SIZE_2K) as usize).collect();
         assert!(full.iter().chain(&c).all(|&p| p != 0));
         let (a, b) = (full[0] >> 16, full[32] >> 16);
         assert!(full[..32].iter().all(|&p| p >> 16 == a));

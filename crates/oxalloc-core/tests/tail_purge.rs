@@ -17,8 +17,9 @@ const LATER: usize = 2000;
 const LATER_TOO: usize = 3000;
 const SLICE: usize = 64 << 10;
 const PAGE: usize = 4096;
-/// Past the first carve of either class (4 KiB at most), with a page to spare.
-const TAIL_OFFSET: usize = 8 << 10;
+/// Past the first carve of either class (four blocks: 12 KiB at most), with a page to
+/// spare.
+const TAIL_OFFSET: usize = 16 << 10;
 
 /// Resident pages of `[from, to)` (page aligned).
 fn resident_pages(from: usize, to: usize) -> usize {

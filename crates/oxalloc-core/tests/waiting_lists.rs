@@ -12,10 +12,11 @@ use std::sync::mpsc;
 use std::thread;
 
 const SIZE: usize = 64;
-/// Blocks of a page each: every allocation runs the slow path (one carve each).
+/// Blocks of a page each: every fourth allocation runs the slow path (a carve of four).
 const PAGE_BLOCK: usize = 4096;
-/// More slow-path calls than two of the heap's windows (`foreign::SLOW_WINDOW`).
-const OTHER_CALLS: usize = 1200;
+/// Allocations of `PAGE_BLOCK` that run more slow-path calls than two of the heap's
+/// windows (`foreign::SLOW_WINDOW`).
+const OTHER_CALLS: usize = 4800;
 
 /// Blocks waiting on the remote list of the span holding `block`.
 fn waiting(block: usize) -> u32 {
