@@ -368,6 +368,19 @@ impl Span {
             AtomicU64::from_ptr(&raw mut (*span).grid_limit).store(0, Ordering::Relaxed);
         }
     }
+
+    /// Takes every block of a small span off its grid (`bump` stays): the span is
+    /// emptied and kept by its heap for another class (`heap::span_cache`), so a free
+    /// of one of its old blocks fails the free paths' grid test and is reported as
+    /// freed twice (`check::off_grid`), where it would otherwise join a list no one
+    /// reads.
+    ///
+    /// # Safety
+    /// The caller owns the span; no block of it is in use.
+    pub unsafe fn clear_grid(span: *mut Span) {
+        // SAFETY: caller's contract; the limit is read atomically by other threads.
+        unsafe { AtomicU64::from_ptr(&raw mut (*span).grid_limit).store(0, Ordering::Relaxed) }
+    }
 }
 
 // SAFETY: spans are plain records; the ownership rules in the module header say which

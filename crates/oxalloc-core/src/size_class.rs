@@ -180,6 +180,13 @@ impl SizeClass {
         first as usize..end as usize
     }
 
+    /// Whether a span of this class holds at least [`MIN_BLOCKS_PER_DENSE_SPAN`] blocks
+    /// (the classes up to 1 KiB), so that taking and giving back one of its spans costs
+    /// little per block.
+    pub const fn dense(self) -> bool {
+        self.size() <= DENSE_CLASS_MAX
+    }
+
     /// Whether a span of this class holds only a few blocks (one to four: the classes
     /// above 16 KiB), so that its spans empty and fill at a high rate when blocks of
     /// the class are replaced at random.

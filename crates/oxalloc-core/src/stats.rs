@@ -284,12 +284,12 @@ pub fn all_class_counts() -> ([u64; NUM_CLASSES + 2], [u64; NUM_CLASSES + 2]) {
 }
 
 /// Free memory not yet given back to the OS, in bytes: the central pool's dirty spans,
-/// the spans heaps keep for their next large blocks, and the huge-block heap's free,
+/// the spans heaps keep for their next spans, and the huge-block heap's free,
 /// possibly resident memory. Takes each pool's lock
 /// for a moment (unlike `GLOBAL.cached_bytes`, which is refreshed periodically).
 pub fn cached_bytes_now() -> u64 {
     let spans = crate::central::CENTRAL.lock().dirty_bytes();
-    (spans + crate::huge::cached_bytes()) as u64 + kept_large_bytes()
+    (spans + crate::huge::cached_bytes()) as u64 + kept_span_bytes()
 }
 
 /// One heap's figures, as the JSON report's heap list gives them.
@@ -417,24 +417,28 @@ fn totals_from((allocs, frees): ([u64; NUM_CLASSES + 2], [u64; NUM_CLASSES + 2])
     t
 }
 
-/// Bytes of the spans heaps keep for their next large blocks (`heap::large`): free
-/// memory, cached rather than in use.
-pub fn kept_large_bytes() -> u64 {
+/// Bytes of the spans heaps keep for their next spans (`heap::span_cache`: those of
+/// the large blocks and the small spans they emptied): free memory, cached rather than
+/// in use.
+pub fn kept_span_bytes() -> u64 {
     let mut n = 0;
     crate::tls::for_each_heap(|h| {
-        // SAFETY: heaps are never freed; the figure is read atomically.
-        n += unsafe { crate::heap::LargeCache::kept_bytes(&raw mut (*h).large) } as u64;
+        // SAFETY: heaps are never freed; the figures are read atomically.
+        n += unsafe {
+            crate::heap::SpanCache::kept_bytes(&raw mut (*h).large)
+                + crate::heap::SpanCache::kept_bytes(&raw mut (*h).emptied)
+        } as u64;
     });
     n
 }
 
 /// Bytes of spans and huge blocks in use now: `GLOBAL.in_use_bytes`, which counts the
-/// spans heaps keep for their next large blocks too, less those.
+/// spans heaps keep for their next spans too, less those.
 pub fn in_use_bytes_now() -> u64 {
     GLOBAL
         .in_use_bytes
         .load(Relaxed)
-        .saturating_sub(kept_large_bytes())
+        .saturating_sub(kept_span_bytes())
 }
 
 /// Writes the human-readable summary to stderr.

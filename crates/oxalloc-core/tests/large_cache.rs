@@ -41,7 +41,7 @@ fn freed_large_spans_are_kept_for_the_next_block_then_given_back() {
             in_use_live - SPAN,
             "a kept span counts as in use"
         );
-        assert!(stats::kept_large_bytes() >= SPAN);
+        assert!(stats::kept_span_bytes() >= SPAN);
         let in_use = GLOBAL.in_use_bytes.load(Relaxed);
         let q = malloc_written(LARGE);
         assert_eq!(q, p, "the kept span was not reused");

@@ -495,7 +495,8 @@ pub(super) unsafe fn purge_tail(span: *mut Span, idle_at: Option<u64>) {
     }
 }
 
-/// Takes a span for class `c` from the central pool and makes it this heap's.
+/// Takes a span for class `c`, one this heap emptied (`Heap::emptied`) or one from the
+/// central pool, and makes it this heap's.
 ///
 /// Out of line: inlined, the class's block size, span length and bounds (arithmetic on
 /// the class index, some 90 instructions) were hoisted to the top of `alloc_slow` and
@@ -514,12 +515,20 @@ unsafe fn take_small_span(heap: *mut Heap, c: SizeClass) -> *mut Span {
         }
     }
     let slices = c.span_slices();
-    let Some(span) = CENTRAL.lock().take(slices, SpanKind::Small, heap as usize) else {
-        return ptr::null_mut();
-    };
+    let mut span = ptr::null_mut();
+    if slices <= span_cache::KEPT_COUNTS {
+        // SAFETY: `heap` is the calling thread's heap.
+        span = unsafe { span_cache::take(&raw mut (*heap).emptied, slices) };
+    }
+    if span.is_null() {
+        match CENTRAL.lock().take(slices, SpanKind::Small, heap as usize) {
+            Some(s) => span = s,
+            None => return ptr::null_mut(),
+        }
+    }
     let bs = c.size();
     let start = Segment::span_start(span);
-    // SAFETY: the span was just taken from the pool; it is ours alone.
+    // SAFETY: the span was just taken from the cache or the pool; it is ours alone.
     unsafe {
         (*span).class = c.0;
         (*span).block_size = bs as u32;

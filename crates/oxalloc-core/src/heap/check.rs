@@ -320,6 +320,11 @@ unsafe fn off_grid(span: *mut Span, p: usize, op: Op) -> ! {
         let carved = ptr::read_volatile(&raw const (*span).bump) as usize;
         if p >= base && p < carved {
             let block = base + (p - base) / bs * bs;
+            if block == p {
+                // A carved block's start off the grid: the span was emptied and kept
+                // for another class (`Span::clear_grid`), so the block was freed.
+                misuse::double_free(p, bs, op)
+            }
             misuse::interior(p, block, bs, op)
         }
         misuse::not_a_block(

@@ -47,6 +47,7 @@ mod partial;
 mod recent;
 mod remote;
 mod retain;
+mod span_cache;
 
 use self::alloc::purge_tail;
 pub use self::alloc::{alloc, alloc_aligned, alloc_small, alloc_zeroed};
@@ -57,12 +58,12 @@ use self::free::bad_huge;
 use self::free::*;
 pub use self::free::{free, free_sized, free_with};
 use self::large::bad_large;
-pub use self::large::LargeCache;
 use self::partial::*;
 use self::recent::*;
 use self::remote::*;
 pub use self::remote::{drain_remote, flush_pending, Pending};
 use self::retain::*;
+pub use self::span_cache::SpanCache;
 
 use crate::central::CENTRAL;
 use crate::huge;
@@ -163,7 +164,12 @@ pub struct Heap {
     /// ones since the class last took a fresh span.
     pub retain_refused: u64,
     /// Spans of large blocks this thread freed, kept for its next ones (see `large`).
-    pub large: LargeCache,
+    pub large: SpanCache,
+    /// Large allocations and frees, for the windows of `large` (`large::note_call`).
+    pub large_calls: u32,
+    /// Small spans this thread emptied, kept for its next spans of any class (see
+    /// `free::retain_or_release`).
+    pub emptied: SpanCache,
     /// Counters written by the owner.
     pub stats: HeapStats,
     /// Fresh spans taken, for the periodic collection of abandoned heaps.
@@ -210,7 +216,9 @@ pub static EMPTY_HEAP: Heap = Heap {
     retained_len: [0; NUM_CLASSES],
     retain_limit: [0; NUM_CLASSES],
     retain_refused: 0,
-    large: LargeCache::EMPTY,
+    large: SpanCache::EMPTY,
+    large_calls: 0,
+    emptied: SpanCache::EMPTY,
     stats: HeapStats {
         allocs: [0; NUM_CLASSES + 2],
         frees: [0; NUM_CLASSES + 2],
@@ -411,7 +419,8 @@ pub unsafe fn collect(heap: *mut Heap, tails: Tails) {
         // Last: the drain and the frees above may have emptied spans, which the classes
         // still in use kept.
         release_retained(heap, u64::MAX);
-        large::release_all(heap);
+        span_cache::release_all(&raw mut (*heap).emptied);
+        span_cache::release_all(&raw mut (*heap).large);
     }
 }
 

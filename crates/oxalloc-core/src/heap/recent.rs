@@ -32,8 +32,8 @@ pub(super) unsafe fn note_alloc_slow(heap: *mut Heap, c: SizeClass) {
 
 /// Notes a slow-path call: every [`WINDOW`] of them the windows move on, and spans kept
 /// for classes no longer in use go back (`retain::release_unwanted`), as do the blocks
-/// of other heaps kept for them (`foreign::flush_idle_kept`) and the large spans kept
-/// beyond the churn of their counts (`large::roll_window`).
+/// of other heaps kept for them (`foreign::flush_idle_kept`) and the large and emptied
+/// spans kept beyond the churn of their counts (`span_cache::roll_window`).
 ///
 /// # Safety
 /// `heap` is the calling thread's real heap.
@@ -46,7 +46,8 @@ pub(super) unsafe fn note_slow(heap: *mut Heap) {
             (*heap).slow_classes = [0, (*heap).slow_classes[0]];
             release_unwanted(heap);
             flush_idle_kept(heap);
-            large::roll_window(heap);
+            span_cache::roll_window(&raw mut (*heap).large);
+            span_cache::roll_window(&raw mut (*heap).emptied);
         }
     }
 }
