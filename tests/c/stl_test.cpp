@@ -8,10 +8,18 @@
  *   - over-aligned types (alignas(64), alignas(4096)) through C++17 aligned new,
  *     single objects and arrays, and std::vector of them;
  *   - operator new of a huge size throws std::bad_alloc; nothrow new returns null;
+ *     a new_handler is called before the throw (and before nothrow's null), as the
+ *     standard says (oxalloc hands a failed request to libstdc++'s operator);
  *   - that the blocks are oxalloc's: liboxalloc.so is in /proc/self/maps
- *     (with --expect-so) and malloc_usable_size(operator new(100)) >= 100.
+ *     (with --expect-so) and malloc_usable_size(operator new(100)) >= 100; and that
+ *     `operator new` and the sized `operator delete` are liboxalloc's own (dladdr,
+ *     with --expect-so).
  * Prints "stl_test: N checks passed" and exits 0 only if all checks passed.
+ *
+ * `stl_test sized-delete-mismatch` deletes a 40-byte block with the size 4000 (another
+ * size class): oxalloc must report it and abort.
  */
+#include <dlfcn.h>
 #include <malloc.h>
 
 #include <atomic>
@@ -172,13 +180,60 @@ static void failures()
     volatile std::size_t huge = SIZE_MAX / 2;
     char *q = new (std::nothrow) char[huge];
     CHECK(q == nullptr, "nothrow new returns null");
+
+    // The new_handler runs when memory runs out, then the throw (it uninstalls itself).
+    static int handler_calls;
+    handler_calls = 0;
+    std::set_new_handler([] {
+        handler_calls++;
+        std::set_new_handler(nullptr);
+    });
+    threw = false;
+    try {
+        void *p = ::operator new(huge);
+        ::operator delete(p);
+    } catch (const std::bad_alloc &) {
+        threw = true;
+    }
+    CHECK(threw && handler_calls == 1, "operator new calls the new_handler, then throws");
+    std::set_new_handler([] {
+        handler_calls++;
+        std::set_new_handler(nullptr);
+    });
+    void *r = ::operator new(huge, std::align_val_t(64), std::nothrow);
+    CHECK(r == nullptr && handler_calls == 2, "aligned nothrow new calls the new_handler");
+}
+
+/// Whether the function at `f` comes from liboxalloc.so.
+static bool from_oxalloc(void *f)
+{
+    Dl_info info;
+    return dladdr(f, &info) != 0 && info.dli_fname != nullptr &&
+           std::strstr(info.dli_fname, "liboxalloc.so") != nullptr;
+}
+
+static void operators_are_oxallocs()
+{
+    void *(*new_op)(std::size_t) = &::operator new;
+    void (*sized_delete)(void *, std::size_t) noexcept = &::operator delete;
+    CHECK(from_oxalloc(reinterpret_cast<void *>(new_op)), "operator new is liboxalloc's");
+    CHECK(from_oxalloc(reinterpret_cast<void *>(sized_delete)),
+          "sized operator delete is liboxalloc's");
 }
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && std::strcmp(argv[1], "sized-delete-mismatch") == 0) {
+        void *p = ::operator new(40);
+        ::operator delete(p, 4000);
+        std::printf("stl_test: the sized delete went on\n");
+        return 0;
+    }
     for (int i = 1; i < argc; i++)
-        if (std::strcmp(argv[i], "--expect-so") == 0)
+        if (std::strcmp(argv[i], "--expect-so") == 0) {
             CHECK(oxalloc_mapped(), "liboxalloc.so is not in /proc/self/maps");
+            operators_are_oxallocs();
+        }
     void *p = ::operator new(100);
     CHECK(malloc_usable_size(p) >= 100, "operator new's block has a usable size");
     ::operator delete(p);

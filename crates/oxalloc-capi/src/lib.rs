@@ -29,6 +29,10 @@ use oxalloc_core::api;
 /// The typed allocators' C ABI, exported from the same library.
 pub use oxalloc_typed::capi::*;
 
+/// C++ `operator new` / `operator delete`.
+#[cfg(target_os = "linux")]
+pub mod cxx;
+
 macro_rules! export {
     ($( $(#[$m:meta])* fn $name:ident / $ox:ident ( $($arg:ident : $t:ty),* ) $(-> $ret:ty)? => $body:expr; )*) => {
         $(

@@ -639,6 +639,26 @@ fn cpp_stl_preloaded() {
 }
 
 #[test]
+fn cpp_sized_delete_of_another_size_class_is_stopped() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = scratch("cpp_sized_delete");
+    let exe = build_stl(&dir, "stl_test", &[]);
+    let out = run(
+        preloaded(&exe, &dir).arg("sized-delete-mismatch"),
+        Duration::from_secs(60),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.signal(), Some(6), "{}\n{err}", out.status);
+    for w in [
+        "oxalloc: size mismatch of 0x",
+        "in operator delete(): freed with size 4000",
+        "oxalloc: aborting",
+    ] {
+        assert!(err.contains(w), "the report lacks {w:?}:\n{err}");
+    }
+}
+
+#[test]
 fn cpp_stl_linked() {
     let dir = scratch("cpp_stl_linked");
     let exe = build_stl(&dir, "stl_test", &strs(&shared_link()));

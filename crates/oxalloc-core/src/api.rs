@@ -354,6 +354,34 @@ pub unsafe fn free_aligned_sized(p: *mut u8, align: usize, size: usize) {
     unsafe { heap::free_sized(p, size, align, crate::misuse::Op::FreeAlignedSized) }
 }
 
+/// C++ `operator new` and `new[]` without the throw: `size` bytes aligned to `align`
+/// (a power of two: 16 for the variants that name none), null when out of memory.
+pub fn cxx_new(size: usize, align: usize) -> *mut u8 {
+    if align <= 16 {
+        heap::alloc(size)
+    } else if align.is_power_of_two() {
+        alloc_aligned(align, size)
+    } else {
+        core::ptr::null_mut()
+    }
+}
+
+/// C++ `operator delete` and `delete[]` (every variant): with `size` for the sized ones
+/// (and `align` for the aligned ones, 16 for the others) a size of another class than
+/// the block's is reported, as by [`free_sized`]; reports name `operator delete`.
+///
+/// # Safety
+/// As for [`free`].
+pub unsafe fn cxx_delete(p: *mut u8, size: Option<usize>, align: usize) {
+    // SAFETY: caller's contract.
+    unsafe {
+        match size {
+            Some(size) => heap::free_sized(p, size, align, crate::misuse::Op::Delete),
+            None => heap::free_with(p, crate::misuse::Op::Delete),
+        }
+    }
+}
+
 /// Prints the statistics summary on stderr.
 pub fn stats_print() {
     crate::stats::print_summary();

@@ -35,6 +35,8 @@ pub enum Op {
     Dealloc,
     /// Rust's `GlobalAlloc::realloc`.
     RustRealloc,
+    /// C++ `operator delete` and `delete[]` (every variant).
+    Delete,
 }
 
 impl Op {
@@ -48,6 +50,7 @@ impl Op {
             Op::UsableSize => "malloc_usable_size",
             Op::Dealloc => "GlobalAlloc::dealloc",
             Op::RustRealloc => "GlobalAlloc::realloc",
+            Op::Delete => "operator delete",
         }
     }
 

@@ -833,6 +833,15 @@ pub fn lookup_symbol(name: &CStr) -> *mut c_void {
     unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) }
 }
 
+/// Looks up the next definition of a symbol after the calling object in the lookup
+/// order (`dlsym(RTLD_NEXT, name)`): the one an interposed function replaces. Null if
+/// there is none. As [`lookup_symbol`]: no allocator lock may be held.
+#[cfg(target_os = "linux")]
+pub fn next_symbol(name: &CStr) -> *mut c_void {
+    // SAFETY: `name` is NUL-terminated; RTLD_NEXT searches the objects after ours.
+    unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) }
+}
+
 /// Looks a symbol up in a shared library, loading it if it is not loaded yet
 /// (`dlopen(lib, RTLD_NOW)` then `dlsym`); null if either fails. The handle is kept
 /// (the library stays loaded). Loads and allocates: the error path only, with no
