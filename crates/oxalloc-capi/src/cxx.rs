@@ -167,65 +167,32 @@ throwing_new!(
 /// `std::nothrow_t`, passed by reference and never read.
 type Nothrow = *const c_void;
 
-/// The replaced `nothrow` operator, called: it asks `malloc` again, calls the
-/// `new_handler`, and returns null for good (catching its own `std::bad_alloc`, so
-/// nothing unwinds into this frame).
-type NothrowNew = unsafe extern "C" fn(usize, Nothrow) -> *mut c_void;
-/// As [`NothrowNew`], aligned.
-type NothrowNewAligned = unsafe extern "C" fn(usize, usize, Nothrow) -> *mut c_void;
-
-/// C++ `operator new(size, std::nothrow)`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn _ZnwmRKSt9nothrow_t(size: usize, t: Nothrow) -> *mut c_void {
-    let p = new_or_null(size);
-    if !p.is_null() {
-        return p;
-    }
-    // SAFETY: the symbol is libstdc++'s operator of this very signature.
-    unsafe { core::mem::transmute::<*mut c_void, NothrowNew>(next_new_nothrow())(size, t) }
+/// The `nothrow` operators: on null they call the replaced one, which asks `malloc`
+/// again, calls the `new_handler`, and returns null for good (it catches its own
+/// `std::bad_alloc`, so nothing unwinds into these frames).
+macro_rules! nothrow_new_fns {
+    ($($name:ident($($a:ident),*) => $imp:ident, $next:ident;)*) => {$(
+        /// C++ `nothrow` `operator new` variant (see the module docs).
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $name($($a: usize,)* t: Nothrow) -> *mut c_void {
+            let p = $imp($($a),*);
+            if !p.is_null() {
+                return p;
+            }
+            type Replaced =
+                unsafe extern "C" fn($(nothrow_new_fns!(@usize $a),)* Nothrow) -> *mut c_void;
+            // SAFETY: the symbol is libstdc++'s operator of this very signature.
+            unsafe { core::mem::transmute::<*mut c_void, Replaced>($next())($($a,)* t) }
+        }
+    )*};
+    (@usize $a:ident) => { usize };
 }
 
-/// C++ `operator new[](size, std::nothrow)`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn _ZnamRKSt9nothrow_t(size: usize, t: Nothrow) -> *mut c_void {
-    let p = new_or_null(size);
-    if !p.is_null() {
-        return p;
-    }
-    // SAFETY: as above.
-    unsafe { core::mem::transmute::<*mut c_void, NothrowNew>(next_new_array_nothrow())(size, t) }
-}
-
-/// C++ `operator new(size, align, std::nothrow)`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn _ZnwmSt11align_val_tRKSt9nothrow_t(
-    size: usize,
-    align: usize,
-    t: Nothrow,
-) -> *mut c_void {
-    let p = new_aligned_or_null(size, align);
-    if !p.is_null() {
-        return p;
-    }
-    let f = next_new_aligned_nothrow();
-    // SAFETY: as above.
-    unsafe { core::mem::transmute::<*mut c_void, NothrowNewAligned>(f)(size, align, t) }
-}
-
-/// C++ `operator new[](size, align, std::nothrow)`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn _ZnamSt11align_val_tRKSt9nothrow_t(
-    size: usize,
-    align: usize,
-    t: Nothrow,
-) -> *mut c_void {
-    let p = new_aligned_or_null(size, align);
-    if !p.is_null() {
-        return p;
-    }
-    let f = next_new_array_aligned_nothrow();
-    // SAFETY: as above.
-    unsafe { core::mem::transmute::<*mut c_void, NothrowNewAligned>(f)(size, align, t) }
+nothrow_new_fns! {
+    _ZnwmRKSt9nothrow_t(size) => new_or_null, next_new_nothrow;
+    _ZnamRKSt9nothrow_t(size) => new_or_null, next_new_array_nothrow;
+    _ZnwmSt11align_val_tRKSt9nothrow_t(size, align) => new_aligned_or_null, next_new_aligned_nothrow;
+    _ZnamSt11align_val_tRKSt9nothrow_t(size, align) => new_aligned_or_null, next_new_array_aligned_nothrow;
 }
 
 /// The `operator delete` variants: the sized ones check the size (and alignment).

@@ -180,7 +180,7 @@ impl SizeClass {
         first as usize..end as usize
     }
 
-    /// Whether a span of this class holds at least [`MIN_BLOCKS_PER_DENSE_SPAN`] blocks
+    /// Whether a span of this class holds at least 128 blocks
     /// (the classes up to 1 KiB), so that taking and giving back one of its spans costs
     /// little per block.
     pub const fn dense(self) -> bool {
