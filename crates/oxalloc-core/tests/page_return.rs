@@ -88,6 +88,13 @@ fn freed_memory_is_kept_while_active_and_returned_when_quiet() {
     kept_while_active_returned_when_quiet(LARGE, 1, 20);
     kept_while_active_returned_when_quiet(HUGE, 150, 170);
 
+    // A pause longer than the window but shorter than half a second (spans' quiet) does
+    // not age the window: the pages are still kept after it, and when the program goes
+    // on (a program that pauses between bursts purged and refaulted them each time).
+    options::DEMAND_WINDOW_MS.set(100);
+    kept_while_active_returned_when_quiet(LARGE, 1, 300);
+    options::DEMAND_WINDOW_MS.set(2000);
+
     // malloc_trim(0) gives back at once what demand would keep.
     let blocks = [allocate_and_write(LARGE), allocate_and_write(HUGE)];
     blocks.iter().for_each(|b| free_all(b));
