@@ -38,45 +38,17 @@ fn replaced(cache: &AtomicPtr<c_void>, name: &CStr) -> *mut c_void {
 }
 
 /// A throwing `operator new` (x86-64): `$imp` allocates; on null the trampoline jumps
-/// to what `$next` returns (the replaced operator) with the arguments restored. The
-/// stack stays 16-byte aligned at both calls; CFI describes every push.
+/// to what `$next` returns (the replaced operator) with the arguments restored. Both
+/// argument registers are kept whatever the operator takes (`rsi` is unused by the
+/// unaligned ones), so one body serves all four. The stack stays 16-byte aligned at
+/// both calls; CFI describes every push.
 #[cfg(target_arch = "x86_64")]
 macro_rules! throwing_new {
-    ($name:ident(size), $imp:path, $next:path) => {
+    ($name:ident($($arg:ident),*), $imp:path, $next:path) => {
         /// C++ throwing `operator new` (assembly trampoline: see the module docs).
         #[unsafe(no_mangle)]
         #[unsafe(naked)]
-        pub extern "C" fn $name(_size: usize) -> *mut c_void {
-            core::arch::naked_asm!(
-                ".cfi_startproc",
-                "push rdi",
-                ".cfi_adjust_cfa_offset 8",
-                "call {imp}",
-                "test rax, rax",
-                "jz 2f",
-                ".cfi_remember_state",
-                "pop rdi",
-                ".cfi_adjust_cfa_offset -8",
-                "ret",
-                "2:",
-                ".cfi_restore_state",
-                "call {next}",
-                "mov r11, rax",
-                "pop rdi",
-                ".cfi_adjust_cfa_offset -8",
-                "jmp r11",
-                ".cfi_endproc",
-                imp = sym $imp,
-                next = sym $next,
-            )
-        }
-    };
-    ($name:ident(size, align), $imp:path, $next:path) => {
-        /// C++ throwing aligned `operator new` (assembly trampoline: see the module
-        /// docs).
-        #[unsafe(no_mangle)]
-        #[unsafe(naked)]
-        pub extern "C" fn $name(_size: usize, _align: usize) -> *mut c_void {
+        pub extern "C" fn $name($($arg: usize),*) -> *mut c_void {
             core::arch::naked_asm!(
                 ".cfi_startproc",
                 "push rdi",
@@ -148,18 +120,18 @@ replaced_fns! {
 }
 
 #[cfg(target_arch = "x86_64")]
-throwing_new!(_Znwm(size), new_or_null, next_new);
+throwing_new!(_Znwm(_size), new_or_null, next_new);
 #[cfg(target_arch = "x86_64")]
-throwing_new!(_Znam(size), new_or_null, next_new_array);
+throwing_new!(_Znam(_size), new_or_null, next_new_array);
 #[cfg(target_arch = "x86_64")]
 throwing_new!(
-    _ZnwmSt11align_val_t(size, align),
+    _ZnwmSt11align_val_t(_size, _align),
     new_aligned_or_null,
     next_new_aligned
 );
 #[cfg(target_arch = "x86_64")]
 throwing_new!(
-    _ZnamSt11align_val_t(size, align),
+    _ZnamSt11align_val_t(_size, _align),
     new_aligned_or_null,
     next_new_array_aligned
 );
