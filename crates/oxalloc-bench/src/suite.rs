@@ -73,7 +73,7 @@ const fn w(
 }
 
 /// Every workload, in table order.
-pub const WORKLOADS: [Workload; 27] = [
+pub const WORKLOADS: [Workload; 28] = [
     w(
         "larson",
         Kind::Work,
@@ -199,6 +199,13 @@ pub const WORKLOADS: [Workload; 27] = [
         Threads::One,
         true,
         "32 short-lived slots and 50K long-lived blocks (1 step in 100), 8-520 B, random",
+    ),
+    w(
+        "huge-table",
+        Kind::Work,
+        Threads::One,
+        true,
+        "2000 live blocks of 1-4 MiB, each step replaces a random one (4 KiB written)",
     ),
     w(
         "python",

@@ -11,6 +11,7 @@ pub mod batch_ring;
 pub mod burst_idle;
 pub mod calloc_churn;
 pub mod false_sharing;
+pub mod huge_table;
 pub mod large;
 pub mod larson;
 pub mod lifetimes;
@@ -63,7 +64,7 @@ impl WorkOutput {
 }
 
 /// Names of the C-allocator workloads this module runs (see [`run`]).
-pub const NAMES: [&str; 19] = [
+pub const NAMES: [&str; 20] = [
     "larson",
     "xmalloc",
     "cache-thrash",
@@ -82,6 +83,7 @@ pub const NAMES: [&str; 19] = [
     "batch-ring",
     "random-sizes",
     "lifetimes",
+    "huge-table",
     "pairs",
 ];
 
@@ -107,6 +109,7 @@ pub fn run(name: &str, threads: usize, scale: f64, pairs: u64) -> Option<WorkOut
         "batch-ring" => batch_ring::run(threads, scale),
         "random-sizes" => random_sizes::run(threads, scale),
         "lifetimes" => lifetimes::run(threads, scale),
+        "huge-table" => huge_table::run(scale),
         "pairs" => pairs::run(pairs, 32),
         _ => return None,
     })
