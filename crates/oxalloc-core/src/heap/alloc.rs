@@ -327,6 +327,16 @@ unsafe fn order_by_address(span: *mut Span) {
         if starts_ascending((*span).free) {
             return;
         }
+        // The walk below is a chain of dependent loads, a line each, in the order the
+        // blocks were freed: ask for every carved line first, so that the misses
+        // overlap instead of following one another (a span at least half free: most of
+        // these lines are handed out soon). 4M 48-byte blocks, 90% freed at random,
+        // then freed and allocated at random: the walk was 86% of `alloc_slow`.
+        let mut line = start;
+        while line < (*span).bump as usize {
+            prefetch(line as *mut Block);
+            line += 64;
+        }
         let mut bits = [0u64; ORDER_GRANULES / 64];
         let mut b = (*span).free;
         while !b.is_null() {
