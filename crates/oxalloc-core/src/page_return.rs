@@ -19,7 +19,8 @@
 //!   churning 32 MiB blocks held to an 8 MiB slack purged a block's worth of pages
 //!   and faulted them in again every few requests (the `large` row: 20% more faults).
 //! - **A quiet pool keeps nothing.** When a pool has seen no allocation or free for half
-//!   a second (or a quarter of the window if longer; huge blocks: two purge delays), its
+//!   a second (or a quarter of the window if longer; huge blocks: two purge delays,
+//!   doubled while the program comes back to them soon after each pause), its
 //!   recent peak no longer predicts anything: its kept memory is purged (by the
 //!   background thread), so RSS falls after a burst, and a program that stopped using
 //!   huge blocks does not keep their pages. A shorter pause does not age the window: it
@@ -31,7 +32,7 @@
 //! The state is a handful of atomics per pool, updated under that pool's lock.
 
 use crate::options;
-use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
 /// Slices of the demand window, each remembering its own peak.
 const EPOCHS: usize = 8;
@@ -96,17 +97,34 @@ const SPANS_QUIET_NS: u64 = 500_000_000;
 
 /// How long `pool` must go without an allocation or free to count as quiet: half a
 /// second or a quarter of the window for spans ([`SPANS_QUIET_NS`]); for huge blocks
-/// two purge delays (at most a quarter of the window). A program that uses huge blocks
-/// now and then (sqlite's sort buffers) would otherwise keep each freed one resident
-/// while its other memory grows: sqlite's peak RSS 9.9 -> 11.7 MiB. One that churns
-/// them (the `large` row) frees them every few ms.
+/// two purge delays (at most a quarter of the window), doubled for each time the pool
+/// came back soon after it went quiet ([`HUGE_QUIET_DOUBLINGS`]), up to the spans'
+/// time. A program that uses huge blocks now and then (sqlite's sort buffers) would
+/// otherwise keep each freed one resident while its other memory grows: sqlite's peak
+/// RSS 9.9 -> 11.7 MiB. One that churns them (the `large` row) frees them every few
+/// ms. One that uses them in cycles of some tens of ms (vectors grown by `realloc`
+/// past 1 MiB, freed, grown again) had them purged and faulted in again every cycle.
 fn quiet_ns(pool: Pool) -> u64 {
     let quarter = window_ns() / 4;
+    let spans = quarter.max(SPANS_QUIET_NS);
     match pool {
-        Pool::Spans => quarter.max(SPANS_QUIET_NS),
-        Pool::Huge => (2 * delay_ns()).min(quarter),
+        Pool::Spans => spans,
+        Pool::Huge => {
+            ((2 * delay_ns()).min(quarter) << HUGE_QUIET_DOUBLINGS.load(Relaxed)).min(spans)
+        }
     }
 }
+
+/// Times the huge pool's quiet time was doubled: once each time it came back within
+/// [`SOON`] quiet times of going quiet after a peak above the cache cap (so more than
+/// the cap was purged for a pause the program's next cycle ended), one less each time
+/// it stayed away longer. A smaller pool is purged as before: refaulting a few MiB a
+/// cycle costs little, and keeping them is what sqlite's RSS would pay.
+static HUGE_QUIET_DOUBLINGS: AtomicU32 = AtomicU32::new(0);
+/// See [`HUGE_QUIET_DOUBLINGS`].
+const SOON: u64 = 16;
+/// Most doublings (the spans' quiet time caps them anyway).
+const MAX_DOUBLINGS: u32 = 6;
 
 /// The purge delay, in ns.
 pub fn delay_ns() -> u64 {
@@ -125,7 +143,19 @@ pub fn note_demand(pool: Pool, in_use: usize, allocated: usize, now: u64) {
     let epoch = now / epoch_ns();
     let last = d.last_active_ns.swap(now, Relaxed);
     let gap = now.wrapping_sub(last);
-    if gap >= quiet_ns(pool) {
+    let quiet = quiet_ns(pool);
+    if gap >= quiet {
+        if let Pool::Huge = pool {
+            let n = HUGE_QUIET_DOUBLINGS.load(Relaxed);
+            let n = if gap >= SOON * quiet {
+                n.saturating_sub(1)
+            } else if window_max(d, &d.peaks, last / epoch_ns()) > cache_cap() {
+                (n + 1).min(MAX_DOUBLINGS)
+            } else {
+                n
+            };
+            HUGE_QUIET_DOUBLINGS.store(n, Relaxed);
+        }
         d.active_since_ns.store(now, Relaxed);
     } else if gap >= epoch_ns() {
         // Back from a pause short of quiet: the demand before it is carried into this
@@ -210,9 +240,14 @@ fn keep_for(peak: usize, in_use: usize) -> usize {
 /// cycle), or `largest`, the pool's largest block of the window (room for the gap a
 /// big block leaves), whichever is most.
 fn cap_with(largest: usize) -> usize {
-    let configured = options::CACHE_MAX_MIB.get() as usize * (1 << 20);
+    let configured = cache_cap();
     let in_use: u64 = DEMAND.iter().map(|d| d.in_use.load(Relaxed)).sum();
     configured.max(in_use as usize / 4).max(largest)
+}
+
+/// The configured cache cap (`OXALLOC_CACHE_MAX_MIB`) in bytes.
+fn cache_cap() -> usize {
+    (options::CACHE_MAX_MIB.get() as usize).saturating_mul(1 << 20)
 }
 
 /// What a pool should purge now, in bytes of its own dirty memory to keep.
