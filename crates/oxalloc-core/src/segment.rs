@@ -191,6 +191,9 @@ pub struct Span {
     pub bump_at_exit: *mut u8,
     /// Small spans: when such a collection first found `bump` where it is now (ns).
     pub bump_since_ns: u64,
+    /// Large spans: the heap that allocated the block, to which a free from another
+    /// thread hands the span back (`heap::large`); null if none.
+    pub large_home: *mut Heap,
 }
 
 /// The word behind [`Span::remote`]: the list head in the low 48 bits, the number of
@@ -278,6 +281,7 @@ impl Span {
             freed_at_ns: 0,
             bump_at_exit: ptr::null_mut(),
             bump_since_ns: 0,
+            large_home: ptr::null_mut(),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! next large blocks of that count (`heap::large`): a block that churns comes back to
 //! the same span without the central pool. How many a count keeps grows with its churn;
 //! the spans go back when the count is no longer allocated and when the thread exits.
+//! Blocks another thread frees come back to the heap that allocated them.
 
 mod common;
 use common::{free_all, malloc_written};
@@ -77,9 +78,12 @@ fn freed_large_spans_are_kept_for_the_next_block_then_given_back() {
             kept()
         );
 
-        // Blocks freed by a thread that does not allocate large blocks are not kept
-        // there: they go back to the pool at once.
+        // Blocks freed by another thread are not kept there (it does not allocate
+        // them): they go back to this heap, whose next blocks they serve without the
+        // pool.
         let theirs: Vec<usize> = (0..4).map(|_| malloc_written(LARGE)).collect();
+        let mut sorted = theirs.clone();
+        sorted.sort_unstable();
         let in_use = GLOBAL.in_use_bytes.load(Relaxed);
         thread::spawn(move || {
             free_all(theirs);
@@ -91,11 +95,22 @@ fn freed_large_spans_are_kept_for_the_next_block_then_given_back() {
         })
         .join()
         .unwrap();
+        let mut again: Vec<usize> = (0..4).map(|_| malloc_written(LARGE)).collect();
+        again.sort_unstable();
+        assert_eq!(
+            again, sorted,
+            "the blocks another thread freed did not come back to their heap"
+        );
         assert_eq!(
             GLOBAL.in_use_bytes.load(Relaxed),
-            in_use - 4 * SPAN,
-            "the other thread's frees did not reach the pool"
+            in_use,
+            "the other thread's frees went through the pool"
         );
+        free_all(again);
+        // Handed back and not taken yet when the thread exits: given back then (the
+        // check after the join).
+        let theirs: Vec<usize> = (0..2).map(|_| malloc_written(LARGE)).collect();
+        thread::spawn(move || free_all(theirs)).join().unwrap();
         // Kept spans go back when the thread exits.
         let p = malloc_written(OTHER);
         free_all([p]);

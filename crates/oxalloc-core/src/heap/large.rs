@@ -19,6 +19,15 @@
 //! alternating runs each). A thread that stops calling the allocator keeps what it has
 //! until it exits or calls `malloc_trim`.
 //!
+//! A span freed by another thread goes back to the heap that allocated the block
+//! (`Span::large_home`), on a stack of its own that other threads push to
+//! (`Heap::returned_large`), and the heap takes them into its cache when it misses
+//! there. Kept by the freeing thread instead, a thread that only frees large blocks
+//! (a consumer of another's buffers) filled its cache and sent the rest to the central
+//! pool, from which the producer took every block: both threads on the central lock
+//! for every block (64 KiB-1 MiB buffers passed from one thread to another: 0.10-0.21 s
+//! against mimalloc's 0.07-0.13, `lock_contended` 18% of the samples).
+//!
 //! A live large block is claimed by its free with one compare-and-swap on its span's
 //! `grid_base` (the block's address tagged with [`LIVE`] while it is live), so two
 //! threads freeing one block cannot both have it, with or without the lock. The tag is
@@ -28,7 +37,8 @@
 
 use super::span_cache::{self, KEPT_COUNTS};
 use super::*;
-use core::sync::atomic::AtomicUsize;
+use crate::atomic_stack;
+use core::sync::atomic::{AtomicU8, AtomicUsize};
 
 /// Tag in a large span's `grid_base`: set while its block is live.
 const LIVE: usize = 1;
@@ -46,7 +56,16 @@ pub(super) fn alloc(slices: usize, align: usize) -> *mut u8 {
         // SAFETY: `heap` is this thread's real heap.
         span = unsafe {
             note_call(heap);
-            span_cache::take(&raw mut (*heap).large, slices)
+            let mut span = span_cache::take(&raw mut (*heap).large, slices);
+            if span.is_null()
+                && !AtomicPtr::from_ptr(&raw mut (*heap).returned_large)
+                    .load(Ordering::Relaxed)
+                    .is_null()
+            {
+                take_returned(heap);
+                span = span_cache::take(&raw mut (*heap).large, slices);
+            }
+            span
         };
     }
     if span.is_null() {
@@ -60,6 +79,7 @@ pub(super) fn alloc(slices: usize, align: usize) -> *mut u8 {
     // SAFETY: the span was just taken from the cache or the pool; it is ours alone.
     unsafe {
         (*span).owner = ptr::null_mut();
+        (*span).large_home = heap;
         // What `free` accepts for this span: exactly this pointer.
         (*span).grid_base = p | LIVE;
     }
@@ -128,7 +148,7 @@ pub(super) unsafe fn free(p: *mut u8, span: *mut Span, op: Op) {
         } else {
             stats::bump(&raw mut (*heap).stats.frees[LARGE_SLOT]);
             note_call(heap);
-            if span_cache::keep(&raw mut (*heap).large, span) {
+            if hand_back(span, heap) || span_cache::keep(&raw mut (*heap).large, span) {
                 return;
             }
         }
@@ -136,6 +156,73 @@ pub(super) unsafe fn free(p: *mut u8, span: *mut Span, op: Op) {
         // records).
         crate::purger::ensure_started();
         CENTRAL.lock().give(span);
+    }
+}
+
+/// Hands a span freed by `heap`'s thread back to the heap that allocated its block, if
+/// that is another heap, still in use by its thread, and the span one it can keep.
+/// Returns whether it did (the span is no longer ours then).
+///
+/// # Safety
+/// `span` is a large span just claimed by a free on this thread; `heap` this thread's
+/// real heap.
+unsafe fn hand_back(span: *mut Span, heap: *mut Heap) -> bool {
+    // SAFETY: caller's contract; heaps are never freed, so `home` may be read (and
+    // pushed to) even if its thread exited since: an abandoned heap's stack is emptied
+    // by its next collection.
+    unsafe {
+        let home = (*span).large_home;
+        if home.is_null()
+            || home == heap
+            || (*span).slice_count as usize > KEPT_COUNTS
+            || AtomicU8::from_ptr(&raw mut (*home).abandoned).load(Ordering::Relaxed) != 0
+        {
+            return false;
+        }
+        atomic_stack::push(
+            AtomicPtr::from_ptr(&raw mut (*home).returned_large),
+            span,
+            |top| (*span).remote_next.store(top, Ordering::Relaxed),
+        );
+        true
+    }
+}
+
+/// Takes the spans other threads handed back into the heap's cache (those it has no
+/// room for go to the central pool).
+///
+/// # Safety
+/// `heap` is the calling thread's real heap.
+unsafe fn take_returned(heap: *mut Heap) {
+    // SAFETY: caller's contract; the stack's spans were claimed by their frees and
+    // pushed whole, so each is ours once taken, and its link is read before it is
+    // kept or given back.
+    unsafe {
+        let mut s = atomic_stack::take_all(AtomicPtr::from_ptr(&raw mut (*heap).returned_large));
+        while !s.is_null() {
+            let next = (*s).remote_next.load(Ordering::Relaxed);
+            if !span_cache::keep(&raw mut (*heap).large, s) {
+                crate::purger::ensure_started();
+                CENTRAL.lock().give(s);
+            }
+            s = next;
+        }
+    }
+}
+
+/// Gives every span handed back to `heap` to the central pool (its collection).
+///
+/// # Safety
+/// The caller owns `heap` exclusively.
+pub(super) unsafe fn give_back_returned(heap: *mut Heap) {
+    // SAFETY: as in `take_returned`.
+    unsafe {
+        let mut s = atomic_stack::take_all(AtomicPtr::from_ptr(&raw mut (*heap).returned_large));
+        while !s.is_null() {
+            let next = (*s).remote_next.load(Ordering::Relaxed);
+            CENTRAL.lock().give(s);
+            s = next;
+        }
     }
 }
 

@@ -167,6 +167,10 @@ pub struct Heap {
     pub large: SpanCache,
     /// Large allocations and frees, for the windows of `large` (`large::note_call`).
     pub large_calls: u32,
+    /// Spans of large blocks this heap allocated and other threads freed, pushed
+    /// atomically by those threads (linked through `Span::remote_next`), taken whole
+    /// by the owner into `large` when it misses there (see `large`).
+    pub returned_large: *mut Span,
     /// Small spans this thread emptied, kept for its next spans of any class (see
     /// `free::retain_or_release`).
     pub emptied: SpanCache,
@@ -218,6 +222,7 @@ pub static EMPTY_HEAP: Heap = Heap {
     retain_refused: 0,
     large: SpanCache::EMPTY,
     large_calls: 0,
+    returned_large: ptr::null_mut(),
     emptied: SpanCache::EMPTY,
     stats: HeapStats {
         allocs: [0; NUM_CLASSES + 2],
@@ -419,6 +424,7 @@ pub unsafe fn collect(heap: *mut Heap, tails: Tails) {
         // Last: the drain and the frees above may have emptied spans, which the classes
         // still in use kept.
         release_retained(heap, u64::MAX);
+        large::give_back_returned(heap);
         span_cache::release_all(&raw mut (*heap).emptied);
         span_cache::release_all(&raw mut (*heap).large);
     }
