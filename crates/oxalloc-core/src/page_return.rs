@@ -115,10 +115,10 @@ fn quiet_ns(pool: Pool) -> u64 {
     }
 }
 
-/// Times the huge pool's quiet time was doubled: once each time it came back within
-/// [`SOON`] quiet times of going quiet after a peak above the cache cap (so more than
-/// the cap was purged for a pause the program's next cycle ended), one less each time
-/// it stayed away longer. A smaller pool is purged as before: refaulting a few MiB a
+/// Times the huge pool's quiet time was doubled: each time it came back within [`SOON`]
+/// quiet times of going quiet after a peak above the cache cap (so more than the cap
+/// was purged for a pause the program's next cycle ended), as many times as cover that
+/// pause; one less each time it stayed away longer. A smaller pool is purged as before: refaulting a few MiB a
 /// cycle costs little, and keeping them is what sqlite's RSS would pay.
 static HUGE_QUIET_DOUBLINGS: AtomicU32 = AtomicU32::new(0);
 /// See [`HUGE_QUIET_DOUBLINGS`].
@@ -150,7 +150,13 @@ pub fn note_demand(pool: Pool, in_use: usize, allocated: usize, now: u64) {
             let n = if gap >= SOON * quiet {
                 n.saturating_sub(1)
             } else if window_max(d, &d.peaks, last / epoch_ns()) > cache_cap() {
-                (n + 1).min(MAX_DOUBLINGS)
+                // Doubled at least once, and enough to cover this pause and a quarter
+                // more, so a program that pauses as long again keeps its pages.
+                let mut m = n + 1;
+                while m < MAX_DOUBLINGS && quiet << (m - n) < gap + gap / 4 {
+                    m += 1;
+                }
+                m.min(MAX_DOUBLINGS)
             } else {
                 n
             };
