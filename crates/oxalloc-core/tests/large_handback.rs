@@ -4,14 +4,22 @@
 //! would otherwise take for every buffer).
 
 use oxalloc_core::api;
+use oxalloc_core::heap::RETURNED_MAX;
+use oxalloc_core::tls;
 use std::collections::BTreeSet;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::{mpsc, Mutex};
+
+/// The tests of this file run one at a time: `malloc_trim` in one would take the
+/// spans handed back in the other.
+static SERIAL: Mutex<()> = Mutex::new(());
 
 const SIZE: usize = 128 << 10;
 const COUNT: usize = 4;
 
 #[test]
 fn large_blocks_freed_by_another_thread_go_back_to_their_heap() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (to_consumer, blocks) = mpsc::channel::<Vec<usize>>();
     let (to_producer, freed) = mpsc::channel::<()>();
     let (done, finish) = mpsc::channel::<()>();
@@ -51,4 +59,38 @@ fn large_blocks_freed_by_another_thread_go_back_to_their_heap() {
         // SAFETY: as above.
         unsafe { api::free(p as *mut u8) };
     }
+}
+
+/// Bytes handed back to this thread's heap and not taken yet.
+fn returned_here() -> usize {
+    // SAFETY: this thread's heap; the field is only accessed atomically.
+    unsafe { AtomicUsize::from_ptr(&raw mut (*tls::heap()).returned_large_bytes).load(Relaxed) }
+}
+
+#[test]
+fn an_idle_heap_holds_at_most_its_cap_of_handed_back_spans_until_a_trim() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // Twice the cap, allocated here, freed by another thread while this one allocates
+    // no more large blocks.
+    let blocks: Vec<usize> = (0..2 * RETURNED_MAX / SIZE)
+        .map(|_| api::malloc(SIZE) as usize)
+        .collect();
+    assert!(blocks.iter().all(|&p| p != 0));
+    std::thread::spawn(move || {
+        for p in blocks {
+            // SAFETY: each block is live and freed once.
+            unsafe { api::free(p as *mut u8) };
+        }
+    })
+    .join()
+    .unwrap();
+    let held = returned_here();
+    assert!(held > 0, "nothing was handed back");
+    assert!(
+        held <= RETURNED_MAX,
+        "{held} bytes handed back, cap {RETURNED_MAX}"
+    );
+    // malloc_trim from any thread gives them back.
+    std::thread::spawn(|| api::malloc_trim(0)).join().unwrap();
+    assert_eq!(returned_here(), 0, "malloc_trim left handed-back spans");
 }

@@ -43,6 +43,11 @@ use core::sync::atomic::{AtomicU8, AtomicUsize};
 /// Tag in a large span's `grid_base`: set while its block is live.
 const LIVE: usize = 1;
 
+/// Most bytes of spans handed back to one heap and not taken yet: as much as its cache
+/// keeps in all, so a thread that stopped allocating large blocks holds no more there
+/// than in its cache (past it, the freeing thread keeps the span or gives it back).
+pub const RETURNED_MAX: usize = span_cache::KEEP_TOTAL;
+
 /// Allocates a large block of `slices` slices at alignment `align` (up to the slices'
 /// room): a span the heap kept, or one from the central pool. Null when the OS refuses
 /// memory.
@@ -179,6 +184,12 @@ unsafe fn hand_back(span: *mut Span, heap: *mut Heap) -> bool {
         {
             return false;
         }
+        let bytes = (*span).slice_count as usize * SLICE_SIZE;
+        let held = AtomicUsize::from_ptr(&raw mut (*home).returned_large_bytes);
+        if held.fetch_add(bytes, Ordering::Relaxed) + bytes > RETURNED_MAX {
+            held.fetch_sub(bytes, Ordering::Relaxed);
+            return false;
+        }
         atomic_stack::push(
             AtomicPtr::from_ptr(&raw mut (*home).returned_large),
             span,
@@ -194,34 +205,47 @@ unsafe fn hand_back(span: *mut Span, heap: *mut Heap) -> bool {
 /// # Safety
 /// `heap` is the calling thread's real heap.
 unsafe fn take_returned(heap: *mut Heap) {
-    // SAFETY: caller's contract; the stack's spans were claimed by their frees and
-    // pushed whole, so each is ours once taken, and its link is read before it is
-    // kept or given back.
+    // SAFETY: caller's contract.
     unsafe {
-        let mut s = atomic_stack::take_all(AtomicPtr::from_ptr(&raw mut (*heap).returned_large));
-        while !s.is_null() {
-            let next = (*s).remote_next.load(Ordering::Relaxed);
+        for_each_returned(heap, |s| {
             if !span_cache::keep(&raw mut (*heap).large, s) {
                 crate::purger::ensure_started();
                 CENTRAL.lock().give(s);
             }
-            s = next;
-        }
+        })
     }
 }
 
-/// Gives every span handed back to `heap` to the central pool (its collection).
+/// Gives every span handed back to `heap` to the central pool (its collection, and
+/// `malloc_trim` for every heap: the stack is atomic, so any thread may take it).
 ///
 /// # Safety
-/// The caller owns `heap` exclusively.
+/// `heap` is a registered heap.
 pub(super) unsafe fn give_back_returned(heap: *mut Heap) {
-    // SAFETY: as in `take_returned`.
+    // SAFETY: caller's contract.
+    unsafe { for_each_returned(heap, |s| CENTRAL.lock().give(s)) }
+}
+
+/// Takes `heap`'s stack of handed-back spans whole and passes each span to `f`.
+///
+/// # Safety
+/// `heap` is a registered heap.
+unsafe fn for_each_returned(heap: *mut Heap, mut f: impl FnMut(*mut Span)) {
+    // SAFETY: caller's contract; the stack's spans were claimed by their frees and
+    // pushed whole, so each is ours once taken, and its link is read before `f` keeps
+    // or gives it back.
     unsafe {
         let mut s = atomic_stack::take_all(AtomicPtr::from_ptr(&raw mut (*heap).returned_large));
+        let mut bytes = 0;
         while !s.is_null() {
             let next = (*s).remote_next.load(Ordering::Relaxed);
-            CENTRAL.lock().give(s);
+            bytes += (*s).slice_count as usize * SLICE_SIZE;
+            f(s);
             s = next;
+        }
+        if bytes > 0 {
+            AtomicUsize::from_ptr(&raw mut (*heap).returned_large_bytes)
+                .fetch_sub(bytes, Ordering::Relaxed);
         }
     }
 }

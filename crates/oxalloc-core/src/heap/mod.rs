@@ -58,6 +58,7 @@ use self::free::bad_huge;
 use self::free::*;
 pub use self::free::{free, free_sized, free_with};
 use self::large::bad_large;
+pub use self::large::RETURNED_MAX;
 use self::partial::*;
 use self::recent::*;
 use self::remote::*;
@@ -171,6 +172,10 @@ pub struct Heap {
     /// atomically by those threads (linked through `Span::remote_next`), taken whole
     /// by the owner into `large` when it misses there (see `large`).
     pub returned_large: *mut Span,
+    /// Bytes of the spans on `returned_large` (added by the pushers before they push,
+    /// taken off by whoever takes the stack), so that a heap whose thread stopped
+    /// allocating large blocks strands at most `large::RETURNED_MAX` there.
+    pub returned_large_bytes: usize,
     /// Small spans this thread emptied, kept for its next spans of any class (see
     /// `free::retain_or_release`).
     pub emptied: SpanCache,
@@ -223,6 +228,7 @@ pub static EMPTY_HEAP: Heap = Heap {
     large: SpanCache::EMPTY,
     large_calls: 0,
     returned_large: ptr::null_mut(),
+    returned_large_bytes: 0,
     emptied: SpanCache::EMPTY,
     stats: HeapStats {
         allocs: [0; NUM_CLASSES + 2],
@@ -586,6 +592,9 @@ pub fn trim() -> usize {
         // SAFETY: `h` is this thread's heap.
         unsafe { collect(h, Tails::All) };
     }
+    // The spans other threads handed back to live heaps: any thread may take them.
+    // SAFETY: every registered heap is live memory; the stacks are atomic.
+    tls::for_each_heap(|h| unsafe { large::give_back_returned(h) });
     tls::collect_all_abandoned();
     CENTRAL.lock().purge(true) + huge::purge_cache(true)
 }

@@ -37,7 +37,7 @@ const KEEP_BYTES: usize = 2 << 20;
 /// s against 0.24 in the same slow hour). For the emptied spans': with half these
 /// limits, the glibc-simple-like rounds of `free::keep_or_release` took 118K of
 /// their 166K spans from the pool, with these 47K; the suite's rows the same.
-const KEEP_TOTAL: usize = 4 << 20;
+pub(super) const KEEP_TOTAL: usize = 4 << 20;
 
 /// Spans kept by slice count, with the limits that follow their churn.
 #[repr(C)]
