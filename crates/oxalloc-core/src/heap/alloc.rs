@@ -600,6 +600,17 @@ fn count_alloc(slot: usize) {
 
 /// Allocates zeroed memory, skipping the memset where the memory is known to be fresh.
 pub fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
+    if size <= MAX_SMALL && align <= 16 {
+        // A small block: never known to read as zero (only large and huge ones are), so
+        // no lookup of its span for it (`calloc(1, 16..512)`: 13 of its ~46
+        // instructions before the memset).
+        let p = alloc(size);
+        if !p.is_null() {
+            // SAFETY: p was just allocated with at least `size` usable bytes.
+            unsafe { ptr::write_bytes(p, 0, size) };
+        }
+        return p;
+    }
     let p = alloc_aligned(size, align);
     if p.is_null() {
         return p;
