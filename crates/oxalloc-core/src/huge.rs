@@ -443,10 +443,11 @@ impl HugeHeap {
                 break; // higher bins hold only longer extents
             }
         }
-        if best.is_none() && align > UNIT {
-            // Alignment padding may have ruled out what was looked at: an extent of
-            // `units + pad` or more fits anywhere it lies.
-            let sure = units + (align >> UNIT_SHIFT) - 1;
+        if best.is_none() {
+            // The candidates looked at did not fit (the first bin's shorter extents, or
+            // alignment padding): before a new region is mapped, every extent from the
+            // bin of `units + pad` up, where an extent that long fits anywhere it lies.
+            let sure = units + (align >> UNIT_SHIFT).max(1) - 1;
             let mut bins = self.nonempty & (u128::MAX << extent_bin(sure));
             while bins != 0 {
                 let mut run = self.extents[bins.trailing_zeros() as usize];
