@@ -105,6 +105,13 @@ pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
     if size > MAX_REQUEST {
         return enomem(core::ptr::null_mut());
     }
+    // SAFETY: caller's contract.
+    if let Some(q) = unsafe { heap::realloc_own_small(p, size) } {
+        if q.is_null() {
+            set_errno(ENOMEM);
+        }
+        return q;
+    }
     // SAFETY: caller's contract (a pointer that is not a live block is reported).
     let usable = unsafe { heap::usable_size_with(p, crate::misuse::Op::Realloc) };
     if usable == 0 {

@@ -66,7 +66,7 @@ pub unsafe fn free_with(p: *mut u8, op: Op) {
 /// `span` is the head record `p`'s slice names, in a live normal segment; `heap` is the
 /// calling thread's heap.
 #[inline(always)]
-unsafe fn frees_locally(span: *mut Span, heap: *mut Heap, p: usize) -> bool {
+pub(super) unsafe fn frees_locally(span: *mut Span, heap: *mut Heap, p: usize) -> bool {
     // SAFETY: caller's contract: the record is mapped; the grid fields are the owner's
     // to read plainly when the owner test passed first.
     unsafe {
@@ -125,7 +125,7 @@ unsafe fn free_sized_checked(p: *mut u8, size: usize, align: usize, op: Op) {
 /// # Safety
 /// `span` is owned by `heap`, the calling thread's heap, and `b` is one of its blocks.
 #[inline(always)]
-unsafe fn free_local(heap: *mut Heap, span: *mut Span, b: *mut Block) {
+pub(super) unsafe fn free_local(heap: *mut Heap, span: *mut Span, b: *mut Block) {
     // SAFETY: caller's contract.
     unsafe {
         (*b).next = (*span).free;

@@ -585,6 +585,54 @@ pub unsafe fn realloc(p: *mut u8, usable: usize, new_size: usize) -> *mut u8 {
     }
 }
 
+/// `realloc` of one of this thread's small blocks to a small size, the block looked up
+/// once: the general path checks it for its usable size and again when it frees it
+/// after a move (a random `realloc(p, 1..200)` in 256 slots: 186M instructions per 1M
+/// calls against mimalloc's 160M). `None` in every other case, and for a block that
+/// looks freed (its free key is there): the caller's general path checks and reports.
+///
+/// # Safety
+/// `p` is a live block of this allocator (as for `realloc`).
+#[inline]
+pub unsafe fn realloc_own_small(p: *mut u8, new_size: usize) -> Option<*mut u8> {
+    let addr = p as usize;
+    if new_size > MAX_SMALL {
+        return None;
+    }
+    let seg = SEGMENT_MAP.normal_segment(addr)?;
+    // SAFETY: the map says the segment is live, so the span record is mapped; when the
+    // span is this thread's and `p` one of its carved blocks (`frees_locally`), the
+    // block is mapped and only this thread frees into the span. `alloc` below leaves
+    // that so: the span holds `p`, so it stays this heap's.
+    unsafe {
+        let span = Segment::span_of(seg, addr);
+        let heap = tls::heap();
+        let b = p.cast::<Block>();
+        if !free::frees_locally(span, heap, addr) || (*b).key == heap {
+            return None;
+        }
+        let usable = (*span).block_size as usize;
+        if new_size <= usable && (new_size > usable / 2 || usable <= 32) {
+            return Some(p);
+        }
+        // As in `realloc`: a move grows the block by at least a quarter.
+        let grown = if new_size > usable {
+            new_size.max(usable + usable / 4)
+        } else {
+            new_size
+        };
+        let mut q = alloc(grown);
+        if q.is_null() && grown > new_size {
+            q = alloc(new_size);
+        }
+        if !q.is_null() {
+            ptr::copy_nonoverlapping(p, q, usable.min(new_size));
+            free::free_local(heap, span, b);
+        }
+        Some(q)
+    }
+}
+
 /// Gives every cached free page back to the OS now. Returns the bytes released.
 pub fn trim() -> usize {
     let h = tls::heap();
