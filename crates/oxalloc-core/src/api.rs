@@ -169,6 +169,11 @@ pub unsafe fn posix_memalign(out: *mut *mut u8, align: usize, size: usize) -> i3
     if !align.is_power_of_two() || !align.is_multiple_of(core::mem::size_of::<usize>()) {
         return EINVAL;
     }
+    if let Some(p) = heap::try_alloc_small(size, align) {
+        // SAFETY: caller's contract.
+        unsafe { out.write(p) };
+        return 0;
+    }
     let saved = oxalloc_sys::errno();
     let p = alloc_aligned(align, size);
     if p.is_null() {

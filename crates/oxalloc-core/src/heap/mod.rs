@@ -50,7 +50,7 @@ mod retain;
 mod span_cache;
 
 use self::alloc::purge_tail;
-pub use self::alloc::{alloc, alloc_aligned, alloc_small, alloc_zeroed};
+pub use self::alloc::{alloc, alloc_aligned, alloc_small, alloc_zeroed, try_alloc_small};
 pub use self::check::check_sized;
 use self::foreign::*;
 pub use self::foreign::{add_kept_allocs, kept_by_this_thread};
