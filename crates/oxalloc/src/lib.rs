@@ -134,6 +134,12 @@ unsafe impl GlobalAlloc for Oxalloc {
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: GlobalAlloc contract: `ptr` is live and came from this allocator.
         unsafe {
+            // One of this thread's small blocks to a small size: looked up once.
+            if layout.align() <= 16 {
+                if let Some(q) = heap::realloc_own_small(ptr, new_size) {
+                    return q;
+                }
+            }
             if heap::resize_in_place(ptr, new_size) {
                 return ptr;
             }
