@@ -558,24 +558,13 @@ pub unsafe fn realloc(p: *mut u8, usable: usize, new_size: usize) -> *mut u8 {
     // SAFETY: caller's contract.
     unsafe {
         if usable <= MAX_SMALL && new_size <= MAX_SMALL {
-            if new_size <= usable && (new_size > usable / 2 || usable <= 32) {
+            if small_stays(usable, new_size) {
                 return p;
             }
         } else if resize_in_place(p, new_size) {
             return p;
         }
-        // A block that grows by moving grows by at least a quarter, so a buffer grown a
-        // few bytes at a time (a string builder) moves O(log n) times, not once per
-        // size class.
-        let grown = if new_size > usable {
-            new_size.max(usable + usable / 4)
-        } else {
-            new_size
-        };
-        let mut q = alloc(grown);
-        if q.is_null() && grown > new_size {
-            q = alloc(new_size);
-        }
+        let q = alloc_to_move(usable, new_size);
         if q.is_null() {
             return q;
         }
@@ -583,6 +572,31 @@ pub unsafe fn realloc(p: *mut u8, usable: usize, new_size: usize) -> *mut u8 {
         free_with(p, Op::Realloc);
         q
     }
+}
+
+/// Whether `realloc` leaves a small block of `usable` bytes where it is for `new_size`
+/// (small too): when it fits, unless it shrinks to half or less (then a smaller block
+/// is worth the copy).
+#[inline(always)]
+fn small_stays(usable: usize, new_size: usize) -> bool {
+    new_size <= usable && (new_size > usable / 2 || usable <= 32)
+}
+
+/// The new block for a `realloc` that moves a block of `usable` bytes to `new_size`:
+/// one that grows gets at least a quarter more, so a buffer grown a few bytes at a time
+/// (a string builder) moves O(log n) times, not once per size class (exactly
+/// `new_size` if that much more is refused). Null when the OS refuses memory.
+fn alloc_to_move(usable: usize, new_size: usize) -> *mut u8 {
+    let grown = if new_size > usable {
+        new_size.max(usable + usable / 4)
+    } else {
+        new_size
+    };
+    let q = alloc(grown);
+    if q.is_null() && grown > new_size {
+        return alloc(new_size);
+    }
+    q
 }
 
 /// `realloc` of one of this thread's small blocks to a small size, the block looked up
@@ -612,19 +626,10 @@ pub unsafe fn realloc_own_small(p: *mut u8, new_size: usize) -> Option<*mut u8> 
             return None;
         }
         let usable = (*span).block_size as usize;
-        if new_size <= usable && (new_size > usable / 2 || usable <= 32) {
+        if small_stays(usable, new_size) {
             return Some(p);
         }
-        // As in `realloc`: a move grows the block by at least a quarter.
-        let grown = if new_size > usable {
-            new_size.max(usable + usable / 4)
-        } else {
-            new_size
-        };
-        let mut q = alloc(grown);
-        if q.is_null() && grown > new_size {
-            q = alloc(new_size);
-        }
+        let q = alloc_to_move(usable, new_size);
         if !q.is_null() {
             ptr::copy_nonoverlapping(p, q, usable.min(new_size));
             free::free_local(heap, span, b);
