@@ -123,6 +123,17 @@ impl Pages {
     }
 }
 
+/// A place for a block found by `HugeHeap::best_fit`.
+struct Fit {
+    region: *mut Region,
+    /// The first unit of the free extent.
+    head: usize,
+    /// The block's first unit.
+    first: usize,
+    /// Purged units under the block, then the extent's length: lower is better.
+    key: (usize, usize),
+}
+
 /// The header at the start of every region; the unit records follow it.
 #[repr(C, align(64))]
 struct Region {
@@ -371,29 +382,26 @@ impl HugeHeap {
         }
     }
 
-    /// Where `units` units at `align` would go in the free extent that starts at `h`
-    /// (`len` units): the block's first unit and how many of its units are purged
-    /// (would fault), or `None` if the extent is too short.
+    /// Where `units` units at `align` would go in the indexed free extent whose first
+    /// run is `head`, or `None` if the extent is too short.
     ///
     /// # Safety
-    /// Record `h` of `r` starts a free extent of `len` units; the lock is held.
-    unsafe fn fit(
-        r: *mut Region,
-        h: usize,
-        len: usize,
-        units: usize,
-        align: usize,
-    ) -> Option<(usize, usize)> {
-        let start = Region::unit_addr(r, h);
-        let skip = (start.next_multiple_of(align) - start) >> UNIT_SHIFT;
-        if skip + units > len {
-            return None;
-        }
-        let (a, b) = (h + skip, h + skip + units);
-        let mut e = h;
-        let mut purged = 0;
-        // SAFETY: caller's contract: `[h, h + len)` is tiled by free runs of `r`.
+    /// `head` is listed in the extent index; the lock is held.
+    unsafe fn fit(head: *mut Run, units: usize, align: usize) -> Option<Fit> {
+        // SAFETY: caller's contract: the index holds first records of free extents in
+        // live regions, with their lengths, and `[h, h + len)` is tiled by free runs.
         unsafe {
+            let r = region_of(head as usize);
+            let h = Region::index(r, head);
+            let len = (*head).extent_len;
+            let start = Region::unit_addr(r, h);
+            let skip = (start.next_multiple_of(align) - start) >> UNIT_SHIFT;
+            if skip + units > len {
+                return None;
+            }
+            let (a, b) = (h + skip, h + skip + units);
+            let mut e = h;
+            let mut purged = 0;
             while e < b {
                 let x = Region::run(r, e);
                 if !(*x).dirty {
@@ -401,18 +409,22 @@ impl HugeHeap {
                 }
                 e += (*x).len;
             }
+            Some(Fit {
+                region: r,
+                head: h,
+                first: a,
+                key: (purged, len),
+            })
         }
-        Some((a, purged))
     }
 
     /// A good place for `units` units at `align`: among free extents of about the
     /// right length, the one where the block would fault in the fewest purged units,
     /// then the shortest. Bins are searched from the shortest lengths up; the search
     /// ends at the first bin that held a resident fit, or after a few dozen candidates
-    /// (so it costs the same with 10 free extents or 10,000). Returns the region, the
-    /// extent's first run and the block's first unit.
-    fn best_fit(&self, units: usize, align: usize) -> Option<(*mut Region, usize, usize)> {
-        let mut best: Option<(*mut Region, usize, usize, (usize, usize))> = None;
+    /// (so it costs the same with 10 free extents or 10,000).
+    fn best_fit(&self, units: usize, align: usize) -> Option<Fit> {
+        let mut best: Option<Fit> = None;
         let mut weighed = 0;
         let mut bins = self.nonempty & (u128::MAX << extent_bin(units));
         while bins != 0 && weighed < CANDIDATES_IN_ALL {
@@ -422,24 +434,17 @@ impl HugeHeap {
             let mut looked = 0;
             while !run.is_null() && looked < CANDIDATES_PER_BIN {
                 looked += 1;
-                // SAFETY: the index holds the first records of free extents in live
-                // regions, with their lengths.
-                unsafe {
-                    let r = region_of(run as usize);
-                    let h = Region::index(r, run);
-                    let len = (*run).extent_len;
-                    run = (*run).extent_next;
-                    let Some((a, purged)) = Self::fit(r, h, len, units, align) else {
-                        continue;
-                    };
+                // SAFETY: the index holds first records of free extents; we hold the lock.
+                let (fit, next) = unsafe { (Self::fit(run, units, align), (*run).extent_next) };
+                run = next;
+                if let Some(f) = fit {
                     weighed += 1;
-                    let key = (purged, len);
-                    if best.is_none_or(|(_, _, _, k)| key < k) {
-                        best = Some((r, h, a, key));
+                    if best.as_ref().is_none_or(|b| f.key < b.key) {
+                        best = Some(f);
                     }
                 }
             }
-            if best.is_some_and(|(_, _, _, (purged, _))| purged == 0) {
+            if best.as_ref().is_some_and(|b| b.key.0 == 0) {
                 break; // higher bins hold only longer extents
             }
         }
@@ -454,19 +459,15 @@ impl HugeHeap {
                 bins &= bins - 1;
                 while !run.is_null() {
                     // SAFETY: as above.
-                    unsafe {
-                        let r = region_of(run as usize);
-                        let h = Region::index(r, run);
-                        let len = (*run).extent_len;
-                        run = (*run).extent_next;
-                        if let Some((a, _)) = Self::fit(r, h, len, units, align) {
-                            return Some((r, h, a));
-                        }
+                    let (fit, next) = unsafe { (Self::fit(run, units, align), (*run).extent_next) };
+                    if fit.is_some() {
+                        return fit;
                     }
+                    run = next;
                 }
             }
         }
-        best.map(|(r, h, a, _)| (r, h, a))
+        best
     }
 
     /// Maps a region with room for `units` units at `align`, and lists its free run.
@@ -797,7 +798,7 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
     let align = align.max(UNIT);
     let units = size.div_ceil(UNIT).max(1);
     let mut heap = HUGE.lock();
-    let (r, from, first) = match heap.best_fit(units, align) {
+    let fit = match heap.best_fit(units, align) {
         Some(found) => {
             stats::add(&GLOBAL.huge_cache_hits, 1);
             found
@@ -823,8 +824,9 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
             }
         }
     };
+    let r = fit.region;
     // SAFETY: best_fit returned a free range of `units` units.
-    let block = unsafe { heap.carve(r, from, first, units) };
+    let block = unsafe { heap.carve(r, fit.head, fit.first, units) };
     page_return::note_demand(Pool::Huge, heap.in_use, units * UNIT, oxalloc_sys::now_ns());
     drop(heap);
     stats::add(&GLOBAL.in_use_bytes, units * UNIT);

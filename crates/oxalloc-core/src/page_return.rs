@@ -118,8 +118,9 @@ fn quiet_ns(pool: Pool) -> u64 {
 /// Times the huge pool's quiet time was doubled: each time it came back within [`SOON`]
 /// quiet times of going quiet after a peak above the cache cap (so more than the cap
 /// was purged for a pause the program's next cycle ended), as many times as cover that
-/// pause; one less each time it stayed away longer. A smaller pool is purged as before: refaulting a few MiB a
-/// cycle costs little, and keeping them is what sqlite's RSS would pay.
+/// pause; one less each time it stayed away longer. A smaller pool is purged as before:
+/// refaulting a few MiB a cycle costs little, and keeping them is what sqlite's RSS
+/// would pay.
 static HUGE_QUIET_DOUBLINGS: AtomicU32 = AtomicU32::new(0);
 /// See [`HUGE_QUIET_DOUBLINGS`].
 const SOON: u64 = 16;

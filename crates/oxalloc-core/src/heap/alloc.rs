@@ -68,16 +68,10 @@ pub fn alloc_aligned(size: usize, align: usize) -> *mut u8 {
 /// stack frame on every call: 22 of the ~80 instructions of `posix_memalign(64, ...)`).
 #[inline]
 pub fn try_alloc_small(size: usize, align: usize) -> Option<*mut u8> {
-    let c = if align <= 16 {
-        if size > MAX_SMALL {
-            return None;
-        }
-        SizeClass::of(size)
-    } else if align <= SLICE_SIZE {
-        SizeClass::aligned(size, align)?
-    } else {
+    if align > SLICE_SIZE {
         return None;
-    };
+    }
+    let c = SizeClass::aligned(size, align)?;
     // SAFETY: as in `alloc_small`: the current span is the empty sentinel (free list
     // null) or a span this heap owns, whose free list only we touch.
     unsafe {
